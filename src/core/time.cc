@@ -1,0 +1,138 @@
+#include "core/time.h"
+
+#include <cstdio>
+
+namespace nudge::core {
+namespace {
+
+// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+void CivilFromDays(int64_t z, int64_t& y, unsigned& m, unsigned& d) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = static_cast<unsigned>(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  y = static_cast<int64_t>(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y += m <= 2;
+}
+
+unsigned DaysInMonth(int64_t y, unsigned m) {
+  static constexpr unsigned kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
+  return kDays[m - 1];
+}
+
+class Cursor {
+ public:
+  explicit Cursor(std::string_view text) : text_(text) {}
+  bool Done() const { return pos_ >= text_.size(); }
+  char Peek() const { return Done() ? '\0' : text_[pos_]; }
+  size_t Column() const { return pos_ + 1; }
+  bool Accept(char c) {
+    if (Peek() != c) return false;
+    ++pos_;
+    return true;
+  }
+  // Reads exactly n digits.
+  bool Digits(int n, int& out) {
+    out = 0;
+    for (int i = 0; i < n; ++i) {
+      char c = Peek();
+      if (c < '0' || c > '9') return false;
+      out = out * 10 + (c - '0');
+      ++pos_;
+    }
+    return true;
+  }
+
+ private:
+  std::string_view text_;
+  size_t pos_ = 0;
+};
+
+Status Bad(const Cursor& cur, const char* what) {
+  return Status::Invalid(std::string("invalid ISO-8601 timestamp: ") + what + " at column " +
+                         std::to_string(cur.Column()));
+}
+
+}  // namespace
+
+Result<Millis> ParseIso8601(std::string_view text) {
+  Cursor cur(text);
+  int year, month, day, hour = 0, minute = 0, second = 0;
+  if (!cur.Digits(4, year)) return Err(Bad(cur, "expected a 4-digit year"));
+  if (!cur.Accept('-')) return Err(Bad(cur, "expected '-'"));
+  if (!cur.Digits(2, month) || month < 1 || month > 12) return Err(Bad(cur, "expected month 01-12"));
+  if (!cur.Accept('-')) return Err(Bad(cur, "expected '-'"));
+  if (!cur.Digits(2, day) || day < 1 || static_cast<unsigned>(day) > DaysInMonth(year, month))
+    return Err(Bad(cur, "expected a day of that month"));
+  int64_t millis = 0;
+  int offset_minutes = 0;
+  if (!cur.Done()) {
+    if (!cur.Accept('T') && !cur.Accept('t') && !cur.Accept(' '))
+      return Err(Bad(cur, "expected 'T' between date and time"));
+    if (!cur.Digits(2, hour) || hour > 23) return Err(Bad(cur, "expected hour 00-23"));
+    if (!cur.Accept(':')) return Err(Bad(cur, "expected ':'"));
+    if (!cur.Digits(2, minute) || minute > 59) return Err(Bad(cur, "expected minute 00-59"));
+    if (cur.Accept(':')) {
+      if (!cur.Digits(2, second) || second > 60) return Err(Bad(cur, "expected second 00-60"));
+      if (second == 60) second = 59;  // leap second: keep it in the same minute
+      if (cur.Accept('.') || cur.Accept(',')) {
+        int digits = 0;
+        int64_t frac = 0;
+        while (cur.Peek() >= '0' && cur.Peek() <= '9') {
+          if (digits < 3) frac = frac * 10 + (cur.Peek() - '0');
+          ++digits;
+          cur.Accept(cur.Peek());
+        }
+        if (digits == 0) return Err(Bad(cur, "expected digits after '.'"));
+        for (int i = digits; i < 3; ++i) frac *= 10;
+        millis = frac;
+      }
+    }
+    if (cur.Accept('Z') || cur.Accept('z')) {
+      // UTC
+    } else if (cur.Peek() == '+' || cur.Peek() == '-') {
+      const int sign = cur.Peek() == '-' ? -1 : 1;
+      cur.Accept(cur.Peek());
+      int oh, om = 0;
+      if (!cur.Digits(2, oh) || oh > 23) return Err(Bad(cur, "expected offset hours"));
+      cur.Accept(':');
+      if (!cur.Done() && !cur.Digits(2, om)) return Err(Bad(cur, "expected offset minutes"));
+      offset_minutes = sign * (oh * 60 + om);
+    }
+  }
+  if (!cur.Done()) return Err(Bad(cur, "unexpected character"));
+  const int64_t days = DaysFromCivil(year, month, day);
+  const int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+  return seconds * 1000 + millis;
+}
+
+std::string FormatIso8601(Millis ms) {
+  int64_t seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+  const int millis = static_cast<int>(ms - seconds * 1000);
+  int64_t days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400;
+  int64_t rem = seconds - days * 86400;
+  int64_t y;
+  unsigned m, d;
+  CivilFromDays(days, y, m, d);
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
+                static_cast<long long>(y), m, d, static_cast<int>(rem / 3600),
+                static_cast<int>(rem % 3600 / 60), static_cast<int>(rem % 60), millis);
+  return buf;
+}
+
+}  // namespace nudge::core

@@ -1,0 +1,21 @@
+// ISO-8601 timestamps as the Segment spec sends them, to and from epoch milliseconds.
+// Pure functions; thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "core/clock.h"
+#include "core/result.h"
+
+namespace nudge::core {
+
+// Accepts "2026-11-24", "2026-11-24T10:00:00Z", "2026-11-24T10:00:00.123+02:00",
+// "2026-11-24 10:00:00" (space separator) and fractions of any length (kept to ms).
+// A missing zone means UTC. Errors name the offending character's column (1-based).
+Result<Millis> ParseIso8601(std::string_view text);
+
+// "2026-11-24T10:00:00.123Z".
+std::string FormatIso8601(Millis ms);
+
+}  // namespace nudge::core

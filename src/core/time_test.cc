@@ -1,0 +1,40 @@
+#include "core/time.h"
+
+#include <gtest/gtest.h>
+
+namespace nudge::core {
+namespace {
+
+TEST(Iso8601, ParsesTheFormsSdksSend) {
+  EXPECT_EQ(*ParseIso8601("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(*ParseIso8601("2026-11-24T10:00:00.123Z"), 1795514400123);
+  EXPECT_EQ(*ParseIso8601("2026-11-24T12:00:00.123+02:00"), 1795514400123);
+  EXPECT_EQ(*ParseIso8601("2026-11-24T05:30:00.123-0430"), 1795514400123);
+  EXPECT_EQ(*ParseIso8601("2026-11-24 10:00:00.123456Z"), 1795514400123);
+  EXPECT_EQ(*ParseIso8601("2026-11-24"), 1795478400000);
+  EXPECT_EQ(*ParseIso8601("2026-11-24T10:00Z"), 1795514400000);
+}
+
+TEST(Iso8601, RejectsWithTheColumn) {
+  auto r = ParseIso8601("2026-13-01T00:00:00Z");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("month"), std::string::npos);
+  r = ParseIso8601("2026-02-30");
+  ASSERT_FALSE(r);
+  r = ParseIso8601("2026-11-24T10:00:00Zjunk");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("column 21"), std::string::npos) << r.error().message();
+  EXPECT_FALSE(ParseIso8601("yesterday"));
+  EXPECT_FALSE(ParseIso8601(""));
+}
+
+TEST(Iso8601, FormatsRoundTrip) {
+  EXPECT_EQ(FormatIso8601(1795514400123), "2026-11-24T10:00:00.123Z");
+  EXPECT_EQ(FormatIso8601(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatIso8601(-1), "1969-12-31T23:59:59.999Z");
+  for (Millis t : {951782400000LL, 4107542399999LL, 1709164800500LL})
+    EXPECT_EQ(*ParseIso8601(FormatIso8601(t)), t);
+}
+
+}  // namespace
+}  // namespace nudge::core

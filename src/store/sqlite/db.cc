@@ -1,0 +1,74 @@
+#include "store/sqlite/db.h"
+
+namespace nudge::store::sqlite {
+
+Status SqliteError(sqlite3* db, int rc, std::string_view what) {
+  std::string msg(what);
+  msg += ": ";
+  msg += db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  const int primary = rc & 0xFF;
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_FULL ||
+      primary == SQLITE_IOERR)
+    return Status(Code::kUnavailable, std::move(msg));
+  return Status::Internal(std::move(msg));
+}
+
+Result<bool> Stmt::Step() {
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  return Err(SqliteError(db_, rc, "sqlite step"));
+}
+
+Status Stmt::Exec() {
+  for (;;) {
+    auto r = Step();
+    if (!r) return r.error();
+    if (!*r) return Status::Ok();
+  }
+}
+
+Result<std::unique_ptr<Db>> Db::Open(const std::string& path, bool read_only) {
+  sqlite3* raw = nullptr;
+  const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                    SQLITE_OPEN_NOMUTEX;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    Status s = SqliteError(raw, rc, "cannot open " + path);
+    sqlite3_close(raw);
+    return Err(s);
+  }
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, 10000);
+  return std::unique_ptr<Db>(new Db(raw));
+}
+
+Db::~Db() {
+  cache_.clear();
+  sqlite3_close(db_);
+}
+
+Status Db::Exec(const char* sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
+    std::string msg = err ? err : sqlite3_errstr(rc);
+    sqlite3_free(err);
+    return SqliteError(nullptr, rc, msg);
+  }
+  return Status::Ok();
+}
+
+Result<Stmt*> Db::Prepare(const char* sql) {
+  auto it = cache_.find(sql);
+  if (it != cache_.end()) return it->second.get();
+  sqlite3_stmt* stmt = nullptr;
+  const int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+  if (rc != SQLITE_OK) return Err(SqliteError(db_, rc, "sqlite prepare"));
+  auto owned = std::make_unique<Stmt>(db_, stmt);
+  Stmt* out = owned.get();
+  cache_.emplace(sql, std::move(owned));
+  return out;
+}
+
+}  // namespace nudge::store::sqlite

@@ -1,0 +1,97 @@
+#include "store/sqlite/schema.h"
+
+#include <iterator>
+#include <string>
+
+namespace nudge::store::sqlite {
+namespace {
+
+constexpr const char* kMigrations[] = {
+    // 1: workspaces, contacts, identities, events.
+    R"sql(
+CREATE TABLE workspaces(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  write_key_hash TEXT NOT NULL UNIQUE,
+  admin_key_hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL);
+
+CREATE TABLE contacts(
+  id INTEGER PRIMARY KEY,
+  ws INTEGER NOT NULL,
+  user_id TEXT,
+  email TEXT,
+  phone TEXT,
+  traits TEXT NOT NULL DEFAULT '{}',
+  tags TEXT NOT NULL DEFAULT '[]',
+  source TEXT,
+  import_id TEXT,
+  created_at INTEGER NOT NULL,
+  last_seen_at INTEGER NOT NULL);
+CREATE UNIQUE INDEX contacts_user ON contacts(ws, user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX contacts_email ON contacts(ws, lower(email)) WHERE email IS NOT NULL;
+CREATE INDEX contacts_phone ON contacts(ws, phone) WHERE phone IS NOT NULL;
+
+CREATE TABLE identities(
+  ws INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  value TEXT NOT NULL,
+  contact_id INTEGER NOT NULL,
+  PRIMARY KEY(ws, kind, value)) WITHOUT ROWID;
+CREATE INDEX identities_contact ON identities(contact_id);
+
+CREATE TABLE contact_merges(
+  ws INTEGER NOT NULL,
+  from_id INTEGER NOT NULL,
+  into_id INTEGER NOT NULL,
+  at INTEGER NOT NULL);
+
+CREATE TABLE events(
+  id INTEGER PRIMARY KEY,
+  ws INTEGER NOT NULL,
+  contact_id INTEGER NOT NULL,
+  message_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  name TEXT NOT NULL,
+  timestamp INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  body TEXT NOT NULL);
+CREATE UNIQUE INDEX events_message ON events(ws, message_id);
+CREATE INDEX events_contact ON events(contact_id, timestamp);
+)sql",
+};
+
+constexpr int kVersion = static_cast<int>(std::size(kMigrations));
+
+}  // namespace
+
+Status Migrate(Db& db) {
+  NUDGE_TRY(db.Exec("BEGIN IMMEDIATE"));
+  int version = 0;
+  {
+    auto stmt = db.Prepare("PRAGMA user_version");
+    if (!stmt) return stmt.error();
+    StmtUse use(**stmt);
+    auto row = use->Step();
+    if (!row) return row.error();
+    version = static_cast<int>(use->Int(0));
+  }
+  if (version > kVersion) {
+    (void)db.Exec("ROLLBACK");
+    return Status(Code::kFailedPrecondition,
+                  "the database has schema version " + std::to_string(version) +
+                      ", newer than this nudge knows (" + std::to_string(kVersion) + ")");
+  }
+  for (int v = version; v < kVersion; ++v) {
+    Status s = db.Exec(kMigrations[v]);
+    if (!s.ok()) {
+      (void)db.Exec("ROLLBACK");
+      return Status::Internal("migration " + std::to_string(v + 1) + " failed: " + s.message());
+    }
+  }
+  const std::string set = "PRAGMA user_version = " + std::to_string(kVersion);
+  NUDGE_TRY(db.Exec(set.c_str()));
+  return db.Exec("COMMIT");
+}
+
+}  // namespace nudge::store::sqlite

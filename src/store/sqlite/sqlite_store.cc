@@ -1,0 +1,500 @@
+// The SQLite implementation of Store: WAL mode, synchronous=FULL, one writer thread that
+// commits queued writes in groups, and a small pool of read connections.
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "core/clock.h"
+#include "core/metrics.h"
+#include "store/sqlite/db.h"
+#include "store/sqlite/schema.h"
+#include "store/store.h"
+
+namespace nudge::store {
+namespace sqlite {
+namespace {
+
+#define NUDGE_STMT(var, sql)          \
+  auto var##_prepared = db_.Prepare(sql); \
+  if (!var##_prepared) return Err(var##_prepared.error()); \
+  StmtUse var(**var##_prepared)
+
+constexpr const char* kContactColumns =
+    "id, ws, user_id, email, phone, traits, tags, source, import_id, created_at, last_seen_at";
+
+Contact ReadContact(Stmt& s) {
+  Contact c;
+  c.id = s.Int(0);
+  c.workspace = s.Int(1);
+  c.user_id = s.OptText(2);
+  c.email = s.OptText(3);
+  c.phone = s.OptText(4);
+  c.traits = s.Text(5);
+  c.tags = s.Text(6);
+  c.source = s.OptText(7);
+  c.import_id = s.OptText(8);
+  c.created_at = s.Int(9);
+  c.last_seen_at = s.Int(10);
+  return c;
+}
+
+Result<std::optional<Contact>> OneContact(StmtUse& q) {
+  auto row = q->Step();
+  if (!row) return Err(row.error());
+  if (!*row) return std::optional<Contact>();
+  return std::optional<Contact>(ReadContact(*q));
+}
+
+// The statements of one connection, as the ReadTxn/WriteTxn interfaces see them.
+class Txn final : public WriteTxn {
+ public:
+  explicit Txn(Db& db) : db_(db) {}
+
+  Result<std::vector<Workspace>> ListWorkspaces() override {
+    NUDGE_STMT(q, "SELECT id, name, write_key_hash, admin_key_hash, created_at FROM workspaces "
+                  "ORDER BY id");
+    std::vector<Workspace> out;
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return Err(row.error());
+      if (!*row) break;
+      out.push_back({q->Int(0), q->Text(1), q->Text(2), q->Text(3), q->Int(4)});
+    }
+    return out;
+  }
+
+  Result<std::optional<Contact>> GetContact(ContactId id) override {
+    NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+                  "created_at, last_seen_at FROM contacts WHERE id = ?");
+    q->Bind(1, id);
+    return OneContact(q);
+  }
+
+  Result<std::optional<Contact>> FindContactByUserId(WorkspaceId ws,
+                                                     std::string_view user_id) override {
+    {
+      NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+                    "created_at, last_seen_at FROM contacts WHERE ws = ? AND user_id = ?");
+      q->Bind(1, ws).Bind(2, user_id);
+      auto found = OneContact(q);
+      if (!found || *found) return found;
+    }
+    NUDGE_STMT(a, "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'alias' AND value = ?");
+    a->Bind(1, ws).Bind(2, user_id);
+    auto row = a->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<Contact>();
+    return GetContact(a->Int(0));
+  }
+
+  Result<std::optional<ContactId>> FindContactByAnonymousId(WorkspaceId ws,
+                                                            std::string_view anon) override {
+    NUDGE_STMT(q, "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'anonymous' AND "
+                  "value = ?");
+    q->Bind(1, ws).Bind(2, anon);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<ContactId>();
+    return std::optional<ContactId>(q->Int(0));
+  }
+
+  Result<std::optional<Contact>> FindContactByEmail(WorkspaceId ws,
+                                                    std::string_view email) override {
+    NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+                  "created_at, last_seen_at FROM contacts WHERE ws = ? AND lower(email) = "
+                  "lower(?) ORDER BY id LIMIT 1");
+    q->Bind(1, ws).Bind(2, email);
+    return OneContact(q);
+  }
+
+  Result<std::optional<Contact>> FindContactByPhone(WorkspaceId ws,
+                                                    std::string_view e164) override {
+    NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+                  "created_at, last_seen_at FROM contacts WHERE ws = ? AND phone = ? "
+                  "ORDER BY id LIMIT 1");
+    q->Bind(1, ws).Bind(2, e164);
+    return OneContact(q);
+  }
+
+  Result<std::vector<std::string>> ListIdentities(ContactId id, IdentityKind kind) override {
+    NUDGE_STMT(q, "SELECT value FROM identities WHERE contact_id = ? AND kind = ? ORDER BY value");
+    q->Bind(1, id).Bind(2, IdentityKindName(kind));
+    std::vector<std::string> out;
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return Err(row.error());
+      if (!*row) break;
+      out.push_back(q->Text(0));
+    }
+    return out;
+  }
+
+  Result<std::vector<Contact>> ListContacts(WorkspaceId ws, ContactId after, int limit) override {
+    NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+                  "created_at, last_seen_at FROM contacts WHERE ws = ? AND id > ? ORDER BY id "
+                  "LIMIT ?");
+    q->Bind(1, ws).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
+    std::vector<Contact> out;
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return Err(row.error());
+      if (!*row) break;
+      out.push_back(ReadContact(*q));
+    }
+    return out;
+  }
+
+  Result<int64_t> CountContacts(WorkspaceId ws) override {
+    NUDGE_STMT(q, "SELECT count(*) FROM contacts WHERE ws = ?");
+    q->Bind(1, ws);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    return q->Int(0);
+  }
+
+  Result<std::vector<Event>> ListEvents(ContactId id, int limit) override {
+    NUDGE_STMT(q, "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
+                  "body FROM events WHERE contact_id = ? ORDER BY timestamp DESC, id DESC "
+                  "LIMIT ?");
+    q->Bind(1, id).Bind(2, static_cast<int64_t>(limit));
+    std::vector<Event> out;
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return Err(row.error());
+      if (!*row) break;
+      Event e;
+      e.id = q->Int(0);
+      e.workspace = q->Int(1);
+      e.contact = q->Int(2);
+      e.message_id = q->Text(3);
+      e.type = q->Text(4);
+      e.name = q->Text(5);
+      e.timestamp = q->Int(6);
+      e.received_at = q->Int(7);
+      e.body = q->Text(8);
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+  Result<int64_t> CountEvents(WorkspaceId ws) override {
+    NUDGE_STMT(q, "SELECT count(*) FROM events WHERE ws = ?");
+    q->Bind(1, ws);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    return q->Int(0);
+  }
+
+  Result<bool> HasMessage(WorkspaceId ws, std::string_view message_id) override {
+    NUDGE_STMT(q, "SELECT 1 FROM events WHERE ws = ? AND message_id = ?");
+    q->Bind(1, ws).Bind(2, message_id);
+    return q->Step();
+  }
+
+  // ---- writes ----
+
+  Result<WorkspaceId> InsertWorkspace(const Workspace& ws) override {
+    NUDGE_STMT(q, "INSERT INTO workspaces(name, write_key_hash, admin_key_hash, created_at) "
+                  "VALUES(?, ?, ?, ?)");
+    q->Bind(1, ws.name).Bind(2, ws.write_key_hash).Bind(3, ws.admin_key_hash).Bind(4, ws.created_at);
+    Status s = q->Exec();
+    if (!s.ok()) {
+      if (sqlite3_extended_errcode(db_.raw()) == SQLITE_CONSTRAINT_UNIQUE)
+        return Err(Status(Code::kAlreadyExists, "a workspace named '" + ws.name + "' exists"));
+      return Err(s);
+    }
+    return db_.LastInsertRowid();
+  }
+
+  Status UpdateWorkspaceKeys(WorkspaceId id, std::string_view write_key_hash,
+                             std::string_view admin_key_hash) override {
+    NUDGE_STMT(q, "UPDATE workspaces SET write_key_hash = ?, admin_key_hash = ? WHERE id = ?");
+    q->Bind(1, write_key_hash).Bind(2, admin_key_hash).Bind(3, id);
+    return q->Exec();
+  }
+
+  Result<ContactId> InsertContact(const Contact& c) override {
+    NUDGE_STMT(q, "INSERT INTO contacts(ws, user_id, email, phone, traits, tags, source, "
+                  "import_id, created_at, last_seen_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    q->Bind(1, c.workspace).Bind(2, c.user_id).Bind(3, c.email).Bind(4, c.phone);
+    q->Bind(5, c.traits).Bind(6, c.tags).Bind(7, c.source).Bind(8, c.import_id);
+    q->Bind(9, c.created_at).Bind(10, c.last_seen_at);
+    Status s = q->Exec();
+    if (!s.ok()) return Err(s);
+    return db_.LastInsertRowid();
+  }
+
+  Status UpdateContact(const Contact& c) override {
+    NUDGE_STMT(q, "UPDATE contacts SET user_id = ?, email = ?, phone = ?, traits = ?, tags = ?, "
+                  "source = ?, import_id = ?, created_at = ?, last_seen_at = ? WHERE id = ?");
+    q->Bind(1, c.user_id).Bind(2, c.email).Bind(3, c.phone).Bind(4, c.traits).Bind(5, c.tags);
+    q->Bind(6, c.source).Bind(7, c.import_id).Bind(8, c.created_at).Bind(9, c.last_seen_at);
+    q->Bind(10, c.id);
+    return q->Exec();
+  }
+
+  Status TouchContact(ContactId id, Millis at) override {
+    NUDGE_STMT(q, "UPDATE contacts SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?");
+    q->Bind(1, at).Bind(2, id).Bind(3, at);
+    return q->Exec();
+  }
+
+  Status DeleteContact(ContactId id) override {
+    {
+      NUDGE_STMT(q, "DELETE FROM events WHERE contact_id = ?");
+      q->Bind(1, id);
+      NUDGE_TRY(q->Exec());
+    }
+    {
+      NUDGE_STMT(q, "DELETE FROM identities WHERE contact_id = ?");
+      q->Bind(1, id);
+      NUDGE_TRY(q->Exec());
+    }
+    {
+      NUDGE_STMT(q, "DELETE FROM contact_merges WHERE into_id = ? OR from_id = ?");
+      q->Bind(1, id).Bind(2, id);
+      NUDGE_TRY(q->Exec());
+    }
+    NUDGE_STMT(q, "DELETE FROM contacts WHERE id = ?");
+    q->Bind(1, id);
+    return q->Exec();
+  }
+
+  Status LinkIdentity(WorkspaceId ws, IdentityKind kind, std::string_view value,
+                      ContactId id) override {
+    NUDGE_STMT(q, "INSERT INTO identities(ws, kind, value, contact_id) VALUES(?, ?, ?, ?) "
+                  "ON CONFLICT(ws, kind, value) DO UPDATE SET contact_id = excluded.contact_id");
+    q->Bind(1, ws).Bind(2, IdentityKindName(kind)).Bind(3, value).Bind(4, id);
+    return q->Exec();
+  }
+
+  Status MergeContacts(ContactId from, ContactId into, Millis at) override {
+    {
+      NUDGE_STMT(q, "UPDATE events SET contact_id = ? WHERE contact_id = ?");
+      q->Bind(1, into).Bind(2, from);
+      NUDGE_TRY(q->Exec());
+    }
+    {
+      NUDGE_STMT(q, "UPDATE identities SET contact_id = ? WHERE contact_id = ?");
+      q->Bind(1, into).Bind(2, from);
+      NUDGE_TRY(q->Exec());
+    }
+    {
+      NUDGE_STMT(q, "INSERT INTO contact_merges(ws, from_id, into_id, at) "
+                    "SELECT ws, id, ?, ? FROM contacts WHERE id = ?");
+      q->Bind(1, into).Bind(2, at).Bind(3, from);
+      NUDGE_TRY(q->Exec());
+    }
+    NUDGE_STMT(q, "DELETE FROM contacts WHERE id = ?");
+    q->Bind(1, from);
+    return q->Exec();
+  }
+
+  Result<bool> InsertEvent(Event& e) override {
+    NUDGE_STMT(q, "INSERT INTO events(ws, contact_id, message_id, type, name, timestamp, "
+                  "received_at, body) VALUES(?, ?, ?, ?, ?, ?, ?, ?) "
+                  "ON CONFLICT(ws, message_id) DO NOTHING");
+    q->Bind(1, e.workspace).Bind(2, e.contact).Bind(3, e.message_id).Bind(4, e.type);
+    q->Bind(5, e.name).Bind(6, e.timestamp).Bind(7, e.received_at).Bind(8, e.body);
+    NUDGE_TRY(q->Exec());
+    if (db_.Changes() == 0) return false;
+    e.id = db_.LastInsertRowid();
+    return true;
+  }
+
+  void OnCommit(std::function<void()> fn) override { on_commit_.push_back(std::move(fn)); }
+
+  // Hooks registered by the current write; the writer keeps or drops them with its savepoint.
+  std::vector<std::function<void()>> TakeOnCommit() { return std::exchange(on_commit_, {}); }
+
+ private:
+  Db& db_;
+  std::vector<std::function<void()>> on_commit_;
+};
+
+#undef NUDGE_STMT
+
+struct PendingWrite {
+  Store::WriteFn fn;
+  Store::DoneFn done;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(SqliteOptions options, std::unique_ptr<Db> writer)
+      : options_(std::move(options)), writer_db_(std::move(writer)) {
+    if (options_.metrics) {
+      commit_latency_ = &options_.metrics->GetHistogram(
+          "nudge_store_commit_seconds", "Time to commit one group of writes, fsync included.",
+          {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1});
+      group_size_ = &options_.metrics->GetHistogram(
+          "nudge_store_commit_group_writes", "Writes committed together in one transaction.",
+          {1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+      options_.metrics->AddGauge("nudge_queue_depth", "Work waiting in a queue.",
+                                 "{queue=\"store_writer\"}", [this] {
+                                   return static_cast<double>(Stats().queued_writes);
+                                 });
+    }
+    thread_ = std::thread([this] { WriterLoop(); });
+  }
+
+  ~SqliteStore() override { Close(); }
+
+  void Write(WriteFn fn, DoneFn done) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (!closing_) {
+        queue_.push_back({std::move(fn), std::move(done)});
+        cv_.notify_one();
+        return;
+      }
+    }
+    done(Status::Unavailable("the store is shutting down"));
+  }
+
+  Status Read(const std::function<Status(ReadTxn&)>& fn) override {
+    std::unique_ptr<Db> db;
+    {
+      std::lock_guard lock(readers_mutex_);
+      if (!readers_.empty()) {
+        db = std::move(readers_.back());
+        readers_.pop_back();
+      }
+    }
+    if (!db) {
+      auto opened = OpenReader();
+      if (!opened) return opened.error();
+      db = std::move(*opened);
+    }
+    Status status = db->Exec("BEGIN");
+    if (status.ok()) {
+      Txn txn(*db);
+      status = fn(txn);
+      Status end = db->Exec("COMMIT");
+      if (status.ok()) status = end;
+    }
+    std::lock_guard lock(readers_mutex_);
+    if (static_cast<int>(readers_.size()) < options_.read_connections)
+      readers_.push_back(std::move(db));
+    return status;
+  }
+
+  void Close() override {
+    {
+      std::lock_guard lock(mutex_);
+      if (closing_) {
+        // Another caller closed already; still wait for the thread to finish.
+      }
+      closing_ = true;
+      cv_.notify_all();
+    }
+    std::lock_guard join_lock(join_mutex_);
+    if (thread_.joinable()) thread_.join();
+  }
+
+  StoreStats Stats() const override {
+    std::lock_guard lock(mutex_);
+    return {queue_.size(), commits_, writes_committed_};
+  }
+
+ private:
+  Result<std::unique_ptr<Db>> OpenReader() {
+    NUDGE_ASSIGN_OR_RETURN(auto db, Db::Open(options_.path, /*read_only=*/true));
+    NUDGE_TRY(db->Exec("PRAGMA query_only = ON; PRAGMA cache_size = -16384;"));
+    return db;
+  }
+
+  void WriterLoop() {
+    Db& db = *writer_db_;
+    for (;;) {
+      std::vector<PendingWrite> group;
+      {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
+        if (queue_.empty() && closing_) return;
+        const size_t n = std::min(queue_.size(), static_cast<size_t>(options_.max_writes_per_commit));
+        group.reserve(n);
+        for (size_t i = 0; i < n; ++i) {
+          group.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      CommitGroup(db, group);
+    }
+  }
+
+  void CommitGroup(Db& db, std::vector<PendingWrite>& group) {
+    const int64_t start = core::MonotonicMicros();
+    std::vector<Status> results(group.size());
+    std::vector<std::function<void()>> hooks;
+    Status begin = db.Exec("BEGIN IMMEDIATE");
+    if (!begin.ok()) {
+      for (auto& w : group) w.done(begin);
+      return;
+    }
+    Txn txn(db);
+    for (size_t i = 0; i < group.size(); ++i) {
+      Status s = db.Exec("SAVEPOINT w");
+      if (s.ok()) s = group[i].fn(txn);
+      auto write_hooks = txn.TakeOnCommit();
+      if (s.ok()) {
+        s = db.Exec("RELEASE w");
+        for (auto& h : write_hooks) hooks.push_back(std::move(h));
+      } else {
+        (void)db.Exec("ROLLBACK TO w");
+        (void)db.Exec("RELEASE w");
+      }
+      results[i] = std::move(s);
+    }
+    Status commit = db.Exec("COMMIT");
+    if (!commit.ok()) {
+      (void)db.Exec("ROLLBACK");
+      for (auto& w : group) w.done(commit);
+      return;
+    }
+    for (auto& h : hooks) h();
+    const double seconds = static_cast<double>(core::MonotonicMicros() - start) / 1e6;
+    if (commit_latency_) commit_latency_->Observe(seconds);
+    if (group_size_) group_size_->Observe(static_cast<double>(group.size()));
+    {
+      std::lock_guard lock(mutex_);
+      ++commits_;
+      writes_committed_ += group.size();
+    }
+    for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(results[i]));
+  }
+
+  SqliteOptions options_;
+  std::unique_ptr<Db> writer_db_;  // used by the writer thread only
+  core::Histogram* commit_latency_ = nullptr;
+  core::Histogram* group_size_ = nullptr;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<PendingWrite> queue_;  // GUARDED_BY(mutex_)
+  bool closing_ = false;            // GUARDED_BY(mutex_)
+  uint64_t commits_ = 0;            // GUARDED_BY(mutex_)
+  uint64_t writes_committed_ = 0;   // GUARDED_BY(mutex_)
+
+  std::mutex join_mutex_;
+  std::thread thread_;
+
+  std::mutex readers_mutex_;
+  std::vector<std::unique_ptr<Db>> readers_;  // GUARDED_BY(readers_mutex_)
+};
+
+}  // namespace
+}  // namespace sqlite
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
+  NUDGE_ASSIGN_OR_RETURN(auto db, sqlite::Db::Open(options.path, /*read_only=*/false));
+  NUDGE_TRY(db->Exec("PRAGMA journal_mode = WAL"));
+  NUDGE_TRY(db->Exec("PRAGMA synchronous = FULL"));
+  NUDGE_TRY(db->Exec("PRAGMA cache_size = -65536"));
+  NUDGE_TRY(db->Exec("PRAGMA temp_store = MEMORY"));
+  NUDGE_TRY(sqlite::Migrate(*db));
+  return std::unique_ptr<Store>(new sqlite::SqliteStore(options, std::move(db)));
+}
+
+}  // namespace nudge::store

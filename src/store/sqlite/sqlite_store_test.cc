@@ -1,0 +1,171 @@
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "store/store.h"
+
+namespace nudge::store {
+namespace {
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("nudge_store_test_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    Reopen();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Reopen() {
+    store_.reset();
+    auto s = OpenSqliteStore({.path = (dir_ / "nudge.db").string()});
+    ASSERT_TRUE(s) << s.error().ToString();
+    store_ = std::move(*s);
+  }
+  WorkspaceId MakeWorkspace(const std::string& name) {
+    WorkspaceId id = 0;
+    Status s = store_->WriteSync([&](WriteTxn& t) -> Status {
+      auto r = t.InsertWorkspace({0, name, "w" + name, "a" + name, 1});
+      if (!r) return r.error();
+      id = *r;
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return id;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(SqliteStoreTest, EventsAreDeduplicatedByMessageIdPerWorkspace) {
+  const WorkspaceId a = MakeWorkspace("a"), b = MakeWorkspace("b");
+  int inserted = 0;
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    for (WorkspaceId ws : {a, a, b}) {
+                      Contact c;
+                      c.workspace = ws;
+                      auto id = t.InsertContact(c);
+                      if (!id) return id.error();
+                      Event e{0, ws, *id, "m1", "track", "Signed Up", 10, 10, "{}"};
+                      auto r = t.InsertEvent(e);
+                      if (!r) return r.error();
+                      inserted += *r;
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+  EXPECT_EQ(inserted, 2);  // the second "m1" in workspace a is a duplicate
+}
+
+TEST_F(SqliteStoreTest, AFailedWriteLeavesNoTraceAndSparesItsGroup) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  std::atomic<int> done{0};
+  Status bad, good;
+  store_->Write(
+      [&](WriteTxn& t) -> Status {
+        Contact c;
+        c.workspace = ws;
+        c.user_id = "ghost";
+        auto r = t.InsertContact(c);
+        if (!r) return r.error();
+        return Status::Invalid("refused after writing");
+      },
+      [&](Status s) {
+        bad = s;
+        ++done;
+      });
+  store_->Write(
+      [&](WriteTxn& t) -> Status {
+        Contact c;
+        c.workspace = ws;
+        c.user_id = "kept";
+        auto r = t.InsertContact(c);
+        return r ? Status::Ok() : r.error();
+      },
+      [&](Status s) {
+        good = s;
+        ++done;
+      });
+  while (done < 2) std::this_thread::yield();
+  EXPECT_EQ(bad.code(), Code::kInvalidArgument);
+  EXPECT_TRUE(good.ok());
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadTxn& t) -> Status {
+                    EXPECT_FALSE(*t.FindContactByUserId(ws, "ghost"));
+                    EXPECT_TRUE(*t.FindContactByUserId(ws, "kept"));
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
+TEST_F(SqliteStoreTest, CommittedWritesSurviveReopen) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    Contact c;
+                    c.workspace = ws;
+                    c.user_id = "u1";
+                    c.traits = R"({"plan":"pro"})";
+                    auto r = t.InsertContact(c);
+                    if (!r) return r.error();
+                    return t.LinkIdentity(ws, IdentityKind::kAnonymous, "anon-1", *r);
+                  })
+                  .ok());
+  Reopen();
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadTxn& t) -> Status {
+                    auto c = t.FindContactByUserId(ws, "u1");
+                    EXPECT_TRUE(c && *c);
+                    EXPECT_EQ((*c)->traits, R"({"plan":"pro"})");
+                    auto anon = t.FindContactByAnonymousId(ws, "anon-1");
+                    EXPECT_TRUE(anon && *anon && **anon == (*c)->id);
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
+TEST_F(SqliteStoreTest, MergeMovesEventsAndIdentities) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  ContactId anon = 0, known = 0;
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    Contact c;
+                    c.workspace = ws;
+                    anon = *t.InsertContact(c);
+                    c.user_id = "u1";
+                    known = *t.InsertContact(c);
+                    NUDGE_TRY(t.LinkIdentity(ws, IdentityKind::kAnonymous, "a1", anon));
+                    Event e{0, ws, anon, "m1", "page", "Page Viewed", 5, 5, "{}"};
+                    NUDGE_TRY(t.InsertEvent(e));
+                    return t.MergeContacts(anon, known, 6);
+                  })
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadTxn& t) -> Status {
+                    EXPECT_FALSE(*t.GetContact(anon));
+                    EXPECT_EQ(**t.FindContactByAnonymousId(ws, "a1"), known);
+                    EXPECT_EQ(t.ListEvents(known, 10)->size(), 1u);
+                    EXPECT_EQ(*t.CountContacts(ws), 1);
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
+TEST_F(SqliteStoreTest, WritesAfterCloseAreRefused) {
+  store_->Close();
+  Status s = store_->WriteSync([](WriteTxn&) { return Status::Ok(); });
+  EXPECT_EQ(s.code(), Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace nudge::store

@@ -1,0 +1,171 @@
+// Store: the one place nudge's durable state lives, behind an interface so that SQLite (the
+// embedded default) and, later, PostgreSQL implement the same contract.
+//
+// Writes are functions run on the store's single writer thread inside a transaction that
+// is shared with other writes queued at the same moment (group commit). A write's `done`
+// callback runs only after its transaction is durably committed (or failed), which is what
+// lets the HTTP layer acknowledge an event only once it is on disk. Each write runs inside
+// its own savepoint: a write that fails leaves no trace and does not fail its neighbours.
+//
+// Reads run on a pooled read connection in a snapshot transaction, concurrently with writes.
+//
+// Thread-safety: Store is thread-safe. ReadTxn/WriteTxn objects belong to the thread that was
+// handed them and must not escape the callback.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+
+namespace nudge::core {
+class MetricsRegistry;
+}
+
+namespace nudge::store {
+
+using core::Millis;
+using ContactId = int64_t;
+using WorkspaceId = int64_t;
+
+struct Workspace {
+  WorkspaceId id = 0;
+  std::string name;
+  std::string write_key_hash;  // SHA-256 hex of the key; keys are never stored in clear
+  std::string admin_key_hash;
+  Millis created_at = 0;
+};
+
+struct Contact {
+  ContactId id = 0;
+  WorkspaceId workspace = 0;
+  std::optional<std::string> user_id;
+  std::optional<std::string> email;  // normalized (trimmed, domain lowercased)
+  std::optional<std::string> phone;  // E.164
+  std::string traits = "{}";         // JSON object; originals of email/phone stay here
+  std::string tags = "[]";           // JSON array of strings
+  std::optional<std::string> source;     // how the contact first came to us
+  std::optional<std::string> import_id;  // the list import that created it, if any
+  Millis created_at = 0;
+  Millis last_seen_at = 0;
+};
+
+// Identities other than the user id that lead to a contact. Persisted as these strings.
+enum class IdentityKind { kAnonymous, kAlias };
+std::string_view IdentityKindName(IdentityKind kind);
+
+struct Event {
+  int64_t id = 0;  // assigned on insert; increases with insertion order
+  WorkspaceId workspace = 0;
+  ContactId contact = 0;
+  std::string message_id;
+  std::string type;  // identify, track, page, screen, group, alias
+  std::string name;  // "Order Completed", "Page Viewed", ... (empty for identify)
+  Millis timestamp = 0;
+  Millis received_at = 0;
+  std::string body;  // the message as accepted, as one JSON object
+};
+
+class ReadTxn {
+ public:
+  virtual ~ReadTxn() = default;
+
+  virtual Result<std::vector<Workspace>> ListWorkspaces() = 0;
+
+  virtual Result<std::optional<Contact>> GetContact(ContactId id) = 0;
+  // By user id, or by a user id that was aliased to the contact.
+  virtual Result<std::optional<Contact>> FindContactByUserId(WorkspaceId ws,
+                                                             std::string_view user_id) = 0;
+  virtual Result<std::optional<ContactId>> FindContactByAnonymousId(WorkspaceId ws,
+                                                                    std::string_view anon) = 0;
+  // Case-insensitive on the whole address. The oldest contact wins when several match.
+  virtual Result<std::optional<Contact>> FindContactByEmail(WorkspaceId ws,
+                                                            std::string_view email) = 0;
+  virtual Result<std::optional<Contact>> FindContactByPhone(WorkspaceId ws,
+                                                            std::string_view e164) = 0;
+  virtual Result<std::vector<std::string>> ListIdentities(ContactId id, IdentityKind kind) = 0;
+  // Contacts with id > after, ascending by id.
+  virtual Result<std::vector<Contact>> ListContacts(WorkspaceId ws, ContactId after,
+                                                    int limit) = 0;
+  virtual Result<int64_t> CountContacts(WorkspaceId ws) = 0;
+  // Newest first (by timestamp, then insertion order).
+  virtual Result<std::vector<Event>> ListEvents(ContactId id, int limit) = 0;
+  virtual Result<int64_t> CountEvents(WorkspaceId ws) = 0;
+  // True when this workspace already stored a message with this id.
+  virtual Result<bool> HasMessage(WorkspaceId ws, std::string_view message_id) = 0;
+};
+
+class WriteTxn : public ReadTxn {
+ public:
+  virtual Result<WorkspaceId> InsertWorkspace(const Workspace& ws) = 0;
+  virtual Status UpdateWorkspaceKeys(WorkspaceId id, std::string_view write_key_hash,
+                                     std::string_view admin_key_hash) = 0;
+
+  virtual Result<ContactId> InsertContact(const Contact& contact) = 0;
+  // Writes every field of the contact with this id.
+  virtual Status UpdateContact(const Contact& contact) = 0;
+  // Raises last_seen_at to `at` if it is later.
+  virtual Status TouchContact(ContactId id, Millis at) = 0;
+  // Erases the contact, its identities and its events.
+  virtual Status DeleteContact(ContactId id) = 0;
+  // Points an identity at a contact, moving it if it pointed elsewhere.
+  virtual Status LinkIdentity(WorkspaceId ws, IdentityKind kind, std::string_view value,
+                              ContactId id) = 0;
+  // Moves `from`'s events and identities to `into`, records the merge, deletes `from`.
+  // The caller merges the contacts' fields (traits, tags, ...) into `into` itself.
+  virtual Status MergeContacts(ContactId from, ContactId into, Millis at) = 0;
+
+  // Inserts the event and sets event.id. Returns false, inserting nothing, when the
+  // workspace already holds a message with the same message_id.
+  virtual Result<bool> InsertEvent(Event& event) = 0;
+
+  // Runs after the transaction holding this write commits; never if it rolls back.
+  virtual void OnCommit(std::function<void()> fn) = 0;
+};
+
+struct StoreStats {
+  uint64_t queued_writes = 0;  // writes waiting for the writer thread
+  uint64_t commits = 0;
+  uint64_t writes_committed = 0;
+};
+
+struct SqliteOptions {
+  std::string path;  // the database file; its directory must exist
+  int read_connections = 4;
+  int max_writes_per_commit = 512;
+  // Where commit latency and queue depth are reported; may be null.
+  core::MetricsRegistry* metrics = nullptr;
+};
+
+class Store {
+ public:
+  using WriteFn = std::function<Status(WriteTxn&)>;
+  using DoneFn = std::function<void(Status)>;
+
+  virtual ~Store() = default;
+
+  // Queues fn for the writer thread; done(status) runs on the writer thread after the commit
+  // (status is fn's failure, or the commit's). done must be quick and must not write.
+  // After Close(), done is called at once with kUnavailable.
+  virtual void Write(WriteFn fn, DoneFn done) = 0;
+  // Write and wait for the commit.
+  Status WriteSync(WriteFn fn);
+
+  virtual Status Read(const std::function<Status(ReadTxn&)>& fn) = 0;
+
+  // Commits everything queued, then stops the writer. Idempotent.
+  virtual void Close() = 0;
+
+  virtual StoreStats Stats() const = 0;
+};
+
+// Opens (creating and migrating when needed) a SQLite store in WAL mode, synchronous=FULL.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
+
+}  // namespace nudge::store
