@@ -82,6 +82,9 @@ class ReadTxn {
   // By user id, or by a user id that was aliased to the contact.
   virtual Result<std::optional<Contact>> FindContactByUserId(WorkspaceId ws,
                                                              std::string_view user_id) = 0;
+  // The id alone (no row read): by user id, then by alias.
+  virtual Result<std::optional<ContactId>> FindContactIdByUserId(WorkspaceId ws,
+                                                                 std::string_view user_id) = 0;
   virtual Result<std::optional<ContactId>> FindContactByAnonymousId(WorkspaceId ws,
                                                                     std::string_view anon) = 0;
   // Case-insensitive on the whole address. The oldest contact wins when several match.
@@ -110,8 +113,8 @@ class WriteTxn : public ReadTxn {
   virtual Result<ContactId> InsertContact(const Contact& contact) = 0;
   // Writes every field of the contact with this id.
   virtual Status UpdateContact(const Contact& contact) = 0;
-  // Raises last_seen_at to `at` if it is later.
-  virtual Status TouchContact(ContactId id, Millis at) = 0;
+  // Widens [created_at, last_seen_at] to include [first, last].
+  virtual Status TouchContact(ContactId id, Millis first, Millis last) = 0;
   // Erases the contact, its identities and its events.
   virtual Status DeleteContact(ContactId id) = 0;
   // Points an identity at a contact, moving it if it pointed elsewhere.

@@ -88,6 +88,23 @@ class Txn final : public WriteTxn {
     return GetContact(a->Int(0));
   }
 
+  Result<std::optional<ContactId>> FindContactIdByUserId(WorkspaceId ws,
+                                                         std::string_view user_id) override {
+    {
+      NUDGE_STMT(q, "SELECT id FROM contacts WHERE ws = ? AND user_id = ?");
+      q->Bind(1, ws).Bind(2, user_id);
+      auto row = q->Step();
+      if (!row) return Err(row.error());
+      if (*row) return std::optional<ContactId>(q->Int(0));
+    }
+    NUDGE_STMT(a, "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'alias' AND value = ?");
+    a->Bind(1, ws).Bind(2, user_id);
+    auto row = a->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<ContactId>();
+    return std::optional<ContactId>(a->Int(0));
+  }
+
   Result<std::optional<ContactId>> FindContactByAnonymousId(WorkspaceId ws,
                                                             std::string_view anon) override {
     NUDGE_STMT(q, "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'anonymous' AND "
@@ -234,9 +251,10 @@ class Txn final : public WriteTxn {
     return q->Exec();
   }
 
-  Status TouchContact(ContactId id, Millis at) override {
-    NUDGE_STMT(q, "UPDATE contacts SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?");
-    q->Bind(1, at).Bind(2, id).Bind(3, at);
+  Status TouchContact(ContactId id, Millis first, Millis last) override {
+    NUDGE_STMT(q, "UPDATE contacts SET created_at = min(created_at, ?), "
+                  "last_seen_at = max(last_seen_at, ?) WHERE id = ?");
+    q->Bind(1, first).Bind(2, last).Bind(3, id);
     return q->Exec();
   }
 
