@@ -1,5 +1,6 @@
 #include "core/metrics.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -16,7 +17,8 @@ void Histogram::Observe(double value) {
   while (i < bounds_.size() && value > bounds_[i]) ++i;
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   count_.fetch_add(1, std::memory_order_relaxed);
-  if (value > 0) sum_micro_.fetch_add(static_cast<uint64_t>(value * 1e6), std::memory_order_relaxed);
+  if (value > 0)
+    sum_micro_.fetch_add(static_cast<uint64_t>(value * 1e6), std::memory_order_relaxed);
 }
 
 Histogram::Snapshot Histogram::Read() const {
@@ -84,8 +86,8 @@ namespace {
 std::string Number(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);  // shortest exact form
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
 }
 }  // namespace
 

@@ -13,7 +13,9 @@ namespace nudge::core {
 template <typename T>
 using Result = tl::expected<T, Status>;
 
-inline tl::unexpected<Status> Err(Status status) { return tl::unexpected<Status>(std::move(status)); }
+inline tl::unexpected<Status> Err(Status status) {
+  return tl::unexpected<Status>(std::move(status));
+}
 
 namespace internal {
 inline Status ToStatus(Status status) { return status; }
@@ -33,14 +35,14 @@ using core::Result;
 #define NUDGE_CONCAT_INNER(a, b) a##b
 #define NUDGE_CONCAT(a, b) NUDGE_CONCAT_INNER(a, b)
 
-#define NUDGE_TRY(expr)                                                      \
-  do {                                                                       \
-    ::nudge::Status nudge_try_status = ::nudge::core::internal::ToStatus(expr); \
+#define NUDGE_TRY(expr)                                                           \
+  do {                                                                            \
+    ::nudge::Status nudge_try_status = ::nudge::core::internal::ToStatus(expr);   \
     if (!nudge_try_status.ok()) return ::nudge::Err(std::move(nudge_try_status)); \
   } while (0)
 
-#define NUDGE_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
-  auto tmp = (expr);                                \
+#define NUDGE_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)      \
+  auto tmp = (expr);                                     \
   if (!tmp) return ::nudge::Err(std::move(tmp).error()); \
   lhs = std::move(*tmp)
 

@@ -7,9 +7,8 @@
 
 #include <string>
 #include <string_view>
-#include <utility>
-
 #include <tl/expected.hpp>
+#include <utility>
 
 namespace nudge::core {
 
@@ -41,8 +40,12 @@ class [[nodiscard]] Status {
   static Status Invalid(std::string message, std::string where = {}) {
     return Status(Code::kInvalidArgument, std::move(message), std::move(where));
   }
-  static Status NotFound(std::string message) { return Status(Code::kNotFound, std::move(message)); }
-  static Status Internal(std::string message) { return Status(Code::kInternal, std::move(message)); }
+  static Status NotFound(std::string message) {
+    return Status(Code::kNotFound, std::move(message));
+  }
+  static Status Internal(std::string message) {
+    return Status(Code::kInternal, std::move(message));
+  }
   static Status Unavailable(std::string message) {
     return Status(Code::kUnavailable, std::move(message));
   }

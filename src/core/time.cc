@@ -74,7 +74,8 @@ Result<Millis> ParseIso8601(std::string_view text) {
   int year, month, day, hour = 0, minute = 0, second = 0;
   if (!cur.Digits(4, year)) return Err(Bad(cur, "expected a 4-digit year"));
   if (!cur.Accept('-')) return Err(Bad(cur, "expected '-'"));
-  if (!cur.Digits(2, month) || month < 1 || month > 12) return Err(Bad(cur, "expected month 01-12"));
+  if (!cur.Digits(2, month) || month < 1 || month > 12)
+    return Err(Bad(cur, "expected month 01-12"));
   if (!cur.Accept('-')) return Err(Bad(cur, "expected '-'"));
   if (!cur.Digits(2, day) || day < 1 || static_cast<unsigned>(day) > DaysInMonth(year, month))
     return Err(Bad(cur, "expected a day of that month"));
@@ -129,9 +130,9 @@ std::string FormatIso8601(Millis ms) {
   unsigned m, d;
   CivilFromDays(days, y, m, d);
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
-                static_cast<long long>(y), m, d, static_cast<int>(rem / 3600),
-                static_cast<int>(rem % 3600 / 60), static_cast<int>(rem % 60), millis);
+  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y),
+                m, d, static_cast<int>(rem / 3600), static_cast<int>(rem % 3600 / 60),
+                static_cast<int>(rem % 60), millis);
   return buf;
 }
 

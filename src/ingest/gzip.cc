@@ -11,7 +11,8 @@ bool LooksGzipped(std::string_view data) {
 
 Result<std::string> Gunzip(std::string_view data, size_t max_output) {
   z_stream zs{};
-  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return Err(Status::Internal("inflateInit2 failed"));
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+    return Err(Status::Internal("inflateInit2 failed"));
   std::string out;
   out.reserve(std::min<size_t>(max_output, data.size() * 4 + 64));
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
@@ -24,8 +25,8 @@ Result<std::string> Gunzip(std::string_view data, size_t max_output) {
     const int rc = inflate(&zs, Z_NO_FLUSH);
     const size_t produced = sizeof buf - zs.avail_out;
     if (out.size() + produced > max_output) {
-      error = Status(Code::kTooLarge, "the decompressed body exceeds " +
-                                          std::to_string(max_output) + " bytes");
+      error = Status(Code::kTooLarge,
+                     "the decompressed body exceeds " + std::to_string(max_output) + " bytes");
       break;
     }
     out.append(buf, produced);
@@ -43,8 +44,8 @@ Result<std::string> Gunzip(std::string_view data, size_t max_output) {
       break;
     }
     if (rc != Z_OK) {
-      error = Status::Invalid(std::string("corrupt gzip body: ") + (zs.msg ? zs.msg : "inflate failed"),
-                              "body");
+      error = Status::Invalid(
+          std::string("corrupt gzip body: ") + (zs.msg ? zs.msg : "inflate failed"), "body");
       break;
     }
   }

@@ -1,8 +1,7 @@
 #include "ingest/json_error.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cctype>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace nudge::ingest {

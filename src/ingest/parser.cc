@@ -28,14 +28,20 @@ struct BatchDefaults {
 
 std::string_view TypeName(element_type t) {
   switch (t) {
-    case element_type::ARRAY: return "an array";
-    case element_type::OBJECT: return "an object";
+    case element_type::ARRAY:
+      return "an array";
+    case element_type::OBJECT:
+      return "an object";
     case element_type::INT64:
     case element_type::UINT64:
-    case element_type::DOUBLE: return "a number";
-    case element_type::STRING: return "a string";
-    case element_type::BOOL: return "a boolean";
-    case element_type::NULL_VALUE: return "null";
+    case element_type::DOUBLE:
+      return "a number";
+    case element_type::STRING:
+      return "a string";
+    case element_type::BOOL:
+      return "a boolean";
+    case element_type::NULL_VALUE:
+      return "null";
   }
   return "a value";
 }
@@ -64,13 +70,18 @@ Result<std::optional<std::string>> IdField(object obj, const char* key, const Li
       out.assign(s);
       break;
     }
-    case element_type::INT64: out = std::to_string(int64_t(*value)); break;
-    case element_type::UINT64: out = std::to_string(uint64_t(*value)); break;
-    default: return Err(WrongType(key, "a string", value->type()));
+    case element_type::INT64:
+      out = std::to_string(int64_t(*value));
+      break;
+    case element_type::UINT64:
+      out = std::to_string(uint64_t(*value));
+      break;
+    default:
+      return Err(WrongType(key, "a string", value->type()));
   }
   if (out.size() > limits.max_id_bytes)
-    return Err(Status::Invalid("is longer than " + std::to_string(limits.max_id_bytes) + " bytes",
-                               key));
+    return Err(
+        Status::Invalid("is longer than " + std::to_string(limits.max_id_bytes) + " bytes", key));
   if (out.empty()) return std::optional<std::string>();
   return std::optional<std::string>(std::move(out));
 }
@@ -165,8 +176,8 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
       return Err(WrongType("type", "a string", t->type()));
     auto type = ParseMessageType(name);
     if (!type)
-      return Err(Status::Invalid("must be one of identify, track, page, screen, group, alias",
-                                 "type"));
+      return Err(
+          Status::Invalid("must be one of identify, track, page, screen, group, alias", "type"));
     m.type = *type;
   }
 
@@ -197,9 +208,8 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
         return Err(WrongType("event", "a string", ev->type()));
       if (name.empty()) return Err(Status::Invalid("must not be empty", "event"));
       if (name.size() > limits.max_id_bytes)
-        return Err(Status::Invalid("is longer than " + std::to_string(limits.max_id_bytes) +
-                                       " bytes",
-                                   "event"));
+        return Err(Status::Invalid(
+            "is longer than " + std::to_string(limits.max_id_bytes) + " bytes", "event"));
       m.event.assign(name);
       break;
     }
@@ -221,7 +231,8 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
       break;
     }
     case MessageType::kIdentify:
-    case MessageType::kAlias: break;
+    case MessageType::kAlias:
+      break;
   }
   if (m.type == MessageType::kIdentify || m.type == MessageType::kGroup) {
     if (auto t = Field(obj, "traits")) m.traits = simdjson::minify(*t);
@@ -262,8 +273,7 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
                       "timestamp", "originalTimestamp", "sentAt", "receivedAt", "writeKey",
                       "context", "integrations"}))
       continue;
-    if (key == "properties" &&
-        (m.type == MessageType::kPage || m.type == MessageType::kScreen))
+    if (key == "properties" && (m.type == MessageType::kPage || m.type == MessageType::kScreen))
       continue;
     if (value.type() == element_type::NULL_VALUE) continue;
     AppendRaw(out, key, value);
@@ -281,9 +291,8 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
   out += '}';
 
   if (out.size() > limits.max_message_bytes + kServerFieldsSlack)
-    return Err(Status(Code::kTooLarge,
-                      "a message may not exceed " + std::to_string(limits.max_message_bytes) +
-                          " bytes"));
+    return Err(Status(Code::kTooLarge, "a message may not exceed " +
+                                           std::to_string(limits.max_message_bytes) + " bytes"));
   return m;
 }
 
@@ -298,13 +307,19 @@ Result<std::optional<std::string>> WriteKeyField(object obj) {
 
 MessageType TypeOf(Endpoint endpoint) {
   switch (endpoint) {
-    case Endpoint::kIdentify: return MessageType::kIdentify;
-    case Endpoint::kPage: return MessageType::kPage;
-    case Endpoint::kScreen: return MessageType::kScreen;
-    case Endpoint::kGroup: return MessageType::kGroup;
-    case Endpoint::kAlias: return MessageType::kAlias;
+    case Endpoint::kIdentify:
+      return MessageType::kIdentify;
+    case Endpoint::kPage:
+      return MessageType::kPage;
+    case Endpoint::kScreen:
+      return MessageType::kScreen;
+    case Endpoint::kGroup:
+      return MessageType::kGroup;
+    case Endpoint::kAlias:
+      return MessageType::kAlias;
     case Endpoint::kTrack:
-    case Endpoint::kBatch: break;
+    case Endpoint::kBatch:
+      break;
   }
   return MessageType::kTrack;
 }
@@ -313,12 +328,18 @@ MessageType TypeOf(Endpoint endpoint) {
 
 std::string_view MessageTypeName(MessageType type) {
   switch (type) {
-    case MessageType::kIdentify: return "identify";
-    case MessageType::kTrack: return "track";
-    case MessageType::kPage: return "page";
-    case MessageType::kScreen: return "screen";
-    case MessageType::kGroup: return "group";
-    case MessageType::kAlias: return "alias";
+    case MessageType::kIdentify:
+      return "identify";
+    case MessageType::kTrack:
+      return "track";
+    case MessageType::kPage:
+      return "page";
+    case MessageType::kScreen:
+      return "screen";
+    case MessageType::kGroup:
+      return "group";
+    case MessageType::kAlias:
+      return "alias";
   }
   return "track";
 }
@@ -366,9 +387,8 @@ Result<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view body, Mil
   if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS)
     return Err(DescribeJsonError(body));
   if (root.type() != element_type::OBJECT)
-    return Err(Status::Invalid("the body must be a JSON object, not " +
-                               std::string(TypeName(root.type())),
-                               "body"));
+    return Err(Status::Invalid(
+        "the body must be a JSON object, not " + std::string(TypeName(root.type())), "body"));
   const object top(root);
   ParsedRequest out;
   NUDGE_ASSIGN_OR_RETURN(out.write_key, WriteKeyField(top));
@@ -387,7 +407,8 @@ Result<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view body, Mil
   defaults.integrations = Field(top, "integrations");
   auto batch = Field(top, "batch");
   if (!batch) return Err(Status::Invalid("is required", "batch"));
-  if (batch->type() != element_type::ARRAY) return Err(WrongType("batch", "an array", batch->type()));
+  if (batch->type() != element_type::ARRAY)
+    return Err(WrongType("batch", "an array", batch->type()));
   size_t index = 0;
   for (element item : simdjson::dom::array(*batch)) {
     auto m = ParseMessage(item, std::nullopt, defaults, received_at, limits);

@@ -100,12 +100,14 @@ TEST(Parser, ClockSkewIsCorrectedWithSentAt) {
   EXPECT_EQ(json::parse(m.body)["originalTimestamp"], "2026-11-24T08:59:50.000Z");
 
   // A historical import: a timestamp without sentAt is taken as given.
-  m = ParseOne(Endpoint::kTrack, R"({"userId":"u","event":"E","timestamp":"2025-01-01T00:00:00Z"})");
+  m = ParseOne(Endpoint::kTrack,
+               R"({"userId":"u","event":"E","timestamp":"2025-01-01T00:00:00Z"})");
   EXPECT_EQ(m.timestamp, *core::ParseIso8601("2025-01-01T00:00:00Z"));
 
   // The batch's sentAt applies to its messages.
   auto r = ParseRequest(Endpoint::kBatch, R"({"sentAt":"2026-11-24T09:00:10Z","batch":[
-      {"type":"track","userId":"u","event":"E","timestamp":"2026-11-24T09:00:00Z"}]})", kNow);
+      {"type":"track","userId":"u","event":"E","timestamp":"2026-11-24T09:00:00Z"}]})",
+                        kNow);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->messages[0].timestamp, kNow - 10000);
 }
@@ -124,7 +126,8 @@ TEST(Parser, PageViewsCarryTheirPathAsProperties) {
 TEST(Parser, BatchContextIsInheritedByMessagesWithout) {
   auto r = ParseRequest(Endpoint::kBatch, R"({"context":{"library":{"name":"x"}},"batch":[
       {"type":"identify","userId":"u","traits":{"email":"a@b.c"}},
-      {"type":"track","userId":"u","event":"E","context":{"ip":"1.2.3.4"}}]})", kNow);
+      {"type":"track","userId":"u","event":"E","context":{"ip":"1.2.3.4"}}]})",
+                        kNow);
   ASSERT_TRUE(r);
   EXPECT_EQ(json::parse(r->messages[0].body)["context"]["library"]["name"], "x");
   EXPECT_FALSE(json::parse(r->messages[1].body)["context"].contains("library"));
@@ -132,10 +135,11 @@ TEST(Parser, BatchContextIsInheritedByMessagesWithout) {
 
 TEST(Parser, OversizedMessagesInABatchAreRefused) {
   std::string big(40000, 'x');
-  auto r = ParseRequest(Endpoint::kBatch,
-                        R"({"batch":[{"type":"track","userId":"u","event":"E","properties":{"p":")" +
-                            big + R"("}}]})",
-                        kNow);
+  auto r =
+      ParseRequest(Endpoint::kBatch,
+                   R"({"batch":[{"type":"track","userId":"u","event":"E","properties":{"p":")" +
+                       big + R"("}}]})",
+                   kNow);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), Code::kTooLarge);
   EXPECT_EQ(r.error().where(), "batch[0]");

@@ -1,7 +1,6 @@
 #include "profile/applier.h"
 
 #include <nlohmann/json.hpp>
-
 #include <unordered_map>
 #include <unordered_set>
 
@@ -41,8 +40,15 @@ class Session {
     if (m.type == MessageType::kIdentify && !m.traits.empty()) {
       NUDGE_ASSIGN_OR_RETURN(id, ApplyTraits(id, m.traits, m.timestamp));
     }
-    store::Event e{0, ws_, id, m.message_id, std::string(ingest::MessageTypeName(m.type)),
-                   m.event, m.timestamp, m.received_at, m.body};
+    store::Event e{0,
+                   ws_,
+                   id,
+                   m.message_id,
+                   std::string(ingest::MessageTypeName(m.type)),
+                   m.event,
+                   m.timestamp,
+                   m.received_at,
+                   m.body};
     NUDGE_ASSIGN_OR_RETURN(bool inserted, txn_.InsertEvent(e));
     if (!inserted) {  // cannot happen after HasMessage, but never count a message twice
       ++result_.duplicates;
@@ -126,7 +132,8 @@ class Session {
     dirty_.insert(into);
     NUDGE_TRY(txn_.MergeContacts(from, into, at));
     // A user id that loses its contact keeps leading to the survivor.
-    if (from_user && from_user != dst->user_id) NUDGE_TRY(Link(IdentityKind::kAlias, *from_user, into));
+    if (from_user && from_user != dst->user_id)
+      NUDGE_TRY(Link(IdentityKind::kAlias, *from_user, into));
     merged_away_.insert(from);
     loaded_.erase(from);
     dirty_.erase(from);
@@ -205,7 +212,8 @@ class Session {
       target = *by_user;
     } else if (by_prev) {
       NUDGE_ASSIGN_OR_RETURN(Contact * c, Load(*by_prev));
-      if (c->user_id && *c->user_id != user_id) NUDGE_TRY(Link(IdentityKind::kAlias, *c->user_id, c->id));
+      if (c->user_id && *c->user_id != user_id)
+        NUDGE_TRY(Link(IdentityKind::kAlias, *c->user_id, c->id));
       c->user_id = user_id;
       dirty_.insert(c->id);
       users_[user_id] = c->id;
@@ -271,8 +279,8 @@ void DeriveContactFields(Contact& contact, const ProfileOptions& options) {
   }
   if (auto it = traits.find("phone"); it != traits.end() && (it->is_string() || it->is_number())) {
     std::string region = options.default_region;
-    if (auto c = traits.find("country"); c != traits.end() && c->is_string() &&
-                                         c->get<std::string>().size() == 2)
+    if (auto c = traits.find("country");
+        c != traits.end() && c->is_string() && c->get<std::string>().size() == 2)
       region = c->get<std::string>();
     const std::string raw = it->is_string() ? it->get<std::string>() : it->dump();
     if (auto p = NormalizePhone(raw, region)) contact.phone = std::move(*p);

@@ -96,7 +96,8 @@ TEST_F(ApplierTest, IdentifyMergesAnAnonymousVisitorsHistoryIntoTheKnownContact)
 
 TEST_F(ApplierTest, AVisitorWhoIdentifiesKeepsTheSameContact) {
   Send(Endpoint::kTrack, R"({"anonymousId":"a2","event":"Signed Up"})");
-  auto r = Send(Endpoint::kIdentify, R"({"userId":"u2","anonymousId":"a2","traits":{"email":" Zoe@Example.COM "}})");
+  auto r = Send(Endpoint::kIdentify,
+                R"({"userId":"u2","anonymousId":"a2","traits":{"email":" Zoe@Example.COM "}})");
   EXPECT_EQ(r.contacts_created, 0u);
   auto c = ByUser("u2");
   ASSERT_TRUE(c);
@@ -105,7 +106,8 @@ TEST_F(ApplierTest, AVisitorWhoIdentifiesKeepsTheSameContact) {
 }
 
 TEST_F(ApplierTest, TraitsMergeAndNullRemoves) {
-  Send(Endpoint::kIdentify, R"({"userId":"u3","traits":{"plan":"trial","seats":3,"phone":"(415) 555-2671"}})");
+  Send(Endpoint::kIdentify,
+       R"({"userId":"u3","traits":{"plan":"trial","seats":3,"phone":"(415) 555-2671"}})");
   Send(Endpoint::kIdentify, R"({"userId":"u3","traits":{"plan":"pro","seats":null}})");
   auto c = ByUser("u3");
   json traits = json::parse(c->traits);

@@ -31,8 +31,8 @@ Result<Normalized> NormalizeRow(const ImportRow& row, const ProfileOptions& opti
   }
   if (row.phone) {
     std::string region = options.default_region;
-    if (auto c = traits.find("country"); c != traits.end() && c->is_string() &&
-                                         c->get<std::string>().size() == 2)
+    if (auto c = traits.find("country");
+        c != traits.end() && c->is_string() && c->get<std::string>().size() == 2)
       region = c->get<std::string>();
     auto p = NormalizePhone(*row.phone, region);
     if (!p) return Err(Status::Invalid("invalid phone: " + p.error().message()));
@@ -49,10 +49,14 @@ Result<Normalized> NormalizeRow(const ImportRow& row, const ProfileOptions& opti
 
 std::string_view ImportOutcomeName(ImportOutcome outcome) {
   switch (outcome) {
-    case ImportOutcome::kCreated: return "created";
-    case ImportOutcome::kUpdated: return "updated";
-    case ImportOutcome::kMerged: return "merged";
-    case ImportOutcome::kRejected: return "rejected";
+    case ImportOutcome::kCreated:
+      return "created";
+    case ImportOutcome::kUpdated:
+      return "updated";
+    case ImportOutcome::kMerged:
+      return "merged";
+    case ImportOutcome::kRejected:
+      return "rejected";
   }
   return "rejected";
 }
@@ -97,7 +101,8 @@ Result<std::vector<ImportRowResult>> ImportContacts(store::WriteTxn& txn, store:
       if (!c.source) c.source = request.source;
       DeriveContactFields(c, options);
       NUDGE_TRY(txn.UpdateContact(c));
-      r.outcome = c.import_id == request.import_id ? ImportOutcome::kMerged : ImportOutcome::kUpdated;
+      r.outcome =
+          c.import_id == request.import_id ? ImportOutcome::kMerged : ImportOutcome::kUpdated;
       r.contact = c.id;
     } else {
       Contact c;

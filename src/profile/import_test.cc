@@ -56,10 +56,11 @@ class ImportTest : public ::testing::Test {
 };
 
 TEST_F(ImportTest, DuplicatesInsideTheFileMergeAndExistingContactsUpdate) {
-  auto first = Import({"imp-1", "webinar", {"q4"},
+  auto first = Import({"imp-1",
+                       "webinar",
+                       {"q4"},
                        {Row(2, "ann@example.com", R"({"first_name":"Ann"})"),
-                        Row(3, "ANN@Example.com", R"({"company":"Acme"})"),
-                        Row(4, "not-an-email"),
+                        Row(3, "ANN@Example.com", R"({"company":"Acme"})"), Row(4, "not-an-email"),
                         Row(5, std::nullopt, "{}", "+1 415 555 2671")}});
   ASSERT_EQ(first.size(), 4u);
   EXPECT_EQ(first[0].outcome, ImportOutcome::kCreated);
@@ -69,8 +70,11 @@ TEST_F(ImportTest, DuplicatesInsideTheFileMergeAndExistingContactsUpdate) {
   EXPECT_NE(first[2].reason.find("invalid email"), std::string::npos);
   EXPECT_EQ(first[3].outcome, ImportOutcome::kCreated);
 
-  auto second = Import({"imp-2", "crm", {"vip"}, {Row(2, "ann@example.com", R"({"first_name":"Anne"})"),
-                                                   Row(3, std::nullopt, "{}", "(415) 555-2671")}});
+  auto second = Import({"imp-2",
+                        "crm",
+                        {"vip"},
+                        {Row(2, "ann@example.com", R"({"first_name":"Anne"})"),
+                         Row(3, std::nullopt, "{}", "(415) 555-2671")}});
   EXPECT_EQ(second[0].outcome, ImportOutcome::kUpdated);
   EXPECT_EQ(second[1].outcome, ImportOutcome::kUpdated);  // matched by the normalized phone
   ASSERT_TRUE(store_

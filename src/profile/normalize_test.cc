@@ -13,7 +13,8 @@ TEST(NormalizeEmail, TrimsAndLowercasesTheDomainOnly) {
 
 TEST(NormalizeEmail, SaysWhatIsWrong) {
   EXPECT_NE(NormalizeEmail("ann.example.com").error().message().find("no '@'"), std::string::npos);
-  EXPECT_NE(NormalizeEmail("@example.com").error().message().find("nothing before"), std::string::npos);
+  EXPECT_NE(NormalizeEmail("@example.com").error().message().find("nothing before"),
+            std::string::npos);
   EXPECT_NE(NormalizeEmail("ann@localhost").error().message().find("no dot"), std::string::npos);
   EXPECT_NE(NormalizeEmail("ann lee@x.com").error().message().find("space"), std::string::npos);
   EXPECT_FALSE(NormalizeEmail("ann@@x.com"));

@@ -44,10 +44,11 @@ json EventJson(const store::Event& e) {
       {"received_at", core::FormatIso8601(e.received_at)},
   };
   static constexpr std::pair<const char*, const char*> kCopied[] = {
-      {"userId", "user_id"},     {"anonymousId", "anonymous_id"}, {"previousId", "previous_id"},
-      {"groupId", "group_id"},   {"properties", "properties"},    {"traits", "traits"},
-      {"context", "context"},    {"integrations", "integrations"}, {"sentAt", "sent_at"},
-      {"originalTimestamp", "original_timestamp"},
+      {"userId", "user_id"},         {"anonymousId", "anonymous_id"},
+      {"previousId", "previous_id"}, {"groupId", "group_id"},
+      {"properties", "properties"},  {"traits", "traits"},
+      {"context", "context"},        {"integrations", "integrations"},
+      {"sentAt", "sent_at"},         {"originalTimestamp", "original_timestamp"},
   };
   for (const auto& [from, to] : kCopied) {
     auto it = body.find(from);

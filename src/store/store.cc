@@ -6,8 +6,10 @@ namespace nudge::store {
 
 std::string_view IdentityKindName(IdentityKind kind) {
   switch (kind) {
-    case IdentityKind::kAnonymous: return "anonymous";
-    case IdentityKind::kAlias: return "alias";
+    case IdentityKind::kAnonymous:
+      return "anonymous";
+    case IdentityKind::kAlias:
+      return "alias";
   }
   return "anonymous";
 }

@@ -46,10 +46,10 @@ struct Contact {
   ContactId id = 0;
   WorkspaceId workspace = 0;
   std::optional<std::string> user_id;
-  std::optional<std::string> email;  // normalized (trimmed, domain lowercased)
-  std::optional<std::string> phone;  // E.164
-  std::string traits = "{}";         // JSON object; originals of email/phone stay here
-  std::string tags = "[]";           // JSON array of strings
+  std::optional<std::string> email;      // normalized (trimmed, domain lowercased)
+  std::optional<std::string> phone;      // E.164
+  std::string traits = "{}";             // JSON object; originals of email/phone stay here
+  std::string tags = "[]";               // JSON array of strings
   std::optional<std::string> source;     // how the contact first came to us
   std::optional<std::string> import_id;  // the list import that created it, if any
   Millis created_at = 0;
@@ -94,8 +94,7 @@ class ReadTxn {
                                                             std::string_view e164) = 0;
   virtual Result<std::vector<std::string>> ListIdentities(ContactId id, IdentityKind kind) = 0;
   // Contacts with id > after, ascending by id.
-  virtual Result<std::vector<Contact>> ListContacts(WorkspaceId ws, ContactId after,
-                                                    int limit) = 0;
+  virtual Result<std::vector<Contact>> ListContacts(WorkspaceId ws, ContactId after, int limit) = 0;
   virtual Result<int64_t> CountContacts(WorkspaceId ws) = 0;
   // Newest first (by timestamp, then insertion order).
   virtual Result<std::vector<Event>> ListEvents(ContactId id, int limit) = 0;

@@ -15,8 +15,8 @@ namespace nudge::store {
 namespace sqlite {
 namespace {
 
-#define NUDGE_STMT(var, sql)          \
-  auto var##_prepared = db_.Prepare(sql); \
+#define NUDGE_STMT(var, sql)                               \
+  auto var##_prepared = db_.Prepare(sql);                  \
   if (!var##_prepared) return Err(var##_prepared.error()); \
   StmtUse var(**var##_prepared)
 
@@ -52,8 +52,9 @@ class Txn final : public WriteTxn {
   explicit Txn(Db& db) : db_(db) {}
 
   Result<std::vector<Workspace>> ListWorkspaces() override {
-    NUDGE_STMT(q, "SELECT id, name, write_key_hash, admin_key_hash, created_at FROM workspaces "
-                  "ORDER BY id");
+    NUDGE_STMT(q,
+               "SELECT id, name, write_key_hash, admin_key_hash, created_at FROM workspaces "
+               "ORDER BY id");
     std::vector<Workspace> out;
     for (;;) {
       auto row = q->Step();
@@ -65,8 +66,9 @@ class Txn final : public WriteTxn {
   }
 
   Result<std::optional<Contact>> GetContact(ContactId id) override {
-    NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-                  "created_at, last_seen_at FROM contacts WHERE id = ?");
+    NUDGE_STMT(q,
+               "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+               "created_at, last_seen_at FROM contacts WHERE id = ?");
     q->Bind(1, id);
     return OneContact(q);
   }
@@ -74,13 +76,15 @@ class Txn final : public WriteTxn {
   Result<std::optional<Contact>> FindContactByUserId(WorkspaceId ws,
                                                      std::string_view user_id) override {
     {
-      NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-                    "created_at, last_seen_at FROM contacts WHERE ws = ? AND user_id = ?");
+      NUDGE_STMT(q,
+                 "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+                 "created_at, last_seen_at FROM contacts WHERE ws = ? AND user_id = ?");
       q->Bind(1, ws).Bind(2, user_id);
       auto found = OneContact(q);
       if (!found || *found) return found;
     }
-    NUDGE_STMT(a, "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'alias' AND value = ?");
+    NUDGE_STMT(a,
+               "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'alias' AND value = ?");
     a->Bind(1, ws).Bind(2, user_id);
     auto row = a->Step();
     if (!row) return Err(row.error());
@@ -97,7 +101,8 @@ class Txn final : public WriteTxn {
       if (!row) return Err(row.error());
       if (*row) return std::optional<ContactId>(q->Int(0));
     }
-    NUDGE_STMT(a, "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'alias' AND value = ?");
+    NUDGE_STMT(a,
+               "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'alias' AND value = ?");
     a->Bind(1, ws).Bind(2, user_id);
     auto row = a->Step();
     if (!row) return Err(row.error());
@@ -107,8 +112,9 @@ class Txn final : public WriteTxn {
 
   Result<std::optional<ContactId>> FindContactByAnonymousId(WorkspaceId ws,
                                                             std::string_view anon) override {
-    NUDGE_STMT(q, "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'anonymous' AND "
-                  "value = ?");
+    NUDGE_STMT(q,
+               "SELECT contact_id FROM identities WHERE ws = ? AND kind = 'anonymous' AND "
+               "value = ?");
     q->Bind(1, ws).Bind(2, anon);
     auto row = q->Step();
     if (!row) return Err(row.error());
@@ -118,18 +124,20 @@ class Txn final : public WriteTxn {
 
   Result<std::optional<Contact>> FindContactByEmail(WorkspaceId ws,
                                                     std::string_view email) override {
-    NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-                  "created_at, last_seen_at FROM contacts WHERE ws = ? AND lower(email) = "
-                  "lower(?) ORDER BY id LIMIT 1");
+    NUDGE_STMT(q,
+               "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+               "created_at, last_seen_at FROM contacts WHERE ws = ? AND lower(email) = "
+               "lower(?) ORDER BY id LIMIT 1");
     q->Bind(1, ws).Bind(2, email);
     return OneContact(q);
   }
 
   Result<std::optional<Contact>> FindContactByPhone(WorkspaceId ws,
                                                     std::string_view e164) override {
-    NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-                  "created_at, last_seen_at FROM contacts WHERE ws = ? AND phone = ? "
-                  "ORDER BY id LIMIT 1");
+    NUDGE_STMT(q,
+               "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+               "created_at, last_seen_at FROM contacts WHERE ws = ? AND phone = ? "
+               "ORDER BY id LIMIT 1");
     q->Bind(1, ws).Bind(2, e164);
     return OneContact(q);
   }
@@ -148,9 +156,10 @@ class Txn final : public WriteTxn {
   }
 
   Result<std::vector<Contact>> ListContacts(WorkspaceId ws, ContactId after, int limit) override {
-    NUDGE_STMT(q, "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-                  "created_at, last_seen_at FROM contacts WHERE ws = ? AND id > ? ORDER BY id "
-                  "LIMIT ?");
+    NUDGE_STMT(q,
+               "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+               "created_at, last_seen_at FROM contacts WHERE ws = ? AND id > ? ORDER BY id "
+               "LIMIT ?");
     q->Bind(1, ws).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
     std::vector<Contact> out;
     for (;;) {
@@ -171,9 +180,10 @@ class Txn final : public WriteTxn {
   }
 
   Result<std::vector<Event>> ListEvents(ContactId id, int limit) override {
-    NUDGE_STMT(q, "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
-                  "body FROM events WHERE contact_id = ? ORDER BY timestamp DESC, id DESC "
-                  "LIMIT ?");
+    NUDGE_STMT(q,
+               "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
+               "body FROM events WHERE contact_id = ? ORDER BY timestamp DESC, id DESC "
+               "LIMIT ?");
     q->Bind(1, id).Bind(2, static_cast<int64_t>(limit));
     std::vector<Event> out;
     for (;;) {
@@ -212,9 +222,13 @@ class Txn final : public WriteTxn {
   // ---- writes ----
 
   Result<WorkspaceId> InsertWorkspace(const Workspace& ws) override {
-    NUDGE_STMT(q, "INSERT INTO workspaces(name, write_key_hash, admin_key_hash, created_at) "
-                  "VALUES(?, ?, ?, ?)");
-    q->Bind(1, ws.name).Bind(2, ws.write_key_hash).Bind(3, ws.admin_key_hash).Bind(4, ws.created_at);
+    NUDGE_STMT(q,
+               "INSERT INTO workspaces(name, write_key_hash, admin_key_hash, created_at) "
+               "VALUES(?, ?, ?, ?)");
+    q->Bind(1, ws.name)
+        .Bind(2, ws.write_key_hash)
+        .Bind(3, ws.admin_key_hash)
+        .Bind(4, ws.created_at);
     Status s = q->Exec();
     if (!s.ok()) {
       if (sqlite3_extended_errcode(db_.raw()) == SQLITE_CONSTRAINT_UNIQUE)
@@ -232,8 +246,9 @@ class Txn final : public WriteTxn {
   }
 
   Result<ContactId> InsertContact(const Contact& c) override {
-    NUDGE_STMT(q, "INSERT INTO contacts(ws, user_id, email, phone, traits, tags, source, "
-                  "import_id, created_at, last_seen_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    NUDGE_STMT(q,
+               "INSERT INTO contacts(ws, user_id, email, phone, traits, tags, source, "
+               "import_id, created_at, last_seen_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     q->Bind(1, c.workspace).Bind(2, c.user_id).Bind(3, c.email).Bind(4, c.phone);
     q->Bind(5, c.traits).Bind(6, c.tags).Bind(7, c.source).Bind(8, c.import_id);
     q->Bind(9, c.created_at).Bind(10, c.last_seen_at);
@@ -243,8 +258,9 @@ class Txn final : public WriteTxn {
   }
 
   Status UpdateContact(const Contact& c) override {
-    NUDGE_STMT(q, "UPDATE contacts SET user_id = ?, email = ?, phone = ?, traits = ?, tags = ?, "
-                  "source = ?, import_id = ?, created_at = ?, last_seen_at = ? WHERE id = ?");
+    NUDGE_STMT(q,
+               "UPDATE contacts SET user_id = ?, email = ?, phone = ?, traits = ?, tags = ?, "
+               "source = ?, import_id = ?, created_at = ?, last_seen_at = ? WHERE id = ?");
     q->Bind(1, c.user_id).Bind(2, c.email).Bind(3, c.phone).Bind(4, c.traits).Bind(5, c.tags);
     q->Bind(6, c.source).Bind(7, c.import_id).Bind(8, c.created_at).Bind(9, c.last_seen_at);
     q->Bind(10, c.id);
@@ -252,8 +268,9 @@ class Txn final : public WriteTxn {
   }
 
   Status TouchContact(ContactId id, Millis first, Millis last) override {
-    NUDGE_STMT(q, "UPDATE contacts SET created_at = min(created_at, ?), "
-                  "last_seen_at = max(last_seen_at, ?) WHERE id = ?");
+    NUDGE_STMT(q,
+               "UPDATE contacts SET created_at = min(created_at, ?), "
+               "last_seen_at = max(last_seen_at, ?) WHERE id = ?");
     q->Bind(1, first).Bind(2, last).Bind(3, id);
     return q->Exec();
   }
@@ -281,8 +298,9 @@ class Txn final : public WriteTxn {
 
   Status LinkIdentity(WorkspaceId ws, IdentityKind kind, std::string_view value,
                       ContactId id) override {
-    NUDGE_STMT(q, "INSERT INTO identities(ws, kind, value, contact_id) VALUES(?, ?, ?, ?) "
-                  "ON CONFLICT(ws, kind, value) DO UPDATE SET contact_id = excluded.contact_id");
+    NUDGE_STMT(q,
+               "INSERT INTO identities(ws, kind, value, contact_id) VALUES(?, ?, ?, ?) "
+               "ON CONFLICT(ws, kind, value) DO UPDATE SET contact_id = excluded.contact_id");
     q->Bind(1, ws).Bind(2, IdentityKindName(kind)).Bind(3, value).Bind(4, id);
     return q->Exec();
   }
@@ -299,8 +317,9 @@ class Txn final : public WriteTxn {
       NUDGE_TRY(q->Exec());
     }
     {
-      NUDGE_STMT(q, "INSERT INTO contact_merges(ws, from_id, into_id, at) "
-                    "SELECT ws, id, ?, ? FROM contacts WHERE id = ?");
+      NUDGE_STMT(q,
+                 "INSERT INTO contact_merges(ws, from_id, into_id, at) "
+                 "SELECT ws, id, ?, ? FROM contacts WHERE id = ?");
       q->Bind(1, into).Bind(2, at).Bind(3, from);
       NUDGE_TRY(q->Exec());
     }
@@ -310,9 +329,10 @@ class Txn final : public WriteTxn {
   }
 
   Result<bool> InsertEvent(Event& e) override {
-    NUDGE_STMT(q, "INSERT INTO events(ws, contact_id, message_id, type, name, timestamp, "
-                  "received_at, body) VALUES(?, ?, ?, ?, ?, ?, ?, ?) "
-                  "ON CONFLICT(ws, message_id) DO NOTHING");
+    NUDGE_STMT(q,
+               "INSERT INTO events(ws, contact_id, message_id, type, name, timestamp, "
+               "received_at, body) VALUES(?, ?, ?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT(ws, message_id) DO NOTHING");
     q->Bind(1, e.workspace).Bind(2, e.contact).Bind(3, e.message_id).Bind(4, e.type);
     q->Bind(5, e.name).Bind(6, e.timestamp).Bind(7, e.received_at).Bind(8, e.body);
     NUDGE_TRY(q->Exec());
@@ -346,13 +366,12 @@ class SqliteStore final : public Store {
       commit_latency_ = &options_.metrics->GetHistogram(
           "nudge_store_commit_seconds", "Time to commit one group of writes, fsync included.",
           {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1});
-      group_size_ = &options_.metrics->GetHistogram(
-          "nudge_store_commit_group_writes", "Writes committed together in one transaction.",
-          {1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+      group_size_ = &options_.metrics->GetHistogram("nudge_store_commit_group_writes",
+                                                    "Writes committed together in one transaction.",
+                                                    {1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
       options_.metrics->AddGauge("nudge_queue_depth", "Work waiting in a queue.",
-                                 "{queue=\"store_writer\"}", [this] {
-                                   return static_cast<double>(Stats().queued_writes);
-                                 });
+                                 "{queue=\"store_writer\"}",
+                                 [this] { return static_cast<double>(Stats().queued_writes); });
     }
     thread_ = std::thread([this] { WriterLoop(); });
   }
@@ -431,7 +450,8 @@ class SqliteStore final : public Store {
         std::unique_lock lock(mutex_);
         cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
         if (queue_.empty() && closing_) return;
-        const size_t n = std::min(queue_.size(), static_cast<size_t>(options_.max_writes_per_commit));
+        const size_t n =
+            std::min(queue_.size(), static_cast<size_t>(options_.max_writes_per_commit));
         group.reserve(n);
         for (size_t i = 0; i < n; ++i) {
           group.push_back(std::move(queue_.front()));

@@ -1,0 +1,301 @@
+// /api/v1/...: the admin API (Authorization: Bearer <admin key>), docs/openapi.yaml.
+#include <nlohmann/json.hpp>
+
+#include "core/crypto.h"
+#include "core/time.h"
+#include "http/api.h"
+#include "http/respond.h"
+#include "profile/import.h"
+#include "profile/normalize.h"
+#include "profile/views.h"
+
+namespace nudge::http {
+namespace {
+
+using nlohmann::json;
+using store::Contact;
+using store::ContactId;
+using store::WorkspaceId;
+
+constexpr int kDefaultPage = 50;
+constexpr int kMaxPage = 1000;
+constexpr size_t kMaxImportRows = 5000;
+
+Result<int> PageLimit(const Request& req, int fallback) {
+  const std::string text = req.Query("limit");
+  if (text.empty()) return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(text.c_str(), &end, 10);
+  if (*end != '\0' || n < 1 || n > kMaxPage)
+    return Err(
+        Status::Invalid("must be a whole number from 1 to " + std::to_string(kMaxPage), "limit"));
+  return static_cast<int>(n);
+}
+
+// Finds a contact by the key in a URL: its user id, else an anonymous id, else (with '@')
+// its email, else (starting with '+') its phone.
+Result<std::optional<Contact>> FindByKey(store::ReadTxn& t, WorkspaceId ws,
+                                         const std::string& key) {
+  NUDGE_ASSIGN_OR_RETURN(auto c, t.FindContactByUserId(ws, key));
+  if (c) return c;
+  NUDGE_ASSIGN_OR_RETURN(auto anon, t.FindContactByAnonymousId(ws, key));
+  if (anon) return t.GetContact(*anon);
+  if (key.find('@') != std::string::npos) {
+    if (auto email = profile::NormalizeEmail(key)) return t.FindContactByEmail(ws, *email);
+  }
+  if (!key.empty() && key.front() == '+') return t.FindContactByPhone(ws, key);
+  return std::optional<Contact>();
+}
+
+Status NotFoundContact(const std::string& key) {
+  return Status::NotFound("no contact with user id, anonymous id, email or phone '" + key + "'");
+}
+
+class AdminApi {
+ public:
+  explicit AdminApi(ApiContext& ctx) : ctx_(ctx) {}
+
+  // Wraps a handler with admin-key authentication.
+  Handler Authed(void (AdminApi::*method)(WorkspaceId, Request&, Reply)) {
+    return [this, method](Request& req, Reply reply) {
+      const std::string token = BearerToken(req);
+      auto ws = ctx_.workspaces.ByAdminKey(token);
+      if (!ws) {
+        Response r = ErrorResponse(
+            Status(Code::kUnauthenticated, token.empty() ? "an admin key is required "
+                                                           "(Authorization: Bearer <admin key>)"
+                                                         : "unknown admin key"));
+        r.headers = {{"WWW-Authenticate", "Bearer realm=\"nudge\""}};
+        return reply(std::move(r));
+      }
+      (this->*method)(*ws, req, std::move(reply));
+    };
+  }
+
+  void GetContact(WorkspaceId ws, Request& req, Reply reply) {
+    const std::string key = req.params["id"];
+    json out;
+    Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(auto c, FindByKey(t, ws, key));
+      if (!c) return NotFoundContact(key);
+      NUDGE_ASSIGN_OR_RETURN(auto anon, t.ListIdentities(c->id, store::IdentityKind::kAnonymous));
+      NUDGE_ASSIGN_OR_RETURN(auto aliases, t.ListIdentities(c->id, store::IdentityKind::kAlias));
+      out = profile::ContactJson(*c, anon, aliases);
+      return Status::Ok();
+    });
+    reply(s.ok() ? JsonResponse(out) : ErrorResponse(s));
+  }
+
+  void GetContactEvents(WorkspaceId ws, Request& req, Reply reply) {
+    const std::string key = req.params["id"];
+    auto limit = PageLimit(req, kDefaultPage);
+    if (!limit) return reply(ErrorResponse(limit.error()));
+    json events = json::array();
+    Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(auto c, FindByKey(t, ws, key));
+      if (!c) return NotFoundContact(key);
+      NUDGE_ASSIGN_OR_RETURN(auto rows, t.ListEvents(c->id, *limit));
+      for (const auto& e : rows) events.push_back(profile::EventJson(e));
+      return Status::Ok();
+    });
+    reply(s.ok() ? JsonResponse(json{{"events", std::move(events)}}) : ErrorResponse(s));
+  }
+
+  void ListContacts(WorkspaceId ws, Request& req, Reply reply) {
+    auto limit = PageLimit(req, kDefaultPage);
+    if (!limit) return reply(ErrorResponse(limit.error()));
+    ContactId after = 0;
+    const std::string cursor = req.Query("cursor");
+    if (!cursor.empty()) {
+      auto decoded = core::Base64UrlDecode(cursor);
+      char* end = nullptr;
+      if (decoded) after = std::strtoll(decoded->c_str(), &end, 10);
+      if (!decoded || decoded->empty() || *end != '\0' || after < 0)
+        return reply(ErrorResponse(Status::Invalid("is not a cursor this API gave out", "cursor")));
+    }
+    json contacts = json::array();
+    json next = nullptr;
+    int64_t total = 0;
+    Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(auto rows, t.ListContacts(ws, after, *limit + 1));
+      NUDGE_ASSIGN_OR_RETURN(total, t.CountContacts(ws));
+      const bool more = static_cast<int>(rows.size()) > *limit;
+      if (more) rows.pop_back();
+      for (const auto& c : rows) {
+        NUDGE_ASSIGN_OR_RETURN(auto anon, t.ListIdentities(c.id, store::IdentityKind::kAnonymous));
+        NUDGE_ASSIGN_OR_RETURN(auto aliases, t.ListIdentities(c.id, store::IdentityKind::kAlias));
+        contacts.push_back(profile::ContactJson(c, anon, aliases));
+      }
+      if (more) next = core::Base64UrlEncode(std::to_string(rows.back().id));
+      return Status::Ok();
+    });
+    if (!s.ok()) return reply(ErrorResponse(s));
+    reply(JsonResponse(
+        json{{"contacts", std::move(contacts)}, {"next_cursor", next}, {"total", total}}));
+  }
+
+  void DeleteContact(WorkspaceId ws, Request& req, Reply reply) {
+    const std::string key = req.params["id"];
+    auto erased = std::make_shared<json>();
+    ctx_.store.Write(
+        [ws, key, erased](store::WriteTxn& t) -> Status {
+          NUDGE_ASSIGN_OR_RETURN(auto c, FindByKey(t, ws, key));
+          if (!c) return NotFoundContact(key);
+          NUDGE_TRY(t.DeleteContact(c->id));
+          *erased = json{{"deleted", true},
+                         {"id", c->id},
+                         {"user_id", c->user_id ? json(*c->user_id) : json(nullptr)}};
+          return Status::Ok();
+        },
+        [erased, reply = std::move(reply)](Status s) {
+          reply(s.ok() ? JsonResponse(*erased) : ErrorResponse(s));
+        });
+  }
+
+  // POST /api/v1/contacts/import {"import_id","source","tags":[],"contacts":[{"line",
+  // "user_id","email","phone","traits":{}}]} -> {"results":[{"line","outcome","contact_id",
+  // "reason"}]}
+  void ImportContacts(WorkspaceId ws, Request& req, Reply reply) {
+    auto request = std::make_shared<profile::ImportRequest>();
+    Status parsed = ParseImport(req.body, *request);
+    if (!parsed.ok()) return reply(ErrorResponse(parsed));
+    auto results = std::make_shared<std::vector<profile::ImportRowResult>>();
+    const core::Millis now = ctx_.clock.NowMillis();
+    ctx_.store.Write(
+        [this, ws, request, results, now](store::WriteTxn& t) -> Status {
+          NUDGE_ASSIGN_OR_RETURN(
+              *results, profile::ImportContacts(t, ws, *request, ctx_.applier.options(), now));
+          return Status::Ok();
+        },
+        [results, reply = std::move(reply)](Status s) {
+          if (!s.ok()) return reply(ErrorResponse(s));
+          json out = json::array();
+          for (const auto& r : *results) {
+            json row{{"line", r.line},
+                     {"outcome", std::string(profile::ImportOutcomeName(r.outcome))}};
+            if (r.contact) row["contact_id"] = r.contact;
+            if (!r.reason.empty()) row["reason"] = r.reason;
+            out.push_back(std::move(row));
+          }
+          reply(JsonResponse(json{{"results", std::move(out)}}));
+        });
+  }
+
+  void GetWorkspace(WorkspaceId ws, Request&, Reply reply) {
+    int64_t contacts = 0, events = 0;
+    Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(contacts, t.CountContacts(ws));
+      NUDGE_ASSIGN_OR_RETURN(events, t.CountEvents(ws));
+      return Status::Ok();
+    });
+    if (!s.ok()) return reply(ErrorResponse(s));
+    reply(JsonResponse(json{{"id", ws},
+                            {"name", ctx_.workspaces.NameOf(ws).value_or("")},
+                            {"contacts", contacts},
+                            {"events", events}}));
+  }
+
+  // POST /api/v1/workspaces {"name"}: only the default workspace's admin key may do this.
+  void CreateWorkspace(WorkspaceId ws, Request& req, Reply reply) {
+    if (ctx_.workspaces.NameOf(ws) != store::WorkspaceRegistry::kDefault)
+      return reply(ErrorResponse(Status(Code::kPermissionDenied,
+                                        "only the default workspace's admin key may create "
+                                        "workspaces")));
+    json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
+    if (!body.contains("name") || !body["name"].is_string())
+      return reply(ErrorResponse(Status::Invalid("is required (a string)", "name")));
+    auto keys = ctx_.workspaces.Create(body["name"].get<std::string>());
+    if (!keys) return reply(ErrorResponse(keys.error()));
+    reply(JsonResponse(json{{"id", keys->id},
+                            {"name", keys->name},
+                            {"write_key", keys->write_key},
+                            {"admin_key", keys->admin_key}},
+                       201));
+  }
+
+  void ListWorkspaces(WorkspaceId ws, Request&, Reply reply) {
+    const bool all = ctx_.workspaces.NameOf(ws) == store::WorkspaceRegistry::kDefault;
+    json out = json::array();
+    for (const auto& w : ctx_.workspaces.List()) {
+      if (!all && w.id != ws) continue;
+      out.push_back(
+          json{{"id", w.id}, {"name", w.name}, {"created_at", core::FormatIso8601(w.created_at)}});
+    }
+    reply(JsonResponse(json{{"workspaces", std::move(out)}}));
+  }
+
+ private:
+  static Status ParseImport(const std::string& text, profile::ImportRequest& out) {
+    json body = json::parse(text, nullptr, false);
+    if (body.is_discarded() || !body.is_object())
+      return Status::Invalid("the body must be a JSON object", "body");
+    auto str = [&](const json& j, const char* key, std::optional<std::string>& dst,
+                   const std::string& where) -> Status {
+      auto it = j.find(key);
+      if (it == j.end() || it->is_null()) return Status::Ok();
+      if (!it->is_string()) return Status::Invalid("must be a string", where + key);
+      if (!it->get<std::string>().empty()) dst = it->get<std::string>();
+      return Status::Ok();
+    };
+    std::optional<std::string> import_id;
+    NUDGE_TRY(str(body, "import_id", import_id, ""));
+    if (!import_id) return Status::Invalid("is required", "import_id");
+    out.import_id = *import_id;
+    NUDGE_TRY(str(body, "source", out.source, ""));
+    if (auto tags = body.find("tags"); tags != body.end() && !tags->is_null()) {
+      if (!tags->is_array()) return Status::Invalid("must be an array of strings", "tags");
+      for (const auto& t : *tags) {
+        if (!t.is_string()) return Status::Invalid("must be an array of strings", "tags");
+        out.tags.push_back(t.get<std::string>());
+      }
+    }
+    auto contacts = body.find("contacts");
+    if (contacts == body.end() || !contacts->is_array())
+      return Status::Invalid("is required (an array)", "contacts");
+    if (contacts->size() > kMaxImportRows)
+      return Status(Code::kTooLarge,
+                    "at most " + std::to_string(kMaxImportRows) + " contacts per request",
+                    "contacts");
+    for (size_t i = 0; i < contacts->size(); ++i) {
+      const json& c = (*contacts)[i];
+      const std::string where = "contacts[" + std::to_string(i) + "].";
+      if (!c.is_object())
+        return Status::Invalid("must be an object", where.substr(0, where.size() - 1));
+      profile::ImportRow row;
+      row.line = c.value("line", static_cast<int64_t>(i + 1));
+      NUDGE_TRY(str(c, "user_id", row.user_id, where));
+      NUDGE_TRY(str(c, "email", row.email, where));
+      NUDGE_TRY(str(c, "phone", row.phone, where));
+      if (auto t = c.find("traits"); t != c.end() && !t->is_null()) {
+        if (!t->is_object()) return Status::Invalid("must be an object", where + "traits");
+        row.traits = t->dump();
+      }
+      out.rows.push_back(std::move(row));
+    }
+    return Status::Ok();
+  }
+
+  ApiContext& ctx_;
+};
+
+}  // namespace
+
+void AddAdminRoutes(Router& router, ApiContext& ctx) {
+  auto api = std::make_shared<AdminApi>(ctx);
+  auto bind = [api](void (AdminApi::*m)(WorkspaceId, Request&, Reply)) {
+    Handler inner = api->Authed(m);
+    return [api, inner](Request& req, Reply reply) { inner(req, std::move(reply)); };
+  };
+  router.Add("GET", "/api/v1/contacts", bind(&AdminApi::ListContacts))
+      .Add("POST", "/api/v1/contacts/import", bind(&AdminApi::ImportContacts), 16 << 20)
+      .Add("GET", "/api/v1/contacts/{id}", bind(&AdminApi::GetContact))
+      .Add("DELETE", "/api/v1/contacts/{id}", bind(&AdminApi::DeleteContact))
+      .Add("GET", "/api/v1/contacts/{id}/events", bind(&AdminApi::GetContactEvents))
+      .Add("GET", "/api/v1/workspace", bind(&AdminApi::GetWorkspace))
+      .Add("GET", "/api/v1/workspaces", bind(&AdminApi::ListWorkspaces))
+      .Add("POST", "/api/v1/workspaces", bind(&AdminApi::CreateWorkspace));
+}
+
+}  // namespace nudge::http

@@ -1,0 +1,30 @@
+// The routes nudge serves: the Segment-compatible tracking API (/v1/...), the admin API
+// (/api/v1/..., described in docs/openapi.yaml) and operations (/healthz, /metrics).
+//
+// ApiContext borrows the services the handlers use; it must outlive the Server.
+#pragma once
+
+#include "core/clock.h"
+#include "core/metrics.h"
+#include "http/server.h"
+#include "ingest/parser.h"
+#include "profile/applier.h"
+#include "store/store.h"
+#include "store/workspaces.h"
+
+namespace nudge::http {
+
+struct ApiContext {
+  store::Store& store;
+  store::WorkspaceRegistry& workspaces;
+  const profile::Applier& applier;
+  core::MetricsRegistry& metrics;
+  const core::Clock& clock;
+  ingest::Limits limits;
+};
+
+void AddTrackingRoutes(Router& router, ApiContext& ctx);
+void AddAdminRoutes(Router& router, ApiContext& ctx);
+void AddOpsRoutes(Router& router, ApiContext& ctx);
+
+}  // namespace nudge::http

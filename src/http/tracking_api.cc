@@ -1,0 +1,131 @@
+// POST /v1/{identify,track,page,screen,group,alias,batch}: Segment's HTTP Tracking API.
+// A 200 is sent only after the store has committed the messages.
+#include <memory>
+
+#include "http/api.h"
+#include "http/respond.h"
+#include "ingest/gzip.h"
+
+namespace nudge::http {
+namespace {
+
+class TrackingApi {
+ public:
+  explicit TrackingApi(ApiContext& ctx) : ctx_(ctx) {
+    auto& m = ctx.metrics;
+    const char* help = "Events refused, by reason.";
+    accepted_ = &m.GetCounter("nudge_events_accepted_total", "Events stored.");
+    duplicates_ = &m.GetCounter("nudge_events_duplicate_total",
+                                "Events skipped because their messageId was already stored.");
+    invalid_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"invalid\"}");
+    too_large_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"too_large\"}");
+    bad_gzip_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"bad_gzip\"}");
+    unauthorized_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"unauthorized\"}");
+    unavailable_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"unavailable\"}");
+    latency_ = &m.GetHistogram("nudge_ingest_ack_seconds",
+                               "From a tracking request's arrival to its durable acknowledgement.",
+                               {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
+  }
+
+  void Handle(ingest::Endpoint endpoint, Request& req, Reply reply) {
+    const size_t max = ingest::MaxBodyBytes(endpoint, ctx_.limits);
+    std::string decompressed;
+    std::string_view body = req.body;
+    const std::string& encoding = req.Header("content-encoding");
+    if (ingest::LooksGzipped(body)) {
+      auto inflated = ingest::Gunzip(body, max);
+      if (!inflated) {
+        (inflated.error().code() == Code::kTooLarge ? too_large_ : bad_gzip_)->Add();
+        return reply(ErrorResponse(inflated.error()));
+      }
+      decompressed = std::move(*inflated);
+      body = decompressed;
+    } else if (encoding.find("gzip") != std::string::npos) {
+      bad_gzip_->Add();
+      return reply(ErrorResponse(
+          Status::Invalid("Content-Encoding says gzip but the body is not gzip", "body")));
+    }
+    if (body.size() > max) {
+      too_large_->Add();
+      return reply(ErrorResponse(
+          Status(Code::kTooLarge, "the body exceeds " + std::to_string(max) + " bytes", "body")));
+    }
+
+    std::optional<store::WorkspaceId> ws;
+    const auto basic = BasicUser(req);
+    if (basic) {
+      ws = ctx_.workspaces.ByWriteKey(*basic);
+      if (!ws) return Unauthorized(reply);
+    }
+
+    auto parsed = ingest::ParseRequest(endpoint, body, req.received_at, ctx_.limits);
+    if (!parsed) {
+      (parsed.error().code() == Code::kTooLarge ? too_large_ : invalid_)->Add();
+      return reply(ErrorResponse(parsed.error()));
+    }
+    if (!ws && parsed->write_key) ws = ctx_.workspaces.ByWriteKey(*parsed->write_key);
+    if (!ws) return Unauthorized(reply);
+
+    auto messages = std::make_shared<std::vector<ingest::Message>>(std::move(parsed->messages));
+    if (messages->empty()) return reply(Ok());
+    auto result = std::make_shared<profile::ApplyResult>();
+    const int64_t started = core::MonotonicMicros();
+    ctx_.store.Write(
+        [this, ws = *ws, messages, result](store::WriteTxn& txn) -> Status {
+          NUDGE_ASSIGN_OR_RETURN(*result, ctx_.applier.Apply(txn, ws, *messages));
+          return Status::Ok();
+        },
+        [this, messages, result, started, reply = std::move(reply)](Status status) {
+          if (!status.ok()) {
+            unavailable_->Add(messages->size());
+            return reply(ErrorResponse(status));
+          }
+          accepted_->Add(result->accepted);
+          duplicates_->Add(result->duplicates);
+          latency_->Observe(static_cast<double>(core::MonotonicMicros() - started) / 1e6);
+          reply(Ok());
+        });
+  }
+
+ private:
+  static Response Ok() {
+    Response r;
+    r.body = R"({"success":true})";
+    return r;
+  }
+
+  void Unauthorized(Reply& reply) {
+    unauthorized_->Add();
+    reply(ErrorResponse(Status(Code::kUnauthenticated,
+                               "a valid write key is required (Basic auth user name, or "
+                               "\"writeKey\" in the body)")));
+  }
+
+  ApiContext& ctx_;
+  core::Counter* accepted_;
+  core::Counter* duplicates_;
+  core::Counter* invalid_;
+  core::Counter* too_large_;
+  core::Counter* bad_gzip_;
+  core::Counter* unauthorized_;
+  core::Counter* unavailable_;
+  core::Histogram* latency_;
+};
+
+}  // namespace
+
+void AddTrackingRoutes(Router& router, ApiContext& ctx) {
+  auto api = std::make_shared<TrackingApi>(ctx);
+  for (const char* path : {"/v1/identify", "/v1/track", "/v1/page", "/v1/screen", "/v1/group",
+                           "/v1/alias", "/v1/batch", "/v1/import"}) {
+    const auto endpoint = *ingest::EndpointFromPath(path);
+    router.Add(
+        "POST", path,
+        [api, endpoint](Request& req, Reply reply) {
+          api->Handle(endpoint, req, std::move(reply));
+        },
+        ingest::MaxBodyBytes(endpoint, ctx.limits));
+  }
+}
+
+}  // namespace nudge::http
