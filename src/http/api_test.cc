@@ -1,0 +1,199 @@
+// The tracking and admin APIs in process, over real HTTP, on a real SQLite store.
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/crypto.h"
+#include "http/api.h"
+
+namespace nudge::http {
+namespace {
+
+using nlohmann::json;
+
+struct Got {
+  long status = 0;
+  json body;
+};
+
+size_t Collect(char* d, size_t s, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(d, s * n);
+  return s * n;
+}
+
+std::string Gzip(const std::string& in) {
+  z_stream zs{};
+  deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&zs, in.size()) + 32, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("nudge_api_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    store_ = std::move(
+        *store::OpenSqliteStore({.path = (dir_ / "n.db").string(), .metrics = &metrics_}));
+    workspaces_ = std::make_unique<store::WorkspaceRegistry>(*store_, clock_);
+    ASSERT_TRUE(workspaces_->Bootstrap(std::string("wk"), std::string("ak")));
+    ctx_ = std::make_unique<ApiContext>(
+        ApiContext{*store_, *workspaces_, applier_, metrics_, clock_, {}});
+    Router router;
+    AddTrackingRoutes(router, *ctx_);
+    AddAdminRoutes(router, *ctx_);
+    AddOpsRoutes(router, *ctx_);
+    server_ = std::make_unique<Server>(ServerOptions{"127.0.0.1:0", 2, 10}, std::move(router),
+                                       clock_, &metrics_);
+    ASSERT_TRUE(server_->Start().ok());
+  }
+  void TearDown() override {
+    server_->Stop();
+    store_->Close();
+    std::filesystem::remove_all(dir_);
+  }
+
+  Got Call(const std::string& method, const std::string& path, const std::string& body,
+           std::vector<std::string> headers) {
+    CURL* c = curl_easy_init();
+    std::string raw;
+    const std::string url = "http://127.0.0.1:" + std::to_string(server_->port()) + path;
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+    curl_slist* h = curl_slist_append(nullptr, "Expect:");
+    for (auto& x : headers) h = curl_slist_append(h, x.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (method == "POST") {
+      curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+      curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &raw);
+    EXPECT_EQ(curl_easy_perform(c), CURLE_OK);
+    Got got;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &got.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    got.body = json::parse(raw, nullptr, false);
+    return got;
+  }
+  Got Track(const std::string& path, const std::string& body, const std::string& key = "wk",
+            std::vector<std::string> headers = {}) {
+    headers.push_back("Authorization: Basic " + core::Base64Encode(key + ":"));
+    return Call("POST", path, body, headers);
+  }
+  Got Admin(const std::string& method, const std::string& path, const std::string& key = "ak") {
+    return Call(method, path, "", {"Authorization: Bearer " + key});
+  }
+
+  std::filesystem::path dir_;
+  core::SystemClock clock_;
+  core::MetricsRegistry metrics_;
+  profile::Applier applier_{profile::ProfileOptions{}};
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::WorkspaceRegistry> workspaces_;
+  std::unique_ptr<ApiContext> ctx_;
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(ApiTest, AcknowledgedEventsAreReadableAtOnce) {
+  Got g = Track("/v1/track", R"({"userId":"ann","event":"Signed Up","properties":{"plan":"trial"}})");
+  EXPECT_EQ(g.status, 200);
+  EXPECT_EQ(g.body, json::parse(R"({"success":true})"));
+  Got events = Admin("GET", "/api/v1/contacts/ann/events?limit=5");
+  ASSERT_EQ(events.status, 200);
+  ASSERT_EQ(events.body["events"].size(), 1u);
+  EXPECT_EQ(events.body["events"][0]["event"], "Signed Up");
+  EXPECT_EQ(events.body["events"][0]["properties"]["plan"], "trial");
+}
+
+TEST_F(ApiTest, GzipIsRecognisedWhateverTheHeadersSay) {
+  const std::string body = R"({"batch":[{"type":"track","userId":"bo","event":"A"},
+                                         {"type":"track","userId":"bo","event":"B"}]})";
+  Got g = Track("/v1/batch", Gzip(body), "wk", {"Content-Type: application/x-www-form-urlencoded"});
+  EXPECT_EQ(g.status, 200);
+  EXPECT_EQ(Admin("GET", "/api/v1/contacts/bo/events").body["events"].size(), 2u);
+  // Claimed gzip that is not: refused, named.
+  g = Track("/v1/track", R"({"userId":"bo","event":"C"})", "wk", {"Content-Encoding: gzip"});
+  EXPECT_EQ(g.status, 400);
+  // A bomb: 2 MB of zeros in a few KB.
+  g = Track("/v1/batch", Gzip(std::string(2 << 20, '0')));
+  EXPECT_EQ(g.status, 413);
+}
+
+TEST_F(ApiTest, WrongKeysAreRefusedAndTheBodyKeyIsAccepted) {
+  EXPECT_EQ(Track("/v1/track", R"({"userId":"x","event":"E"})", "nope").status, 401);
+  EXPECT_EQ(Call("POST", "/v1/track", R"({"userId":"x","event":"E"})", {}).status, 401);
+  EXPECT_EQ(Call("POST", "/v1/track", R"({"writeKey":"wk","userId":"x","event":"E"})", {}).status,
+            200);
+  EXPECT_EQ(Admin("GET", "/api/v1/contacts/x", "wk").status, 401);  // a write key is not admin
+  EXPECT_EQ(Admin("GET", "/api/v1/contacts/x", "ak").status, 200);
+}
+
+TEST_F(ApiTest, InvalidBatchesStoreNothingAndNameTheField) {
+  Got g = Track("/v1/batch", R"({"batch":[{"type":"track","userId":"cy","event":"A"},
+                                           {"type":"track","userId":"cy"}]})");
+  EXPECT_EQ(g.status, 400);
+  EXPECT_EQ(g.body["field"], "batch[1].event");
+  EXPECT_EQ(Admin("GET", "/api/v1/contacts/cy").status, 404);
+  g = Track("/v1/track", "{\"userId\": \"cy\",\n \"event\": }");
+  EXPECT_EQ(g.status, 400);
+  EXPECT_EQ(g.body["line"], 2);
+  EXPECT_EQ(Track("/v1/track", std::string(40000, ' ')).status, 413);
+}
+
+TEST_F(ApiTest, ContactsPageWithCursorsAndEraseForGood) {
+  for (int i = 0; i < 5; ++i)
+    ASSERT_EQ(Track("/v1/identify", R"({"userId":"p)" + std::to_string(i) + R"("})").status, 200);
+  std::set<std::string> seen;
+  std::string cursor;
+  for (int page = 0; page < 5; ++page) {
+    Got g = Admin("GET", "/api/v1/contacts?limit=2" + (cursor.empty() ? "" : "&cursor=" + cursor));
+    ASSERT_EQ(g.status, 200);
+    EXPECT_EQ(g.body["total"], 5);
+    for (auto& c : g.body["contacts"]) seen.insert(c["user_id"].get<std::string>());
+    if (g.body["next_cursor"].is_null()) break;
+    cursor = g.body["next_cursor"].get<std::string>();
+  }
+  EXPECT_EQ(seen.size(), 5u);
+  EXPECT_EQ(Admin("GET", "/api/v1/contacts?cursor=%21%21").status, 400);
+  EXPECT_EQ(Admin("GET", "/api/v1/contacts?limit=0").status, 400);
+
+  EXPECT_EQ(Admin("DELETE", "/api/v1/contacts/p3").status, 200);
+  EXPECT_EQ(Admin("GET", "/api/v1/contacts/p3").status, 404);
+  EXPECT_EQ(Admin("GET", "/api/v1/workspace").body["contacts"], 4);
+  EXPECT_EQ(Admin("DELETE", "/api/v1/contacts/p3").status, 404);
+}
+
+TEST_F(ApiTest, MetricsCountAcceptedAndRejected) {
+  Track("/v1/track", R"({"userId":"m","event":"A"})");
+  Track("/v1/track", R"({"userId":"m"})");
+  CURL* c = curl_easy_init();
+  std::string raw;
+  const std::string url = "http://127.0.0.1:" + std::to_string(server_->port()) + "/metrics";
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Collect);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &raw);
+  ASSERT_EQ(curl_easy_perform(c), CURLE_OK);
+  curl_easy_cleanup(c);
+  EXPECT_NE(raw.find("nudge_events_accepted_total 1"), std::string::npos) << raw;
+  EXPECT_NE(raw.find("nudge_events_rejected_total{reason=\"invalid\"} 1"), std::string::npos);
+  EXPECT_NE(raw.find("nudge_store_commit_seconds_bucket"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace nudge::http

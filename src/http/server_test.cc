@@ -1,0 +1,115 @@
+#include "http/server.h"
+
+#include <curl/curl.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace nudge::http {
+namespace {
+
+struct Got {
+  long status = 0;
+  std::string body;
+};
+
+size_t Collect(char* d, size_t s, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(d, s * n);
+  return s * n;
+}
+
+Got Fetch(uint16_t port, const std::string& method, const std::string& path,
+          const std::string& body = "") {
+  CURL* c = curl_easy_init();
+  Got got;
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_slist* h = curl_slist_append(nullptr, "Expect:");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  if (!body.empty()) {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
+  }
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Collect);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &got.body);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+  EXPECT_EQ(curl_easy_perform(c), CURLE_OK);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &got.status);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  return got;
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void Start(Router router) {
+    server_ = std::make_unique<Server>(ServerOptions{"127.0.0.1:0", 2, 10}, std::move(router),
+                                       clock_, nullptr);
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_NE(server_->port(), 0);
+  }
+  void TearDown() override {
+    if (server_) server_->Stop();
+  }
+  core::SystemClock clock_;
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(ServerTest, RoutesCaptureSegmentsAndEchoBodies) {
+  Router r;
+  r.Add("POST", "/things/{id}/echo", [](Request& req, Reply reply) {
+    Response resp;
+    resp.body = req.params["id"] + ":" + req.body + ":" + req.Query("q");
+    reply(std::move(resp));
+  });
+  Start(std::move(r));
+  Got g = Fetch(server_->port(), "POST", "/things/42/echo?q=x%20y", std::string(100000, 'b'));
+  EXPECT_EQ(g.status, 200);
+  EXPECT_EQ(g.body, "42:" + std::string(100000, 'b') + ":x y");
+}
+
+TEST_F(ServerTest, RepliesMayComeLaterFromAnotherThread) {
+  Router r;
+  r.Add("GET", "/slow", [](Request&, Reply reply) {
+    std::thread([reply = std::move(reply)]() mutable {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      Response resp;
+      resp.body = "late";
+      reply(std::move(resp));
+    }).detach();
+  });
+  Start(std::move(r));
+  // Several at once: a waiting reply must not hold up the others.
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; ++i)
+    clients.emplace_back([&] { ok += Fetch(server_->port(), "GET", "/slow").body == "late"; });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 8);
+  server_->WaitIdle(1000);
+}
+
+TEST_F(ServerTest, UnknownPathsWrongMethodsAndOversizedBodies) {
+  Router r;
+  r.Add("POST", "/small", [](Request&, Reply reply) { reply(Response{}); }, 10);
+  Start(std::move(r));
+  EXPECT_EQ(Fetch(server_->port(), "GET", "/nowhere").status, 404);
+  EXPECT_EQ(Fetch(server_->port(), "GET", "/small").status, 405);
+  Got big = Fetch(server_->port(), "POST", "/small", std::string(11, 'x'));
+  EXPECT_EQ(big.status, 413);
+  EXPECT_NE(big.body.find("exceeds 10 bytes"), std::string::npos);
+  EXPECT_EQ(Fetch(server_->port(), "POST", "/small", "0123456789").status, 200);
+}
+
+TEST(ParseListen, AcceptsHostPortAndRejectsNonsense) {
+  EXPECT_EQ(ParseListen("127.0.0.1:8080")->second, 8080);
+  EXPECT_EQ(ParseListen("[::1]:80")->first, "::1");
+  EXPECT_EQ(ParseListen(":9000")->first, "");
+  EXPECT_FALSE(ParseListen("localhost"));
+  EXPECT_FALSE(ParseListen("127.0.0.1:http"));
+  EXPECT_FALSE(ParseListen("127.0.0.1:70000"));
+}
+
+}  // namespace
+}  // namespace nudge::http
