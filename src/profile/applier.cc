@@ -26,19 +26,13 @@ class Session {
       : txn_(txn), ws_(ws), options_(options), result_(result) {}
 
   Status ApplyOne(const Message& m) {
-    NUDGE_ASSIGN_OR_RETURN(bool seen, txn_.HasMessage(ws_, m.message_id));
-    if (seen) {
-      ++result_.duplicates;
-      return Status::Ok();
-    }
+    // Resolving identities is idempotent, so a repeated message is detected by the insert
+    // itself (one index probe) before anything that is not: the traits.
     ContactId id = 0;
     if (m.type == MessageType::kAlias) {
       NUDGE_ASSIGN_OR_RETURN(id, ResolveAlias(*m.user_id, m.previous_id, m.timestamp));
     } else {
       NUDGE_ASSIGN_OR_RETURN(id, Resolve(m.user_id, m.anonymous_id, m.timestamp));
-    }
-    if (m.type == MessageType::kIdentify && !m.traits.empty()) {
-      NUDGE_ASSIGN_OR_RETURN(id, ApplyTraits(id, m.traits, m.timestamp));
     }
     store::Event e{0,
                    ws_,
@@ -50,15 +44,15 @@ class Session {
                    m.received_at,
                    m.body};
     NUDGE_ASSIGN_OR_RETURN(bool inserted, txn_.InsertEvent(e));
-    if (!inserted) {  // cannot happen after HasMessage, but never count a message twice
+    if (!inserted) {
       ++result_.duplicates;
       return Status::Ok();
     }
+    if (m.type == MessageType::kIdentify && !m.traits.empty()) {
+      NUDGE_ASSIGN_OR_RETURN(id, ApplyTraits(id, m.traits, m.timestamp));
+    }
     ++result_.accepted;
     result_.events.push_back({e.id, id, &m});
-    auto& span = touched_[id];
-    if (span.first == 0 || m.timestamp < span.first) span.first = m.timestamp;
-    if (m.timestamp > span.second) span.second = m.timestamp;
     return Status::Ok();
   }
 
@@ -67,10 +61,6 @@ class Session {
     for (auto& [id, contact] : loaded_) {
       if (!dirty_.count(id)) continue;
       NUDGE_TRY(txn_.UpdateContact(contact));
-    }
-    for (auto& [id, span] : touched_) {
-      if (IsGone(id)) continue;
-      NUDGE_TRY(txn_.TouchContact(id, span.first, span.second));
     }
     return Status::Ok();
   }
@@ -137,13 +127,6 @@ class Session {
     merged_away_.insert(from);
     loaded_.erase(from);
     dirty_.erase(from);
-    auto span = touched_.find(from);
-    if (span != touched_.end()) {
-      auto& t = touched_[into];
-      if (t.first == 0 || span->second.first < t.first) t.first = span->second.first;
-      t.second = std::max(t.second, span->second.second);
-      touched_.erase(from);
-    }
     for (auto& [k, v] : users_)
       if (v == from) v = into;
     for (auto& [k, v] : anons_)
@@ -252,7 +235,6 @@ class Session {
   std::unordered_map<ContactId, Contact> loaded_;
   std::unordered_set<ContactId> dirty_;
   std::unordered_set<ContactId> merged_away_;
-  std::unordered_map<ContactId, std::pair<Millis, Millis>> touched_;  // first, last seen
   std::unordered_map<std::string, ContactId> users_;
   std::unordered_map<std::string, ContactId> anons_;
 };

@@ -5,7 +5,7 @@
 // visitor's history into the known contact when a message ties the two together (any call
 // carrying both ids, and alias); merge identify traits (null removes a trait) and keep the
 // normalized email (trimmed, domain lowercased) and phone (E.164) beside the originals;
-// store the event on the contact; widen the contact's first/last seen times.
+// store the event on the contact (its first/last seen times follow from its events' times).
 //
 // An identify that gives a known user an email which a contact without a user id already has
 // (an imported list member, say) merges that contact into the user's.

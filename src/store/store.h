@@ -52,6 +52,8 @@ struct Contact {
   std::string tags = "[]";               // JSON array of strings
   std::optional<std::string> source;     // how the contact first came to us
   std::optional<std::string> import_id;  // the list import that created it, if any
+  // First and last seen. Reads widen the stored values with the contact's event times, so
+  // storing an event needs no write to the contact.
   Millis created_at = 0;
   Millis last_seen_at = 0;
 };
@@ -112,8 +114,6 @@ class WriteTxn : public ReadTxn {
   virtual Result<ContactId> InsertContact(const Contact& contact) = 0;
   // Writes every field of the contact with this id.
   virtual Status UpdateContact(const Contact& contact) = 0;
-  // Widens [created_at, last_seen_at] to include [first, last].
-  virtual Status TouchContact(ContactId id, Millis first, Millis last) = 0;
   // Erases the contact, its identities and its events.
   virtual Status DeleteContact(ContactId id) = 0;
   // Points an identity at a contact, moving it if it pointed elsewhere.

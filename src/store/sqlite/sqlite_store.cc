@@ -1,9 +1,11 @@
 // The SQLite implementation of Store: WAL mode, synchronous=FULL, one writer thread that
 // commits queued writes in groups, and a small pool of read connections.
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "core/clock.h"
 #include "core/metrics.h"
@@ -20,8 +22,14 @@ namespace {
   if (!var##_prepared) return Err(var##_prepared.error()); \
   StmtUse var(**var##_prepared)
 
-constexpr const char* kContactColumns =
-    "id, ws, user_id, email, phone, traits, tags, source, import_id, created_at, last_seen_at";
+// A contact's first and last seen times widen with its events' times; they are read from the
+// events index rather than written on every event, which keeps ingest to one insert per event.
+#define NUDGE_CONTACT_COLUMNS                                                                  \
+  "c.id, c.ws, c.user_id, c.email, c.phone, c.traits, c.tags, c.source, c.import_id, "         \
+  "min(c.created_at, coalesce((SELECT min(timestamp) FROM events WHERE contact_id = c.id), "   \
+  "c.created_at)), "                                                                           \
+  "max(c.last_seen_at, coalesce((SELECT max(timestamp) FROM events WHERE contact_id = c.id), " \
+  "c.last_seen_at))"
 
 Contact ReadContact(Stmt& s) {
   Contact c;
@@ -66,9 +74,7 @@ class Txn final : public WriteTxn {
   }
 
   Result<std::optional<Contact>> GetContact(ContactId id) override {
-    NUDGE_STMT(q,
-               "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-               "created_at, last_seen_at FROM contacts WHERE id = ?");
+    NUDGE_STMT(q, "SELECT " NUDGE_CONTACT_COLUMNS " FROM contacts c WHERE c.id = ?");
     q->Bind(1, id);
     return OneContact(q);
   }
@@ -76,9 +82,8 @@ class Txn final : public WriteTxn {
   Result<std::optional<Contact>> FindContactByUserId(WorkspaceId ws,
                                                      std::string_view user_id) override {
     {
-      NUDGE_STMT(q,
-                 "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-                 "created_at, last_seen_at FROM contacts WHERE ws = ? AND user_id = ?");
+      NUDGE_STMT(
+          q, "SELECT " NUDGE_CONTACT_COLUMNS " FROM contacts c WHERE c.ws = ? AND c.user_id = ?");
       q->Bind(1, ws).Bind(2, user_id);
       auto found = OneContact(q);
       if (!found || *found) return found;
@@ -124,20 +129,17 @@ class Txn final : public WriteTxn {
 
   Result<std::optional<Contact>> FindContactByEmail(WorkspaceId ws,
                                                     std::string_view email) override {
-    NUDGE_STMT(q,
-               "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-               "created_at, last_seen_at FROM contacts WHERE ws = ? AND lower(email) = "
-               "lower(?) ORDER BY id LIMIT 1");
+    NUDGE_STMT(
+        q, "SELECT " NUDGE_CONTACT_COLUMNS
+           " FROM contacts c WHERE c.ws = ? AND lower(c.email) = lower(?) ORDER BY c.id LIMIT 1");
     q->Bind(1, ws).Bind(2, email);
     return OneContact(q);
   }
 
   Result<std::optional<Contact>> FindContactByPhone(WorkspaceId ws,
                                                     std::string_view e164) override {
-    NUDGE_STMT(q,
-               "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-               "created_at, last_seen_at FROM contacts WHERE ws = ? AND phone = ? "
-               "ORDER BY id LIMIT 1");
+    NUDGE_STMT(q, "SELECT " NUDGE_CONTACT_COLUMNS
+                  " FROM contacts c WHERE c.ws = ? AND c.phone = ? ORDER BY c.id LIMIT 1");
     q->Bind(1, ws).Bind(2, e164);
     return OneContact(q);
   }
@@ -156,10 +158,8 @@ class Txn final : public WriteTxn {
   }
 
   Result<std::vector<Contact>> ListContacts(WorkspaceId ws, ContactId after, int limit) override {
-    NUDGE_STMT(q,
-               "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
-               "created_at, last_seen_at FROM contacts WHERE ws = ? AND id > ? ORDER BY id "
-               "LIMIT ?");
+    NUDGE_STMT(q, "SELECT " NUDGE_CONTACT_COLUMNS
+                  " FROM contacts c WHERE c.ws = ? AND c.id > ? ORDER BY c.id LIMIT ?");
     q->Bind(1, ws).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
     std::vector<Contact> out;
     for (;;) {
@@ -267,14 +267,6 @@ class Txn final : public WriteTxn {
     return q->Exec();
   }
 
-  Status TouchContact(ContactId id, Millis first, Millis last) override {
-    NUDGE_STMT(q,
-               "UPDATE contacts SET created_at = min(created_at, ?), "
-               "last_seen_at = max(last_seen_at, ?) WHERE id = ?");
-    q->Bind(1, first).Bind(2, last).Bind(3, id);
-    return q->Exec();
-  }
-
   Status DeleteContact(ContactId id) override {
     {
       NUDGE_STMT(q, "DELETE FROM events WHERE contact_id = ?");
@@ -360,8 +352,10 @@ struct PendingWrite {
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(SqliteOptions options, std::unique_ptr<Db> writer)
-      : options_(std::move(options)), writer_db_(std::move(writer)) {
+  SqliteStore(SqliteOptions options, std::unique_ptr<Db> writer, std::unique_ptr<Db> checkpointer)
+      : options_(std::move(options)),
+        writer_db_(std::move(writer)),
+        checkpoint_db_(std::move(checkpointer)) {
     if (options_.metrics) {
       commit_latency_ = &options_.metrics->GetHistogram(
           "nudge_store_commit_seconds", "Time to commit one group of writes, fsync included.",
@@ -373,7 +367,12 @@ class SqliteStore final : public Store {
                                  "{queue=\"store_writer\"}",
                                  [this] { return static_cast<double>(Stats().queued_writes); });
     }
+    // Checkpoints (copying the WAL back into the database file, with its fsync) run on their
+    // own thread so that the writer never pays for them; the WAL hook tells it how far the
+    // log has grown.
+    sqlite3_wal_hook(writer_db_->raw(), &SqliteStore::OnWal, this);
     thread_ = std::thread([this] { WriterLoop(); });
+    checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
   }
 
   ~SqliteStore() override { Close(); }
@@ -428,6 +427,17 @@ class SqliteStore final : public Store {
     }
     std::lock_guard join_lock(join_mutex_);
     if (thread_.joinable()) thread_.join();
+    {
+      std::lock_guard lock(checkpoint_mutex_);
+      checkpoint_stop_ = true;
+      checkpoint_cv_.notify_all();
+    }
+    if (checkpoint_thread_.joinable()) {
+      checkpoint_thread_.join();
+      // Fold the whole log back so that a clean stop leaves one self-contained file.
+      sqlite3_wal_checkpoint_v2(checkpoint_db_->raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                nullptr);
+    }
   }
 
   StoreStats Stats() const override {
@@ -440,6 +450,32 @@ class SqliteStore final : public Store {
     NUDGE_ASSIGN_OR_RETURN(auto db, Db::Open(options_.path, /*read_only=*/true));
     NUDGE_TRY(db->Exec("PRAGMA query_only = ON; PRAGMA cache_size = -16384;"));
     return db;
+  }
+
+  static int OnWal(void* self, sqlite3*, const char*, int frames) {
+    auto* store = static_cast<SqliteStore*>(self);
+    if (frames >= kCheckpointFrames) {
+      std::lock_guard lock(store->checkpoint_mutex_);
+      store->wal_frames_ = frames;
+      store->checkpoint_cv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void CheckpointLoop() {
+    std::unique_lock lock(checkpoint_mutex_);
+    while (!checkpoint_stop_) {
+      checkpoint_cv_.wait_for(lock, std::chrono::seconds(1));
+      if (checkpoint_stop_) break;
+      const int frames = std::exchange(wal_frames_, 0);
+      lock.unlock();
+      // PASSIVE never blocks the writer or readers. When the log has run far ahead anyway
+      // (a long reader held it), RESTART waits for the writer once so that it starts over.
+      const int mode =
+          frames >= kRestartFrames ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
+      sqlite3_wal_checkpoint_v2(checkpoint_db_->raw(), nullptr, mode, nullptr, nullptr);
+      lock.lock();
+    }
   }
 
   void WriterLoop() {
@@ -503,8 +539,18 @@ class SqliteStore final : public Store {
     for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(results[i]));
   }
 
+  static constexpr int kCheckpointFrames = 4096;  // 16 MB of 4 KB pages
+  static constexpr int kRestartFrames = 65536;    // 256 MB
+
   SqliteOptions options_;
-  std::unique_ptr<Db> writer_db_;  // used by the writer thread only
+  std::unique_ptr<Db> writer_db_;      // used by the writer thread only
+  std::unique_ptr<Db> checkpoint_db_;  // used by the checkpoint thread only
+
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_cv_;
+  int wal_frames_ = 0;            // GUARDED_BY(checkpoint_mutex_)
+  bool checkpoint_stop_ = false;  // GUARDED_BY(checkpoint_mutex_)
+  std::thread checkpoint_thread_;
   core::Histogram* commit_latency_ = nullptr;
   core::Histogram* group_size_ = nullptr;
 
@@ -526,13 +572,20 @@ class SqliteStore final : public Store {
 }  // namespace sqlite
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
+  // Memory statistics take a global mutex on every allocation; nudge does not read them.
+  static std::once_flag configured;
+  std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   NUDGE_ASSIGN_OR_RETURN(auto db, sqlite::Db::Open(options.path, /*read_only=*/false));
   NUDGE_TRY(db->Exec("PRAGMA journal_mode = WAL"));
   NUDGE_TRY(db->Exec("PRAGMA synchronous = FULL"));
   NUDGE_TRY(db->Exec("PRAGMA cache_size = -65536"));
   NUDGE_TRY(db->Exec("PRAGMA temp_store = MEMORY"));
   NUDGE_TRY(sqlite::Migrate(*db));
-  return std::unique_ptr<Store>(new sqlite::SqliteStore(options, std::move(db)));
+  NUDGE_TRY(db->Exec("PRAGMA wal_autocheckpoint = 0"));  // the checkpoint thread does it
+  NUDGE_ASSIGN_OR_RETURN(auto checkpointer, sqlite::Db::Open(options.path, /*read_only=*/false));
+  NUDGE_TRY(checkpointer->Exec("PRAGMA synchronous = FULL"));
+  return std::unique_ptr<Store>(
+      new sqlite::SqliteStore(options, std::move(db), std::move(checkpointer)));
 }
 
 }  // namespace nudge::store
