@@ -123,12 +123,15 @@ MHD_Result Queue(MHD_Connection* conn, const Response& r) {
   return rc;
 }
 
-Response JsonError(int status, const std::string& code, const std::string& message) {
+Response JsonError(int status, const std::string& code, const std::string& message,
+                   const std::string& field = "") {
   Response r;
   r.status = status;
   std::string body = "{\"success\":false,\"code\":\"" + code + "\",\"error\":\"";
   body += message;  // messages built here carry no characters that need escaping
-  body += "\"}";
+  body += "\"";
+  if (!field.empty()) body += ",\"field\":\"" + field + "\"";
+  body += "}";
   r.body = std::move(body);
   return r;
 }
@@ -167,8 +170,12 @@ void CompletedHandler(void* cls, MHD_Connection*, void** con_cls, MHD_RequestTer
 Server::Server(ServerOptions options, Router router, const core::Clock& clock,
                core::MetricsRegistry* metrics)
     : options_(std::move(options)), router_(std::move(router)), clock_(clock) {
-  if (metrics)
+  if (metrics) {
     requests_ = &metrics->GetCounter("nudge_http_requests_total", "HTTP requests received.");
+    metrics->AddGauge("nudge_queue_depth", "Work waiting in a queue.",
+                      "{queue=\"http_awaiting_reply\"}",
+                      [this] { return static_cast<double>(pending_.load()); });
+  }
 }
 
 Server::~Server() { Stop(); }
@@ -269,7 +276,8 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
         const unsigned long long n = std::strtoull(length.c_str(), &end, 10);
         if (n > c->route->max_body)
           c->early = JsonError(413, "too_large",
-                               "the body exceeds " + std::to_string(c->route->max_body) + " bytes");
+                               "the body exceeds " + std::to_string(c->route->max_body) + " bytes",
+                               "body");
         else
           req.body.reserve(n + 64);  // + padding so the JSON parser need not copy
       }
@@ -294,9 +302,10 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
 
   if (c->early) return Queue(conn, *c->early);
   if (c->too_large)
-    return Queue(conn,
-                 JsonError(413, "too_large",
-                           "the body exceeds " + std::to_string(c->route->max_body) + " bytes"));
+    return Queue(
+        conn,
+        JsonError(413, "too_large",
+                  "the body exceeds " + std::to_string(c->route->max_body) + " bytes", "body"));
 
   if (!c->handled) {
     c->handled = true;
