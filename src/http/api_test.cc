@@ -1,4 +1,6 @@
 // The tracking and admin APIs in process, over real HTTP, on a real SQLite store.
+#include "http/api.h"
+
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -8,7 +10,6 @@
 #include <nlohmann/json.hpp>
 
 #include "core/crypto.h"
-#include "http/api.h"
 
 namespace nudge::http {
 namespace {
@@ -111,7 +112,8 @@ class ApiTest : public ::testing::Test {
 };
 
 TEST_F(ApiTest, AcknowledgedEventsAreReadableAtOnce) {
-  Got g = Track("/v1/track", R"({"userId":"ann","event":"Signed Up","properties":{"plan":"trial"}})");
+  Got g =
+      Track("/v1/track", R"({"userId":"ann","event":"Signed Up","properties":{"plan":"trial"}})");
   EXPECT_EQ(g.status, 200);
   EXPECT_EQ(g.body, json::parse(R"({"success":true})"));
   Got events = Admin("GET", "/api/v1/contacts/ann/events?limit=5");

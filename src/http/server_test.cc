@@ -92,7 +92,8 @@ TEST_F(ServerTest, RepliesMayComeLaterFromAnotherThread) {
 
 TEST_F(ServerTest, UnknownPathsWrongMethodsAndOversizedBodies) {
   Router r;
-  r.Add("POST", "/small", [](Request&, Reply reply) { reply(Response{}); }, 10);
+  r.Add(
+      "POST", "/small", [](Request&, Reply reply) { reply(Response{}); }, 10);
   Start(std::move(r));
   EXPECT_EQ(Fetch(server_->port(), "GET", "/nowhere").status, 404);
   EXPECT_EQ(Fetch(server_->port(), "GET", "/small").status, 405);

@@ -25,8 +25,9 @@ Result<std::string> Gunzip(std::string_view data, size_t max_output) {
     const int rc = inflate(&zs, Z_NO_FLUSH);
     const size_t produced = sizeof buf - zs.avail_out;
     if (out.size() + produced > max_output) {
-      error = Status(Code::kTooLarge,
-                     "the decompressed body exceeds " + std::to_string(max_output) + " bytes");
+      error =
+          Status(Code::kTooLarge,
+                 "the decompressed body exceeds " + std::to_string(max_output) + " bytes", "body");
       break;
     }
     out.append(buf, produced);
