@@ -89,8 +89,7 @@ int RunServe(const Flags& flags) {
   sigwait(&signals, &sig);
   spdlog::info("{}: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
   server.Quiesce();
-  server.WaitIdle(10000);
-  server.Stop();
+  server.Stop(10000);
   (*store)->Close();
   spdlog::info("stopped; every acknowledged event is committed");
   return 0;

@@ -47,8 +47,9 @@ std::vector<std::string> SplitPath(std::string_view path) {
 }  // namespace
 
 Router& Router::Add(std::string method, std::string_view pattern, Handler handler,
-                    size_t max_body) {
-  routes_.push_back({std::move(method), SplitPath(pattern), std::move(handler), max_body});
+                    size_t max_body, std::function<void()> on_too_large) {
+  routes_.push_back({std::move(method), SplitPath(pattern), std::move(handler), max_body,
+                     std::move(on_too_large)});
   return *this;
 }
 
@@ -111,13 +112,14 @@ struct Server::Connection {
 
 namespace {
 
-MHD_Result Queue(MHD_Connection* conn, const Response& r) {
+MHD_Result Queue(MHD_Connection* conn, const Response& r, bool close) {
   MHD_Response* resp = MHD_create_response_from_buffer(
       r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
   if (!resp) return MHD_NO;
   if (!r.content_type.empty())
     MHD_add_response_header(resp, "Content-Type", r.content_type.c_str());
   for (const auto& [k, v] : r.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
+  if (close) MHD_add_response_header(resp, "Connection", "close");
   const MHD_Result rc = MHD_queue_response(conn, static_cast<unsigned>(r.status), resp);
   MHD_destroy_response(resp);
   return rc;
@@ -173,8 +175,10 @@ Server::Server(ServerOptions options, Router router, const core::Clock& clock,
   if (metrics) {
     requests_ = &metrics->GetCounter("nudge_http_requests_total", "HTTP requests received.");
     metrics->AddGauge("nudge_queue_depth", "Work waiting in a queue.",
-                      "{queue=\"http_awaiting_reply\"}",
-                      [this] { return static_cast<double>(pending_.load()); });
+                      "{queue=\"http_awaiting_reply\"}", [this] {
+                        std::lock_guard lock(pending_mutex_);
+                        return static_cast<double>(pending_.size());
+                      });
   }
 }
 
@@ -217,21 +221,49 @@ Status Server::Start() {
 }
 
 void Server::Quiesce() {
-  if (!daemon_) return;
+  if (!daemon_ || draining_.exchange(true)) return;
   const MHD_socket fd = MHD_quiesce_daemon(daemon_);
   if (fd != MHD_INVALID_SOCKET) close(fd);
 }
 
-void Server::WaitIdle(int timeout_ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (pending_.load() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  // Give resumed connections a moment to write their responses.
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+void Server::Deliver(const std::shared_ptr<Connection>& c, Response r) {
+  {
+    std::lock_guard lock(c->mutex);
+    if (c->replied) return;
+    c->replied = true;
+    c->response = std::move(r);
+    if (c->suspended && c->conn) MHD_resume_connection(c->conn);
+  }
+  std::lock_guard lock(pending_mutex_);
+  pending_.erase(c);
 }
 
-void Server::Stop() {
+void Server::Stop(int timeout_ms) {
   if (!daemon_) return;
+  Quiesce();
+  using Clock = std::chrono::steady_clock;
+  auto idle = [this] {
+    std::lock_guard lock(pending_mutex_);
+    return pending_.empty() && suspended_.load() == 0;
+  };
+  auto wait_until = [&](Clock::time_point deadline) {
+    while (!idle() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  };
+  wait_until(Clock::now() + std::chrono::milliseconds(timeout_ms));
+  if (!idle()) {
+    // Handlers that never answered: answer for them rather than hang the shutdown.
+    std::vector<std::shared_ptr<Connection>> late;
+    {
+      std::lock_guard lock(pending_mutex_);
+      late.assign(pending_.begin(), pending_.end());
+    }
+    for (auto& c : late)
+      Deliver(c, JsonError(503, "unavailable", "the server is shutting down; retry"));
+    wait_until(Clock::now() + std::chrono::seconds(2));
+  }
+  // Let the last resumed connections write their responses before they are closed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (suspended_.load() != 0) return;  // stopping now would abort the process; exit instead
   MHD_stop_daemon(daemon_);
   daemon_ = nullptr;
 }
@@ -265,7 +297,9 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
     }
     bool path_known = false;
     c->route = router_.Match(req.method, req.path, req.params, path_known);
-    if (!c->route) {
+    if (draining_.load()) {
+      c->early = JsonError(503, "unavailable", "the server is shutting down; retry");
+    } else if (!c->route) {
       c->early = path_known ? JsonError(405, "method_not_allowed",
                                         "method " + req.method + " is not allowed on this path")
                             : JsonError(404, "not_found", "no such endpoint");
@@ -274,12 +308,14 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
       if (!length.empty()) {
         char* end = nullptr;
         const unsigned long long n = std::strtoull(length.c_str(), &end, 10);
-        if (n > c->route->max_body)
+        if (n > c->route->max_body) {
           c->early = JsonError(413, "too_large",
                                "the body exceeds " + std::to_string(c->route->max_body) + " bytes",
                                "body");
-        else
+          if (c->route->on_too_large) c->route->on_too_large();
+        } else {
           req.body.reserve(n + 64);  // + padding so the JSON parser need not copy
+        }
       }
     }
     return MHD_YES;
@@ -300,36 +336,40 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
     return MHD_YES;
   }
 
-  if (c->early) return Queue(conn, *c->early);
-  if (c->too_large)
+  const bool close = draining_.load();
+  if (c->early) return Queue(conn, *c->early, close);
+  if (c->too_large) {
+    if (c->route->on_too_large) c->route->on_too_large();
     return Queue(
         conn,
         JsonError(413, "too_large",
-                  "the body exceeds " + std::to_string(c->route->max_body) + " bytes", "body"));
+                  "the body exceeds " + std::to_string(c->route->max_body) + " bytes", "body"),
+        close);
+  }
 
   if (!c->handled) {
     c->handled = true;
-    pending_.fetch_add(1);
-    Reply reply = [this, shared = *holder](Response r) {
-      std::lock_guard lock(shared->mutex);
-      if (shared->replied) return;
-      shared->replied = true;
-      pending_.fetch_sub(1);
-      shared->response = std::move(r);
-      if (shared->suspended && shared->conn) MHD_resume_connection(shared->conn);
-    };
+    {
+      std::lock_guard lock(pending_mutex_);
+      pending_.insert(*holder);
+    }
+    Reply reply = [this, shared = *holder](Response r) { Deliver(shared, std::move(r)); };
     c->route->handler(c->request, std::move(reply));
     std::lock_guard lock(c->mutex);
     if (!c->response) {
       c->suspended = true;
+      suspended_.fetch_add(1);
       MHD_suspend_connection(conn);
       return MHD_YES;
     }
   }
   std::lock_guard lock(c->mutex);
   if (!c->response) return MHD_YES;  // resumed without a reply: cannot happen, wait on
-  c->suspended = false;
-  return Queue(conn, *c->response);
+  if (c->suspended) {
+    c->suspended = false;
+    suspended_.fetch_sub(1);
+  }
+  return Queue(conn, *c->response, draining_.load());
 }
 
 void Server::OnCompleted(void** con_cls) {

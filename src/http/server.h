@@ -14,6 +14,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -63,13 +65,14 @@ struct Route {
   std::vector<std::string> segments;  // "{name}" captures one segment
   Handler handler;
   size_t max_body = 1 << 20;  // longer bodies are answered 413 without reading them
+  std::function<void()> on_too_large;  // told of each such 413 (for metrics); may be empty
 };
 
 class Router {
  public:
   // pattern: "/api/v1/contacts/{id}/events". Returns *this for chaining.
   Router& Add(std::string method, std::string_view pattern, Handler handler,
-              size_t max_body = 1 << 20);
+              size_t max_body = 1 << 20, std::function<void()> on_too_large = {});
   // The route for method and path with its captures, or nullptr. `method_allowed` tells,
   // when no route matched, whether some route has the path under another method.
   const Route* Match(std::string_view method, std::string_view path,
@@ -94,11 +97,12 @@ class Server {
   Status Start();
   // The port bound (useful with port 0).
   uint16_t port() const { return port_; }
-  // Stops accepting new connections; open ones are served until Stop().
+  // Starts draining: no new connections; requests arriving on open ones are answered 503
+  // with "Connection: close", and so is every response from now on.
   void Quiesce();
-  // Waits up to `timeout_ms` for handlers that have not replied yet.
-  void WaitIdle(int timeout_ms);
-  void Stop();
+  // Waits up to `timeout_ms` for the requests in flight to be answered (answering 503 to those
+  // still waiting after that), then closes every connection and stops. Idempotent.
+  void Stop(int timeout_ms = 10000);
 
   // Internals called from libmicrohttpd's C callbacks.
   struct Connection;
@@ -110,9 +114,15 @@ class Server {
   ServerOptions options_;
   Router router_;
   const core::Clock& clock_;
+  // Hands a reply to its connection and wakes it if it was suspended.
+  void Deliver(const std::shared_ptr<Connection>& c, Response r);
+
   MHD_Daemon* daemon_ = nullptr;
   uint16_t port_ = 0;
-  std::atomic<int> pending_{0};  // handlers called whose reply has not come back
+  std::atomic<bool> draining_{false};
+  std::atomic<int> suspended_{0};  // connections suspended and not yet resumed by the daemon
+  std::mutex pending_mutex_;
+  std::set<std::shared_ptr<Connection>> pending_;  // handled, not replied; GUARDED_BY(pending_mutex_)
   core::Counter* requests_ = nullptr;
 };
 

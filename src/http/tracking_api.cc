@@ -13,7 +13,7 @@ class TrackingApi {
  public:
   explicit TrackingApi(ApiContext& ctx) : ctx_(ctx) {
     auto& m = ctx.metrics;
-    const char* help = "Events refused, by reason.";
+    const char* help = "Tracking requests refused, by reason (a refused batch counts once).";
     accepted_ = &m.GetCounter("nudge_events_accepted_total", "Events stored.");
     duplicates_ = &m.GetCounter("nudge_events_duplicate_total",
                                 "Events skipped because their messageId was already stored.");
@@ -26,6 +26,8 @@ class TrackingApi {
                                "From a tracking request's arrival to its durable acknowledgement.",
                                {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
   }
+
+  void CountTooLarge() { too_large_->Add(); }
 
   void Handle(ingest::Endpoint endpoint, Request& req, Reply reply) {
     const size_t max = ingest::MaxBodyBytes(endpoint, ctx_.limits);
@@ -124,7 +126,7 @@ void AddTrackingRoutes(Router& router, ApiContext& ctx) {
         [api, endpoint](Request& req, Reply reply) {
           api->Handle(endpoint, req, std::move(reply));
         },
-        ingest::MaxBodyBytes(endpoint, ctx.limits));
+        ingest::MaxBodyBytes(endpoint, ctx.limits), [api] { api->CountTooLarge(); });
   }
 }
 

@@ -359,7 +359,7 @@ std::optional<MessageType> ParseMessageType(std::string_view name) {
 }
 
 std::optional<Endpoint> EndpointFromPath(std::string_view path) {
-  static constexpr std::array<std::pair<std::string_view, Endpoint>, 9> kPaths{{
+  static constexpr std::array<std::pair<std::string_view, Endpoint>, 8> kPaths{{
       {"/v1/identify", Endpoint::kIdentify},
       {"/v1/track", Endpoint::kTrack},
       {"/v1/page", Endpoint::kPage},
@@ -368,7 +368,6 @@ std::optional<Endpoint> EndpointFromPath(std::string_view path) {
       {"/v1/alias", Endpoint::kAlias},
       {"/v1/batch", Endpoint::kBatch},
       {"/v1/import", Endpoint::kBatch},  // Segment's older name for batch
-      {"/v1/b", Endpoint::kBatch},
   }};
   if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
   for (auto [p, e] : kPaths)
