@@ -62,33 +62,34 @@ class Cursor {
   size_t pos_ = 0;
 };
 
-Status Bad(const Cursor& cur, const char* what) {
-  return Status::Invalid(std::string("invalid ISO-8601 timestamp: ") + what + " at column " +
-                         std::to_string(cur.Column()));
-}
+struct ParseError {
+  const char* what = nullptr;
+  size_t column = 0;
+};
 
-}  // namespace
+ParseError Bad(const Cursor& cur, const char* what) { return {what, cur.Column()}; }
 
-Result<Millis> ParseIso8601(std::string_view text) {
+// The parser proper: fills `out`, or returns what went wrong where. Never allocates.
+ParseError Parse(std::string_view text, Millis& out) {
   Cursor cur(text);
   int year, month, day, hour = 0, minute = 0, second = 0;
-  if (!cur.Digits(4, year)) return Err(Bad(cur, "expected a 4-digit year"));
-  if (!cur.Accept('-')) return Err(Bad(cur, "expected '-'"));
+  if (!cur.Digits(4, year)) return Bad(cur, "expected a 4-digit year");
+  if (!cur.Accept('-')) return Bad(cur, "expected '-'");
   if (!cur.Digits(2, month) || month < 1 || month > 12)
-    return Err(Bad(cur, "expected month 01-12"));
-  if (!cur.Accept('-')) return Err(Bad(cur, "expected '-'"));
+    return Bad(cur, "expected month 01-12");
+  if (!cur.Accept('-')) return Bad(cur, "expected '-'");
   if (!cur.Digits(2, day) || day < 1 || static_cast<unsigned>(day) > DaysInMonth(year, month))
-    return Err(Bad(cur, "expected a day of that month"));
+    return Bad(cur, "expected a day of that month");
   int64_t millis = 0;
   int offset_minutes = 0;
   if (!cur.Done()) {
     if (!cur.Accept('T') && !cur.Accept('t') && !cur.Accept(' '))
-      return Err(Bad(cur, "expected 'T' between date and time"));
-    if (!cur.Digits(2, hour) || hour > 23) return Err(Bad(cur, "expected hour 00-23"));
-    if (!cur.Accept(':')) return Err(Bad(cur, "expected ':'"));
-    if (!cur.Digits(2, minute) || minute > 59) return Err(Bad(cur, "expected minute 00-59"));
+      return Bad(cur, "expected 'T' between date and time");
+    if (!cur.Digits(2, hour) || hour > 23) return Bad(cur, "expected hour 00-23");
+    if (!cur.Accept(':')) return Bad(cur, "expected ':'");
+    if (!cur.Digits(2, minute) || minute > 59) return Bad(cur, "expected minute 00-59");
     if (cur.Accept(':')) {
-      if (!cur.Digits(2, second) || second > 60) return Err(Bad(cur, "expected second 00-60"));
+      if (!cur.Digits(2, second) || second > 60) return Bad(cur, "expected second 00-60");
       if (second == 60) second = 59;  // leap second: keep it in the same minute
       if (cur.Accept('.') || cur.Accept(',')) {
         int digits = 0;
@@ -98,7 +99,7 @@ Result<Millis> ParseIso8601(std::string_view text) {
           ++digits;
           cur.Accept(cur.Peek());
         }
-        if (digits == 0) return Err(Bad(cur, "expected digits after '.'"));
+        if (digits == 0) return Bad(cur, "expected digits after '.'");
         for (int i = digits; i < 3; ++i) frac *= 10;
         millis = frac;
       }
@@ -109,16 +110,34 @@ Result<Millis> ParseIso8601(std::string_view text) {
       const int sign = cur.Peek() == '-' ? -1 : 1;
       cur.Accept(cur.Peek());
       int oh, om = 0;
-      if (!cur.Digits(2, oh) || oh > 23) return Err(Bad(cur, "expected offset hours"));
+      if (!cur.Digits(2, oh) || oh > 23) return Bad(cur, "expected offset hours");
       cur.Accept(':');
-      if (!cur.Done() && !cur.Digits(2, om)) return Err(Bad(cur, "expected offset minutes"));
+      if (!cur.Done() && !cur.Digits(2, om)) return Bad(cur, "expected offset minutes");
       offset_minutes = sign * (oh * 60 + om);
     }
   }
-  if (!cur.Done()) return Err(Bad(cur, "unexpected character"));
+  if (!cur.Done()) return Bad(cur, "unexpected character");
   const int64_t days = DaysFromCivil(year, month, day);
   const int64_t seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-  return seconds * 1000 + millis;
+  out = seconds * 1000 + millis;
+  return {};
+}
+
+}  // namespace
+
+Result<Millis> ParseIso8601(std::string_view text) {
+  Millis out = 0;
+  const ParseError e = Parse(text, out);
+  if (e.what)
+    return Err(Status::Invalid(std::string("invalid ISO-8601 timestamp: ") + e.what +
+                               " at column " + std::to_string(e.column)));
+  return out;
+}
+
+std::optional<Millis> TryParseIso8601(std::string_view text) {
+  Millis out = 0;
+  if (Parse(text, out).what) return std::nullopt;
+  return out;
 }
 
 std::string FormatIso8601(Millis ms) {

@@ -2,6 +2,7 @@
 // Pure functions; thread-safe.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -14,6 +15,10 @@ namespace nudge::core {
 // "2026-11-24 10:00:00" (space separator) and fractions of any length (kept to ms).
 // A missing zone means UTC. Errors name the offending character's column (1-based).
 Result<Millis> ParseIso8601(std::string_view text);
+
+// ParseIso8601 without the error: nullopt when the text is not a timestamp. Never allocates,
+// for use on evaluation hot paths.
+std::optional<Millis> TryParseIso8601(std::string_view text);
 
 // "2026-11-24T10:00:00.123Z".
 std::string FormatIso8601(Millis ms);
