@@ -1,0 +1,100 @@
+// Condition: one compiled expression of nudge's condition language (docs/conditions.md), used
+// by segments, lead scoring, lifecycle stages, journey triggers, branches, waits and exits.
+//
+// Compile() parses and type-checks the text; errors are kInvalidArgument with where =
+// "line:column" and a hint. A compiled Condition is immutable and shared (shared_ptr<const>);
+// Matches() may be called from any thread and does not allocate: everything it reads comes
+// from the Env, which the caller implements over its contact and event data.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "rules/value.h"
+
+namespace nudge::rules {
+
+// Where a path starts: the contact's traits, or the event in scope.
+enum class Root : uint8_t { kTraits, kProperties, kContext, kEvent };
+
+class Condition;
+
+// A behavioural term: `event "X" where C within D`, `count(...)`, `sum(path of ...)`,
+// `last(...)`/`first(...)`. Whoever keeps contacts keeps one aggregate per distinct key.
+struct AggregateSpec {
+  enum class Kind : uint8_t { kExists, kCount, kSum, kLast, kFirst };
+  Kind kind = Kind::kExists;
+  std::string event;                       // the event name
+  std::shared_ptr<const Condition> where;  // evaluated with the event in scope; null = any
+  std::optional<core::Millis> window;      // `within`; none = all time
+  Root sum_root = Root::kProperties;       // kSum: what is summed, e.g. properties.revenue
+  std::vector<std::string> sum_path;
+  std::string key;  // canonical text: two specs with the same key are the same aggregate
+  // Assigned by the aggregate keeper when it adopts the spec (an index into its slots).
+  mutable int slot = -1;
+};
+
+// What a condition reads. Calls must not allocate. A contact-only Env returns kNull for the
+// event roots.
+class Env {
+ public:
+  virtual ~Env() = default;
+  virtual core::Millis Now() const = 0;
+  virtual Value Path(Root root, std::span<const std::string> path) const = 0;
+  // kExists: kBool; kCount, kSum: kNumber; kLast, kFirst: kTime or kNull.
+  virtual Value Aggregate(const AggregateSpec& spec) const = 0;
+  // When the aggregate's value will next change by time alone (an event leaving its window).
+  virtual std::optional<core::Millis> AggregateExpiry(const AggregateSpec& spec) const = 0;
+  virtual bool InSegment(std::string_view segment) const = 0;
+  virtual bool Subscribed(std::string_view channel, std::string_view topic) const = 0;
+  virtual double Score() const = 0;
+  virtual std::string_view Stage() const = 0;  // "" when none
+  virtual core::Millis FirstSeen() const = 0;
+  virtual core::Millis LastSeen() const = 0;
+};
+
+struct CompileOptions {
+  // Trigger filters and wait_for conditions have an event: properties.*, context.* and
+  // event.* may appear at the top level, not only inside an event term's `where`.
+  bool event_in_scope = false;
+};
+
+class Condition {
+ public:
+  static Result<std::shared_ptr<const Condition>> Compile(std::string_view text,
+                                                          const CompileOptions& options = {});
+  ~Condition();
+  Condition(const Condition&) = delete;
+  Condition& operator=(const Condition&) = delete;
+
+  bool Matches(const Env& env) const;
+
+  // The earliest time after env.Now() at which the result could change with no new event or
+  // trait change (a window sliding, `now` passing a boundary); nullopt when it cannot.
+  std::optional<core::Millis> NextChange(const Env& env) const;
+
+  const std::string& text() const;
+  // The behavioural terms, each once (where clauses hold none: nesting is refused).
+  const std::vector<std::shared_ptr<AggregateSpec>>& aggregates() const;
+  // Segment ids named by `in segment "..."`.
+  const std::vector<std::string>& segments() const;
+  // True when some part reads the event in scope at the top level.
+  bool reads_event() const;
+
+  struct Impl;  // defined in condition.cc; only Compile makes one
+  explicit Condition(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Parses a duration literal ("30s", "15m", "2h", "7d", "2w") as the language does.
+Result<core::Millis> ParseDuration(std::string_view text);
+
+}  // namespace nudge::rules
