@@ -11,6 +11,8 @@
 #include "http/api.h"
 #include "http/server.h"
 #include "profile/applier.h"
+#include "profile/contact_cache.h"
+#include "segment/engine.h"
 #include "store/store.h"
 #include "store/workspaces.h"
 
@@ -64,18 +66,32 @@ int RunServe(const Flags& flags) {
     std::fflush(stdout);
   }
 
-  profile::Applier applier(profile::ProfileOptions{config->default_region});
+  // Contacts' traits and behaviour in memory, and the segments, scores and stages kept on them.
+  profile::ContactCache cache;
+  segment::Engine engine(**store, cache, clock, &metrics);
+  if (Status s = engine.Load(); !s.ok()) {
+    spdlog::error("cannot load contacts and segments: {}", s.ToString());
+    (*store)->Close();
+    return 1;
+  }
+  metrics.AddGauge("nudge_contacts_in_memory", "Contacts held in memory.", "",
+                   [&cache] { return static_cast<double>(cache.size()); });
+
+  profile::Applier applier(profile::ProfileOptions{config->default_region}, &engine);
   http::ApiContext ctx{**store, workspaces,
                        applier, metrics,
-                       clock,   {config->max_message_bytes, config->max_batch_bytes, 1024}};
+                       clock,   {config->max_message_bytes, config->max_batch_bytes, 1024},
+                       &engine};
   http::Router router;
   http::AddTrackingRoutes(router, ctx);
   http::AddAdminRoutes(router, ctx);
+  http::AddSegmentRoutes(router, ctx);
   http::AddOpsRoutes(router, ctx);
   http::Server server({config->listen, config->http_threads, 60}, std::move(router), clock,
                       &metrics);
   if (Status s = server.Start(); !s.ok()) {
     spdlog::error("{}", s.ToString());
+    engine.Stop();
     (*store)->Close();
     return 1;
   }
@@ -90,6 +106,7 @@ int RunServe(const Flags& flags) {
   spdlog::info("{}: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
   server.Quiesce();
   server.Stop(10000);
+  engine.Stop();
   (*store)->Close();
   spdlog::info("stopped; every acknowledged event is committed");
   return 0;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/client.h"
+#include "cli/import_command.h"
 
 namespace nudge::cli {
 namespace {
@@ -65,6 +66,8 @@ int Run(int argc, char** argv, const Commands& commands) {
   ws_create->add_option("name", ws_name, "workspace name")->required();
   AddClientFlags(*ws_create, ws_flags);
   ws_create->callback([&] { exit_code = WorkspaceCreate(ws_flags, ws_name); });
+
+  AddImportCommand(app, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -75,8 +75,7 @@ ParseError Parse(std::string_view text, Millis& out) {
   int year, month, day, hour = 0, minute = 0, second = 0;
   if (!cur.Digits(4, year)) return Bad(cur, "expected a 4-digit year");
   if (!cur.Accept('-')) return Bad(cur, "expected '-'");
-  if (!cur.Digits(2, month) || month < 1 || month > 12)
-    return Bad(cur, "expected month 01-12");
+  if (!cur.Digits(2, month) || month < 1 || month > 12) return Bad(cur, "expected month 01-12");
   if (!cur.Accept('-')) return Bad(cur, "expected '-'");
   if (!cur.Digits(2, day) || day < 1 || static_cast<unsigned>(day) > DaysInMonth(year, month))
     return Bad(cur, "expected a day of that month");

@@ -81,20 +81,56 @@ class AdminApi {
       NUDGE_ASSIGN_OR_RETURN(auto anon, t.ListIdentities(c->id, store::IdentityKind::kAnonymous));
       NUDGE_ASSIGN_OR_RETURN(auto aliases, t.ListIdentities(c->id, store::IdentityKind::kAlias));
       out = profile::ContactJson(*c, anon, aliases);
+      if (ctx_.engine) {
+        NUDGE_ASSIGN_OR_RETURN(auto history, t.StageHistory(c->id));
+        AddEngineView(out, c->id, history);
+      }
       return Status::Ok();
     });
     reply(s.ok() ? JsonResponse(out) : ErrorResponse(s));
+  }
+
+  // The contact's segments, lead score (with its breakdown by rule) and lifecycle stage.
+  void AddEngineView(json& out, store::ContactId id,
+                     const std::vector<store::StageEntry>& history) {
+    const segment::ContactView v = ctx_.engine->View(id);
+    out["segments"] = v.segments;
+    json breakdown = json::object();
+    for (const auto& [rule, points] : v.score.by_rule) breakdown[rule] = points;
+    out["score"] =
+        json{{"value", v.score.score},
+             {"qualification",
+              v.score.qualification.empty() ? json(nullptr) : json(v.score.qualification)},
+             {"breakdown", std::move(breakdown)}};
+    json hist = json::array();
+    for (const auto& h : history)
+      hist.push_back(json{{"stage", h.stage},
+                          {"previous", h.previous.empty() ? json(nullptr) : json(h.previous)},
+                          {"at", core::FormatIso8601(h.at)}});
+    out["stage"] =
+        json{{"name", v.stage.empty() ? json(nullptr) : json(v.stage)},
+             {"since", v.stage.empty() ? json(nullptr) : json(core::FormatIso8601(v.stage_since))},
+             {"history", std::move(hist)}};
   }
 
   void GetContactEvents(WorkspaceId ws, Request& req, Reply reply) {
     const std::string key = req.params["id"];
     auto limit = PageLimit(req, kDefaultPage);
     if (!limit) return reply(ErrorResponse(limit.error()));
+    const std::string origin_text = req.Query("origin", "all");
+    store::EventOrigin origin = store::EventOrigin::kAll;
+    if (origin_text == "client") {
+      origin = store::EventOrigin::kClient;
+    } else if (origin_text == "nudge") {
+      origin = store::EventOrigin::kNudge;
+    } else if (origin_text != "all") {
+      return reply(ErrorResponse(Status::Invalid("must be all, client or nudge", "origin")));
+    }
     json events = json::array();
     Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
       NUDGE_ASSIGN_OR_RETURN(auto c, FindByKey(t, ws, key));
       if (!c) return NotFoundContact(key);
-      NUDGE_ASSIGN_OR_RETURN(auto rows, t.ListEvents(c->id, *limit));
+      NUDGE_ASSIGN_OR_RETURN(auto rows, t.ListEvents(c->id, *limit, origin));
       for (const auto& e : rows) events.push_back(profile::EventJson(e));
       return Status::Ok();
     });
@@ -137,11 +173,13 @@ class AdminApi {
   void DeleteContact(WorkspaceId ws, Request& req, Reply reply) {
     const std::string key = req.params["id"];
     auto erased = std::make_shared<json>();
+    profile::ContactObserver* observer = ctx_.applier.observer();
     ctx_.store.Write(
-        [ws, key, erased](store::WriteTxn& t) -> Status {
+        [ws, key, erased, observer](store::WriteTxn& t) -> Status {
           NUDGE_ASSIGN_OR_RETURN(auto c, FindByKey(t, ws, key));
           if (!c) return NotFoundContact(key);
           NUDGE_TRY(t.DeleteContact(c->id));
+          if (observer) NUDGE_TRY(observer->OnContactDeleted(t, c->id));
           *erased = json{{"deleted", true},
                          {"id", c->id},
                          {"user_id", c->user_id ? json(*c->user_id) : json(nullptr)}};
@@ -164,7 +202,8 @@ class AdminApi {
     ctx_.store.Write(
         [this, ws, request, results, now](store::WriteTxn& t) -> Status {
           NUDGE_ASSIGN_OR_RETURN(
-              *results, profile::ImportContacts(t, ws, *request, ctx_.applier.options(), now));
+              *results, profile::ImportContacts(t, ws, *request, ctx_.applier.options(), now,
+                                                ctx_.applier.observer()));
           return Status::Ok();
         },
         [results, reply = std::move(reply)](Status s) {
@@ -182,17 +221,19 @@ class AdminApi {
   }
 
   void GetWorkspace(WorkspaceId ws, Request&, Reply reply) {
-    int64_t contacts = 0, events = 0;
+    int64_t contacts = 0, events = 0, derived = 0;
     Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
       NUDGE_ASSIGN_OR_RETURN(contacts, t.CountContacts(ws));
-      NUDGE_ASSIGN_OR_RETURN(events, t.CountEvents(ws));
+      NUDGE_ASSIGN_OR_RETURN(events, t.CountEvents(ws, store::EventOrigin::kClient));
+      NUDGE_ASSIGN_OR_RETURN(derived, t.CountEvents(ws, store::EventOrigin::kNudge));
       return Status::Ok();
     });
     if (!s.ok()) return reply(ErrorResponse(s));
     reply(JsonResponse(json{{"id", ws},
                             {"name", ctx_.workspaces.NameOf(ws).value_or("")},
                             {"contacts", contacts},
-                            {"events", events}}));
+                            {"events", events},
+                            {"derived_events", derived}}));
   }
 
   // POST /api/v1/workspaces {"name"}: only the default workspace's admin key may do this.

@@ -9,6 +9,7 @@
 #include "http/server.h"
 #include "ingest/parser.h"
 #include "profile/applier.h"
+#include "segment/engine.h"
 #include "store/store.h"
 #include "store/workspaces.h"
 
@@ -21,10 +22,13 @@ struct ApiContext {
   core::MetricsRegistry& metrics;
   const core::Clock& clock;
   ingest::Limits limits;
+  segment::Engine* engine = nullptr;  // segments, scores, stages; may be null (tests)
 };
 
 void AddTrackingRoutes(Router& router, ApiContext& ctx);
 void AddAdminRoutes(Router& router, ApiContext& ctx);
 void AddOpsRoutes(Router& router, ApiContext& ctx);
+// /api/v1/segments, /api/v1/scoring, /api/v1/stages (needs ctx.engine).
+void AddSegmentRoutes(Router& router, ApiContext& ctx);
 
 }  // namespace nudge::http

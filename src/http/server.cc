@@ -46,8 +46,8 @@ std::vector<std::string> SplitPath(std::string_view path) {
 
 }  // namespace
 
-Router& Router::Add(std::string method, std::string_view pattern, Handler handler,
-                    size_t max_body, std::function<void()> on_too_large) {
+Router& Router::Add(std::string method, std::string_view pattern, Handler handler, size_t max_body,
+                    std::function<void()> on_too_large) {
   routes_.push_back({std::move(method), SplitPath(pattern), std::move(handler), max_body,
                      std::move(on_too_large)});
   return *this;
@@ -247,7 +247,8 @@ void Server::Stop(int timeout_ms) {
     return pending_.empty() && suspended_.load() == 0;
   };
   auto wait_until = [&](Clock::time_point deadline) {
-    while (!idle() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    while (!idle() && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
   };
   wait_until(Clock::now() + std::chrono::milliseconds(timeout_ms));
   if (!idle()) {

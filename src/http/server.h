@@ -64,7 +64,7 @@ struct Route {
   std::string method;
   std::vector<std::string> segments;  // "{name}" captures one segment
   Handler handler;
-  size_t max_body = 1 << 20;  // longer bodies are answered 413 without reading them
+  size_t max_body = 1 << 20;           // longer bodies are answered 413 without reading them
   std::function<void()> on_too_large;  // told of each such 413 (for metrics); may be empty
 };
 
@@ -122,7 +122,8 @@ class Server {
   std::atomic<bool> draining_{false};
   std::atomic<int> suspended_{0};  // connections suspended and not yet resumed by the daemon
   std::mutex pending_mutex_;
-  std::set<std::shared_ptr<Connection>> pending_;  // handled, not replied; GUARDED_BY(pending_mutex_)
+  std::set<std::shared_ptr<Connection>>
+      pending_;  // handled, not replied; GUARDED_BY(pending_mutex_)
   core::Counter* requests_ = nullptr;
 };
 

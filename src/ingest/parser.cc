@@ -185,6 +185,11 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
   NUDGE_ASSIGN_OR_RETURN(m.anonymous_id, IdField(obj, "anonymousId", limits));
   NUDGE_ASSIGN_OR_RETURN(auto message_id, IdField(obj, "messageId", limits));
   m.message_id = message_id ? std::move(*message_id) : core::NewUuid();
+  if (m.message_id.starts_with("nudge:"))
+    return Err(
+        Status::Invalid("messageIds starting with \"nudge:\" are reserved for events nudge "
+                        "derives itself",
+                        "messageId"));
 
   if (m.type == MessageType::kAlias) {
     NUDGE_ASSIGN_OR_RETURN(auto previous, IdField(obj, "previousId", limits));

@@ -22,8 +22,9 @@ using store::WriteTxn;
 // The state of one Apply call: contacts read so far and what changed, written back at the end.
 class Session {
  public:
-  Session(WriteTxn& txn, WorkspaceId ws, const ProfileOptions& options, ApplyResult& result)
-      : txn_(txn), ws_(ws), options_(options), result_(result) {}
+  Session(WriteTxn& txn, WorkspaceId ws, const ProfileOptions& options, ContactObserver* observer,
+          ApplyResult& result)
+      : txn_(txn), ws_(ws), options_(options), observer_(observer), result_(result) {}
 
   Status ApplyOne(const Message& m) {
     // Resolving identities is idempotent, so a repeated message is detected by the insert
@@ -50,9 +51,11 @@ class Session {
     }
     if (m.type == MessageType::kIdentify && !m.traits.empty()) {
       NUDGE_ASSIGN_OR_RETURN(id, ApplyTraits(id, m.traits, m.timestamp));
+      e.contact = id;
     }
     ++result_.accepted;
     result_.events.push_back({e.id, id, &m});
+    if (observer_) NUDGE_TRY(observer_->OnEvent(txn_, e));
     return Status::Ok();
   }
 
@@ -107,6 +110,7 @@ class Session {
     c.last_seen_at = at;
     NUDGE_ASSIGN_OR_RETURN(c.id, txn_.InsertContact(c));
     ++result_.contacts_created;
+    if (observer_) NUDGE_TRY(observer_->OnContactCreated(txn_, c));
     if (user_id) users_[*user_id] = c.id;
     const ContactId id = c.id;
     loaded_.emplace(id, std::move(c));
@@ -121,6 +125,10 @@ class Session {
     NUDGE_TRY(MergeContactFields(*dst, *src));
     dirty_.insert(into);
     NUDGE_TRY(txn_.MergeContacts(from, into, at));
+    if (observer_) {
+      NUDGE_TRY(observer_->OnContactsMerged(txn_, from, into));
+      NUDGE_TRY(observer_->OnContactChanged(txn_, *dst));
+    }
     // A user id that loses its contact keeps leading to the survivor.
     if (from_user && from_user != dst->user_id)
       NUDGE_TRY(Link(IdentityKind::kAlias, *from_user, into));
@@ -218,6 +226,7 @@ class Session {
     const std::optional<std::string> old_email = c->email;
     DeriveContactFields(*c, options_);
     dirty_.insert(id);
+    if (observer_) NUDGE_TRY(observer_->OnContactChanged(txn_, *c));
     if (c->user_id && c->email && c->email != old_email) {
       NUDGE_ASSIGN_OR_RETURN(auto twin, txn_.FindContactByEmail(ws_, *c->email));
       if (twin && twin->id != id && !twin->user_id && !IsGone(twin->id)) {
@@ -231,6 +240,7 @@ class Session {
   WriteTxn& txn_;
   const WorkspaceId ws_;
   const ProfileOptions& options_;
+  ContactObserver* observer_;
   ApplyResult& result_;
   std::unordered_map<ContactId, Contact> loaded_;
   std::unordered_set<ContactId> dirty_;
@@ -245,7 +255,7 @@ Result<ApplyResult> Applier::Apply(WriteTxn& txn, WorkspaceId ws,
                                    const std::vector<Message>& messages) const {
   ApplyResult result;
   result.events.reserve(messages.size());
-  Session session(txn, ws, options_, result);
+  Session session(txn, ws, options_, observer_, result);
   for (const Message& m : messages) NUDGE_TRY(session.ApplyOne(m));
   NUDGE_TRY(session.Flush());
   return result;

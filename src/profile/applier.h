@@ -18,6 +18,7 @@
 
 #include "core/result.h"
 #include "ingest/message.h"
+#include "profile/observer.h"
 #include "store/store.h"
 
 namespace nudge::profile {
@@ -44,15 +45,19 @@ struct ApplyResult {
 
 class Applier {
  public:
-  explicit Applier(ProfileOptions options) : options_(std::move(options)) {}
+  // `observer` (may be null; not owned) is told of each change inside the same write.
+  explicit Applier(ProfileOptions options, ContactObserver* observer = nullptr)
+      : options_(std::move(options)), observer_(observer) {}
 
   Result<ApplyResult> Apply(store::WriteTxn& txn, store::WorkspaceId ws,
                             const std::vector<ingest::Message>& messages) const;
 
   const ProfileOptions& options() const { return options_; }
+  ContactObserver* observer() const { return observer_; }
 
  private:
   ProfileOptions options_;
+  ContactObserver* observer_;
 };
 
 // Sets contact.email and contact.phone from the "email" and "phone" traits (normalized;

@@ -63,8 +63,8 @@ std::string_view ImportOutcomeName(ImportOutcome outcome) {
 
 Result<std::vector<ImportRowResult>> ImportContacts(store::WriteTxn& txn, store::WorkspaceId ws,
                                                     const ImportRequest& request,
-                                                    const ProfileOptions& options,
-                                                    core::Millis now) {
+                                                    const ProfileOptions& options, core::Millis now,
+                                                    ContactObserver* observer) {
   std::vector<ImportRowResult> results;
   results.reserve(request.rows.size());
   const std::string tags = json(request.tags).dump();
@@ -101,6 +101,7 @@ Result<std::vector<ImportRowResult>> ImportContacts(store::WriteTxn& txn, store:
       if (!c.source) c.source = request.source;
       DeriveContactFields(c, options);
       NUDGE_TRY(txn.UpdateContact(c));
+      if (observer) NUDGE_TRY(observer->OnContactChanged(txn, c));
       r.outcome =
           c.import_id == request.import_id ? ImportOutcome::kMerged : ImportOutcome::kUpdated;
       r.contact = c.id;
@@ -116,6 +117,7 @@ Result<std::vector<ImportRowResult>> ImportContacts(store::WriteTxn& txn, store:
       c.last_seen_at = now;
       DeriveContactFields(c, options);
       NUDGE_ASSIGN_OR_RETURN(c.id, txn.InsertContact(c));
+      if (observer) NUDGE_TRY(observer->OnContactCreated(txn, c));
       r.outcome = ImportOutcome::kCreated;
       r.contact = c.id;
     }

@@ -44,9 +44,10 @@ struct ImportRowResult {
   std::string reason;  // why a row was rejected
 };
 
+// `observer` (may be null) is told of each contact created or changed.
 Result<std::vector<ImportRowResult>> ImportContacts(store::WriteTxn& txn, store::WorkspaceId ws,
                                                     const ImportRequest& request,
-                                                    const ProfileOptions& options,
-                                                    core::Millis now);
+                                                    const ProfileOptions& options, core::Millis now,
+                                                    ContactObserver* observer = nullptr);
 
 }  // namespace nudge::profile

@@ -791,6 +791,7 @@ class Parser {
 
   std::vector<std::shared_ptr<AggregateSpec>> aggregates;
   std::vector<std::string> segments;
+  std::vector<double> score_thresholds;
   bool reads_event = false;
 
  private:
@@ -903,6 +904,13 @@ class Parser {
                                ? "counts, sums and scores compare with numbers: count(...) >= 3"
                                : "compare like with like: timestamps with timestamps (now - 3d), "
                                  "numbers with numbers"));
+      for (const Node* side : {lhs.get(), rhs.get()}) {
+        const auto* b = dynamic_cast<const BuiltinNode*>(side);
+        const auto* lit =
+            dynamic_cast<const LiteralNode*>(side == lhs.get() ? rhs.get() : lhs.get());
+        if (b && b->which == Builtin::kScore && lit && lit->value.type == Type::kNumber)
+          score_thresholds.push_back(lit->value.num);
+      }
       auto node = std::make_unique<CompareNode>();
       node->pos = lhs->pos;
       node->type = SType::kBool;
@@ -1406,6 +1414,7 @@ struct Condition::Impl {
   NodePtr root;
   std::vector<std::shared_ptr<AggregateSpec>> aggregates;
   std::vector<std::string> segments;
+  std::vector<double> score_thresholds;
   bool reads_event = false;
 };
 
@@ -1436,6 +1445,7 @@ const std::vector<std::shared_ptr<AggregateSpec>>& Condition::aggregates() const
 }
 const std::vector<std::string>& Condition::segments() const { return impl_->segments; }
 bool Condition::reads_event() const { return impl_->reads_event; }
+const std::vector<double>& Condition::score_thresholds() const { return impl_->score_thresholds; }
 
 Result<std::shared_ptr<const Condition>> Condition::Compile(std::string_view text,
                                                             const CompileOptions& options) {
@@ -1451,6 +1461,7 @@ Result<std::shared_ptr<const Condition>> Condition::Compile(std::string_view tex
   impl->aggregates = std::move(parser.aggregates);
   impl->segments = std::move(parser.segments);
   impl->reads_event = parser.reads_event;
+  impl->score_thresholds = std::move(parser.score_thresholds);
   return std::make_shared<const Condition>(std::move(impl));
 }
 

@@ -86,6 +86,9 @@ class Condition {
   const std::vector<std::string>& segments() const;
   // True when some part reads the event in scope at the top level.
   bool reads_event() const;
+  // Numbers `score` is compared with (`score >= 50` gives 50): where a decaying score makes
+  // the result change, for whoever schedules re-evaluation.
+  const std::vector<double>& score_thresholds() const;
 
   struct Impl;  // defined in condition.cc; only Compile makes one
   explicit Condition(std::unique_ptr<Impl> impl);

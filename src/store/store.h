@@ -74,6 +74,35 @@ struct Event {
   std::string body;  // the message as accepted, as one JSON object
 };
 
+// Who an event came from: a client (an SDK, the API) or nudge itself (Segment Entered, ...,
+// whose messageIds start with the reserved "nudge:").
+enum class EventOrigin { kAll = 0, kClient = 1, kNudge = 2 };
+inline constexpr std::string_view kDerivedPrefix = "nudge:";
+
+struct Definition {
+  WorkspaceId workspace = 0;
+  std::string kind;  // "segment", "scoring", "stages", ...
+  std::string id;
+  int64_t version = 0;  // 1 on creation, +1 on each change
+  std::string body;     // JSON
+  Millis created_at = 0;
+  Millis updated_at = 0;
+};
+
+struct SegmentMember {
+  WorkspaceId workspace = 0;
+  std::string segment;
+  ContactId contact = 0;
+  Millis since = 0;
+};
+
+struct StageEntry {
+  ContactId contact = 0;
+  std::string stage;
+  std::string previous;  // history only
+  Millis at = 0;
+};
+
 class ReadTxn {
  public:
   virtual ~ReadTxn() = default;
@@ -99,10 +128,37 @@ class ReadTxn {
   virtual Result<std::vector<Contact>> ListContacts(WorkspaceId ws, ContactId after, int limit) = 0;
   virtual Result<int64_t> CountContacts(WorkspaceId ws) = 0;
   // Newest first (by timestamp, then insertion order).
-  virtual Result<std::vector<Event>> ListEvents(ContactId id, int limit) = 0;
-  virtual Result<int64_t> CountEvents(WorkspaceId ws) = 0;
+  virtual Result<std::vector<Event>> ListEvents(ContactId id, int limit,
+                                                EventOrigin origin = EventOrigin::kAll) = 0;
+  virtual Result<int64_t> CountEvents(WorkspaceId ws, EventOrigin origin = EventOrigin::kAll) = 0;
   // True when this workspace already stored a message with this id.
   virtual Result<bool> HasMessage(WorkspaceId ws, std::string_view message_id) = 0;
+
+  // Streams every contact (all workspaces) in id order.
+  virtual Status ScanContacts(const std::function<Status(const Contact&)>& fn) = 0;
+  // Streams events with after < id <= upto in id order (upto 0: no bound).
+  virtual Status ScanEvents(int64_t after, int64_t upto,
+                            const std::function<Status(const Event&)>& fn) = 0;
+  virtual Result<int64_t> MaxEventId() = 0;
+
+  // Definitions: segments, scoring, stages (and later journeys, templates), as JSON.
+  virtual Result<std::optional<Definition>> GetDefinition(WorkspaceId ws, std::string_view kind,
+                                                          std::string_view id) = 0;
+  virtual Result<std::vector<Definition>> ListDefinitions(WorkspaceId ws,
+                                                          std::string_view kind) = 0;
+  // All workspaces' definitions of a kind (start-up).
+  virtual Result<std::vector<Definition>> AllDefinitions(std::string_view kind) = 0;
+
+  // Segment members, by contact id, from `after`.
+  virtual Result<std::vector<SegmentMember>> ListSegmentMembers(WorkspaceId ws,
+                                                                std::string_view segment,
+                                                                ContactId after, int limit) = 0;
+  virtual Status ScanSegmentMembers(const std::function<Status(const SegmentMember&)>& fn) = 0;
+  virtual Result<std::vector<SegmentMember>> SegmentsOfContact(ContactId id) = 0;
+
+  virtual Result<std::optional<StageEntry>> GetContactStage(ContactId id) = 0;
+  virtual Result<std::vector<StageEntry>> StageHistory(ContactId id) = 0;
+  virtual Status ScanContactStages(const std::function<Status(const StageEntry&)>& fn) = 0;
 };
 
 class WriteTxn : public ReadTxn {
@@ -127,8 +183,24 @@ class WriteTxn : public ReadTxn {
   // workspace already holds a message with the same message_id.
   virtual Result<bool> InsertEvent(Event& event) = 0;
 
+  // Stores a definition, returning its new version (1 when new, unchanged when the body is).
+  virtual Result<int64_t> PutDefinition(WorkspaceId ws, std::string_view kind, std::string_view id,
+                                        std::string_view body, Millis now) = 0;
+  virtual Result<bool> DeleteDefinition(WorkspaceId ws, std::string_view kind,
+                                        std::string_view id) = 0;
+
+  virtual Status AddSegmentMember(const SegmentMember& member) = 0;
+  virtual Status RemoveSegmentMember(WorkspaceId ws, std::string_view segment, ContactId id) = 0;
+  virtual Status ClearSegment(WorkspaceId ws, std::string_view segment) = 0;
+
+  // Sets the contact's current stage and appends to its history.
+  virtual Status SetContactStage(const StageEntry& entry) = 0;
+
   // Runs after the transaction holding this write commits; never if it rolls back.
   virtual void OnCommit(std::function<void()> fn) = 0;
+  // Runs if this write is rolled back (its own failure, or its group's failed commit), so that
+  // state kept in memory beside the store can be put right.
+  virtual void OnRollback(std::function<void()> fn) = 0;
 };
 
 struct StoreStats {

@@ -114,7 +114,9 @@ async function waitForAcks(stream, count, timeoutMs = 15_000) {
 }
 
 async function storedCounts(server) {
-  const rows = await server.sql('select message_id, count(*) from events group by message_id');
+  const rows = await server.sql(
+    "select message_id, count(*) from events where message_id not like 'nudge:%' group by message_id",
+  );
   const counts = new Map();
   for (const row of rows) {
     const [id, n] = row.split('|');

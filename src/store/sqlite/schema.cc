@@ -17,7 +17,7 @@ CREATE TABLE workspaces(
   created_at INTEGER NOT NULL);
 
 CREATE TABLE contacts(
-  id INTEGER PRIMARY KEY,
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: merged and erased ids stay dead
   ws INTEGER NOT NULL,
   user_id TEXT,
   email TEXT,
@@ -58,6 +58,38 @@ CREATE TABLE events(
   body TEXT NOT NULL);
 CREATE UNIQUE INDEX events_message ON events(ws, message_id);
 CREATE INDEX events_contact ON events(contact_id, timestamp);
+)sql",
+    // 2: definitions (segments, scoring, stages, ...), segment membership, lifecycle stages.
+    R"sql(
+CREATE TABLE definitions(
+  ws INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY(ws, kind, id)) WITHOUT ROWID;
+
+CREATE TABLE segment_members(
+  ws INTEGER NOT NULL,
+  segment TEXT NOT NULL,
+  contact_id INTEGER NOT NULL,
+  since INTEGER NOT NULL,
+  PRIMARY KEY(ws, segment, contact_id)) WITHOUT ROWID;
+CREATE INDEX segment_members_contact ON segment_members(contact_id);
+
+CREATE TABLE contact_stages(
+  contact_id INTEGER PRIMARY KEY,
+  stage TEXT NOT NULL,
+  since INTEGER NOT NULL);
+
+CREATE TABLE stage_history(
+  contact_id INTEGER NOT NULL,
+  stage TEXT NOT NULL,
+  previous TEXT,
+  at INTEGER NOT NULL);
+CREATE INDEX stage_history_contact ON stage_history(contact_id, at);
 )sql",
 };
 

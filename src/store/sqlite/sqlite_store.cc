@@ -3,6 +3,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -45,6 +46,37 @@ Contact ReadContact(Stmt& s) {
   c.created_at = s.Int(9);
   c.last_seen_at = s.Int(10);
   return c;
+}
+
+Event ReadEvent(Stmt& q) {
+  Event e;
+  e.id = q.Int(0);
+  e.workspace = q.Int(1);
+  e.contact = q.Int(2);
+  e.message_id = q.Text(3);
+  e.type = q.Text(4);
+  e.name = q.Text(5);
+  e.timestamp = q.Int(6);
+  e.received_at = q.Int(7);
+  e.body = q.Text(8);
+  return e;
+}
+
+Definition ReadDefinition(Stmt& q) {
+  return Definition{q.Int(0), q.Text(1), q.Text(2), q.Int(3), q.Text(4), q.Int(5), q.Int(6)};
+}
+
+SegmentMember ReadMember(Stmt& q) { return SegmentMember{q.Int(0), q.Text(1), q.Int(2), q.Int(3)}; }
+
+template <typename T, typename F>
+Result<std::vector<T>> Collect(StmtUse& q, F read) {
+  std::vector<T> out;
+  for (;;) {
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return out;
+    out.push_back(read(*q));
+  }
 }
 
 Result<std::optional<Contact>> OneContact(StmtUse& q) {
@@ -129,9 +161,9 @@ class Txn final : public WriteTxn {
 
   Result<std::optional<Contact>> FindContactByEmail(WorkspaceId ws,
                                                     std::string_view email) override {
-    NUDGE_STMT(
-        q, "SELECT " NUDGE_CONTACT_COLUMNS
-           " FROM contacts c WHERE c.ws = ? AND lower(c.email) = lower(?) ORDER BY c.id LIMIT 1");
+    NUDGE_STMT(q, "SELECT " NUDGE_CONTACT_COLUMNS
+                  " FROM contacts c WHERE c.ws = ? AND c.email IS NOT NULL AND lower(c.email) = "
+                  "lower(?) ORDER BY c.id LIMIT 1");
     q->Bind(1, ws).Bind(2, email);
     return OneContact(q);
   }
@@ -139,7 +171,8 @@ class Txn final : public WriteTxn {
   Result<std::optional<Contact>> FindContactByPhone(WorkspaceId ws,
                                                     std::string_view e164) override {
     NUDGE_STMT(q, "SELECT " NUDGE_CONTACT_COLUMNS
-                  " FROM contacts c WHERE c.ws = ? AND c.phone = ? ORDER BY c.id LIMIT 1");
+                  " FROM contacts c WHERE c.ws = ? AND c.phone IS NOT NULL AND c.phone = ? ORDER "
+                  "BY c.id LIMIT 1");
     q->Bind(1, ws).Bind(2, e164);
     return OneContact(q);
   }
@@ -179,35 +212,24 @@ class Txn final : public WriteTxn {
     return q->Int(0);
   }
 
-  Result<std::vector<Event>> ListEvents(ContactId id, int limit) override {
+  Result<std::vector<Event>> ListEvents(ContactId id, int limit, EventOrigin origin) override {
+    // Events nudge derives have messageIds in the reserved "nudge:" namespace.
     NUDGE_STMT(q,
                "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
-               "body FROM events WHERE contact_id = ? ORDER BY timestamp DESC, id DESC "
+               "body FROM events WHERE contact_id = ? AND (? = 0 OR (? = 1) = "
+               "(substr(message_id, 1, 6) <> 'nudge:')) ORDER BY timestamp DESC, id DESC "
                "LIMIT ?");
-    q->Bind(1, id).Bind(2, static_cast<int64_t>(limit));
-    std::vector<Event> out;
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return Err(row.error());
-      if (!*row) break;
-      Event e;
-      e.id = q->Int(0);
-      e.workspace = q->Int(1);
-      e.contact = q->Int(2);
-      e.message_id = q->Text(3);
-      e.type = q->Text(4);
-      e.name = q->Text(5);
-      e.timestamp = q->Int(6);
-      e.received_at = q->Int(7);
-      e.body = q->Text(8);
-      out.push_back(std::move(e));
-    }
-    return out;
+    const int64_t o = static_cast<int64_t>(origin);
+    q->Bind(1, id).Bind(2, o).Bind(3, o).Bind(4, static_cast<int64_t>(limit));
+    return Collect<Event>(q, ReadEvent);
   }
 
-  Result<int64_t> CountEvents(WorkspaceId ws) override {
-    NUDGE_STMT(q, "SELECT count(*) FROM events WHERE ws = ?");
-    q->Bind(1, ws);
+  Result<int64_t> CountEvents(WorkspaceId ws, EventOrigin origin) override {
+    NUDGE_STMT(q,
+               "SELECT count(*) FROM events WHERE ws = ? AND (? = 0 OR (? = 1) = "
+               "(substr(message_id, 1, 6) <> 'nudge:'))");
+    const int64_t o = static_cast<int64_t>(origin);
+    q->Bind(1, ws).Bind(2, o).Bind(3, o);
     auto row = q->Step();
     if (!row) return Err(row.error());
     return q->Int(0);
@@ -219,7 +241,187 @@ class Txn final : public WriteTxn {
     return q->Step();
   }
 
+  Status ScanContacts(const std::function<Status(const Contact&)>& fn) override {
+    NUDGE_STMT(q,
+               "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
+               "created_at, last_seen_at FROM contacts ORDER BY id");
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return row.error();
+      if (!*row) return Status::Ok();
+      NUDGE_TRY(fn(ReadContact(*q)));
+    }
+  }
+
+  Status ScanEvents(int64_t after, int64_t upto,
+                    const std::function<Status(const Event&)>& fn) override {
+    NUDGE_STMT(q,
+               "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
+               "body FROM events WHERE id > ? AND id <= ? ORDER BY id");
+    q->Bind(1, after).Bind(2, upto > 0 ? upto : std::numeric_limits<int64_t>::max());
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return row.error();
+      if (!*row) return Status::Ok();
+      NUDGE_TRY(fn(ReadEvent(*q)));
+    }
+  }
+
+  Result<int64_t> MaxEventId() override {
+    NUDGE_STMT(q, "SELECT coalesce(max(id), 0) FROM events");
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    return q->Int(0);
+  }
+
+  Result<std::optional<Definition>> GetDefinition(WorkspaceId ws, std::string_view kind,
+                                                  std::string_view id) override {
+    NUDGE_STMT(q,
+               "SELECT ws, kind, id, version, body, created_at, updated_at FROM definitions "
+               "WHERE ws = ? AND kind = ? AND id = ?");
+    q->Bind(1, ws).Bind(2, kind).Bind(3, id);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<Definition>();
+    return std::optional<Definition>(ReadDefinition(*q));
+  }
+
+  Result<std::vector<Definition>> ListDefinitions(WorkspaceId ws, std::string_view kind) override {
+    NUDGE_STMT(q,
+               "SELECT ws, kind, id, version, body, created_at, updated_at FROM definitions "
+               "WHERE ws = ? AND kind = ? ORDER BY id");
+    q->Bind(1, ws).Bind(2, kind);
+    return Collect<Definition>(q, ReadDefinition);
+  }
+
+  Result<std::vector<Definition>> AllDefinitions(std::string_view kind) override {
+    NUDGE_STMT(q,
+               "SELECT ws, kind, id, version, body, created_at, updated_at FROM definitions "
+               "WHERE kind = ? ORDER BY ws, id");
+    q->Bind(1, kind);
+    return Collect<Definition>(q, ReadDefinition);
+  }
+
+  Result<std::vector<SegmentMember>> ListSegmentMembers(WorkspaceId ws, std::string_view segment,
+                                                        ContactId after, int limit) override {
+    NUDGE_STMT(q,
+               "SELECT ws, segment, contact_id, since FROM segment_members WHERE ws = ? AND "
+               "segment = ? AND contact_id > ? ORDER BY contact_id LIMIT ?");
+    q->Bind(1, ws).Bind(2, segment).Bind(3, after).Bind(4, static_cast<int64_t>(limit));
+    return Collect<SegmentMember>(q, ReadMember);
+  }
+
+  Status ScanSegmentMembers(const std::function<Status(const SegmentMember&)>& fn) override {
+    NUDGE_STMT(q, "SELECT ws, segment, contact_id, since FROM segment_members");
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return row.error();
+      if (!*row) return Status::Ok();
+      NUDGE_TRY(fn(ReadMember(*q)));
+    }
+  }
+
+  Result<std::vector<SegmentMember>> SegmentsOfContact(ContactId id) override {
+    NUDGE_STMT(q,
+               "SELECT ws, segment, contact_id, since FROM segment_members WHERE contact_id = ? "
+               "ORDER BY segment");
+    q->Bind(1, id);
+    return Collect<SegmentMember>(q, ReadMember);
+  }
+
+  Result<std::optional<StageEntry>> GetContactStage(ContactId id) override {
+    NUDGE_STMT(q, "SELECT contact_id, stage, since FROM contact_stages WHERE contact_id = ?");
+    q->Bind(1, id);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<StageEntry>();
+    return std::optional<StageEntry>(StageEntry{q->Int(0), q->Text(1), "", q->Int(2)});
+  }
+
+  Result<std::vector<StageEntry>> StageHistory(ContactId id) override {
+    NUDGE_STMT(q,
+               "SELECT contact_id, stage, coalesce(previous, ''), at FROM stage_history "
+               "WHERE contact_id = ? ORDER BY at, rowid");
+    q->Bind(1, id);
+    return Collect<StageEntry>(q, [](Stmt& s) {
+      return StageEntry{s.Int(0), s.Text(1), s.Text(2), s.Int(3)};
+    });
+  }
+
+  Status ScanContactStages(const std::function<Status(const StageEntry&)>& fn) override {
+    NUDGE_STMT(q, "SELECT contact_id, stage, since FROM contact_stages");
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return row.error();
+      if (!*row) return Status::Ok();
+      NUDGE_TRY(fn(StageEntry{q->Int(0), q->Text(1), "", q->Int(2)}));
+    }
+  }
+
   // ---- writes ----
+
+  Result<int64_t> PutDefinition(WorkspaceId ws, std::string_view kind, std::string_view id,
+                                std::string_view body, Millis now) override {
+    NUDGE_ASSIGN_OR_RETURN(auto existing, GetDefinition(ws, kind, id));
+    if (existing && existing->body == body) return existing->version;
+    const int64_t version = existing ? existing->version + 1 : 1;
+    NUDGE_STMT(q,
+               "INSERT INTO definitions(ws, kind, id, version, body, created_at, updated_at) "
+               "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(ws, kind, id) DO UPDATE SET "
+               "version = excluded.version, body = excluded.body, "
+               "updated_at = excluded.updated_at");
+    q->Bind(1, ws).Bind(2, kind).Bind(3, id).Bind(4, version).Bind(5, body);
+    q->Bind(6, existing ? existing->created_at : now).Bind(7, now);
+    NUDGE_TRY(q->Exec());
+    return version;
+  }
+
+  Result<bool> DeleteDefinition(WorkspaceId ws, std::string_view kind,
+                                std::string_view id) override {
+    NUDGE_STMT(q, "DELETE FROM definitions WHERE ws = ? AND kind = ? AND id = ?");
+    q->Bind(1, ws).Bind(2, kind).Bind(3, id);
+    NUDGE_TRY(q->Exec());
+    return db_.Changes() > 0;
+  }
+
+  Status AddSegmentMember(const SegmentMember& m) override {
+    NUDGE_STMT(q,
+               "INSERT OR REPLACE INTO segment_members(ws, segment, contact_id, since) "
+               "VALUES(?, ?, ?, ?)");
+    q->Bind(1, m.workspace).Bind(2, m.segment).Bind(3, m.contact).Bind(4, m.since);
+    return q->Exec();
+  }
+
+  Status RemoveSegmentMember(WorkspaceId ws, std::string_view segment, ContactId id) override {
+    NUDGE_STMT(q, "DELETE FROM segment_members WHERE ws = ? AND segment = ? AND contact_id = ?");
+    q->Bind(1, ws).Bind(2, segment).Bind(3, id);
+    return q->Exec();
+  }
+
+  Status ClearSegment(WorkspaceId ws, std::string_view segment) override {
+    NUDGE_STMT(q, "DELETE FROM segment_members WHERE ws = ? AND segment = ?");
+    q->Bind(1, ws).Bind(2, segment);
+    return q->Exec();
+  }
+
+  Status SetContactStage(const StageEntry& e) override {
+    {
+      NUDGE_STMT(q,
+                 "INSERT OR REPLACE INTO contact_stages(contact_id, stage, since) "
+                 "VALUES(?, ?, ?)");
+      q->Bind(1, e.contact).Bind(2, e.stage).Bind(3, e.at);
+      NUDGE_TRY(q->Exec());
+    }
+    NUDGE_STMT(q, "INSERT INTO stage_history(contact_id, stage, previous, at) VALUES(?, ?, ?, ?)");
+    q->Bind(1, e.contact).Bind(2, e.stage);
+    if (e.previous.empty()) {
+      q->Bind(3, std::optional<std::string>());
+    } else {
+      q->Bind(3, e.previous);
+    }
+    q->Bind(4, e.at);
+    return q->Exec();
+  }
 
   Result<WorkspaceId> InsertWorkspace(const Workspace& ws) override {
     NUDGE_STMT(q,
@@ -283,6 +485,7 @@ class Txn final : public WriteTxn {
       q->Bind(1, id).Bind(2, id);
       NUDGE_TRY(q->Exec());
     }
+    NUDGE_TRY(ForgetContactState(id));
     NUDGE_STMT(q, "DELETE FROM contacts WHERE id = ?");
     q->Bind(1, id);
     return q->Exec();
@@ -334,13 +537,30 @@ class Txn final : public WriteTxn {
   }
 
   void OnCommit(std::function<void()> fn) override { on_commit_.push_back(std::move(fn)); }
+  void OnRollback(std::function<void()> fn) override { on_rollback_.push_back(std::move(fn)); }
 
   // Hooks registered by the current write; the writer keeps or drops them with its savepoint.
   std::vector<std::function<void()>> TakeOnCommit() { return std::exchange(on_commit_, {}); }
+  std::vector<std::function<void()>> TakeOnRollback() { return std::exchange(on_rollback_, {}); }
 
  private:
+  // A contact's segment memberships and stage rows go with it.
+  Status ForgetContactState(ContactId id) {
+    for (const char* sql : {"DELETE FROM segment_members WHERE contact_id = ?",
+                            "DELETE FROM contact_stages WHERE contact_id = ?",
+                            "DELETE FROM stage_history WHERE contact_id = ?"}) {
+      auto stmt = db_.Prepare(sql);
+      if (!stmt) return stmt.error();
+      StmtUse q(**stmt);
+      q->Bind(1, id);
+      NUDGE_TRY(q->Exec());
+    }
+    return Status::Ok();
+  }
+
   Db& db_;
   std::vector<std::function<void()>> on_commit_;
+  std::vector<std::function<void()>> on_rollback_;
 };
 
 #undef NUDGE_STMT
@@ -508,22 +728,27 @@ class SqliteStore final : public Store {
       return;
     }
     Txn txn(db);
+    std::vector<std::function<void()>> undo;  // of the writes kept so far, if the commit fails
     for (size_t i = 0; i < group.size(); ++i) {
       Status s = db.Exec("SAVEPOINT w");
       if (s.ok()) s = group[i].fn(txn);
       auto write_hooks = txn.TakeOnCommit();
+      auto write_undo = txn.TakeOnRollback();
       if (s.ok()) {
         s = db.Exec("RELEASE w");
         for (auto& h : write_hooks) hooks.push_back(std::move(h));
+        for (auto& u : write_undo) undo.push_back(std::move(u));
       } else {
         (void)db.Exec("ROLLBACK TO w");
         (void)db.Exec("RELEASE w");
+        for (auto it = write_undo.rbegin(); it != write_undo.rend(); ++it) (*it)();
       }
       results[i] = std::move(s);
     }
     Status commit = db.Exec("COMMIT");
     if (!commit.ok()) {
       (void)db.Exec("ROLLBACK");
+      for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
       for (auto& w : group) w.done(commit);
       return;
     }

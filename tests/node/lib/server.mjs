@@ -238,7 +238,11 @@ export class NudgeServer {
   }
 
   async events(key, { limit = 1000, ...opts } = {}) {
-    const r = await this.get(`/api/v1/contacts/${encodeURIComponent(key)}/events?limit=${limit}`, opts);
+    // Only what clients sent: nudge derives events of its own (Segment Entered, Stage Changed).
+    const r = await this.get(
+      `/api/v1/contacts/${encodeURIComponent(key)}/events?limit=${limit}&origin=client`,
+      opts,
+    );
     return r.events;
   }
 

@@ -1,0 +1,172 @@
+#include "core/yaml.h"
+
+#include <charconv>
+#include <set>
+
+namespace nudge::core {
+
+std::string YamlDoc::Where(const YAML::Node& node) const {
+  const YAML::Mark m = node.Mark();
+  if (m.is_null() || m.line < 0) return source;
+  return source + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+}
+
+std::string YamlDoc::WhereInside(const YAML::Node& scalar, std::string_view inner) const {
+  const YAML::Mark m = scalar.Mark();
+  int in_line = 1, in_col = 1;
+  const auto colon = inner.find(':');
+  if (colon == std::string_view::npos || m.is_null() || m.line < 0) return Where(scalar);
+  std::from_chars(inner.data(), inner.data() + colon, in_line);
+  std::from_chars(inner.data() + colon + 1, inner.data() + inner.size(), in_col);
+  // Find the scalar's first character in the text.
+  size_t pos = 0;
+  for (int line = 0; line < m.line && pos != std::string::npos; ++line) {
+    pos = text.find('\n', pos);
+    if (pos != std::string::npos) ++pos;
+  }
+  if (pos == std::string::npos) return Where(scalar);
+  pos += static_cast<size_t>(m.column);
+  const char first = pos < text.size() ? text[pos] : '\0';
+  if (first == '|' || first == '>') {
+    // A block scalar: its text starts on the next line, after the block's indentation.
+    size_t line_start = text.find('\n', pos);
+    if (line_start == std::string::npos) return Where(scalar);
+    ++line_start;
+    size_t indent = 0;
+    while (line_start + indent < text.size() && text[line_start + indent] == ' ') ++indent;
+    return source + ":" + std::to_string(m.line + 1 + in_line) + ":" +
+           std::to_string(static_cast<int>(indent) + in_col);
+  }
+  const int quote = (first == '"' || first == '\'') ? 1 : 0;
+  if (in_line == 1)
+    return source + ":" + std::to_string(m.line + 1) + ":" +
+           std::to_string(m.column + quote + in_col);
+  return source + ":" + std::to_string(m.line + in_line) + ":" + std::to_string(in_col);
+}
+
+Status YamlDoc::ErrorAt(const YAML::Node& node, std::string_view field, std::string message) const {
+  std::string msg(field);
+  if (!msg.empty()) msg += ": ";
+  msg += message;
+  return Status::Invalid(std::move(msg), Where(node));
+}
+
+namespace {
+
+// yaml-cpp accepts duplicate keys silently (the last wins); a typo'd copy of a key would hide.
+Status CheckDuplicates(const YamlDoc& doc, const YAML::Node& node) {
+  if (node.IsMap()) {
+    std::set<std::string> seen;
+    for (const auto& kv : node) {
+      const std::string key = kv.first.Scalar();
+      if (!seen.insert(key).second)
+        return doc.ErrorAt(kv.first, key, "the key appears twice in this mapping");
+      NUDGE_TRY(CheckDuplicates(doc, kv.second));
+    }
+  } else if (node.IsSequence()) {
+    for (const auto& item : node) NUDGE_TRY(CheckDuplicates(doc, item));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<YamlDoc> LoadYaml(std::string_view text, std::string_view source) {
+  YamlDoc doc{std::string(source), std::string(text), {}};
+  try {
+    doc.root = YAML::Load(doc.text);
+  } catch (const YAML::Exception& e) {
+    return Err(Status::Invalid(e.msg, source.empty() ? ""
+                                                     : std::string(source) + ":" +
+                                                           std::to_string(e.mark.line + 1) + ":" +
+                                                           std::to_string(e.mark.column + 1)));
+  }
+  if (!doc.root.IsDefined() || doc.root.IsNull())
+    return Err(Status::Invalid("the document is empty", std::string(source)));
+  if (!doc.root.IsMap())
+    return Err(doc.ErrorAt(doc.root, "", "expected a mapping of keys (key: value)"));
+  NUDGE_TRY(CheckDuplicates(doc, doc.root));
+  return doc;
+}
+
+Result<std::optional<std::string>> YamlString(const YamlDoc& doc, const YAML::Node& map,
+                                              const char* key) {
+  const YAML::Node n = map[key];
+  if (!n.IsDefined() || n.IsNull()) return std::optional<std::string>();
+  if (!n.IsScalar()) return Err(doc.ErrorAt(n, key, "expected text"));
+  return std::optional<std::string>(n.Scalar());
+}
+
+Result<std::optional<double>> YamlNumber(const YamlDoc& doc, const YAML::Node& map,
+                                         const char* key) {
+  const YAML::Node n = map[key];
+  if (!n.IsDefined() || n.IsNull()) return std::optional<double>();
+  if (!n.IsScalar()) return Err(doc.ErrorAt(n, key, "expected a number"));
+  const std::string& s = n.Scalar();
+  double v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size())
+    return Err(doc.ErrorAt(n, key, "expected a number, got '" + s + "'"));
+  return std::optional<double>(v);
+}
+
+Result<std::optional<bool>> YamlBool(const YamlDoc& doc, const YAML::Node& map, const char* key) {
+  const YAML::Node n = map[key];
+  if (!n.IsDefined() || n.IsNull()) return std::optional<bool>();
+  if (n.IsScalar() && (n.Scalar() == "true" || n.Scalar() == "false"))
+    return std::optional<bool>(n.Scalar() == "true");
+  return Err(doc.ErrorAt(n, key, "expected true or false"));
+}
+
+Result<std::optional<Millis>> YamlDuration(const YamlDoc& doc, const YAML::Node& map,
+                                           const char* key) {
+  const YAML::Node n = map[key];
+  if (!n.IsDefined() || n.IsNull()) return std::optional<Millis>();
+  if (!n.IsScalar()) return Err(doc.ErrorAt(n, key, "expected a duration such as 7d"));
+  const std::string& s = n.Scalar();
+  if (s.size() < 2) return Err(doc.ErrorAt(n, key, "expected a duration such as 30s, 2h, 7d, 2w"));
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size() - 1, v);
+  int64_t scale = 0;
+  switch (s.back()) {
+    case 's':
+      scale = 1000;
+      break;
+    case 'm':
+      scale = 60000;
+      break;
+    case 'h':
+      scale = 3600000;
+      break;
+    case 'd':
+      scale = 86400000;
+      break;
+    case 'w':
+      scale = 7 * 86400000LL;
+      break;
+  }
+  if (ec != std::errc() || end != s.data() + s.size() - 1 || scale == 0 || v < 0 ||
+      v > 100000LL * 86400000 / scale)
+    return Err(doc.ErrorAt(n, key, "expected a duration such as 30s, 2h, 7d, 2w; got '" + s + "'"));
+  return std::optional<Millis>(v * scale);
+}
+
+Status YamlKnownKeys(const YamlDoc& doc, const YAML::Node& map,
+                     std::initializer_list<std::string_view> known) {
+  if (!map.IsMap()) return doc.ErrorAt(map, "", "expected a mapping of keys");
+  for (const auto& kv : map) {
+    const std::string key = kv.first.Scalar();
+    bool ok = false;
+    for (auto k : known) ok = ok || k == key;
+    if (ok) continue;
+    std::string list;
+    for (auto k : known) {
+      if (!list.empty()) list += ", ";
+      list += k;
+    }
+    return doc.ErrorAt(kv.first, key, "unknown key (known: " + list + ")");
+  }
+  return Status::Ok();
+}
+
+}  // namespace nudge::core

@@ -1,0 +1,82 @@
+// Definitions of segments, lead scoring and lifecycle stages: parsed from YAML (or JSON, which
+// is YAML) as written in a workspace directory or sent to the admin API, validated, and
+// rendered back as the canonical JSON that is stored. Errors name the source, line:column and
+// field; a condition's error points into the file, not into the condition alone.
+//
+// Formats: docs/segments.md. Pure functions; thread-safe.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/result.h"
+#include "rules/condition.h"
+
+namespace nudge::segment {
+
+using core::Millis;
+
+struct SegmentDef {
+  std::string id;
+  std::string name;
+  std::string description;
+  std::string condition_text;
+  std::shared_ptr<const rules::Condition> condition;
+};
+
+struct ScoreRule {
+  std::string id;
+  double points = 0;
+  // Either an event rule (points for each matching event) ...
+  std::string event;
+  std::shared_ptr<const rules::Condition> where;  // event-scoped; null = every such event
+  // ... or a condition rule (points while the condition holds).
+  std::shared_ptr<const rules::Condition> condition;
+  std::string where_text, condition_text;
+  // At most cap_points from this rule within any cap_period (event rules).
+  std::optional<double> cap_points;
+  Millis cap_period = 0;
+};
+
+struct ScoringDef {
+  std::vector<ScoreRule> rules;
+  enum class Decay { kNone, kExpire, kHalfLife };
+  Decay decay = Decay::kNone;
+  Millis decay_period = 0;  // expire_after, or half_life
+  std::optional<double> mql;
+  std::optional<double> sql;
+};
+
+struct StageDef {
+  std::string name;
+  std::string when_text;
+  std::shared_ptr<const rules::Condition> when;
+};
+
+struct StagesDef {
+  std::vector<StageDef> stages;  // in order: a later stage is further along
+  bool moves_back = false;       // may a contact return to an earlier stage on its own?
+};
+
+// `source` names the text in errors ("segments/engaged.yaml", "request body"). `id` (from a
+// URL) must match the document's id when both are given, and stands in when it has none.
+Result<SegmentDef> ParseSegment(std::string_view text, std::string_view source,
+                                std::optional<std::string_view> id = std::nullopt);
+Result<ScoringDef> ParseScoring(std::string_view text, std::string_view source);
+Result<StagesDef> ParseStages(std::string_view text, std::string_view source);
+
+// The article's journey stages, Awareness to Advocacy, with entry conditions on common events.
+StagesDef DefaultStages();
+
+std::string ToJson(const SegmentDef& def);
+std::string ToJson(const ScoringDef& def);
+std::string ToJson(const StagesDef& def);
+
+// An id: 1 to 64 of [a-z0-9_-], starting with a letter or digit.
+Status CheckId(std::string_view id, std::string_view where);
+
+}  // namespace nudge::segment

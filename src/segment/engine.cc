@@ -1,0 +1,1415 @@
+#include "segment/engine.h"
+
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <roaring/roaring.hh>
+#include <set>
+#include <shared_mutex>
+
+#include "core/json.h"
+#include "core/time.h"
+#include "rules/json_value.h"
+
+namespace nudge::segment {
+
+using profile::ContactState;
+using rules::AggregateSpec;
+using rules::Root;
+using rules::Value;
+using store::ContactId;
+using store::WorkspaceId;
+
+namespace {
+
+constexpr int kPreviewSlotBase = 1 << 24;
+
+struct Segment {
+  SegmentDef def;
+  int64_t version = 0;
+  Millis updated_at = 0;
+  Roaring members;
+  bool computing = false;
+};
+
+// Per contact, per event rule: points awarded, for caps, decay and the breakdown.
+struct RuleState {
+  int rule = 0;
+  double total = 0;  // no decay: the sum; half-life: the value at `ref`
+  Millis ref = 0;
+  std::vector<std::pair<Millis, double>> awards;  // inside max(cap period, expiry)
+};
+
+struct Runtime {
+  std::vector<RuleState> rules;
+  int stage = -1;
+  Millis stage_since = 0;
+  uint8_t qualification = 0;  // 0, 1 = MQL, 2 = SQL
+  Millis wake = 0;            // the pending timer, 0 = none
+};
+
+struct Workspace {
+  std::vector<std::unique_ptr<Segment>> segments;  // dependencies first
+  std::unordered_map<std::string, Segment*> by_id;
+  ScoringDef scoring;
+  StagesDef stages = DefaultStages();
+  std::vector<double> score_thresholds;  // what conditions compare `score` with
+
+  void CollectThresholds() {
+    std::set<double> all;
+    auto add = [&](const rules::Condition& c) {
+      for (double t : c.score_thresholds()) all.insert(t);
+    };
+    for (const auto& s : segments) add(*s->def.condition);
+    for (const auto& s : stages.stages) add(*s.when);
+    for (const auto& r : scoring.rules)
+      if (r.condition) add(*r.condition);
+    score_thresholds.assign(all.begin(), all.end());
+  }
+};
+
+// A derived event waiting to be stored once the evaluation that caused it is done.
+struct Pending {
+  ContactId contact;
+  std::string name;
+  nlohmann::json properties;
+  std::string key;  // makes the messageId deterministic
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  Impl(Engine& self, store::Store& store, profile::ContactCache& cache, const core::Clock& clock,
+       core::MetricsRegistry* metrics, EngineOptions options)
+      : self(self), store(store), cache(cache), clock(clock), options(options) {
+    if (metrics) {
+      evaluations = &metrics->GetCounter("nudge_segment_evaluations_total",
+                                         "Contacts evaluated against their workspace's segments.");
+      changes = &metrics->GetCounter("nudge_segment_changes_total", "Segment entries and exits.");
+      metrics->AddGauge("nudge_queue_depth", "Work waiting in a queue.", "{queue=\"timers\"}",
+                        [this] {
+                          std::lock_guard lock(timer_mutex);
+                          return static_cast<double>(timers.size());
+                        });
+    }
+  }
+
+  Engine& self;
+  store::Store& store;
+  profile::ContactCache& cache;
+  const core::Clock& clock;
+  EngineOptions options;
+  core::Counter* evaluations = nullptr;
+  core::Counter* changes = nullptr;
+
+  std::unordered_map<WorkspaceId, std::unique_ptr<Workspace>>
+      workspaces;                                 // GUARDED_BY(cache.mutex)
+  std::vector<std::unique_ptr<Runtime>> runtime;  // by contact id
+
+  // Timers: (due, contact), min first. Stale entries are skipped (Runtime::wake differs).
+  mutable std::mutex timer_mutex;
+  std::condition_variable timer_cv;
+  std::priority_queue<std::pair<Millis, ContactId>, std::vector<std::pair<Millis, ContactId>>,
+                      std::greater<>>
+      timers;             // GUARDED_BY(timer_mutex)
+  bool stopping = false;  // GUARDED_BY(timer_mutex)
+  std::thread timer_thread;
+
+  // Background jobs: functions that run chunked writes until they return true (done).
+  std::mutex job_mutex;
+  std::condition_variable job_cv;
+  std::deque<std::function<Status(bool& done)>> jobs;  // GUARDED_BY(job_mutex)
+  int jobs_running = 0;                                // GUARDED_BY(job_mutex)
+  std::thread job_thread;
+
+  std::vector<Pending> pending;  // derived events of the current evaluation
+  // The event being processed, for where clauses (null outside).
+  const simdjson::dom::element* current_event = nullptr;
+
+  // ---------------------------------------------------------------------------------------
+
+  Workspace& Ws(WorkspaceId ws) {
+    auto& slot = workspaces[ws];
+    if (!slot) {
+      slot = std::make_unique<Workspace>();
+      for (auto& s : slot->stages.stages) Adopt(*s.when);
+    }
+    return *slot;
+  }
+  const Workspace* FindWs(WorkspaceId ws) const {
+    auto it = workspaces.find(ws);
+    return it == workspaces.end() ? nullptr : it->second.get();
+  }
+
+  Runtime& Rt(ContactId id) {
+    const auto i = static_cast<size_t>(id);
+    if (i >= runtime.size()) runtime.resize(std::max(i + 1, runtime.size() * 3 / 2 + 16));
+    if (!runtime[i]) runtime[i] = std::make_unique<Runtime>();
+    return *runtime[i];
+  }
+  const Runtime* FindRt(ContactId id) const {
+    const auto i = static_cast<size_t>(id);
+    return i < runtime.size() ? runtime[i].get() : nullptr;
+  }
+
+  // ---- scores ----
+
+  double RuleValue(const ScoringDef& scoring, const RuleState& r, Millis now) const {
+    switch (scoring.decay) {
+      case ScoringDef::Decay::kNone:
+        return r.total;
+      case ScoringDef::Decay::kHalfLife:
+        return r.total * std::exp2(-static_cast<double>(now - r.ref) /
+                                   static_cast<double>(scoring.decay_period));
+      case ScoringDef::Decay::kExpire: {
+        double sum = 0;
+        for (const auto& [at, points] : r.awards)
+          if (at > now - scoring.decay_period) sum += points;
+        return sum;
+      }
+    }
+    return 0;
+  }
+
+  void Award(const ScoringDef& scoring, Runtime& rt, int rule_index, Millis at) {
+    const ScoreRule& rule = scoring.rules[static_cast<size_t>(rule_index)];
+    auto it = std::find_if(rt.rules.begin(), rt.rules.end(),
+                           [&](const RuleState& r) { return r.rule == rule_index; });
+    if (it == rt.rules.end()) {
+      rt.rules.push_back({rule_index, 0, at, {}});
+      it = rt.rules.end() - 1;
+    }
+    RuleState& st = *it;
+    double points = rule.points;
+    if (rule.cap_points) {
+      double in_period = 0;
+      for (const auto& [t, p] : st.awards)
+        if (t > at - rule.cap_period && t <= at) in_period += p;
+      points = std::min(points, std::max(0.0, *rule.cap_points - in_period));
+      if (points == 0 && rule.points > 0) return;
+    }
+    if (scoring.decay == ScoringDef::Decay::kHalfLife) {
+      st.total = RuleValue(scoring, st, at) + points;
+      st.ref = at;
+    } else {
+      st.total += points;
+    }
+    const Millis keep =
+        std::max(rule.cap_points ? rule.cap_period : 0,
+                 scoring.decay == ScoringDef::Decay::kExpire ? scoring.decay_period : 0);
+    if (keep > 0) {
+      st.awards.emplace_back(at, points);
+      std::erase_if(st.awards, [&](const auto& a) { return a.first <= at - keep; });
+    }
+  }
+
+  // ---- evaluation ----
+
+  class ContactEnv final : public rules::Env {
+   public:
+    ContactEnv(const Impl& impl, const Workspace& ws, ContactId id, const ContactState& state,
+               const Runtime* rt, Millis now)
+        : impl_(impl), ws_(ws), id_(id), state_(state), rt_(rt), now_(now) {}
+
+    // Aggregates for preview terms (slots from kPreviewSlotBase), kept aside.
+    const std::unordered_map<ContactId, profile::ContactAggregates>* preview = nullptr;
+
+    Millis Now() const override { return now_; }
+
+    Value Path(Root root, std::span<const std::string> path) const override {
+      if (root == Root::kTraits) {
+        if (!traits_parsed_) {
+          thread_local simdjson::dom::parser parser;
+          traits_ok_ = parser.parse(state_.traits).get(traits_) == simdjson::SUCCESS;
+          traits_parsed_ = true;
+        }
+        return traits_ok_ ? rules::Lookup(traits_, path) : Value::Null();
+      }
+      const simdjson::dom::element* event = impl_.current_event;
+      if (!event) return Value::Null();
+      if (root == Root::kEvent) {
+        static const std::string kName = "event", kType = "type", kTime = "timestamp",
+                                 kId = "messageId";
+        const std::string& field = path[0] == "name"        ? kName
+                                   : path[0] == "type"      ? kType
+                                   : path[0] == "timestamp" ? kTime
+                                                            : kId;
+        Value v = rules::Lookup(*event, std::span<const std::string>(&field, 1));
+        if (path[0] == "timestamp" && v.type == rules::Type::kString) {
+          if (auto t = core::TryParseIso8601(v.str)) return Value::Time(*t);
+        }
+        return v;
+      }
+      simdjson::dom::element sub;
+      if ((*event)[root == Root::kProperties ? "properties" : "context"].get(sub) !=
+          simdjson::SUCCESS)
+        return Value::Null();
+      return rules::Lookup(sub, path);
+    }
+
+    const profile::AggregateState* State(const AggregateSpec& spec) const {
+      if (spec.slot >= kPreviewSlotBase) {
+        if (!preview) return nullptr;
+        auto it = preview->find(id_);
+        return it == preview->end() ? nullptr : it->second.Find(spec.slot);
+      }
+      return spec.slot < 0 ? nullptr : state_.aggregates.Find(spec.slot);
+    }
+
+    Value Aggregate(const AggregateSpec& spec) const override {
+      if (const auto* s = State(spec)) return s->ValueAt(spec, now_);
+      switch (spec.kind) {
+        case AggregateSpec::Kind::kExists:
+          return Value::Bool(false);
+        case AggregateSpec::Kind::kCount:
+        case AggregateSpec::Kind::kSum:
+          return Value::Number(0);
+        default:
+          return Value::Null();
+      }
+    }
+    std::optional<Millis> AggregateExpiry(const AggregateSpec& spec) const override {
+      const auto* s = State(spec);
+      return s ? s->Expiry(spec, now_) : std::nullopt;
+    }
+    bool InSegment(std::string_view segment) const override {
+      auto it = ws_.by_id.find(std::string(segment));
+      return it != ws_.by_id.end() && it->second->members.contains(static_cast<uint32_t>(id_));
+    }
+    bool Subscribed(std::string_view channel, std::string_view topic) const override {
+      // Until consent is recorded per channel, a contact is subscribed to a channel it can be
+      // reached on and has not opted out of (traits.unsubscribed, traits.unsubscribed_<topic>).
+      const std::string unsub = "unsubscribed";
+      if (Path(Root::kTraits, std::span<const std::string>(&unsub, 1)).truthy()) return false;
+      if (!topic.empty()) {
+        const std::string key = "unsubscribed_" + std::string(topic);
+        if (Path(Root::kTraits, std::span<const std::string>(&key, 1)).truthy()) return false;
+      }
+      const std::string field = channel == "sms" ? "phone" : "email";
+      const Value v = Path(Root::kTraits, std::span<const std::string>(&field, 1));
+      return channel == "webhook" || channel == "push" ||
+             (v.type == rules::Type::kString && !v.str.empty());
+    }
+    double Score() const override {
+      // A scoring rule's condition that reads `score` sees the points of event rules only.
+      if (in_score_) return impl_.ScoreOf(ws_, rt_, now_, nullptr);
+      in_score_ = true;
+      const double s = impl_.ScoreOf(ws_, rt_, now_, this);
+      in_score_ = false;
+      return s;
+    }
+    std::string_view Stage() const override {
+      if (!rt_ || rt_->stage < 0 || static_cast<size_t>(rt_->stage) >= ws_.stages.stages.size())
+        return {};
+      return ws_.stages.stages[static_cast<size_t>(rt_->stage)].name;
+    }
+    Millis FirstSeen() const override { return state_.first_seen; }
+    Millis LastSeen() const override { return state_.last_seen; }
+
+    ContactId id() const { return id_; }
+
+   private:
+    const Impl& impl_;
+    const Workspace& ws_;
+    ContactId id_;
+    const ContactState& state_;
+    const Runtime* rt_;
+    Millis now_;
+    mutable bool in_score_ = false;
+    mutable bool traits_parsed_ = false;
+    mutable bool traits_ok_ = false;
+    mutable simdjson::dom::element traits_;
+  };
+
+  // Event-rule points (decayed) plus condition-rule points that hold now.
+  // env null: event-rule points only.
+  double ScoreOf(const Workspace& ws, const Runtime* rt, Millis now, const rules::Env* env) const {
+    double score = 0;
+    if (rt)
+      for (const RuleState& r : rt->rules) score += RuleValue(ws.scoring, r, now);
+    if (env)
+      for (const ScoreRule& rule : ws.scoring.rules)
+        if (rule.condition && rule.condition->Matches(*env)) score += rule.points;
+    return score;
+  }
+
+  ScoreView ScoreBreakdown(const Workspace& ws, const Runtime* rt, const rules::Env& env,
+                           Millis now) const {
+    ScoreView v;
+    for (size_t i = 0; i < ws.scoring.rules.size(); ++i) {
+      const ScoreRule& rule = ws.scoring.rules[i];
+      double points = 0;
+      if (rule.condition) {
+        if (rule.condition->Matches(env)) points = rule.points;
+      } else if (rt) {
+        for (const RuleState& r : rt->rules)
+          if (r.rule == static_cast<int>(i)) points = RuleValue(ws.scoring, r, now);
+      }
+      if (points != 0) v.by_rule.emplace_back(rule.id, std::round(points * 100) / 100);
+      v.score += points;
+    }
+    v.score = std::round(v.score * 100) / 100;
+    return v;
+  }
+
+  static uint8_t Qualification(const ScoringDef& s, double score) {
+    if (s.sql && score >= *s.sql) return 2;
+    if (s.mql && score >= *s.mql) return 1;
+    return 0;
+  }
+
+  // When the decayed score next crosses a threshold that matters.
+  std::optional<Millis> ScoreWake(const Workspace& ws, const Runtime* rt, Millis now,
+                                  double score) const {
+    if (!rt || rt->rules.empty()) return std::nullopt;
+    const ScoringDef& s = ws.scoring;
+    if (s.decay == ScoringDef::Decay::kExpire) {
+      std::optional<Millis> best;
+      for (const RuleState& r : rt->rules)
+        for (const auto& [at, p] : r.awards) {
+          const Millis leaves = at + s.decay_period;
+          if (leaves > now && (!best || leaves < *best)) best = leaves;
+        }
+      return best;
+    }
+    if (s.decay != ScoringDef::Decay::kHalfLife) return std::nullopt;
+    // score(t) = fixed + decaying * 2^(-(t-now)/h); find the first threshold crossed.
+    double decaying = 0;
+    for (const RuleState& r : rt->rules) decaying += RuleValue(s, r, now);
+    const double fixed = score - decaying;
+    std::optional<Millis> best;
+    auto consider = [&](double threshold) {
+      const double ratio = decaying / (threshold - fixed);
+      if (!(ratio > 1)) return;
+      const Millis t =
+          now +
+          static_cast<Millis>(std::ceil(static_cast<double>(s.decay_period) * std::log2(ratio))) +
+          1;
+      if (!best || t < *best) best = t;
+    };
+    if (s.mql) consider(*s.mql);
+    if (s.sql) consider(*s.sql);
+    for (const double t : ws.score_thresholds) consider(t);
+    return best;
+  }
+
+  void Schedule(ContactId id, Runtime& rt, std::optional<Millis> wake) {
+    const Millis w = wake.value_or(0);
+    if (rt.wake == w) return;
+    rt.wake = w;
+    if (!w) return;
+    std::lock_guard lock(timer_mutex);
+    const bool earlier = timers.empty() || w < timers.top().first;
+    timers.emplace(w, id);
+    if (earlier) timer_cv.notify_all();
+  }
+
+  Status SetMember(store::WriteTxn& txn, WorkspaceId wsid, Segment& seg, ContactId id, bool in,
+                   Millis now, bool silent) {
+    const auto key = static_cast<uint32_t>(id);
+    if (in) {
+      seg.members.add(key);
+      NUDGE_TRY(txn.AddSegmentMember({wsid, seg.def.id, id, now}));
+    } else {
+      seg.members.remove(key);
+      NUDGE_TRY(txn.RemoveSegmentMember(wsid, seg.def.id, id));
+    }
+    if (changes) changes->Add();
+    if (!silent && !seg.computing)
+      pending.push_back({id,
+                         in ? "Segment Entered" : "Segment Exited",
+                         {{"segment", seg.def.id}, {"segment_name", seg.def.name}},
+                         seg.def.id});
+    return Status::Ok();
+  }
+
+  // Re-evaluates one contact: score, segments (dependencies first), stage, and its timer.
+  // `only` limits the segments evaluated (a background computation); silent: no events.
+  Status Evaluate(store::WriteTxn& txn, ContactId id, bool silent, const Segment* only = nullptr) {
+    ContactState* state = cache.Get(id);
+    if (!state) return Status::Ok();
+    Workspace& ws = Ws(state->workspace);
+    Runtime& rt = Rt(id);
+    const Millis now = clock.NowMillis();
+    ContactEnv env(*this, ws, id, *state, &rt, now);
+    if (evaluations) evaluations->Add();
+
+    std::optional<Millis> wake;
+    auto fold = [&](std::optional<Millis> t) {
+      if (t && *t > now && (!wake || *t < *wake)) wake = t;
+    };
+
+    // Score first: segments and stages may read it.
+    const double score = env.Score();
+    for (const ScoreRule& rule : ws.scoring.rules)
+      if (rule.condition) fold(rule.condition->NextChange(env));
+    fold(ScoreWake(ws, &rt, now, score));
+    const uint8_t qual = Qualification(ws.scoring, score);
+    if (qual > rt.qualification && !silent) {
+      for (uint8_t level = rt.qualification + 1; level <= qual; ++level)
+        pending.push_back({id,
+                           "Lead Qualified",
+                           {{"level", level == 1 ? "MQL" : "SQL"}, {"score", score}},
+                           level == 1 ? "mql" : "sql"});
+    }
+    rt.qualification = qual;
+
+    for (auto& seg : ws.segments) {
+      if (only && seg.get() != only) {
+        fold(seg->def.condition->NextChange(env));
+        continue;
+      }
+      const bool in = seg->def.condition->Matches(env);
+      fold(seg->def.condition->NextChange(env));
+      if (in != seg->members.contains(static_cast<uint32_t>(id)))
+        NUDGE_TRY(SetMember(txn, state->workspace, *seg, id, in, now, silent));
+    }
+
+    if (!only) {
+      const auto& stages = ws.stages.stages;
+      int target = -1;
+      for (int i = static_cast<int>(stages.size()) - 1; i >= 0; --i) {
+        fold(stages[static_cast<size_t>(i)].when->NextChange(env));
+        if (target < 0 && stages[static_cast<size_t>(i)].when->Matches(env)) target = i;
+      }
+      if (!ws.stages.moves_back && target < rt.stage) target = rt.stage;
+      if (target != rt.stage && target >= 0) {
+        const std::string previous = rt.stage >= 0 && static_cast<size_t>(rt.stage) < stages.size()
+                                         ? stages[static_cast<size_t>(rt.stage)].name
+                                         : "";
+        NUDGE_TRY(
+            txn.SetContactStage({id, stages[static_cast<size_t>(target)].name, previous, now}));
+        if (!silent)
+          pending.push_back({id,
+                             "Stage Changed",
+                             {{"stage", stages[static_cast<size_t>(target)].name},
+                              {"previous", previous.empty() ? nlohmann::json(nullptr)
+                                                            : nlohmann::json(previous)}},
+                             stages[static_cast<size_t>(target)].name});
+        rt.stage = target;
+        rt.stage_since = now;
+      }
+    }
+    Schedule(id, rt, wake);
+    return Status::Ok();
+  }
+
+  // Updates the aggregates and scores an event feeds. `slots_only` restricts to some slots (a
+  // backfill) and skips scoring.
+  // slots_only: feed only these aggregate slots (null: all); scores: award score points.
+  void Feed(const store::Event& e, ContactId id, ContactState& state, Runtime* rt,
+            const std::vector<int>* slots_only, bool scores,
+            std::unordered_map<ContactId, profile::ContactAggregates>* preview_out = nullptr,
+            const std::vector<std::shared_ptr<AggregateSpec>>* preview_specs = nullptr) {
+    const Workspace& ws = Ws(state.workspace);
+    const std::vector<int>& slots = cache.registry().SlotsFor(e.name);
+    bool any_rule = false;
+    if (scores && !preview_out)
+      for (const ScoreRule& r : ws.scoring.rules)
+        any_rule = any_rule || (!r.event.empty() && r.event == e.name);
+    bool any_preview = false;
+    if (preview_specs)
+      for (const auto& s : *preview_specs) any_preview = any_preview || s->event == e.name;
+    if (slots.empty() && !any_rule && !any_preview) return;
+
+    thread_local simdjson::dom::parser parser;
+    simdjson::dom::element body;
+    if (parser.parse(e.body).get(body) != simdjson::SUCCESS) return;
+    current_event = &body;
+    ContactEnv env(*this, ws, id, state, rt, e.timestamp);
+    auto amount = [&](const AggregateSpec& spec) {
+      if (spec.kind != AggregateSpec::Kind::kSum) return 0.0;
+      const Value v = env.Path(spec.sum_root, spec.sum_path);
+      return v.type == rules::Type::kNumber ? v.num : 0.0;
+    };
+    if (preview_out) {
+      for (const auto& spec : *preview_specs) {
+        if (spec->event != e.name || (spec->where && !spec->where->Matches(env))) continue;
+        (*preview_out)[id].Get(spec->slot).Add(*spec, e.timestamp, amount(*spec));
+      }
+      current_event = nullptr;
+      return;
+    }
+    for (int slot : slots) {
+      if (slots_only &&
+          std::find(slots_only->begin(), slots_only->end(), slot) == slots_only->end())
+        continue;
+      const AggregateSpec& spec = *cache.registry().spec(slot);
+      if (spec.where && !spec.where->Matches(env)) continue;
+      state.aggregates.Get(slot).Add(spec, e.timestamp, amount(spec));
+      state.aggregates.Get(slot).Prune(spec, clock.NowMillis());
+    }
+    if (any_rule && rt) {
+      for (size_t i = 0; i < ws.scoring.rules.size(); ++i) {
+        const ScoreRule& r = ws.scoring.rules[i];
+        if (r.event.empty() || r.event != e.name || (r.where && !r.where->Matches(env))) continue;
+        Award(ws.scoring, *rt, static_cast<int>(i), e.timestamp);
+      }
+    }
+    current_event = nullptr;
+  }
+
+  // Stores the derived events of the last evaluation and processes them in turn.
+  Status FlushPending(store::WriteTxn& txn, int depth, const std::string& cause) {
+    if (pending.empty()) return Status::Ok();
+    std::vector<Pending> batch = std::exchange(pending, {});
+    const Millis now = clock.NowMillis();
+    for (Pending& p : batch) {
+      const ContactState* state = cache.Get(p.contact);
+      if (!state) continue;
+      store::Event e;
+      e.workspace = state->workspace;
+      e.contact = p.contact;
+      e.type = "track";
+      e.name = p.name;
+      e.timestamp = now;
+      e.received_at = now;
+      e.message_id =
+          "nudge:" + p.name + ":" + p.key + ":" + std::to_string(p.contact) + ":" + cause;
+      nlohmann::json body{{"type", "track"},
+                          {"event", p.name},
+                          {"messageId", e.message_id},
+                          {"properties", std::move(p.properties)},
+                          {"context", {{"library", {{"name", "nudge"}}}}},
+                          {"timestamp", core::FormatIso8601(now)},
+                          {"receivedAt", core::FormatIso8601(now)}};
+      e.body = body.dump();
+      NUDGE_ASSIGN_OR_RETURN(bool inserted, txn.InsertEvent(e));
+      if (!inserted) continue;
+      NUDGE_TRY(ProcessEvent(txn, e, depth + 1));
+    }
+    return Status::Ok();
+  }
+
+  Status ProcessEvent(store::WriteTxn& txn, const store::Event& e, int depth) {
+    const ContactId id = cache.Resolve(e.contact);
+    ContactState* state = cache.Get(id);
+    if (state) {
+      cache.Widen(id, e.timestamp);
+      Feed(e, id, *state, &Rt(id), nullptr, true);
+      NUDGE_TRY(Evaluate(txn, id, /*silent=*/false));
+    }
+    if (self.downstream_) NUDGE_TRY(self.downstream_->OnEvent(txn, e));
+    if (depth >= options.max_cascade) {
+      if (!pending.empty())
+        spdlog::warn("derived events stopped after {} levels for contact {}", depth, id);
+      pending.clear();
+      return Status::Ok();
+    }
+    return FlushPending(txn, depth, std::to_string(e.id));
+  }
+
+  // What made a derived event, for its messageId: unique across restarts (the time) and within
+  // a millisecond (a sequence).
+  std::string Cause(std::string_view what) {
+    return std::string(what) + std::to_string(clock.NowMillis()) + "." + std::to_string(++sequence);
+  }
+  uint64_t sequence = 0;
+
+  // Every write that changes memory starts here (cache.mutex held). Should the write roll back,
+  // memory no longer matches the store: the next write rebuilds it from the store first.
+  Status Begin(store::WriteTxn& txn) {
+    if (needs_reload) {
+      spdlog::warn("a write rolled back; reloading contacts, segments and scores from the store");
+      NUDGE_TRY(LoadState());
+      needs_reload = false;
+    }
+    txn.OnRollback([this] { needs_reload = true; });
+    return Status::Ok();
+  }
+  bool needs_reload = false;
+
+  Status LoadState();
+
+  // ---- definitions ----
+
+  Status Order(Workspace& ws) {
+    // Dependencies first (a segment after every segment it names); cycles refused earlier.
+    std::vector<std::unique_ptr<Segment>> ordered;
+    std::set<std::string> placed;
+    while (ordered.size() < ws.segments.size()) {
+      bool progress = false;
+      for (auto& s : ws.segments) {
+        if (!s || placed.count(s->def.id)) continue;
+        bool ready = true;
+        for (const auto& dep : s->def.condition->segments())
+          if (ws.by_id.count(dep) && !placed.count(dep)) ready = false;
+        if (!ready) continue;
+        placed.insert(s->def.id);
+        ordered.push_back(std::move(s));
+        progress = true;
+      }
+      if (!progress) return Status::Internal("segment dependencies form a cycle");
+    }
+    ws.segments = std::move(ordered);
+    ws.CollectThresholds();
+    return Status::Ok();
+  }
+
+  Status CheckReferences(const Workspace* ws, const SegmentDef& def) const {
+    for (const auto& dep : def.condition->segments()) {
+      if (dep == def.id) return Status::Invalid("a segment cannot refer to itself", "condition");
+      if (!ws || !ws->by_id.count(dep))
+        return Status::Invalid("refers to the unknown segment \"" + dep + "\"", "condition");
+    }
+    if (!ws) return Status::Ok();
+    // A cycle through others: does any segment this one names lead back to it?
+    std::vector<std::string> stack(def.condition->segments().begin(),
+                                   def.condition->segments().end());
+    std::set<std::string> seen;
+    while (!stack.empty()) {
+      const std::string cur = stack.back();
+      stack.pop_back();
+      if (cur == def.id)
+        return Status::Invalid("refers to itself through other segments", "condition");
+      if (!seen.insert(cur).second) continue;
+      auto it = ws->by_id.find(cur);
+      if (it == ws->by_id.end()) continue;
+      for (const auto& dep : it->second->def.condition->segments()) stack.push_back(dep);
+    }
+    return Status::Ok();
+  }
+
+  // Adopts a condition's behavioural terms; returns the slots that are new.
+  std::vector<int> Adopt(const rules::Condition& c) {
+    std::vector<int> fresh;
+    for (const auto& spec : c.aggregates())
+      if (cache.registry().Adopt(spec)) fresh.push_back(spec->slot);
+    return fresh;
+  }
+
+  // ---- background jobs ----
+
+  void Enqueue(std::function<Status(bool& done)> job) {
+    std::lock_guard lock(job_mutex);
+    jobs.push_back(std::move(job));
+    job_cv.notify_all();
+  }
+
+  // Runs one job to completion, chunk by chunk.
+  void RunJob(std::function<Status(bool& done)>& job) {
+    for (int chunk = 0; chunk < 1'000'000; ++chunk) {
+      bool done = false;
+      Status s = job(done);
+      if (!s.ok()) {
+        spdlog::error("background segment computation failed: {}", s.ToString());
+        return;
+      }
+      if (done) return;
+    }
+  }
+
+  void JobLoop() {
+    for (;;) {
+      std::function<Status(bool&)> job;
+      {
+        std::unique_lock lock(job_mutex);
+        job_cv.wait(lock, [&] { return stopping_jobs || !jobs.empty(); });
+        if (stopping_jobs) return;
+        job = std::move(jobs.front());
+        jobs.pop_front();
+        ++jobs_running;
+      }
+      RunJob(job);
+      std::lock_guard lock(job_mutex);
+      --jobs_running;
+      job_cv.notify_all();
+    }
+  }
+  bool stopping_jobs = false;  // GUARDED_BY(job_mutex)
+
+  // A job that feeds the history (events with id <= upto) into new aggregate slots.
+  std::function<Status(bool&)> BackfillJob(std::vector<int> slots, int64_t upto) {
+    auto cursor = std::make_shared<int64_t>(0);
+    return [this, slots = std::move(slots), upto, cursor](bool& done) -> Status {
+      return store.WriteSync([&](store::WriteTxn& txn) -> Status {
+        std::unique_lock lock(cache.mutex);
+        NUDGE_TRY(Begin(txn));
+        size_t n = 0;
+        int64_t last = *cursor;
+        Status scan = txn.ScanEvents(*cursor, upto, [&](const store::Event& e) -> Status {
+          last = e.id;
+          const ContactId id = cache.Resolve(e.contact);
+          if (ContactState* st = cache.Get(id)) Feed(e, id, *st, FindRtMutable(id), &slots, false);
+          return ++n >= options.events_per_chunk ? Status(Code::kFailedPrecondition, "chunk")
+                                                 : Status::Ok();
+        });
+        if (!scan.ok() && scan.code() != Code::kFailedPrecondition) return scan;
+        *cursor = last;
+        done = n < options.events_per_chunk;
+        return Status::Ok();
+      });
+    };
+  }
+  Runtime* FindRtMutable(ContactId id) {
+    const auto i = static_cast<size_t>(id);
+    return i < runtime.size() ? runtime[i].get() : nullptr;
+  }
+
+  // A job that evaluates every contact of a workspace, silently (definitions changed);
+  // `segment` limits it to one segment, which is marked ready at the end.
+  std::function<Status(bool&)> RecomputeJob(WorkspaceId wsid, std::string segment,
+                                            int64_t version) {
+    auto cursor = std::make_shared<ContactId>(0);
+    return [this, wsid, segment, version, cursor](bool& done) -> Status {
+      return store.WriteSync([&](store::WriteTxn& txn) -> Status {
+        std::unique_lock lock(cache.mutex);
+        NUDGE_TRY(Begin(txn));
+        Workspace& ws = Ws(wsid);
+        Segment* only = nullptr;
+        if (!segment.empty()) {
+          auto it = ws.by_id.find(segment);
+          if (it == ws.by_id.end() || it->second->version != version) {
+            done = true;  // deleted or changed again meanwhile: a newer job does it
+            return Status::Ok();
+          }
+          only = it->second;
+        }
+        size_t n = 0;
+        ContactId id = *cursor;
+        for (; id < static_cast<ContactId>(cache_capacity()) && n < options.contacts_per_chunk;
+             ++id) {
+          const ContactState* st = cache.Get(id);
+          if (!st || st->workspace != wsid) continue;
+          NUDGE_TRY(Evaluate(txn, id, /*silent=*/true, only));
+          ++n;
+        }
+        *cursor = id;
+        done = id >= static_cast<ContactId>(cache_capacity());
+        if (done && only) only->computing = false;
+        return Status::Ok();
+      });
+    };
+  }
+  size_t cache_capacity() const { return cache.id_bound(); }
+
+  // ---- timers ----
+
+  void TimerLoop() {
+    std::unique_lock lock(timer_mutex);
+    while (!stopping) {
+      if (timers.empty()) {
+        timer_cv.wait_for(lock, std::chrono::seconds(5));
+        continue;
+      }
+      const Millis due = timers.top().first;
+      const Millis now = clock.NowMillis();
+      if (due > now) {
+        timer_cv.wait_for(lock, std::chrono::milliseconds(std::min<Millis>(due - now, 5000)));
+        continue;
+      }
+      lock.unlock();
+      Status s = self.RunDue();
+      if (!s.ok()) spdlog::error("segment timers: {}", s.ToString());
+      lock.lock();
+    }
+  }
+};
+
+// -------------------------------------------------------------------------------------------
+
+Engine::Engine(store::Store& store, profile::ContactCache& cache, const core::Clock& clock,
+               core::MetricsRegistry* metrics, EngineOptions options)
+    : impl_(std::make_unique<Impl>(*this, store, cache, clock, metrics, options)) {}
+
+Engine::~Engine() { Stop(); }
+
+void Engine::Stop() {
+  {
+    std::lock_guard lock(impl_->timer_mutex);
+    impl_->stopping = true;
+    impl_->timer_cv.notify_all();
+  }
+  {
+    std::lock_guard lock(impl_->job_mutex);
+    impl_->stopping_jobs = true;
+    impl_->job_cv.notify_all();
+  }
+  if (impl_->timer_thread.joinable()) impl_->timer_thread.join();
+  if (impl_->job_thread.joinable()) impl_->job_thread.join();
+}
+
+// Loads definitions, contacts, memberships and stages from the store and replays the events.
+// Runs with cache.mutex held exclusively.
+Status Engine::Impl::LoadState() {
+  Impl& m = *this;
+  m.workspaces.clear();
+  m.runtime.clear();
+  m.cache.Clear();
+  {
+    std::lock_guard timer_lock(m.timer_mutex);
+    m.timers = {};
+  }
+  std::vector<store::Definition> segments, scorings, stages;
+  NUDGE_TRY(m.store.Read([&](store::ReadTxn& t) -> Status {
+    NUDGE_ASSIGN_OR_RETURN(segments, t.AllDefinitions("segment"));
+    NUDGE_ASSIGN_OR_RETURN(scorings, t.AllDefinitions("scoring"));
+    NUDGE_ASSIGN_OR_RETURN(stages, t.AllDefinitions("stages"));
+    return Status::Ok();
+  }));
+  for (const auto& d : scorings) {
+    auto def = ParseScoring(d.body, "stored scoring of workspace " + std::to_string(d.workspace));
+    if (!def) return def.error();
+    m.Ws(d.workspace).scoring = std::move(*def);
+  }
+  for (const auto& d : stages) {
+    auto def = ParseStages(d.body, "stored stages of workspace " + std::to_string(d.workspace));
+    if (!def) return def.error();
+    m.Ws(d.workspace).stages = std::move(*def);
+  }
+  for (const auto& d : segments) {
+    auto def = ParseSegment(d.body, "stored segment " + d.id);
+    if (!def) return def.error();
+    auto seg = std::make_unique<Segment>();
+    seg->def = std::move(*def);
+    seg->version = d.version;
+    seg->updated_at = d.updated_at;
+    Workspace& ws = m.Ws(d.workspace);
+    ws.by_id[seg->def.id] = seg.get();
+    ws.segments.push_back(std::move(seg));
+  }
+  for (auto& [id, ws] : m.workspaces) {
+    NUDGE_TRY(m.Order(*ws));
+    for (auto& s : ws->segments) m.Adopt(*s->def.condition);
+    for (auto& s : ws->stages.stages) m.Adopt(*s.when);
+    for (auto& r : ws->scoring.rules)
+      if (r.condition) m.Adopt(*r.condition);
+  }
+  // Default stages exist for every workspace, even one never configured.
+  for (const auto& s : DefaultStages().stages) m.Adopt(*s.when);
+
+  const int64_t start = core::MonotonicMicros();
+  size_t contacts = 0, events = 0;
+  NUDGE_TRY(m.store.Read([&](store::ReadTxn& t) -> Status {
+    NUDGE_TRY(t.ScanContacts([&](const store::Contact& c) -> Status {
+      profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
+      st.traits = c.traits;
+      st.first_seen = c.created_at;
+      st.last_seen = c.last_seen_at;
+      (void)m.Ws(c.workspace);
+      ++contacts;
+      return Status::Ok();
+    }));
+    NUDGE_TRY(t.ScanSegmentMembers([&](const store::SegmentMember& sm) -> Status {
+      auto it = m.workspaces.find(sm.workspace);
+      if (it == m.workspaces.end()) return Status::Ok();
+      auto s = it->second->by_id.find(sm.segment);
+      if (s != it->second->by_id.end()) s->second->members.add(static_cast<uint32_t>(sm.contact));
+      return Status::Ok();
+    }));
+    NUDGE_TRY(t.ScanContactStages([&](const store::StageEntry& e) -> Status {
+      const profile::ContactState* st = m.cache.Get(e.contact);
+      if (!st) return Status::Ok();
+      const Workspace& ws = m.Ws(st->workspace);
+      for (size_t i = 0; i < ws.stages.stages.size(); ++i)
+        if (ws.stages.stages[i].name == e.stage) {
+          m.Rt(e.contact).stage = static_cast<int>(i);
+          m.Rt(e.contact).stage_since = e.at;
+        }
+      return Status::Ok();
+    }));
+    return t.ScanEvents(0, 0, [&](const store::Event& e) -> Status {
+      ++events;
+      const ContactId id = m.cache.Resolve(e.contact);
+      profile::ContactState* st = m.cache.Get(id);
+      if (!st) return Status::Ok();
+      m.Feed(e, id, *st, &m.Rt(id), nullptr, true);
+      return Status::Ok();
+    });
+  }));
+  spdlog::info("loaded {} contacts and replayed {} events into {} behavioural terms in {} ms",
+               contacts, events, m.cache.registry().by_slot().size(),
+               (core::MonotonicMicros() - start) / 1000);
+  return Status::Ok();
+}
+
+Status Engine::Load() {
+  Impl& m = *impl_;
+  std::unique_lock lock(m.cache.mutex);
+  NUDGE_TRY(m.LoadState());
+  lock.unlock();
+
+  // Reconcile: what changed while nudge was down (windows slid, definitions changed) is
+  // applied now and emitted like any change.
+  std::vector<ContactId> ids;
+  {
+    std::shared_lock shared(m.cache.mutex);
+    m.cache.ForEach(0, [&](ContactId id, const profile::ContactState&) { ids.push_back(id); });
+  }
+  for (size_t i = 0; i < ids.size(); i += m.options.contacts_per_chunk) {
+    NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+      std::unique_lock l(m.cache.mutex);
+      NUDGE_TRY(m.Begin(txn));
+      for (size_t k = i; k < std::min(ids.size(), i + m.options.contacts_per_chunk); ++k) {
+        NUDGE_TRY(m.Evaluate(txn, ids[k], /*silent=*/false));
+        NUDGE_TRY(m.FlushPending(txn, 0, m.Cause("start")));
+      }
+      return Status::Ok();
+    }));
+  }
+  if (m.options.background_threads) {
+    m.timer_thread = std::thread([&m] { m.TimerLoop(); });
+    m.job_thread = std::thread([&m] { m.JobLoop(); });
+  }
+  return Status::Ok();
+}
+
+Result<SegmentInfo> Engine::PutSegment(WorkspaceId wsid, SegmentDef def) {
+  Impl& m = *impl_;
+  {
+    std::shared_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.CheckReferences(m.FindWs(wsid), def));
+  }
+  SegmentInfo info;
+  std::vector<int> fresh;
+  int64_t upto = 0;
+  bool changed = false;
+  NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    NUDGE_TRY(m.CheckReferences(m.FindWs(wsid), def));  // again: another PUT may have raced
+    const Millis now = m.clock.NowMillis();
+    NUDGE_ASSIGN_OR_RETURN(int64_t version,
+                           txn.PutDefinition(wsid, "segment", def.id, ToJson(def), now));
+    Workspace& ws = m.Ws(wsid);
+    auto it = ws.by_id.find(def.id);
+    if (it != ws.by_id.end() && it->second->version == version) {
+      info = {it->second->def, version, it->second->computing ? "computing" : "ready",
+              it->second->members.cardinality(), it->second->updated_at};
+      return Status::Ok();
+    }
+    changed = true;
+    if (it != ws.by_id.end()) NUDGE_TRY(txn.ClearSegment(wsid, def.id));
+    auto seg = std::make_unique<Segment>();
+    seg->def = def;
+    seg->version = version;
+    seg->updated_at = now;
+    seg->computing = true;
+    fresh = m.Adopt(*seg->def.condition);
+    Segment* raw = seg.get();
+    if (it != ws.by_id.end()) {
+      for (auto& s : ws.segments)
+        if (s.get() == it->second) s = std::move(seg);
+    } else {
+      ws.segments.push_back(std::move(seg));
+    }
+    ws.by_id[def.id] = raw;
+    NUDGE_TRY(m.Order(ws));
+    NUDGE_ASSIGN_OR_RETURN(upto, txn.MaxEventId());
+    info = {raw->def, version, "computing", 0, now};
+    return Status::Ok();
+  }));
+  if (changed) {
+    if (!fresh.empty()) m.Enqueue(m.BackfillJob(fresh, upto));
+    m.Enqueue(m.RecomputeJob(wsid, def.id, info.version));
+    if (!m.options.background_threads) WaitIdle();
+  }
+  return info;
+}
+
+Status Engine::DeleteSegment(WorkspaceId wsid, const std::string& id) {
+  Impl& m = *impl_;
+  return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    Workspace& ws = m.Ws(wsid);
+    auto it = ws.by_id.find(id);
+    if (it == ws.by_id.end()) return Status::NotFound("no segment '" + id + "'");
+    for (const auto& s : ws.segments) {
+      const auto& deps = s->def.condition->segments();
+      if (s->def.id != id && std::find(deps.begin(), deps.end(), id) != deps.end())
+        return Status(Code::kFailedPrecondition,
+                      "segment '" + s->def.id + "' refers to '" + id + "'; change it first");
+    }
+    NUDGE_TRY(txn.DeleteDefinition(wsid, "segment", id));
+    NUDGE_TRY(txn.ClearSegment(wsid, id));
+    std::erase_if(ws.segments, [&](const auto& s) { return s->def.id == id; });
+    ws.by_id.erase(id);
+    return Status::Ok();
+  });
+}
+
+Result<SegmentInfo> Engine::GetSegment(WorkspaceId wsid, const std::string& id) const {
+  std::shared_lock lock(impl_->cache.mutex);
+  const Workspace* ws = impl_->FindWs(wsid);
+  if (!ws || !ws->by_id.count(id)) return Err(Status::NotFound("no segment '" + id + "'"));
+  const Segment& s = *ws->by_id.at(id);
+  return SegmentInfo{s.def, s.version, s.computing ? "computing" : "ready", s.members.cardinality(),
+                     s.updated_at};
+}
+
+std::vector<SegmentInfo> Engine::ListSegments(WorkspaceId wsid) const {
+  std::shared_lock lock(impl_->cache.mutex);
+  std::vector<SegmentInfo> out;
+  if (const Workspace* ws = impl_->FindWs(wsid))
+    for (const auto& s : ws->segments)
+      out.push_back({s->def, s->version, s->computing ? "computing" : "ready",
+                     s->members.cardinality(), s->updated_at});
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.def.id < b.def.id; });
+  return out;
+}
+
+bool Engine::HasSegment(WorkspaceId wsid, const std::string& id) const {
+  std::shared_lock lock(impl_->cache.mutex);
+  const Workspace* ws = impl_->FindWs(wsid);
+  return ws && ws->by_id.count(id);
+}
+
+Status Engine::PutScoring(WorkspaceId wsid, ScoringDef def) {
+  Impl& m = *impl_;
+  bool changed = false;
+  NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    NUDGE_ASSIGN_OR_RETURN(auto old, txn.GetDefinition(wsid, "scoring", "scoring"));
+    const std::string body = ToJson(def);
+    if (old && old->body == body) return Status::Ok();
+    changed = true;
+    NUDGE_ASSIGN_OR_RETURN(
+        int64_t version, txn.PutDefinition(wsid, "scoring", "scoring", body, m.clock.NowMillis()));
+    (void)version;
+    for (auto& r : def.rules)
+      if (r.condition) m.Adopt(*r.condition);
+    Workspace& ws = m.Ws(wsid);
+    ws.scoring = std::move(def);
+    ws.CollectThresholds();
+    // Points are recounted from the history under the new rules.
+    m.cache.ForEach(wsid, [&](ContactId id, const profile::ContactState&) {
+      if (Runtime* rt = m.FindRtMutable(id)) {
+        rt->rules.clear();
+        rt->qualification = 0;
+      }
+    });
+    return Status::Ok();
+  }));
+  if (changed) {
+    auto cursor = std::make_shared<int64_t>(0);
+    m.Enqueue([&m, wsid, cursor](bool& done) -> Status {
+      return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+        std::unique_lock lock(m.cache.mutex);
+        NUDGE_TRY(m.Begin(txn));
+        size_t n = 0;
+        int64_t last = *cursor;
+        Status s = txn.ScanEvents(*cursor, 0, [&](const store::Event& e) -> Status {
+          last = e.id;
+          if (e.workspace == wsid) {
+            const ContactId id = m.cache.Resolve(e.contact);
+            if (profile::ContactState* st = m.cache.Get(id)) {
+              // Scores only: the aggregates already hold these events.
+              static const std::vector<int> kNoSlots;
+              m.Feed(e, id, *st, &m.Rt(id), &kNoSlots, true);
+            }
+          }
+          return ++n >= m.options.events_per_chunk ? Status(Code::kFailedPrecondition, "chunk")
+                                                   : Status::Ok();
+        });
+        if (!s.ok() && s.code() != Code::kFailedPrecondition) return s;
+        *cursor = last;
+        done = n < m.options.events_per_chunk;
+        return Status::Ok();
+      });
+    });
+    m.Enqueue(m.RecomputeJob(wsid, "", 0));
+    if (!m.options.background_threads) WaitIdle();
+  }
+  return Status::Ok();
+}
+
+Status Engine::PutStages(WorkspaceId wsid, StagesDef def) {
+  Impl& m = *impl_;
+  bool changed = false;
+  NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    const std::string body = ToJson(def);
+    NUDGE_ASSIGN_OR_RETURN(auto old, txn.GetDefinition(wsid, "stages", "stages"));
+    if (old && old->body == body) return Status::Ok();
+    changed = true;
+    NUDGE_ASSIGN_OR_RETURN(int64_t version,
+                           txn.PutDefinition(wsid, "stages", "stages", body, m.clock.NowMillis()));
+    (void)version;
+    std::vector<int> fresh;
+    for (auto& s : def.stages) {
+      auto f = m.Adopt(*s.when);
+      fresh.insert(fresh.end(), f.begin(), f.end());
+    }
+    Workspace& ws = m.Ws(wsid);
+    // Keep each contact's stage by name where the new list still has it.
+    std::vector<int> remap(ws.stages.stages.size(), -1);
+    for (size_t i = 0; i < ws.stages.stages.size(); ++i)
+      for (size_t j = 0; j < def.stages.size(); ++j)
+        if (ws.stages.stages[i].name == def.stages[j].name) remap[i] = static_cast<int>(j);
+    m.cache.ForEach(wsid, [&](ContactId id, const profile::ContactState&) {
+      if (Runtime* rt = m.FindRtMutable(id); rt && rt->stage >= 0)
+        rt->stage = static_cast<size_t>(rt->stage) < remap.size()
+                        ? remap[static_cast<size_t>(rt->stage)]
+                        : -1;
+    });
+    ws.stages = std::move(def);
+    ws.CollectThresholds();
+    if (!fresh.empty()) {
+      NUDGE_ASSIGN_OR_RETURN(int64_t upto, txn.MaxEventId());
+      m.Enqueue(m.BackfillJob(fresh, upto));
+    }
+    return Status::Ok();
+  }));
+  if (changed) {
+    m.Enqueue(m.RecomputeJob(wsid, "", 0));
+    if (!m.options.background_threads) WaitIdle();
+  }
+  return Status::Ok();
+}
+
+ScoringDef Engine::GetScoring(WorkspaceId wsid) const {
+  std::shared_lock lock(impl_->cache.mutex);
+  const Workspace* ws = impl_->FindWs(wsid);
+  return ws ? ws->scoring : ScoringDef{};
+}
+
+StagesDef Engine::GetStages(WorkspaceId wsid) const {
+  std::shared_lock lock(impl_->cache.mutex);
+  const Workspace* ws = impl_->FindWs(wsid);
+  return ws ? ws->stages : DefaultStages();
+}
+
+std::vector<std::pair<std::string, uint64_t>> Engine::StageCounts(WorkspaceId wsid) const {
+  std::shared_lock lock(impl_->cache.mutex);
+  const Workspace* ws = impl_->FindWs(wsid);
+  const StagesDef stages = ws ? ws->stages : DefaultStages();
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (const auto& s : stages.stages) out.emplace_back(s.name, 0);
+  impl_->cache.ForEach(wsid, [&](ContactId id, const profile::ContactState&) {
+    const Runtime* rt = impl_->FindRt(id);
+    if (rt && rt->stage >= 0 && static_cast<size_t>(rt->stage) < out.size())
+      ++out[static_cast<size_t>(rt->stage)].second;
+  });
+  return out;
+}
+
+Result<Preview> Engine::PreviewCondition(WorkspaceId wsid, const std::string& text, size_t sample) {
+  Impl& m = *impl_;
+  NUDGE_ASSIGN_OR_RETURN(auto condition, rules::Condition::Compile(text));
+  {
+    std::shared_lock lock(m.cache.mutex);
+    for (const auto& dep : condition->segments())
+      if (!m.FindWs(wsid) || !m.FindWs(wsid)->by_id.count(dep))
+        return Err(Status::Invalid("refers to the unknown segment \"" + dep + "\"", "condition"));
+  }
+  // Terms nudge already keeps are read as they are; new ones are counted from the history.
+  std::vector<std::shared_ptr<AggregateSpec>> fresh;
+  {
+    std::shared_lock lock(m.cache.mutex);
+    int next = kPreviewSlotBase;
+    for (const auto& spec : condition->aggregates()) {
+      bool known = false;
+      for (const auto& s : m.cache.registry().by_slot())
+        if (s->key == spec->key) {
+          spec->slot = s->slot;
+          known = true;
+        }
+      if (!known) {
+        spec->slot = next++;
+        fresh.push_back(spec);
+      }
+    }
+  }
+  std::unordered_map<ContactId, profile::ContactAggregates> side;
+  if (!fresh.empty()) {
+    NUDGE_TRY(m.store.Read([&](store::ReadTxn& t) -> Status {
+      std::shared_lock lock(m.cache.mutex);
+      return t.ScanEvents(0, 0, [&](const store::Event& e) -> Status {
+        if (e.workspace != wsid) return Status::Ok();
+        const ContactId id = m.cache.Resolve(e.contact);
+        profile::ContactState* st = m.cache.Get(id);
+        if (st) m.Feed(e, id, *st, m.FindRtMutable(id), nullptr, false, &side, &fresh);
+        return Status::Ok();
+      });
+    }));
+  }
+  Preview out;
+  std::shared_lock lock(m.cache.mutex);
+  const Workspace* ws = m.FindWs(wsid);
+  if (!ws) return out;
+  const Millis now = m.clock.NowMillis();
+  m.cache.ForEach(wsid, [&](ContactId id, const profile::ContactState& st) {
+    Impl::ContactEnv env(m, *ws, id, st, m.FindRt(id), now);
+    env.preview = &side;
+    if (!condition->Matches(env)) return;
+    ++out.count;
+    if (out.sample.size() < sample) out.sample.push_back(id);
+  });
+  return out;
+}
+
+ContactView Engine::View(ContactId id) const {
+  std::shared_lock lock(impl_->cache.mutex);
+  ContactView v;
+  const profile::ContactState* st = impl_->cache.Get(id);
+  if (!st) return v;
+  const Workspace* ws = impl_->FindWs(st->workspace);
+  if (!ws) return v;
+  for (const auto& s : ws->segments)
+    if (s->members.contains(static_cast<uint32_t>(id))) v.segments.push_back(s->def.id);
+  std::sort(v.segments.begin(), v.segments.end());
+  const Runtime* rt = impl_->FindRt(id);
+  const Millis now = impl_->clock.NowMillis();
+  Impl::ContactEnv env(*impl_, *ws, id, *st, rt, now);
+  v.score = impl_->ScoreBreakdown(*ws, rt, env, now);
+  const uint8_t q = Impl::Qualification(ws->scoring, v.score.score);
+  v.score.qualification = q == 2 ? "SQL" : q == 1 ? "MQL" : "";
+  if (rt && rt->stage >= 0 && static_cast<size_t>(rt->stage) < ws->stages.stages.size()) {
+    v.stage = ws->stages.stages[static_cast<size_t>(rt->stage)].name;
+    v.stage_since = rt->stage_since;
+  }
+  return v;
+}
+
+std::optional<Millis> Engine::NextDue() const {
+  std::lock_guard lock(impl_->timer_mutex);
+  if (impl_->timers.empty()) return std::nullopt;
+  return impl_->timers.top().first;
+}
+
+Status Engine::RunDue() {
+  Impl& m = *impl_;
+  const Millis now = m.clock.NowMillis();
+  std::vector<std::pair<Millis, ContactId>> due;
+  {
+    std::lock_guard lock(m.timer_mutex);
+    while (!m.timers.empty() && m.timers.top().first <= now && due.size() < 10000) {
+      due.push_back(m.timers.top());
+      m.timers.pop();
+    }
+  }
+  if (due.empty()) return Status::Ok();
+  return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    for (const auto& [at, id] : due) {
+      Runtime* rt = m.FindRtMutable(id);
+      if (!rt || rt->wake != at) continue;  // rescheduled since
+      rt->wake = 0;
+      if (profile::ContactState* st = m.cache.Get(id)) {
+        for (auto& [slot, state] : st->aggregates.all())
+          const_cast<profile::AggregateState&>(state).Prune(*m.cache.registry().spec(slot), now);
+      }
+      NUDGE_TRY(m.Evaluate(txn, id, /*silent=*/false));
+      NUDGE_TRY(m.FlushPending(txn, 0, "t" + std::to_string(at)));
+    }
+    return Status::Ok();
+  });
+}
+
+void Engine::WaitIdle() {
+  Impl& m = *impl_;
+  if (!m.options.background_threads) {
+    for (;;) {
+      std::function<Status(bool&)> job;
+      {
+        std::lock_guard lock(m.job_mutex);
+        if (m.jobs.empty()) return;
+        job = std::move(m.jobs.front());
+        m.jobs.pop_front();
+      }
+      m.RunJob(job);
+    }
+  }
+  std::unique_lock lock(m.job_mutex);
+  m.job_cv.wait(lock, [&] { return m.jobs.empty() && m.jobs_running == 0; });
+}
+
+Status Engine::OnContactCreated(store::WriteTxn& txn, const store::Contact& c) {
+  Impl& m = *impl_;
+  std::unique_lock lock(m.cache.mutex);
+  NUDGE_TRY(m.Begin(txn));
+  profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
+  st.traits = c.traits;
+  st.first_seen = c.created_at;
+  st.last_seen = c.last_seen_at;
+  if (downstream_) NUDGE_TRY(downstream_->OnContactCreated(txn, c));
+  NUDGE_TRY(m.Evaluate(txn, c.id, false));
+  return m.FlushPending(txn, 0, m.Cause("created"));
+}
+
+Status Engine::OnContactChanged(store::WriteTxn& txn, const store::Contact& c) {
+  Impl& m = *impl_;
+  std::unique_lock lock(m.cache.mutex);
+  NUDGE_TRY(m.Begin(txn));
+  profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
+  if (downstream_) NUDGE_TRY(downstream_->OnContactChanged(txn, c));
+  if (st.traits == c.traits) return Status::Ok();
+  st.traits = c.traits;
+  NUDGE_TRY(m.Evaluate(txn, c.id, false));
+  return m.FlushPending(txn, 0, m.Cause("traits"));
+}
+
+Status Engine::OnEvent(store::WriteTxn& txn, const store::Event& e) {
+  Impl& m = *impl_;
+  std::unique_lock lock(m.cache.mutex);
+  NUDGE_TRY(m.Begin(txn));
+  return m.ProcessEvent(txn, e, 0);
+}
+
+Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId into) {
+  Impl& m = *impl_;
+  {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    if (const profile::ContactState* st = m.cache.Get(from)) {
+      if (Workspace* ws =
+              m.workspaces.count(st->workspace) ? m.workspaces[st->workspace].get() : nullptr)
+        for (auto& s : ws->segments) s->members.remove(static_cast<uint32_t>(from));
+    }
+    Runtime* src = m.FindRtMutable(from);
+    if (src) {
+      Runtime& dst = m.Rt(into);
+      for (RuleState& r : src->rules) dst.rules.push_back(std::move(r));
+      dst.stage = std::max(dst.stage, src->stage);
+      m.runtime[static_cast<size_t>(from)].reset();
+    }
+    m.cache.Merge(from, into);
+    if (downstream_) NUDGE_TRY(downstream_->OnContactsMerged(txn, from, into));
+    NUDGE_TRY(m.Evaluate(txn, into, false));
+    NUDGE_TRY(m.FlushPending(txn, 0, m.Cause("merge")));
+  }
+  return Status::Ok();
+}
+
+Status Engine::OnContactDeleted(store::WriteTxn& txn, ContactId id) {
+  Impl& m = *impl_;
+  {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    if (const profile::ContactState* st = m.cache.Get(id)) {
+      if (m.workspaces.count(st->workspace))
+        for (auto& s : m.workspaces[st->workspace]->segments)
+          s->members.remove(static_cast<uint32_t>(id));
+    }
+    if (static_cast<size_t>(id) < m.runtime.size()) m.runtime[static_cast<size_t>(id)].reset();
+    m.cache.Remove(id);
+    if (downstream_) NUDGE_TRY(downstream_->OnContactDeleted(txn, id));
+  }
+  return Status::Ok();
+}
+
+uint64_t Engine::EvaluateAllForBenchmark(WorkspaceId wsid) {
+  Impl& m = *impl_;
+  std::shared_lock lock(m.cache.mutex);
+  const Workspace* ws = m.FindWs(wsid);
+  if (!ws) return 0;
+  const Millis now = m.clock.NowMillis();
+  uint64_t members = 0;
+  m.cache.ForEach(wsid, [&](ContactId id, const profile::ContactState& st) {
+    Impl::ContactEnv env(m, *ws, id, st, m.FindRt(id), now);
+    for (const auto& s : ws->segments) members += s->def.condition->Matches(env);
+  });
+  return members;
+}
+
+}  // namespace nudge::segment

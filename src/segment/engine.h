@@ -1,0 +1,141 @@
+// Engine: keeps every contact's segment memberships, lead score and lifecycle stage current,
+// in the same write that stores the event or trait change causing them, and as time passes
+// (a window sliding, a score decaying) by timer rather than by polling.
+//
+// What it keeps, per workspace: the segment, scoring and stage definitions (compiled), one
+// membership bitmap per segment, and per contact the score's state and the stage. Contacts'
+// traits and behavioural aggregates live in the profile::ContactCache it is given.
+//
+// Changes it makes are events too: `Segment Entered`, `Segment Exited`, `Stage Changed` and
+// `Lead Qualified` are stored on the contact (so journeys can start on them and conditions can
+// count them) and passed on to the downstream observer.
+//
+// Threading: every mutation runs on the store's writer thread, inside a write, holding
+// cache.mutex exclusively. The read methods (for the API) take it shared and may be called
+// from any thread. A background driver thread computes new or changed segments in small
+// writes, so ingest goes on meanwhile, and a timer thread submits due re-evaluations.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/metrics.h"
+#include "profile/contact_cache.h"
+#include "profile/observer.h"
+#include "segment/definitions.h"
+#include "store/store.h"
+
+namespace nudge::segment {
+
+struct SegmentInfo {
+  SegmentDef def;
+  int64_t version = 0;
+  std::string status;  // "ready", or "computing" while existing contacts are evaluated
+  uint64_t members = 0;
+  Millis updated_at = 0;
+};
+
+struct ScoreView {
+  double score = 0;
+  std::string qualification;  // "", "MQL" or "SQL"
+  std::vector<std::pair<std::string, double>> by_rule;
+};
+
+struct ContactView {
+  std::vector<std::string> segments;
+  ScoreView score;
+  std::string stage;  // "" when none
+  Millis stage_since = 0;
+};
+
+struct Preview {
+  uint64_t count = 0;
+  std::vector<store::ContactId> sample;
+};
+
+struct EngineOptions {
+  // Contacts evaluated per background write when a segment is (re)computed; events per
+  // write when a new behavioural term is computed from the history.
+  size_t contacts_per_chunk = 5000;
+  size_t events_per_chunk = 20000;
+  // Derived events (Segment Entered, ...) may cause further changes; how deep that may go.
+  int max_cascade = 4;
+  // Whether to run the timer and background threads (tests drive them by hand).
+  bool background_threads = true;
+};
+
+class Engine final : public profile::ContactObserver {
+ public:
+  Engine(store::Store& store, profile::ContactCache& cache, const core::Clock& clock,
+         core::MetricsRegistry* metrics, EngineOptions options = {});
+  ~Engine() override;
+
+  // Everything downstream of segments (journeys) observes through this one; may be null.
+  void SetDownstream(profile::ContactObserver* downstream) { downstream_ = downstream; }
+
+  // Start-up, before serving: loads definitions, contacts and memberships, replays the events
+  // into the behavioural aggregates and scores, then reconciles (evaluates everyone; changes
+  // that happened while nudge was down are applied and emitted). Starts the threads.
+  Status Load();
+  // Stops the threads. The store must still be open.
+  void Stop();
+
+  // ---- definitions (admin API and `nudge apply`) ----
+  // Validates (known segments, no cycles), stores the definition and starts computing it over
+  // existing contacts in the background. Unchanged definitions are left alone.
+  Result<SegmentInfo> PutSegment(store::WorkspaceId ws, SegmentDef def);
+  Status DeleteSegment(store::WorkspaceId ws, const std::string& id);
+  Result<SegmentInfo> GetSegment(store::WorkspaceId ws, const std::string& id) const;
+  std::vector<SegmentInfo> ListSegments(store::WorkspaceId ws) const;
+  Status PutScoring(store::WorkspaceId ws, ScoringDef def);
+  Status PutStages(store::WorkspaceId ws, StagesDef def);
+  ScoringDef GetScoring(store::WorkspaceId ws) const;
+  StagesDef GetStages(store::WorkspaceId ws) const;
+  // Contacts per stage, in stage order.
+  std::vector<std::pair<std::string, uint64_t>> StageCounts(store::WorkspaceId ws) const;
+  // Whether a segment exists (for validating references elsewhere).
+  bool HasSegment(store::WorkspaceId ws, const std::string& id) const;
+
+  // Evaluates a condition over the workspace's contacts without saving anything.
+  Result<Preview> PreviewCondition(store::WorkspaceId ws, const std::string& condition,
+                                   size_t sample);
+  ContactView View(store::ContactId id) const;
+
+  // ---- time ----
+  // Re-evaluates the contacts whose timers are due at `now` (in a store write). The timer
+  // thread calls it; tests on a virtual clock call it after advancing.
+  Status RunDue();
+  std::optional<Millis> NextDue() const;
+  // Blocks until background computations queued so far are done (tests, `nudge apply`).
+  void WaitIdle();
+
+  // ---- ContactObserver ----
+  Status OnContactCreated(store::WriteTxn& txn, const store::Contact& contact) override;
+  Status OnContactChanged(store::WriteTxn& txn, const store::Contact& contact) override;
+  Status OnEvent(store::WriteTxn& txn, const store::Event& event) override;
+  Status OnContactsMerged(store::WriteTxn& txn, store::ContactId from,
+                          store::ContactId into) override;
+  Status OnContactDeleted(store::WriteTxn& txn, store::ContactId id) override;
+
+  // Evaluates every segment for every contact of ws in memory (no writes): the benchmark's
+  // full rebuild. Returns the number of memberships.
+  uint64_t EvaluateAllForBenchmark(store::WorkspaceId ws);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  profile::ContactObserver* downstream_ = nullptr;
+};
+
+}  // namespace nudge::segment

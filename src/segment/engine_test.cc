@@ -1,0 +1,455 @@
+// Segments, scores and stages on a virtual clock: events in, time advanced, memberships and
+// the events they emit out. Includes a property test against a brute-force recount.
+#include "segment/engine.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "core/time.h"
+#include "ingest/parser.h"
+#include "profile/applier.h"
+
+namespace nudge::segment {
+namespace {
+
+using core::Millis;
+using ingest::Endpoint;
+using nlohmann::json;
+
+constexpr Millis kMinute = 60000;
+constexpr Millis kHour = 60 * kMinute;
+constexpr Millis kDay = 24 * kHour;
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("nudge_engine_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    store_ = std::move(*store::OpenSqliteStore({.path = (dir_ / "n.db").string()}));
+    ASSERT_TRUE(store_
+                    ->WriteSync([&](store::WriteTxn& t) -> Status {
+                      NUDGE_ASSIGN_OR_RETURN(ws_, t.InsertWorkspace({0, "w", "a", "b", 0}));
+                      return Status::Ok();
+                    })
+                    .ok());
+    Start();
+  }
+  void TearDown() override {
+    Stop();
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void Start() {
+    cache_ = std::make_unique<profile::ContactCache>();
+    engine_ = std::make_unique<Engine>(
+        *store_, *cache_, clock_, nullptr,
+        EngineOptions{
+            .contacts_per_chunk = 7, .events_per_chunk = 11, .background_threads = false});
+    applier_ = std::make_unique<profile::Applier>(profile::ProfileOptions{}, engine_.get());
+    Status s = engine_->Load();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  void Stop() {
+    if (engine_) engine_->Stop();
+    applier_.reset();
+    engine_.reset();
+    cache_.reset();
+  }
+
+  void Send(Endpoint e, const json& body) {
+    auto parsed = ingest::ParseRequest(e, body.dump(), clock_.NowMillis());
+    ASSERT_TRUE(parsed) << parsed.error().ToString();
+    Status s = store_->WriteSync([&](store::WriteTxn& t) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(auto r, applier_->Apply(t, ws_, parsed->messages));
+      (void)r;
+      return Status::Ok();
+    });
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  void Track(const std::string& user, const std::string& event, json properties = json::object()) {
+    Send(Endpoint::kTrack, {{"userId", user}, {"event", event}, {"properties", properties}});
+  }
+  void Page(const std::string& user, const std::string& path) {
+    Send(Endpoint::kPage, {{"userId", user}, {"properties", {{"path", path}}}});
+  }
+  void Identify(const std::string& user, json traits) {
+    Send(Endpoint::kIdentify, {{"userId", user}, {"traits", traits}});
+  }
+
+  // Moves the clock, firing every timer at its due time on the way.
+  void Advance(Millis delta) {
+    const Millis target = clock_.NowMillis() + delta;
+    for (int guard = 0; guard < 100000; ++guard) {
+      auto due = engine_->NextDue();
+      if (!due || *due > target) break;
+      if (*due > clock_.NowMillis()) clock_.Set(*due);
+      ASSERT_TRUE(engine_->RunDue().ok());
+    }
+    clock_.Set(target);
+    ASSERT_TRUE(engine_->RunDue().ok());
+  }
+
+  void PutSegment(const std::string& yaml) {
+    auto def = ParseSegment(yaml, "test");
+    ASSERT_TRUE(def) << def.error().ToString();
+    auto info = engine_->PutSegment(ws_, std::move(*def));
+    ASSERT_TRUE(info) << info.error().ToString();
+    engine_->WaitIdle();
+  }
+
+  store::ContactId Id(const std::string& user) {
+    store::ContactId id = 0;
+    EXPECT_TRUE(store_
+                    ->Read([&](store::ReadTxn& t) -> Status {
+                      NUDGE_ASSIGN_OR_RETURN(auto c, t.FindContactIdByUserId(ws_, user));
+                      if (c) id = *c;
+                      return Status::Ok();
+                    })
+                    .ok());
+    return id;
+  }
+  std::vector<std::string> SegmentsOf(const std::string& user) {
+    return engine_->View(Id(user)).segments;
+  }
+  // The contact's events with this name, oldest first: (name, properties, timestamp).
+  std::vector<store::Event> EventsNamed(const std::string& user, const std::string& name) {
+    std::vector<store::Event> out;
+    EXPECT_TRUE(store_
+                    ->Read([&](store::ReadTxn& t) -> Status {
+                      NUDGE_ASSIGN_OR_RETURN(auto all, t.ListEvents(Id(user), 100000));
+                      for (auto it = all.rbegin(); it != all.rend(); ++it)
+                        if (it->name == name) out.push_back(*it);
+                      return Status::Ok();
+                    })
+                    .ok());
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  core::VirtualClock clock_{*core::ParseIso8601("2026-11-02T09:00:00Z")};
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<profile::ContactCache> cache_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<profile::Applier> applier_;
+  store::WorkspaceId ws_ = 0;
+};
+
+TEST_F(EngineTest, ThreePricingVisitsInAWeekEnterAndLeaveOnTime) {
+  PutSegment(R"(id: pricing-3x
+condition: count(event "Page Viewed" where properties.path == "/pricing" within 7d) >= 3)");
+  const Millis t0 = clock_.NowMillis();
+  Page("ann", "/pricing");
+  Advance(1 * kDay);
+  Page("ann", "/docs");  // not pricing
+  Page("ann", "/pricing");
+  EXPECT_TRUE(SegmentsOf("ann").empty());
+  Advance(1 * kDay);
+  Page("ann", "/pricing");
+  EXPECT_EQ(SegmentsOf("ann"), std::vector<std::string>{"pricing-3x"});
+  auto entered = EventsNamed("ann", "Segment Entered");
+  ASSERT_EQ(entered.size(), 1u);
+  EXPECT_EQ(json::parse(entered[0].body)["properties"]["segment"], "pricing-3x");
+  EXPECT_EQ(entered[0].timestamp, t0 + 2 * kDay);
+
+  // The first visit turns seven days old at t0 + 7d: the contact leaves then, not later.
+  Advance(5 * kDay - kMinute);
+  EXPECT_EQ(SegmentsOf("ann"), std::vector<std::string>{"pricing-3x"});
+  Advance(kMinute);
+  EXPECT_TRUE(SegmentsOf("ann").empty());
+  auto exited = EventsNamed("ann", "Segment Exited");
+  ASSERT_EQ(exited.size(), 1u);
+  EXPECT_EQ(exited[0].timestamp, t0 + 7 * kDay);
+  EXPECT_EQ(engine_->GetSegment(ws_, "pricing-3x")->members, 0u);
+}
+
+TEST_F(EngineTest, ANewSegmentCountsTheHistoryWithoutEmitting) {
+  Page("bo", "/pricing");
+  Page("bo", "/pricing");
+  Page("bo", "/pricing");
+  Page("cy", "/pricing");
+  Identify("cy", {{"plan", "trial"}});
+  PutSegment(R"(id: pricing-3x
+condition: count(event "Page Viewed" where properties.path == "/pricing" within 7d) >= 3)");
+  PutSegment("{\"id\": \"trials\", \"condition\": \"traits.plan == \\\"trial\\\"\"}");
+  EXPECT_EQ(SegmentsOf("bo"), std::vector<std::string>{"pricing-3x"});
+  EXPECT_EQ(SegmentsOf("cy"), std::vector<std::string>{"trials"});
+  EXPECT_EQ(engine_->GetSegment(ws_, "pricing-3x")->members, 1u);
+  EXPECT_EQ(engine_->GetSegment(ws_, "pricing-3x")->status, "ready");
+  EXPECT_TRUE(EventsNamed("bo", "Segment Entered").empty());  // the backfill is silent
+  // Live changes after that are events.
+  Identify("bo", {{"plan", "trial"}});
+  EXPECT_EQ(EventsNamed("bo", "Segment Entered").size(), 1u);
+}
+
+TEST_F(EngineTest, SegmentsOfSegmentsAndRefusedReferences) {
+  PutSegment("{id: vip, condition: 'traits.tier == \"vip\"'}");
+  PutSegment("{id: vip-buyers, condition: 'in segment \"vip\" and event \"Order Completed\"'}");
+  Identify("di", {{"tier", "vip"}});
+  EXPECT_EQ(SegmentsOf("di"), std::vector<std::string>{"vip"});
+  Track("di", "Order Completed", {{"revenue", 10}});
+  EXPECT_EQ(SegmentsOf("di"), (std::vector<std::string>{"vip", "vip-buyers"}));
+
+  auto unknown =
+      engine_->PutSegment(ws_, *ParseSegment("{id: x, condition: 'in segment \"nope\"'}", "t"));
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message().find("unknown segment"), std::string::npos);
+  auto self =
+      engine_->PutSegment(ws_, *ParseSegment("{id: y, condition: 'in segment \"y\"'}", "t"));
+  ASSERT_FALSE(self);
+  // vip -> vip-buyers -> vip would be a cycle.
+  auto cycle = engine_->PutSegment(
+      ws_, *ParseSegment("{id: vip, condition: 'in segment \"vip-buyers\"'}", "t"));
+  ASSERT_FALSE(cycle);
+  EXPECT_NE(cycle.error().message().find("through other segments"), std::string::npos);
+  EXPECT_FALSE(engine_->DeleteSegment(ws_, "vip").ok());  // vip-buyers uses it
+  EXPECT_TRUE(engine_->DeleteSegment(ws_, "vip-buyers").ok());
+  EXPECT_TRUE(engine_->DeleteSegment(ws_, "vip").ok());
+  EXPECT_TRUE(SegmentsOf("di").empty());
+}
+
+TEST_F(EngineTest, LeadScoresCapDecayAndQualify) {
+  auto scoring = ParseScoring(R"(
+rules:
+  - id: pricing
+    event: Page Viewed
+    where: properties.path == "/pricing"
+    points: 10
+    cap: { points: 20, per: 7d }
+  - id: demo
+    event: Demo Requested
+    points: 40
+  - id: big
+    condition: traits.employees >= 500
+    points: 15
+decay: { expire_after: 30d }
+thresholds: { mql: 50, sql: 80 }
+)",
+                              "scoring.yaml");
+  ASSERT_TRUE(scoring) << scoring.error().ToString();
+  ASSERT_TRUE(engine_->PutScoring(ws_, *scoring).ok());
+  PutSegment("{id: hot, condition: 'score >= 50'}");
+  for (int i = 0; i < 4; ++i) Page("ed", "/pricing");  // capped at 20
+  EXPECT_EQ(engine_->View(Id("ed")).score.score, 20);
+  Identify("ed", {{"employees", 900}});
+  EXPECT_EQ(engine_->View(Id("ed")).score.score, 35);
+  Track("ed", "Demo Requested");
+  ContactView v = engine_->View(Id("ed"));
+  EXPECT_EQ(v.score.score, 75);
+  EXPECT_EQ(v.score.qualification, "MQL");
+  EXPECT_EQ(v.segments, std::vector<std::string>{"hot"});
+  ASSERT_EQ(EventsNamed("ed", "Lead Qualified").size(), 1u);
+  // Points expire after 30 days: the score falls, the contact leaves "hot" on time.
+  Advance(30 * kDay + kMinute);
+  EXPECT_EQ(engine_->View(Id("ed")).score.score, 15);
+  EXPECT_TRUE(engine_->View(Id("ed")).segments.empty());
+  EXPECT_EQ(EventsNamed("ed", "Segment Exited").size(), 1u);
+}
+
+TEST_F(EngineTest, HalfLifeDecayCrossesThresholdsByTimer) {
+  auto scoring = ParseScoring(R"(
+rules: [{ id: visit, event: Page Viewed, points: 100 }]
+decay: { half_life: 10d }
+)",
+                              "s");
+  ASSERT_TRUE(scoring) << scoring.error().ToString();
+  ASSERT_TRUE(engine_->PutScoring(ws_, *scoring).ok());
+  PutSegment("{id: warm, condition: 'score >= 50'}");
+  Page("fay", "/");
+  EXPECT_EQ(SegmentsOf("fay"), std::vector<std::string>{"warm"});
+  Advance(10 * kDay - kHour);
+  EXPECT_EQ(SegmentsOf("fay"), std::vector<std::string>{"warm"});
+  Advance(2 * kHour);  // 100 halves to 50 at 10 days and keeps falling
+  EXPECT_TRUE(SegmentsOf("fay").empty());
+}
+
+TEST_F(EngineTest, StagesMoveForwardAndKeepHistory) {
+  Identify("gus", {{"email", "gus@example.com"}});
+  EXPECT_EQ(engine_->View(Id("gus")).stage, "Awareness");
+  Page("gus", "/pricing");
+  EXPECT_EQ(engine_->View(Id("gus")).stage, "Consideration");
+  Track("gus", "Order Completed", {{"revenue", 10}});
+  EXPECT_EQ(engine_->View(Id("gus")).stage, "Retention");
+  auto changed = EventsNamed("gus", "Stage Changed");
+  ASSERT_EQ(changed.size(), 3u);
+  EXPECT_EQ(json::parse(changed[2].body)["properties"]["previous"], "Consideration");
+  auto counts = engine_->StageCounts(ws_);
+  EXPECT_EQ(counts[3], (std::pair<std::string, uint64_t>{"Retention", 1}));
+  std::vector<store::StageEntry> history;
+  ASSERT_TRUE(store_
+                  ->Read([&](store::ReadTxn& t) -> Status {
+                    NUDGE_ASSIGN_OR_RETURN(history, t.StageHistory(Id("gus")));
+                    return Status::Ok();
+                  })
+                  .ok());
+  EXPECT_EQ(history.size(), 3u);
+
+  auto custom = ParseStages(R"(
+stages:
+  - { name: Lead, when: "true" }
+  - { name: Customer, when: 'event "Order Completed"' }
+)",
+                            "stages.yaml");
+  ASSERT_TRUE(custom) << custom.error().ToString();
+  ASSERT_TRUE(engine_->PutStages(ws_, *custom).ok());
+  EXPECT_EQ(engine_->View(Id("gus")).stage, "Customer");
+}
+
+TEST_F(EngineTest, StateSurvivesARestartWithoutSpuriousEvents) {
+  PutSegment(R"(id: pricing-2x
+condition: count(event "Page Viewed" where properties.path == "/pricing" within 3d) >= 2)");
+  Page("hal", "/pricing");
+  Page("hal", "/pricing");
+  EXPECT_EQ(SegmentsOf("hal"), std::vector<std::string>{"pricing-2x"});
+  Stop();
+  Start();
+  EXPECT_EQ(SegmentsOf("hal"), std::vector<std::string>{"pricing-2x"});
+  EXPECT_EQ(EventsNamed("hal", "Segment Entered").size(), 1u);
+  // Time passes while nudge is down: the window slides out; the exit happens at start.
+  Stop();
+  clock_.Advance(4 * kDay);
+  Start();
+  EXPECT_TRUE(SegmentsOf("hal").empty());
+  EXPECT_EQ(EventsNamed("hal", "Segment Exited").size(), 1u);
+}
+
+TEST_F(EngineTest, MergedVisitorsBringTheirBehaviour) {
+  PutSegment(R"(id: pricing-2x
+condition: count(event "Page Viewed" where properties.path == "/pricing" within 3d) >= 2)");
+  Send(Endpoint::kPage, {{"anonymousId", "v-1"}, {"properties", {{"path", "/pricing"}}}});
+  Page("ivy", "/pricing");
+  EXPECT_TRUE(SegmentsOf("ivy").empty());
+  Send(Endpoint::kIdentify, {{"userId", "ivy"}, {"anonymousId", "v-1"}});
+  EXPECT_EQ(SegmentsOf("ivy"), std::vector<std::string>{"pricing-2x"});
+}
+
+TEST_F(EngineTest, MergedCountsAreNotDoubled) {
+  PutSegment(R"(id: p3
+condition: count(event "Page Viewed" where properties.path == "/pricing" within 7d) >= 3)");
+  Page("zed", "/pricing");
+  Advance(2 * kDay);
+  Send(Endpoint::kPage, {{"anonymousId", "v-9"}, {"properties", {{"path", "/pricing"}}}});
+  Send(Endpoint::kIdentify, {{"userId", "zed"}, {"anonymousId", "v-9"}});
+  EXPECT_TRUE(SegmentsOf("zed").empty());
+  Page("zed", "/pricing");
+  EXPECT_EQ(SegmentsOf("zed"), std::vector<std::string>{"p3"});
+}
+
+TEST_F(EngineTest, PreviewCountsWithoutSaving) {
+  Page("jo", "/pricing");
+  Page("jo", "/pricing");
+  Page("kim", "/pricing");
+  auto p = engine_->PreviewCondition(
+      ws_, R"(count(event "Page Viewed" where properties.path == "/pricing" within 7d) >= 2)", 10);
+  ASSERT_TRUE(p) << p.error().ToString();
+  EXPECT_EQ(p->count, 1u);
+  ASSERT_EQ(p->sample.size(), 1u);
+  EXPECT_EQ(p->sample[0], Id("jo"));
+  EXPECT_TRUE(engine_->ListSegments(ws_).empty());
+  EXPECT_FALSE(engine_->PreviewCondition(ws_, "traits.x ==", 10));
+}
+
+// A random stream of events, trait changes, merges and clock advances; after each step the
+// incrementally kept memberships must equal a brute-force recount over the stored events.
+TEST_F(EngineTest, IncrementalMembershipEqualsABruteForceRecount) {
+  PutSegment(R"(id: s1
+condition: count(event "Page Viewed" where properties.path == "/pricing" within 7d) >= 3)");
+  PutSegment(R"(id: s2
+condition: traits.plan == "pro" and sum(properties.revenue of event "Order Completed" within 30d) > 100)");
+  PutSegment(R"(id: s3
+condition: in segment "s1" or event "Order Completed" where properties.revenue >= 50 within 2d)");
+  PutSegment(R"(id: s4
+condition: not event "Page Viewed" within 1d)");
+
+  std::mt19937 rng(12345);
+  const std::vector<std::string> users = {"u0", "u1", "u2", "u3", "u4", "u5"};
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+
+  auto brute = [&](const std::string& user) {
+    std::set<std::string> out;
+    const store::ContactId id = Id(user);
+    if (!id) return out;
+    std::vector<store::Event> events;
+    std::optional<store::Contact> contact;
+    EXPECT_TRUE(store_
+                    ->Read([&](store::ReadTxn& t) -> Status {
+                      NUDGE_ASSIGN_OR_RETURN(events, t.ListEvents(id, 1000000));
+                      NUDGE_ASSIGN_OR_RETURN(contact, t.GetContact(id));
+                      return Status::Ok();
+                    })
+                    .ok());
+    const Millis now = clock_.NowMillis();
+    int pricing7 = 0, views1 = 0, big2 = 0;
+    double revenue30 = 0;
+    for (const auto& e : events) {
+      const json p = json::parse(e.body).value("properties", json::object());
+      const Millis age = now - e.timestamp;
+      if (e.name == "Page Viewed") {
+        if (p.value("path", "") == "/pricing" && age < 7 * kDay) ++pricing7;
+        if (age < kDay) ++views1;
+      }
+      if (e.name == "Order Completed") {
+        const double r = p.value("revenue", 0.0);
+        if (age < 30 * kDay) revenue30 += r;
+        if (r >= 50 && age < 2 * kDay) ++big2;
+      }
+    }
+    const json traits = json::parse(contact->traits);
+    if (pricing7 >= 3) out.insert("s1");
+    if (traits.value("plan", "") == "pro" && revenue30 > 100) out.insert("s2");
+    if (pricing7 >= 3 || big2 > 0) out.insert("s3");
+    if (views1 == 0) out.insert("s4");
+    return out;
+  };
+
+  for (int step = 0; step < 400; ++step) {
+    const std::string& user = users[static_cast<size_t>(pick(static_cast<int>(users.size())))];
+    switch (pick(8)) {
+      case 0:
+      case 1:
+      case 2:
+        Page(user, pick(3) ? "/pricing" : "/docs");
+        break;
+      case 3:
+        Track(user, "Order Completed", {{"revenue", 10 * pick(12)}});
+        break;
+      case 4:
+        Identify(user, {{"plan", pick(2) ? "pro" : "free"}});
+        break;
+      case 5: {
+        // An anonymous visitor browses, then turns out to be this user.
+        const std::string anon = "anon-" + std::to_string(step);
+        Send(Endpoint::kPage, {{"anonymousId", anon}, {"properties", {{"path", "/pricing"}}}});
+        if (pick(2)) Send(Endpoint::kIdentify, {{"userId", user}, {"anonymousId", anon}});
+        break;
+      }
+      default:
+        Advance(static_cast<Millis>(pick(4)) * kDay + static_cast<Millis>(pick(24)) * kHour);
+        break;
+    }
+    for (const auto& u : users) {
+      if (!Id(u)) continue;
+      const auto got = SegmentsOf(u);
+      const std::set<std::string> have(got.begin(), got.end());
+      ASSERT_EQ(have, brute(u)) << "step " << step << ", contact " << u << " at "
+                                << core::FormatIso8601(clock_.NowMillis());
+    }
+  }
+  // And a restart recomputes the same.
+  std::map<std::string, std::vector<std::string>> before;
+  for (const auto& u : users) before[u] = SegmentsOf(u);
+  Stop();
+  Start();
+  for (const auto& u : users) EXPECT_EQ(SegmentsOf(u), before[u]) << u;
+}
+
+}  // namespace
+}  // namespace nudge::segment
