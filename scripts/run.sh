@@ -19,10 +19,14 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+# Segments, scoring and stages are applied on every start (unchanged files change nothing);
+# the demo's contacts and events are loaded once.
+"$bin" apply -f examples/demo --server "$url" --key "$NUDGE_ADMIN_KEY" || true
 if [ ! -f "$data/.demo-loaded" ]; then
-  echo "Loading the demo workspace (examples/demo) ..."
-  "$bin" import contacts examples/demo/contacts.csv --server "$url" --source demo --tag demo \
-    --rejects "$data/demo-rejects.csv" || true
+  echo "Loading the demo contacts and events (examples/demo) ..."
+  "$bin" import contacts examples/demo/contacts.csv --server "$url" --key "$NUDGE_ADMIN_KEY" \
+    --source demo --tag demo --rejects "$data/demo-rejects.csv" \
+    --flagged "$data/demo-flagged.csv" || true
   curl -fs -u "$NUDGE_WRITE_KEY:" -H 'Content-Type: application/json' \
     --data-binary @examples/demo/events.json "$url/v1/batch" >/dev/null && touch "$data/.demo-loaded"
 fi
@@ -32,6 +36,7 @@ cat <<MSG
 nudge is running at $url (data in $data). Try:
   curl -u $NUDGE_WRITE_KEY: -d '{"userId":"ann","event":"Demo Booked"}' $url/v1/track
   curl -H "Authorization: Bearer $NUDGE_ADMIN_KEY" $url/api/v1/contacts/ann
+  curl -H "Authorization: Bearer $NUDGE_ADMIN_KEY" $url/api/v1/segments
 Stop with Ctrl-C.
 MSG
 wait $pid

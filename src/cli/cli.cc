@@ -6,6 +6,7 @@
 
 #include "cli/client.h"
 #include "cli/import_command.h"
+#include "cli/workspace_commands.h"
 
 namespace nudge::cli {
 namespace {
@@ -68,6 +69,8 @@ int Run(int argc, char** argv, const Commands& commands) {
   ws_create->callback([&] { exit_code = WorkspaceCreate(ws_flags, ws_name); });
 
   AddImportCommand(app, exit_code);
+  AddApplyCommand(app, exit_code);
+  AddSegmentCommand(app, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -56,7 +56,8 @@ ApiClient::~ApiClient() {
 }
 
 Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string& path,
-                                    const std::string& body) {
+                                    const std::string& body,
+                                    const std::vector<std::string>& extra) {
   CURL* curl = static_cast<CURL*>(curl_);
   if (!curl) return Err(Status::Internal("libcurl could not start"));
   curl_easy_reset(curl);
@@ -67,6 +68,7 @@ Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string
   headers = curl_slist_append(headers, auth.c_str());
   headers = curl_slist_append(headers, "Content-Type: application/json");
   headers = curl_slist_append(headers, "Expect:");
+  for (const auto& h : extra) headers = curl_slist_append(headers, h.c_str());
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
@@ -89,8 +91,9 @@ Result<ApiResponse> ApiClient::Call(const std::string& method, const std::string
 }
 
 Result<ApiResponse> ApiClient::CallOk(const std::string& method, const std::string& path,
-                                      const std::string& body) {
-  NUDGE_ASSIGN_OR_RETURN(ApiResponse r, Call(method, path, body));
+                                      const std::string& body,
+                                      const std::vector<std::string>& headers) {
+  NUDGE_ASSIGN_OR_RETURN(ApiResponse r, Call(method, path, body, headers));
   if (r.status >= 200 && r.status < 300) return r;
   std::string message = "HTTP " + std::to_string(r.status);
   auto j = nlohmann::json::parse(r.body, nullptr, false);

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/result.h"
 
@@ -27,11 +28,14 @@ class ApiClient {
 
   // Sends the request; transport failures are kUnavailable with the reason. Any HTTP answer,
   // error statuses included, is returned as is.
+  // `headers`: extra "Name: value" lines.
   Result<ApiResponse> Call(const std::string& method, const std::string& path,
-                           const std::string& body = "");
+                           const std::string& body = "",
+                           const std::vector<std::string>& headers = {});
   // Call, and turn a non-2xx answer into a Status carrying the server's error message.
   Result<ApiResponse> CallOk(const std::string& method, const std::string& path,
-                             const std::string& body = "");
+                             const std::string& body = "",
+                             const std::vector<std::string>& headers = {});
 
   const std::string& server() const { return server_; }
 

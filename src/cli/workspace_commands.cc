@@ -1,0 +1,209 @@
+#include "cli/workspace_commands.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/client.h"
+
+namespace nudge::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Flags {
+  std::optional<std::string> server;
+  std::optional<std::string> key;
+};
+
+void AddClientFlags(CLI::App& cmd, Flags& f) {
+  cmd.add_option("--server", f.server, "nudge's URL (default $NUDGE_SERVER or http://127.0.0.1:8080)");
+  cmd.add_option("--key", f.key, "admin key (default $NUDGE_ADMIN_KEY)");
+}
+
+std::optional<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::vector<fs::path> YamlFiles(const fs::path& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto ext = e.path().extension();
+    if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json"))
+      out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// One file to PUT: where it goes and how its errors are named.
+struct Item {
+  fs::path file;
+  std::string label;  // "segments/engaged.yaml"
+  std::string path;   // "/api/v1/segments/engaged"
+  std::string kind;   // "segment", "scoring", "stages"
+};
+
+int Apply(const Flags& flags, const std::string& dir_text) {
+  const fs::path dir(dir_text);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    std::fprintf(stderr, "nudge: %s is not a directory\n", dir_text.c_str());
+    return 2;
+  }
+  auto client = ApiClient::Make(flags.server, flags.key);
+  if (!client) {
+    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
+    return 2;
+  }
+  std::vector<Item> segments, singles;
+  for (const auto& f : YamlFiles(dir / "segments"))
+    segments.push_back({f, "segments/" + f.filename().string(),
+                        "/api/v1/segments/" + f.stem().string(), "segment"});
+  for (const char* name : {"scoring", "stages"}) {
+    for (const char* ext : {".yaml", ".yml"}) {
+      const fs::path f = dir / (std::string(name) + ext);
+      if (fs::exists(f)) singles.push_back({f, f.filename().string(), std::string("/api/v1/") + name, name});
+    }
+  }
+  if (segments.empty() && singles.empty()) {
+    std::fprintf(stderr, "nudge: nothing to apply in %s (segments/*.yaml, scoring.yaml, stages.yaml)\n",
+                 dir_text.c_str());
+    return 2;
+  }
+  int failures = 0;
+  auto put = [&](const Item& item, std::string& error) -> bool {
+    auto body = ReadFile(item.file);
+    if (!body) {
+      error = item.label + ": cannot read the file";
+      return false;
+    }
+    auto r = client->Call("PUT", item.path, *body, {"X-Nudge-Source: " + item.label});
+    if (!r) {
+      error = r.error().ToString();
+      return false;
+    }
+    const json j = json::parse(r->body, nullptr, false);
+    if (r->status != 200) {
+      error = j.is_object() && j.contains("error") ? j["error"].get<std::string>()
+                                                   : "HTTP " + std::to_string(r->status);
+      if (error.find(item.label) == std::string::npos) error = item.label + ": " + error;
+      return false;
+    }
+    if (item.kind == "segment") {
+      std::printf("%s: segment %s, version %lld (%s)\n", item.label.c_str(),
+                  j.value("id", "?").c_str(), static_cast<long long>(j.value("version", 0)),
+                  j.value("status", "?").c_str());
+    } else {
+      std::printf("%s: %s applied\n", item.label.c_str(), item.kind.c_str());
+    }
+    return true;
+  };
+  // Segments may name each other: apply what can be applied, then retry the rest.
+  std::vector<Item> waiting = segments;
+  std::vector<std::string> errors;
+  for (int pass = 0; pass < 16 && !waiting.empty(); ++pass) {
+    std::vector<Item> next;
+    errors.clear();
+    for (const Item& item : waiting) {
+      std::string error;
+      if (put(item, error)) continue;
+      if (error.find("unknown segment") != std::string::npos) next.push_back(item);
+      errors.push_back(error);
+      if (error.find("unknown segment") == std::string::npos) ++failures;
+    }
+    if (next.size() == waiting.size()) break;  // no progress
+    waiting = std::move(next);
+  }
+  for (const auto& e : errors) std::fprintf(stderr, "error: %s\n", e.c_str());
+  failures += static_cast<int>(waiting.size());
+  for (const Item& item : singles) {
+    std::string error;
+    if (!put(item, error)) {
+      std::fprintf(stderr, "error: %s\n", error.c_str());
+      ++failures;
+    }
+  }
+  if (failures) {
+    std::fprintf(stderr, "nudge apply: %d file(s) refused; the others were applied\n", failures);
+    return 1;
+  }
+  return 0;
+}
+
+int Preview(const Flags& flags, const std::string& condition, int sample) {
+  auto client = ApiClient::Make(flags.server, flags.key);
+  if (!client) {
+    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
+    return 2;
+  }
+  auto r = client->Call("POST", "/api/v1/segments/preview",
+                        json{{"condition", condition}, {"sample", sample}}.dump());
+  if (!r) {
+    std::fprintf(stderr, "nudge: %s\n", r.error().ToString().c_str());
+    return 1;
+  }
+  const json j = json::parse(r->body, nullptr, false);
+  if (r->status != 200) {
+    std::string where;
+    if (j.is_object() && j.contains("line"))
+      where = std::to_string(j["line"].get<int>()) + ":" + std::to_string(j["column"].get<int>());
+    std::fprintf(stderr, "nudge: %s\n", j.is_object() ? j.value("error", r->body).c_str() : r->body.c_str());
+    if (!where.empty()) {
+      // Point at the spot under the condition as typed.
+      std::fprintf(stderr, "  %s\n", condition.c_str());
+      const int column = j["column"].get<int>();
+      if (j["line"].get<int>() == 1 && column > 0)
+        std::fprintf(stderr, "  %s^\n", std::string(static_cast<size_t>(column - 1), ' ').c_str());
+    }
+    return r->status == 400 ? 2 : 1;
+  }
+  std::printf("%llu contacts match\n", static_cast<unsigned long long>(j.value("count", 0ULL)));
+  for (const auto& c : j["sample"]) {
+    const std::string user = c["user_id"].is_string() ? c["user_id"].get<std::string>() : "-";
+    const std::string email = c["email"].is_string() ? c["email"].get<std::string>() : "-";
+    std::printf("  %-8lld %-24s %s\n", static_cast<long long>(c.value("id", 0LL)), user.c_str(),
+                email.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddApplyCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<Flags>();
+  auto dir = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand("apply", "publish a workspace directory: segments/*.yaml, "
+                                          "scoring.yaml, stages.yaml");
+  cmd->add_option("-f,--file", *dir, "the workspace directory")->required();
+  AddClientFlags(*cmd, *flags);
+  cmd->callback([&exit_code, flags, dir] { exit_code = Apply(*flags, *dir); });
+}
+
+void AddSegmentCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<Flags>();
+  auto condition = std::make_shared<std::string>();
+  auto sample = std::make_shared<int>(10);
+  auto* seg = app.add_subcommand("segment", "segments");
+  seg->require_subcommand(1);
+  auto* preview = seg->add_subcommand("preview", "count the contacts a condition matches, and show "
+                                                 "some, without saving anything");
+  preview->add_option("condition", *condition, "the condition")->required();
+  preview->add_option("--sample", *sample, "how many matching contacts to show (default 10)");
+  AddClientFlags(*preview, *flags);
+  preview->callback([&exit_code, flags, condition, sample] {
+    exit_code = Preview(*flags, *condition, *sample);
+  });
+}
+
+}  // namespace nudge::cli

@@ -1,0 +1,12 @@
+// `nudge apply -f DIR` (publish a workspace directory: segments, scoring, stages) and
+// `nudge segment preview 'CONDITION'`: clients of the admin API.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace nudge::cli {
+
+void AddApplyCommand(CLI::App& app, int& exit_code);
+void AddSegmentCommand(CLI::App& app, int& exit_code);
+
+}  // namespace nudge::cli
