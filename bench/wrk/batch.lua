@@ -1,0 +1,6 @@
+-- wrk script: POST /v1/batch, {"batch":[20 ~600-byte track messages]} per request (events=N
+-- changes the count), each message with a unique messageId. Arguments and output: see
+-- common.lua. Example:
+--   wrk -t1 -c32 -d10s -s bench/wrk/batch.lua http://127.0.0.1:8080 -- auth=<b64> run=r1
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(dir .. "common.lua").install("/v1/batch", 20)
