@@ -27,6 +27,27 @@
 namespace nudge::cli {
 namespace {
 
+// A cell written as a number in its plain form (no leading zeros, no plus sign, no
+// thousands separators) is imported as a JSON number, so conditions such as
+// `traits.employees >= 50` work; anything else stays text.
+bool LooksNumeric(std::string_view v) {
+  if (v.empty() || v.size() > 20) return false;
+  size_t i = 0;
+  if (v[0] == '-') i = 1;
+  if (i >= v.size() || !isdigit(static_cast<unsigned char>(v[i]))) return false;
+  if (v[i] == '0' && i + 1 < v.size() && v[i + 1] != '.') return false;
+  bool dot = false;
+  for (; i < v.size(); ++i) {
+    if (v[i] == '.') {
+      if (dot || i + 1 == v.size()) return false;
+      dot = true;
+    } else if (!isdigit(static_cast<unsigned char>(v[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 namespace fs = std::filesystem;
 using profile::Column;
 using profile::ColumnKind;
@@ -435,6 +456,8 @@ class Importer {
           core::AppendJsonString(row_json_, tag);
         }
         row_json_ += ']';
+      } else if (LooksNumeric(v)) {
+        row_json_ += v;  // "60" is a number; "01234" (a zip code) stays text
       } else {
         core::AppendJsonString(row_json_, v);
       }

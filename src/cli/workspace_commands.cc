@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -21,7 +22,8 @@ struct Flags {
 };
 
 void AddClientFlags(CLI::App& cmd, Flags& f) {
-  cmd.add_option("--server", f.server, "nudge's URL (default $NUDGE_SERVER or http://127.0.0.1:8080)");
+  cmd.add_option("--server", f.server,
+                 "nudge's URL (default $NUDGE_SERVER or http://127.0.0.1:8080)");
   cmd.add_option("--key", f.key, "admin key (default $NUDGE_ADMIN_KEY)");
 }
 
@@ -73,11 +75,13 @@ int Apply(const Flags& flags, const std::string& dir_text) {
   for (const char* name : {"scoring", "stages"}) {
     for (const char* ext : {".yaml", ".yml"}) {
       const fs::path f = dir / (std::string(name) + ext);
-      if (fs::exists(f)) singles.push_back({f, f.filename().string(), std::string("/api/v1/") + name, name});
+      if (fs::exists(f))
+        singles.push_back({f, f.filename().string(), std::string("/api/v1/") + name, name});
     }
   }
   if (segments.empty() && singles.empty()) {
-    std::fprintf(stderr, "nudge: nothing to apply in %s (segments/*.yaml, scoring.yaml, stages.yaml)\n",
+    std::fprintf(stderr,
+                 "nudge: nothing to apply in %s (segments/*.yaml, scoring.yaml, stages.yaml)\n",
                  dir_text.c_str());
     return 2;
   }
@@ -111,22 +115,23 @@ int Apply(const Flags& flags, const std::string& dir_text) {
   };
   // Segments may name each other: apply what can be applied, then retry the rest.
   std::vector<Item> waiting = segments;
-  std::vector<std::string> errors;
+  std::map<std::string, std::string> refused;  // label -> its last error
   for (int pass = 0; pass < 16 && !waiting.empty(); ++pass) {
     std::vector<Item> next;
-    errors.clear();
     for (const Item& item : waiting) {
       std::string error;
-      if (put(item, error)) continue;
+      if (put(item, error)) {
+        refused.erase(item.label);
+        continue;
+      }
+      refused[item.label] = error;
       if (error.find("unknown segment") != std::string::npos) next.push_back(item);
-      errors.push_back(error);
-      if (error.find("unknown segment") == std::string::npos) ++failures;
     }
     if (next.size() == waiting.size()) break;  // no progress
     waiting = std::move(next);
   }
-  for (const auto& e : errors) std::fprintf(stderr, "error: %s\n", e.c_str());
-  failures += static_cast<int>(waiting.size());
+  for (const auto& [label, error] : refused) std::fprintf(stderr, "error: %s\n", error.c_str());
+  failures += static_cast<int>(refused.size());
   for (const Item& item : singles) {
     std::string error;
     if (!put(item, error)) {
@@ -158,7 +163,8 @@ int Preview(const Flags& flags, const std::string& condition, int sample) {
     std::string where;
     if (j.is_object() && j.contains("line"))
       where = std::to_string(j["line"].get<int>()) + ":" + std::to_string(j["column"].get<int>());
-    std::fprintf(stderr, "nudge: %s\n", j.is_object() ? j.value("error", r->body).c_str() : r->body.c_str());
+    std::fprintf(stderr, "nudge: %s\n",
+                 j.is_object() ? j.value("error", r->body).c_str() : r->body.c_str());
     if (!where.empty()) {
       // Point at the spot under the condition as typed.
       std::fprintf(stderr, "  %s\n", condition.c_str());
@@ -183,8 +189,9 @@ int Preview(const Flags& flags, const std::string& condition, int sample) {
 void AddApplyCommand(CLI::App& app, int& exit_code) {
   auto flags = std::make_shared<Flags>();
   auto dir = std::make_shared<std::string>();
-  auto* cmd = app.add_subcommand("apply", "publish a workspace directory: segments/*.yaml, "
-                                          "scoring.yaml, stages.yaml");
+  auto* cmd = app.add_subcommand("apply",
+                                 "publish a workspace directory: segments/*.yaml, "
+                                 "scoring.yaml, stages.yaml");
   cmd->add_option("-f,--file", *dir, "the workspace directory")->required();
   AddClientFlags(*cmd, *flags);
   cmd->callback([&exit_code, flags, dir] { exit_code = Apply(*flags, *dir); });
@@ -196,14 +203,14 @@ void AddSegmentCommand(CLI::App& app, int& exit_code) {
   auto sample = std::make_shared<int>(10);
   auto* seg = app.add_subcommand("segment", "segments");
   seg->require_subcommand(1);
-  auto* preview = seg->add_subcommand("preview", "count the contacts a condition matches, and show "
-                                                 "some, without saving anything");
+  auto* preview = seg->add_subcommand("preview",
+                                      "count the contacts a condition matches, and show "
+                                      "some, without saving anything");
   preview->add_option("condition", *condition, "the condition")->required();
   preview->add_option("--sample", *sample, "how many matching contacts to show (default 10)");
   AddClientFlags(*preview, *flags);
-  preview->callback([&exit_code, flags, condition, sample] {
-    exit_code = Preview(*flags, *condition, *sample);
-  });
+  preview->callback(
+      [&exit_code, flags, condition, sample] { exit_code = Preview(*flags, *condition, *sample); });
 }
 
 }  // namespace nudge::cli

@@ -1,5 +1,6 @@
 #include "http/respond.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/crypto.h"
@@ -38,14 +39,25 @@ Response ErrorResponse(const Status& status) {
                       {"error", status.ToString()}};
   const std::string& where = status.where();
   if (!where.empty()) {
-    // "12:5" is a position in text; anything else names a field.
-    const auto colon = where.find(':');
-    bool position = colon != std::string::npos && colon > 0 && colon + 1 < where.size();
-    for (size_t i = 0; position && i < where.size(); ++i)
-      position = i == colon || isdigit(static_cast<unsigned char>(where[i]));
-    if (position) {
-      body["line"] = std::stoi(where.substr(0, colon));
-      body["column"] = std::stoi(where.substr(colon + 1));
+    // "[source:]line:column" is a position in text; anything else names a field.
+    auto digits = [](std::string_view s) {
+      return !s.empty() && s.size() < 10 && std::all_of(s.begin(), s.end(), [](char c) {
+        return isdigit(static_cast<unsigned char>(c));
+      });
+    };
+    const auto last = where.rfind(':');
+    const auto prev =
+        last == std::string::npos || last == 0 ? std::string::npos : where.rfind(':', last - 1);
+    const std::string_view column =
+        last == std::string::npos ? "" : std::string_view(where).substr(last + 1);
+    const std::string_view line = last == std::string::npos ? ""
+                                  : prev == std::string::npos
+                                      ? std::string_view(where).substr(0, last)
+                                      : std::string_view(where).substr(prev + 1, last - prev - 1);
+    if (digits(line) && digits(column)) {
+      body["line"] = std::stoi(std::string(line));
+      body["column"] = std::stoi(std::string(column));
+      if (prev != std::string::npos) body["source"] = where.substr(0, prev);
     } else {
       body["field"] = where;
     }

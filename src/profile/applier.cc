@@ -127,7 +127,7 @@ class Session {
     NUDGE_TRY(txn_.MergeContacts(from, into, at));
     if (observer_) {
       NUDGE_TRY(observer_->OnContactsMerged(txn_, from, into));
-      NUDGE_TRY(observer_->OnContactChanged(txn_, *dst));
+      NUDGE_TRY(observer_->OnContactChanged(txn_, *dst, ""));
     }
     // A user id that loses its contact keeps leading to the survivor.
     if (from_user && from_user != dst->user_id)
@@ -226,7 +226,7 @@ class Session {
     const std::optional<std::string> old_email = c->email;
     DeriveContactFields(*c, options_);
     dirty_.insert(id);
-    if (observer_) NUDGE_TRY(observer_->OnContactChanged(txn_, *c));
+    if (observer_) NUDGE_TRY(observer_->OnContactChanged(txn_, *c, ""));
     if (c->user_id && c->email && c->email != old_email) {
       NUDGE_ASSIGN_OR_RETURN(auto twin, txn_.FindContactByEmail(ws_, *c->email));
       if (twin && twin->id != id && !twin->user_id && !IsGone(twin->id)) {

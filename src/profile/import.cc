@@ -101,7 +101,7 @@ Result<std::vector<ImportRowResult>> ImportContacts(store::WriteTxn& txn, store:
       if (!c.source) c.source = request.source;
       DeriveContactFields(c, options);
       NUDGE_TRY(txn.UpdateContact(c));
-      if (observer) NUDGE_TRY(observer->OnContactChanged(txn, c));
+      if (observer) NUDGE_TRY(observer->OnContactChanged(txn, c, ""));
       r.outcome =
           c.import_id == request.import_id ? ImportOutcome::kMerged : ImportOutcome::kUpdated;
       r.contact = c.id;

@@ -4,6 +4,8 @@
 // An observer's error fails the write (and rolls it back).
 #pragma once
 
+#include <string_view>
+
 #include "core/status.h"
 #include "store/store.h"
 
@@ -13,8 +15,10 @@ class ContactObserver {
  public:
   virtual ~ContactObserver() = default;
   virtual Status OnContactCreated(store::WriteTxn& txn, const store::Contact& contact) = 0;
-  // The contact's traits (or email, phone, tags) changed; `contact` is the new state.
-  virtual Status OnContactChanged(store::WriteTxn& txn, const store::Contact& contact) = 0;
+  // The contact's traits (or email, phone, tags) changed; `contact` is the new state and
+  // `previous_traits` the traits before (JSON; empty when the caller does not know them).
+  virtual Status OnContactChanged(store::WriteTxn& txn, const store::Contact& contact,
+                                  std::string_view previous_traits) = 0;
   // An event was stored for the contact (after any trait change it carried).
   virtual Status OnEvent(store::WriteTxn& txn, const store::Event& event) = 0;
   virtual Status OnContactsMerged(store::WriteTxn& txn, store::ContactId from,

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/yaml.h"
+#include "rules/condition_yaml.h"
 
 namespace nudge::segment {
 namespace {
@@ -11,17 +12,10 @@ namespace {
 using core::YamlDoc;
 using nlohmann::json;
 
-// Compiles a condition held by a YAML scalar, placing its errors in the file.
 Result<std::shared_ptr<const rules::Condition>> CompileAt(
     const YamlDoc& doc, const YAML::Node& node, const char* field,
     const rules::CompileOptions& options = {}) {
-  if (!node.IsScalar()) return Err(doc.ErrorAt(node, field, "expected a condition (text)"));
-  auto c = rules::Condition::Compile(node.Scalar(), options);
-  if (!c) {
-    return Err(Status::Invalid(std::string(field) + ": " + c.error().message(),
-                               doc.WhereInside(node, c.error().where())));
-  }
-  return c;
+  return rules::CompileYaml(doc, node, field, options);
 }
 
 std::string DurationText(Millis ms) {

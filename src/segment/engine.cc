@@ -176,6 +176,29 @@ struct Engine::Impl {
     return 0;
   }
 
+  static constexpr int kAdjustmentsRule = -1;  // points journeys give (Score Adjusted)
+
+  void AwardPoints(const ScoringDef& scoring, Runtime& rt, int rule_index, Millis at,
+                   double points) {
+    auto it = std::find_if(rt.rules.begin(), rt.rules.end(),
+                           [&](const RuleState& r) { return r.rule == rule_index; });
+    if (it == rt.rules.end()) {
+      rt.rules.push_back({rule_index, 0, at, {}});
+      it = rt.rules.end() - 1;
+    }
+    if (scoring.decay == ScoringDef::Decay::kHalfLife) {
+      it->total = RuleValue(scoring, *it, at) + points;
+      it->ref = at;
+    } else {
+      it->total += points;
+    }
+    if (scoring.decay == ScoringDef::Decay::kExpire) {
+      it->awards.emplace_back(at, points);
+      std::erase_if(it->awards,
+                    [&](const auto& a) { return a.first <= at - scoring.decay_period; });
+    }
+  }
+
   void Award(const ScoringDef& scoring, Runtime& rt, int rule_index, Millis at) {
     const ScoreRule& rule = scoring.rules[static_cast<size_t>(rule_index)];
     auto it = std::find_if(rt.rules.begin(), rt.rules.end(),
@@ -218,6 +241,8 @@ struct Engine::Impl {
 
     // Aggregates for preview terms (slots from kPreviewSlotBase), kept aside.
     const std::unordered_map<ContactId, profile::ContactAggregates>* preview = nullptr;
+    // `event "X" where C` without a window means "the event in scope is an X matching C".
+    bool event_terms_mean_this_event = false;
 
     Millis Now() const override { return now_; }
 
@@ -262,6 +287,15 @@ struct Engine::Impl {
     }
 
     Value Aggregate(const AggregateSpec& spec) const override {
+      if (event_terms_mean_this_event && spec.kind == AggregateSpec::Kind::kExists &&
+          !spec.window) {
+        const simdjson::dom::element* event = impl_.current_event;
+        if (!event) return Value::Bool(false);
+        std::string_view name;
+        if ((*event)["event"].get(name) != simdjson::SUCCESS || name != spec.event)
+          return Value::Bool(false);
+        return Value::Bool(!spec.where || spec.where->Matches(*this));
+      }
       if (const auto* s = State(spec)) return s->ValueAt(spec, now_);
       switch (spec.kind) {
         case AggregateSpec::Kind::kExists:
@@ -353,6 +387,13 @@ struct Engine::Impl {
       if (points != 0) v.by_rule.emplace_back(rule.id, std::round(points * 100) / 100);
       v.score += points;
     }
+    if (rt)
+      for (const RuleState& r : rt->rules)
+        if (r.rule == kAdjustmentsRule) {
+          const double points = RuleValue(ws.scoring, r, now);
+          if (points != 0) v.by_rule.emplace_back("adjustments", std::round(points * 100) / 100);
+          v.score += points;
+        }
     v.score = std::round(v.score * 100) / 100;
     return v;
   }
@@ -515,7 +556,7 @@ struct Engine::Impl {
     bool any_preview = false;
     if (preview_specs)
       for (const auto& s : *preview_specs) any_preview = any_preview || s->event == e.name;
-    if (slots.empty() && !any_rule && !any_preview) return;
+    if (slots.empty() && !any_rule && !any_preview && e.name != "Score Adjusted") return;
 
     thread_local simdjson::dom::parser parser;
     simdjson::dom::element body;
@@ -543,6 +584,14 @@ struct Engine::Impl {
       if (spec.where && !spec.where->Matches(env)) continue;
       state.aggregates.Get(slot).Add(spec, e.timestamp, amount(spec));
       state.aggregates.Get(slot).Prune(spec, clock.NowMillis());
+    }
+    if (scores && rt && e.name == "Score Adjusted" && !preview_out) {
+      // Points a journey gives or takes (update: { score: N }): a rule of their own.
+      simdjson::dom::element points;
+      double p = 0;
+      if (body["properties"]["points"].get(points) == simdjson::SUCCESS &&
+          points.get_double().get(p) == simdjson::SUCCESS && p != 0)
+        AwardPoints(ws.scoring, *rt, kAdjustmentsRule, e.timestamp, p);
     }
     if (any_rule && rt) {
       for (size_t i = 0; i < ws.scoring.rules.size(); ++i) {
@@ -586,7 +635,17 @@ struct Engine::Impl {
     return Status::Ok();
   }
 
+  int current_depth = 0;
+
   Status ProcessEvent(store::WriteTxn& txn, const store::Event& e, int depth) {
+    const int saved_depth = current_depth;
+    current_depth = depth;
+    Status s = ProcessEventAt(txn, e, depth);
+    current_depth = saved_depth;
+    return s;
+  }
+
+  Status ProcessEventAt(store::WriteTxn& txn, const store::Event& e, int depth) {
     const ContactId id = cache.Resolve(e.contact);
     ContactState* state = cache.Get(id);
     if (state) {
@@ -781,7 +840,16 @@ struct Engine::Impl {
         }
         *cursor = id;
         done = id >= static_cast<ContactId>(cache_capacity());
-        if (done && only) only->computing = false;
+        if (done && only) {
+          // "ready" only once the last members are committed and readable.
+          txn.OnCommit([this, wsid, segment, version] {
+            std::unique_lock l(cache.mutex);
+            auto& ws = Ws(wsid);
+            auto it = ws.by_id.find(segment);
+            if (it != ws.by_id.end() && it->second->version == version)
+              it->second->computing = false;
+          });
+        }
         return Status::Ok();
       });
     };
@@ -922,6 +990,13 @@ Status Engine::Impl::LoadState() {
       return Status::Ok();
     });
   }));
+  // A contact already past MQL or SQL was told so when it crossed; start from there.
+  m.cache.ForEach(0, [&](ContactId id, const profile::ContactState& st) {
+    Workspace& ws = m.Ws(st.workspace);
+    Runtime& rt = m.Rt(id);
+    Impl::ContactEnv env(m, ws, id, st, &rt, m.clock.NowMillis());
+    rt.qualification = Impl::Qualification(ws.scoring, env.Score());
+  });
   spdlog::info("loaded {} contacts and replayed {} events into {} behavioural terms in {} ms",
                contacts, events, m.cache.registry().by_slot().size(),
                (core::MonotonicMicros() - start) / 1000);
@@ -1337,16 +1412,18 @@ Status Engine::OnContactCreated(store::WriteTxn& txn, const store::Contact& c) {
   return m.FlushPending(txn, 0, m.Cause("created"));
 }
 
-Status Engine::OnContactChanged(store::WriteTxn& txn, const store::Contact& c) {
+Status Engine::OnContactChanged(store::WriteTxn& txn, const store::Contact& c, std::string_view) {
   Impl& m = *impl_;
   std::unique_lock lock(m.cache.mutex);
   NUDGE_TRY(m.Begin(txn));
   profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
-  if (downstream_) NUDGE_TRY(downstream_->OnContactChanged(txn, c));
-  if (st.traits == c.traits) return Status::Ok();
-  st.traits = c.traits;
+  if (st.traits == c.traits) {
+    return downstream_ ? downstream_->OnContactChanged(txn, c, st.traits) : Status::Ok();
+  }
+  const std::string previous = std::exchange(st.traits, c.traits);
   NUDGE_TRY(m.Evaluate(txn, c.id, false));
-  return m.FlushPending(txn, 0, m.Cause("traits"));
+  NUDGE_TRY(m.FlushPending(txn, 0, m.Cause("traits")));
+  return downstream_ ? downstream_->OnContactChanged(txn, c, previous) : Status::Ok();
 }
 
 Status Engine::OnEvent(store::WriteTxn& txn, const store::Event& e) {
@@ -1396,6 +1473,97 @@ Status Engine::OnContactDeleted(store::WriteTxn& txn, ContactId id) {
     if (downstream_) NUDGE_TRY(downstream_->OnContactDeleted(txn, id));
   }
   return Status::Ok();
+}
+
+void Engine::Adopt(const rules::Condition& condition) {
+  Impl& m = *impl_;
+  std::vector<int> fresh;
+  {
+    std::unique_lock lock(m.cache.mutex);
+    fresh = m.Adopt(condition);
+  }
+  if (fresh.empty()) return;
+  int64_t upto = 0;
+  (void)m.store.Read([&](store::ReadTxn& t) -> Status {
+    NUDGE_ASSIGN_OR_RETURN(upto, t.MaxEventId());
+    return Status::Ok();
+  });
+  m.Enqueue(m.BackfillJob(fresh, upto));
+  if (!m.options.background_threads) WaitIdle();
+}
+
+bool Engine::MatchesLocked(const rules::Condition& condition, ContactId id,
+                           const std::string* event_body, bool event_terms_mean_this_event) const {
+  Impl& m = *impl_;
+  const profile::ContactState* st = m.cache.Get(id);
+  if (!st) return false;
+  const Workspace* ws = m.FindWs(st->workspace);
+  if (!ws) return false;
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element body;
+  const simdjson::dom::element* saved = m.current_event;
+  if (event_body) {
+    if (parser.parse(*event_body).get(body) != simdjson::SUCCESS) return false;
+    m.current_event = &body;
+  } else {
+    m.current_event = nullptr;
+  }
+  Impl::ContactEnv env(m, *ws, id, *st, m.FindRt(id), m.clock.NowMillis());
+  env.event_terms_mean_this_event = event_terms_mean_this_event;
+  const bool result = condition.Matches(env);
+  m.current_event = saved;
+  return result;
+}
+
+std::optional<Millis> Engine::NextChangeLocked(const rules::Condition& condition,
+                                               ContactId id) const {
+  Impl& m = *impl_;
+  const profile::ContactState* st = m.cache.Get(id);
+  if (!st) return std::nullopt;
+  const Workspace* ws = m.FindWs(st->workspace);
+  if (!ws) return std::nullopt;
+  Impl::ContactEnv env(m, *ws, id, *st, m.FindRt(id), m.clock.NowMillis());
+  return condition.NextChange(env);
+}
+
+bool Engine::InSegmentLocked(WorkspaceId wsid, const std::string& segment, ContactId id) const {
+  const Workspace* ws = impl_->FindWs(wsid);
+  if (!ws) return false;
+  auto it = ws->by_id.find(segment);
+  return it != ws->by_id.end() && it->second->members.contains(static_cast<uint32_t>(id));
+}
+
+const std::string* Engine::TraitsLocked(ContactId id) const {
+  const profile::ContactState* st = impl_->cache.Get(id);
+  return st ? &st->traits : nullptr;
+}
+
+Status Engine::EmitLocked(store::WriteTxn& txn, ContactId id, const std::string& name,
+                          const std::string& properties_json, const std::string& key) {
+  Impl& m = *impl_;
+  if (m.current_depth >= m.options.max_cascade) {
+    spdlog::warn("derived event {} for contact {} dropped: {} levels deep", name, id,
+                 m.current_depth);
+    return Status::Ok();
+  }
+  // Only this event: the segment changes waiting to be stored keep their place.
+  std::vector<Pending> saved = std::exchange(m.pending, {});
+  m.pending.push_back({id, name, nlohmann::json::parse(properties_json, nullptr, false), key});
+  Status s = m.FlushPending(txn, m.current_depth, m.Cause("j"));
+  m.pending = std::move(saved);
+  return s;
+}
+
+Status Engine::ContactChangedLocked(store::WriteTxn& txn, const store::Contact& c) {
+  Impl& m = *impl_;
+  profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
+  const std::string previous = std::exchange(st.traits, c.traits);
+  std::vector<Pending> saved = std::exchange(m.pending, {});
+  Status s = m.Evaluate(txn, c.id, false);
+  if (s.ok()) s = m.FlushPending(txn, m.current_depth, m.Cause("update"));
+  m.pending = std::move(saved);
+  if (s.ok() && downstream_) s = downstream_->OnContactChanged(txn, c, previous);
+  return s;
 }
 
 uint64_t Engine::EvaluateAllForBenchmark(WorkspaceId wsid) {

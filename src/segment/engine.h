@@ -121,7 +121,8 @@ class Engine final : public profile::ContactObserver {
 
   // ---- ContactObserver ----
   Status OnContactCreated(store::WriteTxn& txn, const store::Contact& contact) override;
-  Status OnContactChanged(store::WriteTxn& txn, const store::Contact& contact) override;
+  Status OnContactChanged(store::WriteTxn& txn, const store::Contact& contact,
+                          std::string_view previous_traits) override;
   Status OnEvent(store::WriteTxn& txn, const store::Event& event) override;
   Status OnContactsMerged(store::WriteTxn& txn, store::ContactId from,
                           store::ContactId into) override;
@@ -130,6 +131,34 @@ class Engine final : public profile::ContactObserver {
   // Evaluates every segment for every contact of ws in memory (no writes): the benchmark's
   // full rebuild. Returns the number of memberships.
   uint64_t EvaluateAllForBenchmark(store::WorkspaceId ws);
+
+  // ---- for observers downstream (journeys) ----
+  // Adopts a condition's behavioural terms; new ones are computed from the history in the
+  // background. Takes cache.mutex: call outside observer callbacks.
+  void Adopt(const rules::Condition& condition);
+
+  // The methods below are for observer callbacks, which run while the engine holds
+  // cache.mutex: they take no lock.
+  //
+  // Evaluates a condition for a contact with `event_body` (a stored event's JSON; may be null)
+  // in scope. With `event_terms_mean_this_event`, a term `event "X" where C` (no window) is
+  // true only when the event in scope is an X satisfying C: "when this happens" rather than
+  // "if it ever happened" (journey exits and waits).
+  bool MatchesLocked(const rules::Condition& condition, store::ContactId id,
+                     const std::string* event_body, bool event_terms_mean_this_event) const;
+  // When the condition's result could next change by time alone, for this contact.
+  std::optional<Millis> NextChangeLocked(const rules::Condition& condition,
+                                         store::ContactId id) const;
+  bool InSegmentLocked(store::WorkspaceId ws, const std::string& segment,
+                       store::ContactId id) const;
+  // The contact's traits (JSON text), or null when it has no state.
+  const std::string* TraitsLocked(store::ContactId id) const;
+  // Stores a derived event on the contact and processes it like any other event (segments,
+  // then downstream). `key` makes its messageId unique and stable.
+  Status EmitLocked(store::WriteTxn& txn, store::ContactId id, const std::string& name,
+                    const std::string& properties_json, const std::string& key);
+  // A downstream observer changed the contact (a journey's update step): re-evaluate.
+  Status ContactChangedLocked(store::WriteTxn& txn, const store::Contact& contact);
 
   struct Impl;
 

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "core/clock.h"
@@ -103,6 +104,67 @@ struct StageEntry {
   Millis at = 0;
 };
 
+// One contact's way through one version of a journey.
+struct Instance {
+  int64_t id = 0;
+  WorkspaceId workspace = 0;
+  std::string journey;
+  int64_t version = 0;
+  ContactId contact = 0;
+  std::string status;  // active, completed, exited, converted
+  std::string step;    // the current step ("" once ended)
+  Millis step_since = 0;
+  std::optional<Millis> wake_at;  // the pending timer, if any
+  Millis entered_at = 0;
+  Millis updated_at = 0;
+  std::string trigger_key;  // what started it (an event id, a date), for deduplication
+  std::string data = "{}";  // JSON: the triggering event, split choices, wait deadlines
+};
+
+struct JourneyRecord {
+  WorkspaceId workspace = 0;
+  std::string journey;
+  int64_t version = 0;  // the current version
+  std::string status;   // active, paused, archived
+  Millis updated_at = 0;
+};
+
+// An outbound message in the outbox (channel delivery picks it up).
+struct Message {
+  int64_t id = 0;
+  WorkspaceId workspace = 0;
+  ContactId contact = 0;
+  std::string journey;
+  int64_t version = 0;
+  std::string step;
+  int64_t instance = 0;
+  std::string channel;  // email, sms, push, webhook
+  std::string template_id;
+  std::string status;  // queued, sending, sent, failed, suppressed, deferred_quiet_hours, capped,
+                       // skipped_late
+  std::string idempotency_key;
+  std::string payload = "{}";  // JSON
+  Millis created_at = 0;
+  Millis send_at = 0;  // not before
+  Millis updated_at = 0;
+  std::string detail;  // why a message was capped, skipped, failed
+};
+
+struct MessageFilter {
+  WorkspaceId workspace = 0;
+  std::optional<ContactId> contact;
+  std::optional<std::string> journey;
+  std::optional<std::string> status;
+  int64_t before_id = 0;  // paging: ids below this (0 = from the newest)
+  int limit = 50;
+};
+
+struct StepCount {
+  std::string step;
+  std::string outcome;  // entered, completed, exited, converted, skipped
+  int64_t count = 0;
+};
+
 class ReadTxn {
  public:
   virtual ~ReadTxn() = default;
@@ -159,6 +221,30 @@ class ReadTxn {
   virtual Result<std::optional<StageEntry>> GetContactStage(ContactId id) = 0;
   virtual Result<std::vector<StageEntry>> StageHistory(ContactId id) = 0;
   virtual Status ScanContactStages(const std::function<Status(const StageEntry&)>& fn) = 0;
+
+  // ---- journeys ----
+  virtual Result<std::vector<JourneyRecord>> ListJourneys(WorkspaceId ws) = 0;  // 0 = all
+  virtual Result<std::optional<std::string>> GetJourneyVersion(WorkspaceId ws,
+                                                               std::string_view journey,
+                                                               int64_t version) = 0;
+  virtual Result<std::optional<Instance>> GetInstance(int64_t id) = 0;
+  virtual Result<std::vector<Instance>> ListInstances(WorkspaceId ws, std::string_view journey,
+                                                      std::optional<ContactId> contact,
+                                                      int limit) = 0;
+  // The contact's instances of a journey (any version, any status), newest first.
+  virtual Result<std::vector<Instance>> InstancesOf(ContactId contact,
+                                                    std::string_view journey) = 0;
+  virtual Status ScanActiveInstances(const std::function<Status(const Instance&)>& fn) = 0;
+  virtual Result<std::vector<StepCount>> JourneyStepCounts(WorkspaceId ws,
+                                                           std::string_view journey) = 0;
+  // An instance's way through its journey: (step, outcome, at) in order.
+  virtual Result<std::vector<std::tuple<std::string, std::string, Millis>>> InstanceSteps(
+      int64_t instance) = 0;
+  virtual Result<std::vector<Message>> ListMessages(const MessageFilter& filter) = 0;
+  // Messages to the contact on the channel created at or after `since` that count towards
+  // frequency caps (queued, sending, sent, deferred).
+  virtual Result<int64_t> CountRecentMessages(ContactId contact, std::string_view channel,
+                                              Millis since) = 0;
 };
 
 class WriteTxn : public ReadTxn {
@@ -195,6 +281,22 @@ class WriteTxn : public ReadTxn {
 
   // Sets the contact's current stage and appends to its history.
   virtual Status SetContactStage(const StageEntry& entry) = 0;
+
+  // ---- journeys ----
+  virtual Status PutJourneyVersion(WorkspaceId ws, std::string_view journey, int64_t version,
+                                   std::string_view body, Millis now) = 0;
+  virtual Status PutJourney(const JourneyRecord& record) = 0;
+  virtual Result<int64_t> InsertInstance(const Instance& instance) = 0;
+  virtual Status UpdateInstance(const Instance& instance) = 0;
+  // Moves a merged contact's instances to the surviving contact.
+  virtual Status MoveInstances(ContactId from, ContactId into) = 0;
+  virtual Status LogStep(const Instance& instance, std::string_view step, std::string_view outcome,
+                         Millis at) = 0;
+  // Inserts the message unless the workspace has one with the same idempotency key; returns
+  // whether it was inserted (and sets message.id).
+  virtual Result<bool> InsertMessage(Message& message) = 0;
+  virtual Status UpdateMessageStatus(int64_t id, std::string_view status, Millis now,
+                                     std::string_view detail) = 0;
 
   // Runs after the transaction holding this write commits; never if it rolls back.
   virtual void OnCommit(std::function<void()> fn) = 0;

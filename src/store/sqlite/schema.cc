@@ -91,6 +91,75 @@ CREATE TABLE stage_history(
   at INTEGER NOT NULL);
 CREATE INDEX stage_history_contact ON stage_history(contact_id, at);
 )sql",
+    // 3: journeys (versions, status, instances, step log) and the outbox of messages.
+    R"sql(
+CREATE TABLE journey_versions(
+  ws INTEGER NOT NULL,
+  journey TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY(ws, journey, version)) WITHOUT ROWID;
+
+CREATE TABLE journeys(
+  ws INTEGER NOT NULL,
+  journey TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY(ws, journey)) WITHOUT ROWID;
+
+CREATE TABLE journey_instances(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ws INTEGER NOT NULL,
+  journey TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  contact_id INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  step TEXT,
+  step_since INTEGER,
+  wake_at INTEGER,
+  entered_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  trigger_key TEXT,
+  data TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX journey_instances_contact ON journey_instances(contact_id, journey);
+CREATE INDEX journey_instances_journey ON journey_instances(ws, journey, status);
+CREATE INDEX journey_instances_active ON journey_instances(status) WHERE status = 'active';
+
+CREATE TABLE journey_steps(
+  instance_id INTEGER NOT NULL,
+  ws INTEGER NOT NULL,
+  journey TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  step TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  at INTEGER NOT NULL);
+CREATE INDEX journey_steps_journey ON journey_steps(ws, journey, step);
+CREATE INDEX journey_steps_instance ON journey_steps(instance_id);
+
+CREATE TABLE messages(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ws INTEGER NOT NULL,
+  contact_id INTEGER NOT NULL,
+  journey TEXT,
+  version INTEGER,
+  step TEXT,
+  instance_id INTEGER,
+  channel TEXT NOT NULL,
+  template TEXT,
+  status TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL,
+  payload TEXT NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL,
+  send_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  detail TEXT);
+CREATE UNIQUE INDEX messages_key ON messages(ws, idempotency_key);
+CREATE INDEX messages_contact ON messages(contact_id, channel, created_at);
+CREATE INDEX messages_status ON messages(status, send_at);
+CREATE INDEX messages_journey ON messages(ws, journey, created_at);
+)sql",
 };
 
 constexpr int kVersion = static_cast<int>(std::size(kMigrations));

@@ -68,6 +68,49 @@ Definition ReadDefinition(Stmt& q) {
 
 SegmentMember ReadMember(Stmt& q) { return SegmentMember{q.Int(0), q.Text(1), q.Int(2), q.Int(3)}; }
 
+constexpr const char* kInstanceColumns =
+    "id, ws, journey, version, contact_id, status, coalesce(step, ''), coalesce(step_since, 0), "
+    "wake_at, entered_at, updated_at, coalesce(trigger_key, ''), data";
+
+Instance ReadInstance(Stmt& q) {
+  Instance i;
+  i.id = q.Int(0);
+  i.workspace = q.Int(1);
+  i.journey = q.Text(2);
+  i.version = q.Int(3);
+  i.contact = q.Int(4);
+  i.status = q.Text(5);
+  i.step = q.Text(6);
+  i.step_since = q.Int(7);
+  if (!q.IsNull(8)) i.wake_at = q.Int(8);
+  i.entered_at = q.Int(9);
+  i.updated_at = q.Int(10);
+  i.trigger_key = q.Text(11);
+  i.data = q.Text(12);
+  return i;
+}
+
+Message ReadMessage(Stmt& q) {
+  Message m;
+  m.id = q.Int(0);
+  m.workspace = q.Int(1);
+  m.contact = q.Int(2);
+  m.journey = q.Text(3);
+  m.version = q.Int(4);
+  m.step = q.Text(5);
+  m.instance = q.Int(6);
+  m.channel = q.Text(7);
+  m.template_id = q.Text(8);
+  m.status = q.Text(9);
+  m.idempotency_key = q.Text(10);
+  m.payload = q.Text(11);
+  m.created_at = q.Int(12);
+  m.send_at = q.Int(13);
+  m.updated_at = q.Int(14);
+  m.detail = q.Text(15);
+  return m;
+}
+
 template <typename T, typename F>
 Result<std::vector<T>> Collect(StmtUse& q, F read) {
   std::vector<T> out;
@@ -358,6 +401,204 @@ class Txn final : public WriteTxn {
     }
   }
 
+  // ---- journeys (reads) ----
+
+  Result<std::vector<JourneyRecord>> ListJourneys(WorkspaceId ws) override {
+    NUDGE_STMT(q,
+               "SELECT ws, journey, version, status, updated_at FROM journeys "
+               "WHERE ? = 0 OR ws = ? ORDER BY ws, journey");
+    q->Bind(1, ws).Bind(2, ws);
+    return Collect<JourneyRecord>(q, [](Stmt& s) {
+      return JourneyRecord{s.Int(0), s.Text(1), s.Int(2), s.Text(3), s.Int(4)};
+    });
+  }
+
+  Result<std::optional<std::string>> GetJourneyVersion(WorkspaceId ws, std::string_view journey,
+                                                       int64_t version) override {
+    NUDGE_STMT(q, "SELECT body FROM journey_versions WHERE ws = ? AND journey = ? AND version = ?");
+    q->Bind(1, ws).Bind(2, journey).Bind(3, version);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<std::string>();
+    return std::optional<std::string>(q->Text(0));
+  }
+
+  Result<std::optional<Instance>> GetInstance(int64_t id) override {
+    NUDGE_STMT(q,
+               "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
+               "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
+               "coalesce(trigger_key, ''), data FROM journey_instances WHERE id = ?");
+    q->Bind(1, id);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<Instance>();
+    return std::optional<Instance>(ReadInstance(*q));
+  }
+
+  Result<std::vector<Instance>> ListInstances(WorkspaceId ws, std::string_view journey,
+                                              std::optional<ContactId> contact,
+                                              int limit) override {
+    NUDGE_STMT(q,
+               "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
+               "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
+               "coalesce(trigger_key, ''), data FROM journey_instances WHERE ws = ? AND "
+               "journey = ? AND (? = 0 OR contact_id = ?) ORDER BY id DESC LIMIT ?");
+    q->Bind(1, ws).Bind(2, journey).Bind(3, contact ? int64_t{1} : int64_t{0});
+    q->Bind(4, contact.value_or(0)).Bind(5, static_cast<int64_t>(limit));
+    return Collect<Instance>(q, ReadInstance);
+  }
+
+  Result<std::vector<Instance>> InstancesOf(ContactId contact, std::string_view journey) override {
+    NUDGE_STMT(q,
+               "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
+               "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
+               "coalesce(trigger_key, ''), data FROM journey_instances WHERE contact_id = ? "
+               "AND journey = ? ORDER BY id DESC");
+    q->Bind(1, contact).Bind(2, journey);
+    return Collect<Instance>(q, ReadInstance);
+  }
+
+  Status ScanActiveInstances(const std::function<Status(const Instance&)>& fn) override {
+    NUDGE_STMT(q,
+               "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
+               "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
+               "coalesce(trigger_key, ''), data FROM journey_instances WHERE status = 'active'");
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return row.error();
+      if (!*row) return Status::Ok();
+      NUDGE_TRY(fn(ReadInstance(*q)));
+    }
+  }
+
+  Result<std::vector<StepCount>> JourneyStepCounts(WorkspaceId ws,
+                                                   std::string_view journey) override {
+    NUDGE_STMT(q,
+               "SELECT step, outcome, count(*) FROM journey_steps WHERE ws = ? AND journey = ? "
+               "GROUP BY step, outcome");
+    q->Bind(1, ws).Bind(2, journey);
+    return Collect<StepCount>(q, [](Stmt& s) { return StepCount{s.Text(0), s.Text(1), s.Int(2)}; });
+  }
+
+  Result<std::vector<std::tuple<std::string, std::string, Millis>>> InstanceSteps(
+      int64_t instance) override {
+    NUDGE_STMT(q,
+               "SELECT step, outcome, at FROM journey_steps WHERE instance_id = ? ORDER BY rowid");
+    q->Bind(1, instance);
+    return Collect<std::tuple<std::string, std::string, Millis>>(
+        q, [](Stmt& s) { return std::make_tuple(s.Text(0), s.Text(1), s.Int(2)); });
+  }
+
+  Result<std::vector<Message>> ListMessages(const MessageFilter& f) override {
+    NUDGE_STMT(q,
+               "SELECT id, ws, contact_id, coalesce(journey, ''), coalesce(version, 0), "
+               "coalesce(step, ''), coalesce(instance_id, 0), channel, coalesce(template, ''), "
+               "status, idempotency_key, payload, created_at, send_at, updated_at, "
+               "coalesce(detail, '') FROM messages WHERE ws = ? AND (? = 0 OR contact_id = ?) "
+               "AND (? = 0 OR journey = ?) AND (? = 0 OR status = ?) AND (? = 0 OR id < ?) "
+               "ORDER BY id DESC LIMIT ?");
+    q->Bind(1, f.workspace);
+    q->Bind(2, f.contact ? int64_t{1} : int64_t{0}).Bind(3, f.contact.value_or(0));
+    q->Bind(4, f.journey ? int64_t{1} : int64_t{0}).Bind(5, f.journey.value_or(""));
+    q->Bind(6, f.status ? int64_t{1} : int64_t{0}).Bind(7, f.status.value_or(""));
+    q->Bind(8, f.before_id).Bind(9, f.before_id).Bind(10, static_cast<int64_t>(f.limit));
+    return Collect<Message>(q, ReadMessage);
+  }
+
+  Result<int64_t> CountRecentMessages(ContactId contact, std::string_view channel,
+                                      Millis since) override {
+    NUDGE_STMT(q,
+               "SELECT count(*) FROM messages WHERE contact_id = ? AND channel = ? AND "
+               "created_at >= ? AND status IN ('queued', 'sending', 'sent', "
+               "'deferred_quiet_hours')");
+    q->Bind(1, contact).Bind(2, channel).Bind(3, since);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    return q->Int(0);
+  }
+
+  // ---- writes ----
+
+  Status PutJourneyVersion(WorkspaceId ws, std::string_view journey, int64_t version,
+                           std::string_view body, Millis now) override {
+    NUDGE_STMT(q,
+               "INSERT OR REPLACE INTO journey_versions(ws, journey, version, body, created_at) "
+               "VALUES(?, ?, ?, ?, ?)");
+    q->Bind(1, ws).Bind(2, journey).Bind(3, version).Bind(4, body).Bind(5, now);
+    return q->Exec();
+  }
+
+  Status PutJourney(const JourneyRecord& r) override {
+    NUDGE_STMT(q,
+               "INSERT OR REPLACE INTO journeys(ws, journey, version, status, updated_at) "
+               "VALUES(?, ?, ?, ?, ?)");
+    q->Bind(1, r.workspace).Bind(2, r.journey).Bind(3, r.version).Bind(4, r.status);
+    q->Bind(5, r.updated_at);
+    return q->Exec();
+  }
+
+  Result<int64_t> InsertInstance(const Instance& i) override {
+    NUDGE_STMT(q,
+               "INSERT INTO journey_instances(ws, journey, version, contact_id, status, step, "
+               "step_since, wake_at, entered_at, updated_at, trigger_key, data) "
+               "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    BindInstance(*q, i);
+    NUDGE_TRY(q->Exec());
+    return db_.LastInsertRowid();
+  }
+
+  Status UpdateInstance(const Instance& i) override {
+    NUDGE_STMT(q,
+               "UPDATE journey_instances SET ws = ?, journey = ?, version = ?, contact_id = ?, "
+               "status = ?, step = ?, step_since = ?, wake_at = ?, entered_at = ?, "
+               "updated_at = ?, trigger_key = ?, data = ? WHERE id = ?");
+    BindInstance(*q, i);
+    q->Bind(13, i.id);
+    return q->Exec();
+  }
+
+  Status MoveInstances(ContactId from, ContactId into) override {
+    NUDGE_STMT(q, "UPDATE journey_instances SET contact_id = ? WHERE contact_id = ?");
+    q->Bind(1, into).Bind(2, from);
+    NUDGE_TRY(q->Exec());
+    NUDGE_STMT(m, "UPDATE messages SET contact_id = ? WHERE contact_id = ?");
+    m->Bind(1, into).Bind(2, from);
+    return m->Exec();
+  }
+
+  Status LogStep(const Instance& i, std::string_view step, std::string_view outcome,
+                 Millis at) override {
+    NUDGE_STMT(q,
+               "INSERT INTO journey_steps(instance_id, ws, journey, version, step, outcome, at) "
+               "VALUES(?, ?, ?, ?, ?, ?, ?)");
+    q->Bind(1, i.id).Bind(2, i.workspace).Bind(3, i.journey).Bind(4, i.version).Bind(5, step);
+    q->Bind(6, outcome).Bind(7, at);
+    return q->Exec();
+  }
+
+  Result<bool> InsertMessage(Message& m) override {
+    NUDGE_STMT(q,
+               "INSERT INTO messages(ws, contact_id, journey, version, step, instance_id, "
+               "channel, template, status, idempotency_key, payload, created_at, send_at, "
+               "updated_at, detail) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT(ws, idempotency_key) DO NOTHING");
+    q->Bind(1, m.workspace).Bind(2, m.contact).Bind(3, m.journey).Bind(4, m.version);
+    q->Bind(5, m.step).Bind(6, m.instance).Bind(7, m.channel).Bind(8, m.template_id);
+    q->Bind(9, m.status).Bind(10, m.idempotency_key).Bind(11, m.payload).Bind(12, m.created_at);
+    q->Bind(13, m.send_at).Bind(14, m.updated_at).Bind(15, m.detail);
+    NUDGE_TRY(q->Exec());
+    if (db_.Changes() == 0) return false;
+    m.id = db_.LastInsertRowid();
+    return true;
+  }
+
+  Status UpdateMessageStatus(int64_t id, std::string_view status, Millis now,
+                             std::string_view detail) override {
+    NUDGE_STMT(q, "UPDATE messages SET status = ?, updated_at = ?, detail = ? WHERE id = ?");
+    q->Bind(1, status).Bind(2, now).Bind(3, detail).Bind(4, id);
+    return q->Exec();
+  }
+
   // ---- writes ----
 
   Result<int64_t> PutDefinition(WorkspaceId ws, std::string_view kind, std::string_view id,
@@ -486,6 +727,16 @@ class Txn final : public WriteTxn {
       NUDGE_TRY(q->Exec());
     }
     NUDGE_TRY(ForgetContactState(id));
+    // Erasure takes the journeys' record of the person and the messages to them too; the
+    // anonymous step counts stay.
+    for (const char* sql : {"DELETE FROM journey_instances WHERE contact_id = ?",
+                            "DELETE FROM messages WHERE contact_id = ?"}) {
+      auto stmt = db_.Prepare(sql);
+      if (!stmt) return stmt.error();
+      StmtUse q(**stmt);
+      q->Bind(1, id);
+      NUDGE_TRY(q->Exec());
+    }
     NUDGE_STMT(q, "DELETE FROM contacts WHERE id = ?");
     q->Bind(1, id);
     return q->Exec();
@@ -501,6 +752,7 @@ class Txn final : public WriteTxn {
   }
 
   Status MergeContacts(ContactId from, ContactId into, Millis at) override {
+    NUDGE_TRY(ForgetContactState(from));  // the survivor's memberships and stage are re-derived
     {
       NUDGE_STMT(q, "UPDATE events SET contact_id = ? WHERE contact_id = ?");
       q->Bind(1, into).Bind(2, from);
@@ -544,6 +796,17 @@ class Txn final : public WriteTxn {
   std::vector<std::function<void()>> TakeOnRollback() { return std::exchange(on_rollback_, {}); }
 
  private:
+  static void BindInstance(Stmt& q, const Instance& i) {
+    q.Bind(1, i.workspace).Bind(2, i.journey).Bind(3, i.version).Bind(4, i.contact);
+    q.Bind(5, i.status).Bind(6, i.step).Bind(7, i.step_since);
+    if (i.wake_at) {
+      q.Bind(8, *i.wake_at);
+    } else {
+      q.Bind(8, std::optional<std::string>());
+    }
+    q.Bind(9, i.entered_at).Bind(10, i.updated_at).Bind(11, i.trigger_key).Bind(12, i.data);
+  }
+
   // A contact's segment memberships and stage rows go with it.
   Status ForgetContactState(ContactId id) {
     for (const char* sql : {"DELETE FROM segment_members WHERE contact_id = ?",
