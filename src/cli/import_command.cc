@@ -27,6 +27,15 @@
 namespace nudge::cli {
 namespace {
 
+// Identifiers and codes stay text even when they are digits: "105" as a CRM id, a zip code.
+bool KeepsText(std::string_view key) {
+  if (key.ends_with("id")) return true;
+  for (std::string_view part : {"zip", "postal", "code", "phone", "number"}) {
+    if (key.find(part) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
 // A cell written as a number in its plain form (no leading zeros, no plus sign, no
 // thousands separators) is imported as a JSON number, so conditions such as
 // `traits.employees >= 50` work; anything else stays text.
@@ -456,7 +465,7 @@ class Importer {
           core::AppendJsonString(row_json_, tag);
         }
         row_json_ += ']';
-      } else if (LooksNumeric(v)) {
+      } else if (LooksNumeric(v) && !KeepsText(c.key)) {
         row_json_ += v;  // "60" is a number; "01234" (a zip code) stays text
       } else {
         core::AppendJsonString(row_json_, v);
