@@ -10,6 +10,7 @@
 #include "core/metrics.h"
 #include "http/api.h"
 #include "http/server.h"
+#include "journey/engine.h"
 #include "profile/applier.h"
 #include "profile/contact_cache.h"
 #include "segment/engine.h"
@@ -76,21 +77,32 @@ int RunServe(const Flags& flags) {
   }
   metrics.AddGauge("nudge_contacts_in_memory", "Contacts held in memory.", "",
                    [&cache] { return static_cast<double>(cache.size()); });
+  // Journeys run downstream of segments: they see segment and stage changes as events.
+  journey::Engine journeys(**store, engine, cache, clock, &metrics);
+  engine.SetDownstream(&journeys);
+  if (Status s = journeys.Load(); !s.ok()) {
+    spdlog::error("cannot load journeys: {}", s.ToString());
+    engine.Stop();
+    (*store)->Close();
+    return 1;
+  }
 
   profile::Applier applier(profile::ProfileOptions{config->default_region}, &engine);
   http::ApiContext ctx{**store, workspaces,
                        applier, metrics,
                        clock,   {config->max_message_bytes, config->max_batch_bytes, 1024},
-                       &engine};
+                       &engine, &journeys};
   http::Router router;
   http::AddTrackingRoutes(router, ctx);
   http::AddAdminRoutes(router, ctx);
   http::AddSegmentRoutes(router, ctx);
+  http::AddJourneyRoutes(router, ctx);
   http::AddOpsRoutes(router, ctx);
   http::Server server({config->listen, config->http_threads, 60}, std::move(router), clock,
                       &metrics);
   if (Status s = server.Start(); !s.ok()) {
     spdlog::error("{}", s.ToString());
+    journeys.Stop();
     engine.Stop();
     (*store)->Close();
     return 1;
@@ -106,6 +118,7 @@ int RunServe(const Flags& flags) {
   spdlog::info("{}: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
   server.Quiesce();
   server.Stop(10000);
+  journeys.Stop();
   engine.Stop();
   (*store)->Close();
   spdlog::info("stopped; every acknowledged event is committed");

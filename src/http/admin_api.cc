@@ -323,6 +323,11 @@ class AdminApi {
 
 }  // namespace
 
+Result<std::optional<Contact>> FindContactByKey(store::ReadTxn& t, WorkspaceId ws,
+                                                const std::string& key) {
+  return FindByKey(t, ws, key);
+}
+
 void AddAdminRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<AdminApi>(ctx);
   auto bind = [api](void (AdminApi::*m)(WorkspaceId, Request&, Reply)) {

@@ -8,6 +8,7 @@
 #include "core/metrics.h"
 #include "http/server.h"
 #include "ingest/parser.h"
+#include "journey/engine.h"
 #include "profile/applier.h"
 #include "segment/engine.h"
 #include "store/store.h"
@@ -22,13 +23,21 @@ struct ApiContext {
   core::MetricsRegistry& metrics;
   const core::Clock& clock;
   ingest::Limits limits;
-  segment::Engine* engine = nullptr;  // segments, scores, stages; may be null (tests)
+  segment::Engine* engine = nullptr;    // segments, scores, stages; may be null (tests)
+  journey::Engine* journeys = nullptr;  // may be null (tests)
 };
+
+// Finds a contact by the key in a URL: its user id, else an anonymous id, else (with '@') its
+// email, else (starting with '+') its phone.
+Result<std::optional<store::Contact>> FindContactByKey(store::ReadTxn& t, store::WorkspaceId ws,
+                                                       const std::string& key);
 
 void AddTrackingRoutes(Router& router, ApiContext& ctx);
 void AddAdminRoutes(Router& router, ApiContext& ctx);
 void AddOpsRoutes(Router& router, ApiContext& ctx);
 // /api/v1/segments, /api/v1/scoring, /api/v1/stages (needs ctx.engine).
 void AddSegmentRoutes(Router& router, ApiContext& ctx);
+// /api/v1/journeys, /api/v1/messages, /api/v1/policies (needs ctx.journeys).
+void AddJourneyRoutes(Router& router, ApiContext& ctx);
 
 }  // namespace nudge::http
