@@ -1,4 +1,5 @@
 // The nudge binary: the command line (src/cli) with `serve` wired to the server (src/app).
+#include "app/offline.h"
 #include "app/serve.h"
 #include "cli/cli.h"
 
@@ -7,5 +8,10 @@ int main(int argc, char** argv) {
   commands.serve = [](const nudge::cli::ServeFlags& f) {
     return nudge::app::RunServe({f.config, f.listen, f.data});
   };
+  commands.validate = [](const std::string& dir) { return nudge::app::RunValidate(dir); };
+  commands.simulate = [](const nudge::cli::SimulateArgs& a) {
+    return nudge::app::RunSimulate({a.dir, a.events, a.contacts, a.after, a.json});
+  };
+  commands.graph = &nudge::app::RunGraph;
   return nudge::cli::Run(argc, argv, commands);
 }

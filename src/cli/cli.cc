@@ -68,6 +68,36 @@ int Run(int argc, char** argv, const Commands& commands) {
   AddClientFlags(*ws_create, ws_flags);
   ws_create->callback([&] { exit_code = WorkspaceCreate(ws_flags, ws_name); });
 
+  std::string validate_dir;
+  auto* validate = app.add_subcommand("validate",
+                                      "check a workspace directory offline: every "
+                                      "problem with file:line:column");
+  validate->add_option("dir", validate_dir, "the workspace directory")->required();
+  validate->callback([&] { exit_code = commands.validate ? commands.validate(validate_dir) : 1; });
+
+  SimulateArgs sim;
+  auto* simulate = app.add_subcommand("simulate",
+                                      "rehearse the workspace's journeys on a virtual "
+                                      "clock against recorded events; sends nothing");
+  simulate->add_option("dir", sim.dir, "the workspace directory")->required();
+  simulate->add_option("--events", sim.events, "events, one Segment JSON message per line")
+      ->required();
+  simulate->add_option("--contacts", sim.contacts, "contacts, one identify per line");
+  simulate->add_option("--after", sim.after,
+                       "keep the clock running this long after the last event (default 30d)");
+  simulate->add_flag("--json", sim.json, "print the report as JSON");
+  simulate->callback([&] { exit_code = commands.simulate ? commands.simulate(sim) : 1; });
+
+  std::string graph_file;
+  std::optional<std::string> graph_out, graph_svg;
+  auto* graph =
+      app.add_subcommand("graph", "draw a journey: Graphviz DOT, and SVG when dot is installed");
+  graph->add_option("file", graph_file, "the journey file")->required();
+  graph->add_option("-o,--out", graph_out, "write the DOT here (default: standard output)");
+  graph->add_option("--svg", graph_svg, "also render SVG to this file (needs Graphviz's dot)");
+  graph->callback(
+      [&] { exit_code = commands.graph ? commands.graph(graph_file, graph_out, graph_svg) : 1; });
+
   AddImportCommand(app, exit_code);
   AddApplyCommand(app, exit_code);
   AddSegmentCommand(app, exit_code);

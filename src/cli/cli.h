@@ -14,9 +14,22 @@ struct ServeFlags {
   std::optional<std::string> data;
 };
 
-// Commands implemented above this module (the server lives in src/app).
+struct SimulateArgs {
+  std::string dir;
+  std::string events;
+  std::optional<std::string> contacts;
+  std::string after = "30d";
+  bool json = false;
+};
+
+// Commands implemented above this module (the server and the offline tools live in src/app).
 struct Commands {
   std::function<int(const ServeFlags&)> serve;
+  std::function<int(const std::string& dir)> validate;
+  std::function<int(const SimulateArgs&)> simulate;
+  std::function<int(const std::string& file, const std::optional<std::string>& out,
+                    const std::optional<std::string>& svg)>
+      graph;
 };
 
 int Run(int argc, char** argv, const Commands& commands);

@@ -72,14 +72,18 @@ int Apply(const Flags& flags, const std::string& dir_text) {
   for (const auto& f : YamlFiles(dir / "segments"))
     segments.push_back({f, "segments/" + f.filename().string(),
                         "/api/v1/segments/" + f.stem().string(), "segment"});
-  for (const char* name : {"scoring", "stages"}) {
+  for (const char* name : {"scoring", "stages", "policies"}) {
     for (const char* ext : {".yaml", ".yml"}) {
       const fs::path f = dir / (std::string(name) + ext);
       if (fs::exists(f))
         singles.push_back({f, f.filename().string(), std::string("/api/v1/") + name, name});
     }
   }
-  if (segments.empty() && singles.empty()) {
+  std::vector<Item> journeys;
+  for (const auto& f : YamlFiles(dir / "journeys"))
+    journeys.push_back({f, "journeys/" + f.filename().string(),
+                        "/api/v1/journeys/" + f.stem().string(), "journey"});
+  if (segments.empty() && singles.empty() && journeys.empty()) {
     std::fprintf(stderr,
                  "nudge: nothing to apply in %s (segments/*.yaml, scoring.yaml, stages.yaml)\n",
                  dir_text.c_str());
@@ -104,8 +108,8 @@ int Apply(const Flags& flags, const std::string& dir_text) {
       if (error.find(item.label) == std::string::npos) error = item.label + ": " + error;
       return false;
     }
-    if (item.kind == "segment") {
-      std::printf("%s: segment %s, version %lld (%s)\n", item.label.c_str(),
+    if (item.kind == "segment" || item.kind == "journey") {
+      std::printf("%s: %s %s, version %lld (%s)\n", item.label.c_str(), item.kind.c_str(),
                   j.value("id", "?").c_str(), static_cast<long long>(j.value("version", 0)),
                   j.value("status", "?").c_str());
     } else {
@@ -133,6 +137,14 @@ int Apply(const Flags& flags, const std::string& dir_text) {
   for (const auto& [label, error] : refused) std::fprintf(stderr, "error: %s\n", error.c_str());
   failures += static_cast<int>(refused.size());
   for (const Item& item : singles) {
+    std::string error;
+    if (!put(item, error)) {
+      std::fprintf(stderr, "error: %s\n", error.c_str());
+      ++failures;
+    }
+  }
+  // Journeys last: they name segments and use the policies.
+  for (const Item& item : journeys) {
     std::string error;
     if (!put(item, error)) {
       std::fprintf(stderr, "error: %s\n", error.c_str());

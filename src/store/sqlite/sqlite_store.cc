@@ -509,7 +509,7 @@ class Txn final : public WriteTxn {
                                       Millis since) override {
     NUDGE_STMT(q,
                "SELECT count(*) FROM messages WHERE contact_id = ? AND channel = ? AND "
-               "created_at >= ? AND status IN ('queued', 'sending', 'sent', "
+               "created_at > ? AND status IN ('queued', 'sending', 'sent', "
                "'deferred_quiet_hours')");
     q->Bind(1, contact).Bind(2, channel).Bind(3, since);
     auto row = q->Step();
