@@ -1,0 +1,91 @@
+#include "journey/definition.h"
+
+#include <gtest/gtest.h>
+
+namespace nudge::journey {
+namespace {
+
+std::vector<Status> Problems(const std::string& yaml, CheckOptions options = {}) {
+  auto j = ParseJourney(yaml, "journeys/x.yaml");
+  EXPECT_TRUE(j) << j.error().ToString();
+  return j ? CheckJourney(*j, options) : std::vector<Status>{};
+}
+
+TEST(JourneyDefinition, GraphProblemsAreAllListedWithPositions) {
+  auto problems =
+      Problems(R"(id: x
+trigger: { event: A }
+steps:
+  - id: a
+    send: { channel: email, template: missing }
+    next: nowhere
+  - id: orphan
+    wait: 1d
+  - id: b
+    branch:
+      - when: traits.x == 1
+        next: c
+      - else: a
+  - id: c
+    update: { set: { y: 1 } }
+    next: b
+)",
+               {.template_exists = [](const std::string& t) { return t != "missing"; }});
+  std::string all;
+  for (const auto& p : problems) all += p.ToString() + "\n";
+  EXPECT_NE(all.find("journeys/x.yaml:6:11: next: no step 'nowhere'"), std::string::npos) << all;
+  EXPECT_NE(all.find("template: no template 'missing'"), std::string::npos) << all;
+  EXPECT_NE(all.find("step 'orphan' can never be reached"), std::string::npos) << all;
+  EXPECT_NE(all.find("journeys/x.yaml:7:5"), std::string::npos) << all;
+  EXPECT_NE(all.find("never waits"), std::string::npos) << all;
+}
+
+TEST(JourneyDefinition, ParsingErrorsSayWhere) {
+  auto j = ParseJourney("id: x\ntrigger: { event: A }\nsteps:\n  - id: a\n    wait: forever\n",
+                        "j.yaml");
+  ASSERT_FALSE(j);
+  EXPECT_EQ(j.error().where(), "j.yaml:5:11");
+  j = ParseJourney(
+      "id: x\ntrigger: { event: A, where: 'properties.p = 1' }\nsteps: [ { id: a, exit: true } ]\n",
+      "j.yaml");
+  ASSERT_FALSE(j);
+  EXPECT_EQ(j.error().where(), "j.yaml:2:43") << j.error().ToString();
+  EXPECT_FALSE(ParseJourney(
+      "id: x\ntrigger: { event: A, segment_entered: s }\nsteps: [ { id: a, exit: true } ]\n", "j"));
+  EXPECT_FALSE(ParseJourney(
+      "id: x\ntrigger: { event: A }\nsteps: [ { id: a, send: { template: t }, wait: 1d } ]\n",
+      "j"));
+  EXPECT_FALSE(ParseJourney(
+      "id: x\ntrigger: { event: A }\nentry: sometimes\nsteps: [ { id: a, exit: true } ]\n", "j"));
+  EXPECT_FALSE(ParseJourney(
+      "id: x\ntrigger: { event: A }\nsteps: [ { id: a, wait_for: { event: B } } ]\n", "j"));
+  EXPECT_FALSE(ParseJourney(
+      "id: x\ntrigger: { event: A }\nsteps: [ { id: a, exit: true }, { id: a, exit: true } ]\n",
+      "j"));
+  EXPECT_FALSE(ParseJourney("id: x\ntrigger: { event: A }\nsteps: []\n", "j"));
+}
+
+TEST(JourneyDefinition, WaitsAndDates) {
+  auto j = ParseJourney(R"(id: x
+trigger: { date: 3d before traits.trial_ends_at }
+steps:
+  - { id: a, wait: "09:30" }
+  - { id: b, wait: { until: "08:00", days: [mon, weekends] } }
+  - { id: c, wait: { until: "1d after traits.signed_up_at" } }
+  - { id: d, wait: { duration: 2h } }
+)",
+                        "j");
+  ASSERT_TRUE(j) << j.error().ToString();
+  EXPECT_EQ(j->trigger.kind, TriggerKind::kDate);
+  EXPECT_EQ(j->trigger.offset, -3 * 86400000LL);
+  EXPECT_EQ(j->trigger.trait, std::vector<std::string>{"trial_ends_at"});
+  EXPECT_EQ(j->steps[0].wait.minute_of_day, 9 * 60 + 30);
+  EXPECT_EQ(j->steps[1].wait.weekdays, 0x61);
+  EXPECT_EQ(j->steps[2].wait.kind, WaitSpec::Kind::kDate);
+  EXPECT_EQ(j->steps[2].wait.offset, 86400000);
+  EXPECT_EQ(j->steps[3].wait.duration, 2 * 3600000);
+  EXPECT_TRUE(CheckJourney(*j, {}).empty());
+}
+
+}  // namespace
+}  // namespace nudge::journey
