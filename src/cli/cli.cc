@@ -101,6 +101,7 @@ int Run(int argc, char** argv, const Commands& commands) {
   AddImportCommand(app, exit_code);
   AddApplyCommand(app, exit_code);
   AddSegmentCommand(app, exit_code);
+  AddExportCommand(app, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -196,7 +196,67 @@ int Preview(const Flags& flags, const std::string& condition, int sample) {
   return 0;
 }
 
+int Export(const Flags& flags, const std::optional<std::string>& out, const std::string& origin) {
+  auto client = ApiClient::Make(flags.server, flags.key);
+  if (!client) {
+    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
+    return 2;
+  }
+  std::FILE* file = stdout;
+  const std::string tmp = out ? *out + ".partial" : "";
+  if (out) {
+    file = std::fopen(tmp.c_str(), "w");
+    if (!file) {
+      std::fprintf(stderr, "nudge: cannot write %s\n", out->c_str());
+      return 2;
+    }
+  }
+  int64_t after = 0;
+  size_t total = 0;
+  for (int page = 0; page < 10'000'000; ++page) {
+    auto r = client->CallOk("GET", "/api/v1/events?limit=1000&origin=" + origin +
+                                       "&after=" + std::to_string(after));
+    if (!r) {
+      std::fprintf(stderr, "nudge: %s (after %zu events)\n", r.error().ToString().c_str(), total);
+      if (out) {
+        std::fclose(file);
+        std::remove(tmp.c_str());
+      }
+      return 1;
+    }
+    const json j = json::parse(r->body, nullptr, false);
+    for (const auto& e : j["events"]) {
+      std::fputs(e.dump().c_str(), file);
+      std::fputc('\n', file);
+      ++total;
+    }
+    if (!j["next_after"].is_number()) break;
+    after = j["next_after"].get<int64_t>();
+  }
+  if (out) {
+    std::fclose(file);
+    std::rename(tmp.c_str(), out->c_str());
+    std::fprintf(stderr, "%zu events written to %s\n", total, out->c_str());
+  }
+  return 0;
+}
+
 }  // namespace
+
+void AddExportCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<Flags>();
+  auto out = std::make_shared<std::optional<std::string>>();
+  auto origin = std::make_shared<std::string>("client");
+  auto* exp = app.add_subcommand("export", "export data");
+  exp->require_subcommand(1);
+  auto* events = exp->add_subcommand("events", "the workspace's events as JSON Lines (Segment "
+                                               "messages), oldest first: input for nudge simulate");
+  events->add_option("-o,--out", *out, "write to this file (default: standard output)");
+  events->add_option("--origin", *origin, "client (default: what was sent), nudge (what nudge "
+                                          "derived) or all");
+  AddClientFlags(*events, *flags);
+  events->callback([&exit_code, flags, out, origin] { exit_code = Export(*flags, *out, *origin); });
+}
 
 void AddApplyCommand(CLI::App& app, int& exit_code) {
   auto flags = std::make_shared<Flags>();

@@ -220,6 +220,48 @@ class AdminApi {
         });
   }
 
+  // GET /api/v1/events?after=ID&limit=N&origin=client|nudge|all: the workspace's events as
+  // stored (Segment messages), oldest first, for export and for `nudge simulate`.
+  void ListEvents(WorkspaceId ws, Request& req, Reply reply) {
+    auto limit = PageLimit(req, 500);
+    if (!limit) return reply(ErrorResponse(limit.error()));
+    int64_t after = 0;
+    if (const std::string a = req.Query("after"); !a.empty()) {
+      char* end = nullptr;
+      after = std::strtoll(a.c_str(), &end, 10);
+      if (*end || after < 0)
+        return reply(ErrorResponse(Status::Invalid("must be an event id", "after")));
+    }
+    const std::string origin_text = req.Query("origin", "client");
+    store::EventOrigin origin = store::EventOrigin::kClient;
+    if (origin_text == "all") {
+      origin = store::EventOrigin::kAll;
+    } else if (origin_text == "nudge") {
+      origin = store::EventOrigin::kNudge;
+    } else if (origin_text != "client") {
+      return reply(ErrorResponse(Status::Invalid("must be all, client or nudge", "origin")));
+    }
+    std::string body = "{\"events\":[";
+    int64_t last = 0;
+    size_t n = 0;
+    Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(auto rows, t.EventsAfter(ws, after, *limit, origin));
+      for (const auto& e : rows) {
+        if (n++) body += ',';
+        body += e.body;
+        last = e.id;
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) return reply(ErrorResponse(s));
+    body += "],\"next_after\":";
+    body += n == static_cast<size_t>(*limit) ? std::to_string(last) : "null";
+    body += "}";
+    Response r;
+    r.body = std::move(body);
+    reply(std::move(r));
+  }
+
   void GetWorkspace(WorkspaceId ws, Request&, Reply reply) {
     int64_t contacts = 0, events = 0, derived = 0;
     Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
@@ -339,6 +381,7 @@ void AddAdminRoutes(Router& router, ApiContext& ctx) {
       .Add("GET", "/api/v1/contacts/{id}", bind(&AdminApi::GetContact))
       .Add("DELETE", "/api/v1/contacts/{id}", bind(&AdminApi::DeleteContact))
       .Add("GET", "/api/v1/contacts/{id}/events", bind(&AdminApi::GetContactEvents))
+      .Add("GET", "/api/v1/events", bind(&AdminApi::ListEvents))
       .Add("GET", "/api/v1/workspace", bind(&AdminApi::GetWorkspace))
       .Add("GET", "/api/v1/workspaces", bind(&AdminApi::ListWorkspaces))
       .Add("POST", "/api/v1/workspaces", bind(&AdminApi::CreateWorkspace));

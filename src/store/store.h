@@ -202,6 +202,9 @@ class ReadTxn {
   virtual Status ScanEvents(int64_t after, int64_t upto,
                             const std::function<Status(const Event&)>& fn) = 0;
   virtual Result<int64_t> MaxEventId() = 0;
+  // A workspace's events with id > after, in id order (export).
+  virtual Result<std::vector<Event>> EventsAfter(WorkspaceId ws, int64_t after, int limit,
+                                                 EventOrigin origin) = 0;
 
   // Definitions: segments, scoring, stages (and later journeys, templates), as JSON.
   virtual Result<std::optional<Definition>> GetDefinition(WorkspaceId ws, std::string_view kind,

@@ -310,6 +310,16 @@ class Txn final : public WriteTxn {
     }
   }
 
+  Result<std::vector<Event>> EventsAfter(WorkspaceId ws, int64_t after, int limit,
+                                         EventOrigin origin) override {
+    NUDGE_STMT(q, "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
+                  "body FROM events WHERE id > ? AND ws = ? AND (? = 0 OR (? = 1) = "
+                  "(substr(message_id, 1, 6) <> 'nudge:')) ORDER BY id LIMIT ?");
+    const int64_t o = static_cast<int64_t>(origin);
+    q->Bind(1, after).Bind(2, ws).Bind(3, o).Bind(4, o).Bind(5, static_cast<int64_t>(limit));
+    return Collect<Event>(q, ReadEvent);
+  }
+
   Result<int64_t> MaxEventId() override {
     NUDGE_STMT(q, "SELECT coalesce(max(id), 0) FROM events");
     auto row = q->Step();
