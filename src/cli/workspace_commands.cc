@@ -214,8 +214,8 @@ int Export(const Flags& flags, const std::optional<std::string>& out, const std:
   int64_t after = 0;
   size_t total = 0;
   for (int page = 0; page < 10'000'000; ++page) {
-    auto r = client->CallOk("GET", "/api/v1/events?limit=1000&origin=" + origin +
-                                       "&after=" + std::to_string(after));
+    auto r = client->CallOk(
+        "GET", "/api/v1/events?limit=1000&origin=" + origin + "&after=" + std::to_string(after));
     if (!r) {
       std::fprintf(stderr, "nudge: %s (after %zu events)\n", r.error().ToString().c_str(), total);
       if (out) {
@@ -249,11 +249,13 @@ void AddExportCommand(CLI::App& app, int& exit_code) {
   auto origin = std::make_shared<std::string>("client");
   auto* exp = app.add_subcommand("export", "export data");
   exp->require_subcommand(1);
-  auto* events = exp->add_subcommand("events", "the workspace's events as JSON Lines (Segment "
-                                               "messages), oldest first: input for nudge simulate");
+  auto* events = exp->add_subcommand("events",
+                                     "the workspace's events as JSON Lines (Segment "
+                                     "messages), oldest first: input for nudge simulate");
   events->add_option("-o,--out", *out, "write to this file (default: standard output)");
-  events->add_option("--origin", *origin, "client (default: what was sent), nudge (what nudge "
-                                          "derived) or all");
+  events->add_option("--origin", *origin,
+                     "client (default: what was sent), nudge (what nudge "
+                     "derived) or all");
   AddClientFlags(*events, *flags);
   events->callback([&exit_code, flags, out, origin] { exit_code = Export(*flags, *out, *origin); });
 }

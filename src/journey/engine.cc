@@ -228,6 +228,7 @@ struct Engine::Impl {
       if (!at) {
         if (!inst.step.empty()) NUDGE_TRY(txn.LogStep(inst, inst.step, "completed", now));
         inst.step.clear();
+        inst.data = data.dump();
         return End(txn, inst, "completed", "completed", "completed", now);
       }
       const Step& step = j.steps[*at];
@@ -449,6 +450,7 @@ struct Engine::Impl {
         case StepKind::kExit:
           NUDGE_TRY(txn.LogStep(inst, step.id, "completed", now));
           inst.step.clear();
+          inst.data = data.dump();
           return End(txn, inst, "exited", "exit step", "exited", now);
       }
     }
@@ -878,7 +880,7 @@ Status Engine::Load() {
   }
   for (const auto& [key, body] : bodies) {
     const auto& [ws, id, version] = key;
-    auto j = ParseJourney(body, "stored journey " + id);
+    auto j = ParseJourney(body, "stored journey " + id, std::string_view(id));
     if (!j) return j.error();
     JourneyState& js = m.journeys[{ws, id}];
     js.ws = ws;

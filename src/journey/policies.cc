@@ -124,7 +124,8 @@ int LocalMinuteOfDay(Millis at, const std::string& tz_name) {
 
 Result<Policies> ParsePolicies(std::string_view text, std::string_view source) {
   NUDGE_ASSIGN_OR_RETURN(core::YamlDoc doc, core::LoadYaml(text, source));
-  NUDGE_TRY(core::YamlKnownKeys(doc, doc.root, {"timezone", "quiet_hours", "frequency_caps"}));
+  NUDGE_TRY(core::YamlKnownKeys(
+      doc, doc.root, {"timezone", "quiet_hours", "frequency_caps", "topics", "double_opt_in"}));
   Policies p;
   NUDGE_ASSIGN_OR_RETURN(auto tz, core::YamlString(doc, doc.root, "timezone"));
   if (tz) {
@@ -165,6 +166,32 @@ Result<Policies> ParsePolicies(std::string_view text, std::string_view source) {
       p.caps[channel] = {static_cast<int>(*max), *per};
     }
   }
+  if (const YAML::Node t = doc.root["topics"]; t.IsDefined() && !t.IsNull()) {
+    if (!t.IsSequence()) return Err(doc.ErrorAt(t, "topics", "expected a list of { id, name }"));
+    std::set<std::string> ids;
+    for (const auto& item : t) {
+      NUDGE_TRY(core::YamlKnownKeys(doc, item, {"id", "name"}));
+      NUDGE_ASSIGN_OR_RETURN(auto id, core::YamlString(doc, item, "id"));
+      NUDGE_ASSIGN_OR_RETURN(auto name, core::YamlString(doc, item, "name"));
+      if (!id || id->empty() || id->find('/') != std::string::npos)
+        return Err(doc.ErrorAt(item, "id", "each topic needs an id (no '/')"));
+      if (!ids.insert(*id).second)
+        return Err(doc.ErrorAt(item, "id", "'" + *id + "' is used twice"));
+      p.topics.push_back({*id, name.value_or(*id)});
+    }
+  }
+  if (const YAML::Node d = doc.root["double_opt_in"]; d.IsDefined() && !d.IsNull()) {
+    if (!d.IsMap())
+      return Err(doc.ErrorAt(d, "double_opt_in", "expected { email: { template: id } }"));
+    for (const auto& kv : d) {
+      const std::string channel = kv.first.Scalar();
+      if (!kChannels.count(channel)) return Err(doc.ErrorAt(kv.first, channel, "unknown channel"));
+      NUDGE_TRY(core::YamlKnownKeys(doc, kv.second, {"template"}));
+      NUDGE_ASSIGN_OR_RETURN(auto tmpl, core::YamlString(doc, kv.second, "template"));
+      if (!tmpl) return Err(doc.ErrorAt(kv.second, channel, "name the confirmation template"));
+      p.double_opt_in[channel] = *tmpl;
+    }
+  }
   return p;
 }
 
@@ -180,8 +207,14 @@ std::string ToJson(const Policies& p) {
       per = std::to_string(c.per / 3600000) + "h";
     caps[ch] = {{"max", c.max}, {"per", per}};
   }
-  return nlohmann::json{{"timezone", p.timezone}, {"quiet_hours", quiet}, {"frequency_caps", caps}}
-      .dump();
+  nlohmann::json topics = nlohmann::json::array(), doi = nlohmann::json::object();
+  for (const auto& t : p.topics) topics.push_back({{"id", t.id}, {"name", t.name}});
+  for (const auto& [ch, tmpl] : p.double_opt_in) doi[ch] = {{"template", tmpl}};
+  nlohmann::json out{{"timezone", p.timezone}, {"quiet_hours", quiet}, {"frequency_caps", caps}};
+  // Topics and double opt-in appear only when set, so a policies file reads back as written.
+  if (!topics.empty()) out["topics"] = topics;
+  if (!doi.empty()) out["double_opt_in"] = doi;
+  return out.dump();
 }
 
 }  // namespace nudge::journey

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/clock.h"
 #include "core/result.h"
@@ -27,10 +28,18 @@ struct FrequencyCap {
   Millis per = 0;  // ... in any such period, all journeys together
 };
 
+struct Topic {
+  std::string id;    // "news"
+  std::string name;  // "Newsletter", shown on the preference page
+};
+
 struct Policies {
   std::string timezone = "UTC";                   // for contacts without traits.timezone
   std::map<std::string, QuietHours> quiet_hours;  // by channel
   std::map<std::string, FrequencyCap> caps;       // by channel
+  std::vector<Topic> topics;                      // what contacts can subscribe to
+  // Channels whose new subscriptions wait for confirmation, with the template that asks.
+  std::map<std::string, std::string> double_opt_in;  // channel -> template id
 };
 
 Result<Policies> ParsePolicies(std::string_view text, std::string_view source);

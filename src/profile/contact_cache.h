@@ -22,12 +22,20 @@
 
 namespace nudge::profile {
 
+// A recorded choice of consent: subscribed, unsubscribed or pending (double opt-in) to a
+// channel ("email") or to a topic of it ("email/news").
+struct SubscriptionState {
+  std::string key;  // "email", "email/news"
+  enum class Status : uint8_t { kSubscribed, kUnsubscribed, kPending } status;
+};
+
 struct ContactState {
   store::WorkspaceId workspace = 0;  // 0: no contact with this id
   std::string traits = "{}";
   Millis first_seen = 0;
   Millis last_seen = 0;
   ContactAggregates aggregates;
+  std::vector<SubscriptionState> subscriptions;  // only those recorded; see Subscribed()
 };
 
 // The behavioural terms in use, each with a slot. A spec adopted twice (same key) shares the

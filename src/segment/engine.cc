@@ -83,6 +83,20 @@ struct Pending {
 
 }  // namespace
 
+void SetSubscriptionState(profile::ContactState& st, const store::Subscription& sub) {
+  using S = profile::SubscriptionState::Status;
+  const std::string key = sub.topic.empty() ? sub.channel : sub.channel + "/" + sub.topic;
+  const S status = sub.status == "subscribed"     ? S::kSubscribed
+                   : sub.status == "unsubscribed" ? S::kUnsubscribed
+                                                  : S::kPending;
+  for (auto& s : st.subscriptions)
+    if (s.key == key) {
+      s.status = status;
+      return;
+    }
+  st.subscriptions.push_back({key, status});
+}
+
 struct Engine::Impl {
   Impl(Engine& self, store::Store& store, profile::ContactCache& cache, const core::Clock& clock,
        core::MetricsRegistry* metrics, EngineOptions options)
@@ -316,14 +330,25 @@ struct Engine::Impl {
       return it != ws_.by_id.end() && it->second->members.contains(static_cast<uint32_t>(id_));
     }
     bool Subscribed(std::string_view channel, std::string_view topic) const override {
-      // Until consent is recorded per channel, a contact is subscribed to a channel it can be
-      // reached on and has not opted out of (traits.unsubscribed, traits.unsubscribed_<topic>).
+      // A recorded choice wins: the topic's, else the channel's. Without one, a contact is
+      // subscribed to a channel it can be reached on and has not opted out of in its traits
+      // (traits.unsubscribed), which is how lists imported with consent start.
+      using S = profile::SubscriptionState::Status;
+      auto recorded = [&](std::string_view key) -> std::optional<S> {
+        for (const auto& s : state_.subscriptions)
+          if (s.key == key) return s.status;
+        return std::nullopt;
+      };
+      const std::string channel_key(channel);
+      if (!topic.empty()) {
+        if (auto t = recorded(channel_key + "/" + std::string(topic))) return *t == S::kSubscribed;
+      }
+      if (auto c = recorded(channel_key)) {
+        if (*c != S::kSubscribed) return false;
+        if (topic.empty()) return true;
+      }
       const std::string unsub = "unsubscribed";
       if (Path(Root::kTraits, std::span<const std::string>(&unsub, 1)).truthy()) return false;
-      if (!topic.empty()) {
-        const std::string key = "unsubscribed_" + std::string(topic);
-        if (Path(Root::kTraits, std::span<const std::string>(&key, 1)).truthy()) return false;
-      }
       const std::string field = channel == "sms" ? "phone" : "email";
       const Value v = Path(Root::kTraits, std::span<const std::string>(&field, 1));
       return channel == "webhook" || channel == "push" ||
@@ -649,7 +674,9 @@ struct Engine::Impl {
     const ContactId id = cache.Resolve(e.contact);
     ContactState* state = cache.Get(id);
     if (state) {
-      cache.Widen(id, e.timestamp);
+      // What nudge derives (Segment Entered, ...) is not the contact being seen.
+      if (!std::string_view(e.message_id).starts_with(store::kDerivedPrefix))
+        cache.Widen(id, e.timestamp);
       Feed(e, id, *state, &Rt(id), nullptr, true);
       NUDGE_TRY(Evaluate(txn, id, /*silent=*/false));
     }
@@ -968,6 +995,10 @@ Status Engine::Impl::LoadState() {
       if (it == m.workspaces.end()) return Status::Ok();
       auto s = it->second->by_id.find(sm.segment);
       if (s != it->second->by_id.end()) s->second->members.add(static_cast<uint32_t>(sm.contact));
+      return Status::Ok();
+    }));
+    NUDGE_TRY(t.ScanSubscriptions([&](const store::Subscription& sub) -> Status {
+      if (profile::ContactState* st = m.cache.Get(sub.contact)) SetSubscriptionState(*st, sub);
       return Status::Ok();
     }));
     NUDGE_TRY(t.ScanContactStages([&](const store::StageEntry& e) -> Status {
@@ -1564,6 +1595,38 @@ Status Engine::ContactChangedLocked(store::WriteTxn& txn, const store::Contact& 
   m.pending = std::move(saved);
   if (s.ok() && downstream_) s = downstream_->OnContactChanged(txn, c, previous);
   return s;
+}
+
+Status Engine::ApplyConsent(const store::ConsentRecord& record, const std::string& event,
+                            const std::string& properties_json) {
+  Impl& m = *impl_;
+  return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    store::ConsentRecord r = record;
+    r.subscription.contact = m.cache.Resolve(r.subscription.contact);
+    NUDGE_TRY(txn.SetSubscription(r));
+    profile::ContactState* st = m.cache.Get(r.subscription.contact);
+    if (!st) return Status::NotFound("no contact " + std::to_string(record.subscription.contact));
+    SetSubscriptionState(*st, r.subscription);
+    NUDGE_TRY(m.Evaluate(txn, r.subscription.contact, false));
+    NUDGE_TRY(m.FlushPending(txn, 0, m.Cause("consent")));
+    if (event.empty()) return Status::Ok();
+    return EmitLocked(txn, r.subscription.contact, event, properties_json,
+                      r.source + ":" + m.Cause("c"));
+  });
+}
+
+Status Engine::Emit(store::ContactId id, const std::string& name,
+                    const std::string& properties_json, const std::string& key) {
+  Impl& m = *impl_;
+  return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    const ContactId resolved = m.cache.Resolve(id);
+    if (!m.cache.Get(resolved)) return Status::NotFound("no contact " + std::to_string(id));
+    return EmitLocked(txn, resolved, name, properties_json, key);
+  });
 }
 
 uint64_t Engine::EvaluateAllForBenchmark(WorkspaceId wsid) {

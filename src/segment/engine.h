@@ -132,6 +132,16 @@ class Engine final : public profile::ContactObserver {
   // full rebuild. Returns the number of memberships.
   uint64_t EvaluateAllForBenchmark(store::WorkspaceId ws);
 
+  // Records a change of consent (store, memory, re-evaluation) and, when `event` is not empty,
+  // stores that event on the contact ("Unsubscribed", "Subscription Confirmed"), all in one
+  // write it makes itself.
+  Status ApplyConsent(const store::ConsentRecord& record, const std::string& event,
+                      const std::string& properties_json);
+  // Stores a derived event on a contact (tracking: Email Opened, Email Link Clicked, ...) and
+  // processes it, in a write it makes itself. `key` makes its messageId unique.
+  Status Emit(store::ContactId id, const std::string& name, const std::string& properties_json,
+              const std::string& key);
+
   // ---- for observers downstream (journeys) ----
   // Adopts a condition's behavioural terms; new ones are computed from the history in the
   // background. Takes cache.mutex: call outside observer callbacks.

@@ -148,6 +148,36 @@ struct Message {
   Millis send_at = 0;  // not before
   Millis updated_at = 0;
   std::string detail;  // why a message was capped, skipped, failed
+  int64_t attempts = 0;
+  std::string message_id_header;  // the Message-ID it was sent with
+  std::string recipient;          // the address it went to
+};
+
+struct Subscription {
+  WorkspaceId workspace = 0;
+  ContactId contact = 0;
+  std::string channel;  // email, sms, push
+  std::string topic;    // "" for the channel itself
+  std::string status;   // subscribed, unsubscribed, pending (double opt-in)
+  Millis updated_at = 0;
+};
+
+// One change of consent: when, how, from where (the consent record).
+struct ConsentRecord {
+  Subscription subscription;
+  std::string source;  // api, import, unsubscribe_link, one_click, preference_page, confirm_link,
+                       // sms_stop, complaint, journey, ...
+  std::string ip;
+  std::string detail;
+};
+
+struct Suppression {
+  WorkspaceId workspace = 0;
+  std::string channel;  // email, sms
+  std::string address;  // lowercased email or E.164 phone
+  std::string reason;   // manual, unsubscribed, hard_bounce, complaint
+  Millis created_at = 0;
+  std::string detail;
 };
 
 struct MessageFilter {
@@ -244,6 +274,23 @@ class ReadTxn {
   virtual Result<std::vector<std::tuple<std::string, std::string, Millis>>> InstanceSteps(
       int64_t instance) = 0;
   virtual Result<std::vector<Message>> ListMessages(const MessageFilter& filter) = 0;
+  // ---- consent ----
+  virtual Result<std::vector<Subscription>> SubscriptionsOf(ContactId id) = 0;
+  virtual Status ScanSubscriptions(const std::function<Status(const Subscription&)>& fn) = 0;
+  virtual Result<std::vector<ConsentRecord>> ConsentHistory(ContactId id) = 0;
+  virtual Result<std::optional<Suppression>> FindSuppression(WorkspaceId ws,
+                                                             std::string_view channel,
+                                                             std::string_view address) = 0;
+  virtual Result<std::vector<Suppression>> ListSuppressions(WorkspaceId ws,
+                                                            std::string_view after_address,
+                                                            int limit) = 0;
+  virtual Result<std::optional<std::string>> GetSecret(WorkspaceId ws, std::string_view name) = 0;
+  virtual Result<std::optional<Message>> GetMessage(int64_t id) = 0;
+  // The message whose Message-ID header is this (bounces and complaints name it).
+  virtual Result<std::optional<Message>> FindMessageByHeader(std::string_view message_id) = 0;
+  // Messages due for delivery: queued with send_at <= now, oldest first.
+  virtual Result<std::vector<Message>> DueMessages(Millis now, int limit) = 0;
+
   // Messages to the contact on the channel created at or after `since` that count towards
   // frequency caps (queued, sending, sent, deferred).
   virtual Result<int64_t> CountRecentMessages(ContactId contact, std::string_view channel,
@@ -300,6 +347,18 @@ class WriteTxn : public ReadTxn {
   virtual Result<bool> InsertMessage(Message& message) = 0;
   virtual Status UpdateMessageStatus(int64_t id, std::string_view status, Millis now,
                                      std::string_view detail) = 0;
+  // A delivery attempt's bookkeeping: status, the next try, the attempt count, the headers.
+  virtual Status UpdateMessageDelivery(const Message& message) = 0;
+
+  // ---- consent ----
+  // Sets a subscription and appends the consent record.
+  virtual Status SetSubscription(const ConsentRecord& record) = 0;
+  virtual Status AddSuppression(const Suppression& s) = 0;
+  virtual Result<bool> RemoveSuppression(WorkspaceId ws, std::string_view channel,
+                                         std::string_view address) = 0;
+  virtual Status PutSecret(WorkspaceId ws, std::string_view name, std::string_view value) = 0;
+  // Counts a bounce for the contact; returns the soft-bounce count after it.
+  virtual Result<int64_t> CountBounce(ContactId id, bool hard, Millis at) = 0;
 
   // Runs after the transaction holding this write commits; never if it rolls back.
   virtual void OnCommit(std::function<void()> fn) = 0;

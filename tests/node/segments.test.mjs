@@ -18,6 +18,18 @@ import { NudgeServer, request, uid } from './lib/server.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const DEMO = path.join(REPO, 'examples', 'demo');
+// How many files `nudge apply -f` reads from the demo directory (a line is printed per file).
+function demoAppliedFiles() {
+  const yamlIn = (sub) => {
+    const d = path.join(DEMO, sub);
+    return fs.existsSync(d) ? fs.readdirSync(d).filter((f) => /\.ya?ml$/.test(f)).length : 0;
+  };
+  const top = ['scoring.yaml', 'stages.yaml', 'policies.yaml'].filter((f) =>
+    fs.existsSync(path.join(DEMO, f)),
+  ).length;
+  return yamlIn('segments') + yamlIn('journeys') + top;
+}
+
 const DEMO_SEGMENTS = [
   'at-risk-customers',
   'cart-abandoners',
@@ -558,7 +570,7 @@ describe('segments, lead scores and lifecycle stages', { timeout: 120_000 }, () 
       }
       assert.ok(lines.includes('scoring.yaml: scoring applied'), out.stdout);
       assert.ok(lines.includes('stages.yaml: stages applied'), out.stdout);
-      assert.equal(lines.length, DEMO_SEGMENTS.length + 2, out.stdout);
+      assert.equal(lines.length, demoAppliedFiles(), out.stdout);
       assert.doesNotMatch(out.stdout, /zz-broken/);
       assert.match(out.stderr, /1 file\(s\) refused/);
 
@@ -910,7 +922,7 @@ describe('segments, lead scores and lifecycle stages', { timeout: 120_000 }, () 
       dirs.push(tmp);
       const applied = await ws.cli(['apply', '-f', DEMO, ...cliArgs(ws)]);
       assert.equal(applied.code, 0, `${applied.stdout}\n${applied.stderr}`);
-      assert.equal(applied.stdout.trim().split('\n').length, DEMO_SEGMENTS.length + 2, applied.stdout);
+      assert.equal(applied.stdout.trim().split('\n').length, demoAppliedFiles(), applied.stdout);
       const imported = await ws.cli([
         'import', 'contacts', path.join(DEMO, 'contacts.csv'),
         '--rejects', path.join(tmp, 'rejects.csv'), '--flagged', path.join(tmp, 'flagged.csv'),
@@ -950,8 +962,11 @@ describe('segments, lead scores and lifecycle stages', { timeout: 120_000 }, () 
       assert.deepEqual(cara.segments, ['demo-then-integrations', 'trial-users']);
       assert.equal((await ws.contact('visitor-1')).id, cara.id);
       assert.equal(cara.stage.name, 'Decision');
-      assert.deepEqual(cara.score.breakdown, { 'company-size': 10, 'demo-video': 15, 'pricing-visit': 10 });
-      assert.equal(cara.score.value, 35);
+      // The integrations journey (triggered by entering demo-then-integrations) adds 10 points.
+      assert.deepEqual(cara.score.breakdown, {
+        adjustments: 10, 'company-size': 10, 'demo-video': 15, 'pricing-visit': 10,
+      });
+      assert.equal(cara.score.value, 45);
 
       const gia = await ws.contact('gia');
       assert.deepEqual(gia.segments, ['at-risk-customers', 'customers']);

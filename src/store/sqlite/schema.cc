@@ -160,6 +160,55 @@ CREATE INDEX messages_contact ON messages(contact_id, channel, created_at);
 CREATE INDEX messages_status ON messages(status, send_at);
 CREATE INDEX messages_journey ON messages(ws, journey, created_at);
 )sql",
+    // 4: consent (subscriptions and their history), suppressions, secrets, delivery attempts.
+    R"sql(
+CREATE TABLE subscriptions(
+  ws INTEGER NOT NULL,
+  contact_id INTEGER NOT NULL,
+  channel TEXT NOT NULL,
+  topic TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY(contact_id, channel, topic)) WITHOUT ROWID;
+
+CREATE TABLE consent_log(
+  ws INTEGER NOT NULL,
+  contact_id INTEGER NOT NULL,
+  channel TEXT NOT NULL,
+  topic TEXT NOT NULL DEFAULT '',
+  status TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  ip TEXT,
+  detail TEXT);
+CREATE INDEX consent_log_contact ON consent_log(contact_id, at);
+
+CREATE TABLE suppressions(
+  ws INTEGER NOT NULL,
+  channel TEXT NOT NULL,
+  address TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  detail TEXT,
+  PRIMARY KEY(ws, channel, address)) WITHOUT ROWID;
+
+CREATE TABLE secrets(
+  ws INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY(ws, name)) WITHOUT ROWID;
+
+ALTER TABLE messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN message_id_header TEXT;
+ALTER TABLE messages ADD COLUMN recipient TEXT;
+CREATE INDEX messages_header ON messages(message_id_header) WHERE message_id_header IS NOT NULL;
+
+CREATE TABLE bounce_counts(
+  contact_id INTEGER PRIMARY KEY,
+  soft INTEGER NOT NULL DEFAULT 0,
+  hard INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL);
+)sql",
 };
 
 constexpr int kVersion = static_cast<int>(std::size(kMigrations));

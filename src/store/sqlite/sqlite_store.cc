@@ -25,11 +25,13 @@ namespace {
 
 // A contact's first and last seen times widen with its events' times; they are read from the
 // events index rather than written on every event, which keeps ingest to one insert per event.
-#define NUDGE_CONTACT_COLUMNS                                                                  \
-  "c.id, c.ws, c.user_id, c.email, c.phone, c.traits, c.tags, c.source, c.import_id, "         \
-  "min(c.created_at, coalesce((SELECT min(timestamp) FROM events WHERE contact_id = c.id), "   \
-  "c.created_at)), "                                                                           \
-  "max(c.last_seen_at, coalesce((SELECT max(timestamp) FROM events WHERE contact_id = c.id), " \
+#define NUDGE_CONTACT_COLUMNS                                                                    \
+  "c.id, c.ws, c.user_id, c.email, c.phone, c.traits, c.tags, c.source, c.import_id, "           \
+  "min(c.created_at, coalesce((SELECT min(timestamp) FROM events WHERE contact_id = c.id AND "   \
+  "substr(message_id, 1, 6) <> 'nudge:'), "                                                      \
+  "c.created_at)), "                                                                             \
+  "max(c.last_seen_at, coalesce((SELECT max(timestamp) FROM events WHERE contact_id = c.id AND " \
+  "substr(message_id, 1, 6) <> 'nudge:'), "                                                      \
   "c.last_seen_at))"
 
 Contact ReadContact(Stmt& s) {
@@ -108,7 +110,24 @@ Message ReadMessage(Stmt& q) {
   m.send_at = q.Int(13);
   m.updated_at = q.Int(14);
   m.detail = q.Text(15);
+  m.attempts = q.Int(16);
+  m.message_id_header = q.Text(17);
+  m.recipient = q.Text(18);
   return m;
+}
+
+#define NUDGE_MESSAGE_COLUMNS                                                             \
+  "id, ws, contact_id, coalesce(journey, ''), coalesce(version, 0), coalesce(step, ''), " \
+  "coalesce(instance_id, 0), channel, coalesce(template, ''), status, idempotency_key, "  \
+  "payload, created_at, send_at, updated_at, coalesce(detail, ''), attempts, "            \
+  "coalesce(message_id_header, ''), coalesce(recipient, '')"
+
+Subscription ReadSubscription(Stmt& q) {
+  return Subscription{q.Int(0), q.Int(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5)};
+}
+
+Suppression ReadSuppression(Stmt& q) {
+  return Suppression{q.Int(0), q.Text(1), q.Text(2), q.Text(3), q.Int(4), q.Text(5)};
 }
 
 template <typename T, typename F>
@@ -312,9 +331,10 @@ class Txn final : public WriteTxn {
 
   Result<std::vector<Event>> EventsAfter(WorkspaceId ws, int64_t after, int limit,
                                          EventOrigin origin) override {
-    NUDGE_STMT(q, "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
-                  "body FROM events WHERE id > ? AND ws = ? AND (? = 0 OR (? = 1) = "
-                  "(substr(message_id, 1, 6) <> 'nudge:')) ORDER BY id LIMIT ?");
+    NUDGE_STMT(q,
+               "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
+               "body FROM events WHERE id > ? AND ws = ? AND (? = 0 OR (? = 1) = "
+               "(substr(message_id, 1, 6) <> 'nudge:')) ORDER BY id LIMIT ?");
     const int64_t o = static_cast<int64_t>(origin);
     q->Bind(1, after).Bind(2, ws).Bind(3, o).Bind(4, o).Bind(5, static_cast<int64_t>(limit));
     return Collect<Event>(q, ReadEvent);
@@ -500,18 +520,99 @@ class Txn final : public WriteTxn {
   }
 
   Result<std::vector<Message>> ListMessages(const MessageFilter& f) override {
-    NUDGE_STMT(q,
-               "SELECT id, ws, contact_id, coalesce(journey, ''), coalesce(version, 0), "
-               "coalesce(step, ''), coalesce(instance_id, 0), channel, coalesce(template, ''), "
-               "status, idempotency_key, payload, created_at, send_at, updated_at, "
-               "coalesce(detail, '') FROM messages WHERE ws = ? AND (? = 0 OR contact_id = ?) "
-               "AND (? = 0 OR journey = ?) AND (? = 0 OR status = ?) AND (? = 0 OR id < ?) "
-               "ORDER BY id DESC LIMIT ?");
+    NUDGE_STMT(q, "SELECT " NUDGE_MESSAGE_COLUMNS
+                  " FROM messages WHERE ws = ? AND (? = 0 OR contact_id = ?) "
+                  "AND (? = 0 OR journey = ?) AND (? = 0 OR status = ?) AND (? = 0 OR id < ?) "
+                  "ORDER BY id DESC LIMIT ?");
     q->Bind(1, f.workspace);
     q->Bind(2, f.contact ? int64_t{1} : int64_t{0}).Bind(3, f.contact.value_or(0));
     q->Bind(4, f.journey ? int64_t{1} : int64_t{0}).Bind(5, f.journey.value_or(""));
     q->Bind(6, f.status ? int64_t{1} : int64_t{0}).Bind(7, f.status.value_or(""));
     q->Bind(8, f.before_id).Bind(9, f.before_id).Bind(10, static_cast<int64_t>(f.limit));
+    return Collect<Message>(q, ReadMessage);
+  }
+
+  Result<std::vector<Subscription>> SubscriptionsOf(ContactId id) override {
+    NUDGE_STMT(q,
+               "SELECT ws, contact_id, channel, topic, status, updated_at FROM subscriptions "
+               "WHERE contact_id = ? ORDER BY channel, topic");
+    q->Bind(1, id);
+    return Collect<Subscription>(q, ReadSubscription);
+  }
+
+  Status ScanSubscriptions(const std::function<Status(const Subscription&)>& fn) override {
+    NUDGE_STMT(q, "SELECT ws, contact_id, channel, topic, status, updated_at FROM subscriptions");
+    for (;;) {
+      auto row = q->Step();
+      if (!row) return row.error();
+      if (!*row) return Status::Ok();
+      NUDGE_TRY(fn(ReadSubscription(*q)));
+    }
+  }
+
+  Result<std::vector<ConsentRecord>> ConsentHistory(ContactId id) override {
+    NUDGE_STMT(q,
+               "SELECT ws, contact_id, channel, topic, status, at, source, coalesce(ip, ''), "
+               "coalesce(detail, '') FROM consent_log WHERE contact_id = ? ORDER BY at, rowid");
+    q->Bind(1, id);
+    return Collect<ConsentRecord>(q, [](Stmt& s) {
+      return ConsentRecord{ReadSubscription(s), s.Text(6), s.Text(7), s.Text(8)};
+    });
+  }
+
+  Result<std::optional<Suppression>> FindSuppression(WorkspaceId ws, std::string_view channel,
+                                                     std::string_view address) override {
+    NUDGE_STMT(q,
+               "SELECT ws, channel, address, reason, created_at, coalesce(detail, '') FROM "
+               "suppressions WHERE ws = ? AND channel = ? AND address = ?");
+    q->Bind(1, ws).Bind(2, channel).Bind(3, address);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<Suppression>();
+    return std::optional<Suppression>(ReadSuppression(*q));
+  }
+
+  Result<std::vector<Suppression>> ListSuppressions(WorkspaceId ws, std::string_view after,
+                                                    int limit) override {
+    NUDGE_STMT(q,
+               "SELECT ws, channel, address, reason, created_at, coalesce(detail, '') FROM "
+               "suppressions WHERE ws = ? AND address > ? ORDER BY address LIMIT ?");
+    q->Bind(1, ws).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
+    return Collect<Suppression>(q, ReadSuppression);
+  }
+
+  Result<std::optional<std::string>> GetSecret(WorkspaceId ws, std::string_view name) override {
+    NUDGE_STMT(q, "SELECT value FROM secrets WHERE ws = ? AND name = ?");
+    q->Bind(1, ws).Bind(2, name);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<std::string>();
+    return std::optional<std::string>(q->Text(0));
+  }
+
+  Result<std::optional<Message>> GetMessage(int64_t id) override {
+    NUDGE_STMT(q, "SELECT " NUDGE_MESSAGE_COLUMNS " FROM messages WHERE id = ?");
+    q->Bind(1, id);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<Message>();
+    return std::optional<Message>(ReadMessage(*q));
+  }
+
+  Result<std::optional<Message>> FindMessageByHeader(std::string_view message_id) override {
+    NUDGE_STMT(q, "SELECT " NUDGE_MESSAGE_COLUMNS " FROM messages WHERE message_id_header = ?");
+    q->Bind(1, message_id);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<Message>();
+    return std::optional<Message>(ReadMessage(*q));
+  }
+
+  Result<std::vector<Message>> DueMessages(Millis now, int limit) override {
+    NUDGE_STMT(q, "SELECT " NUDGE_MESSAGE_COLUMNS
+                  " FROM messages WHERE status = 'queued' AND "
+                  "send_at <= ? ORDER BY send_at, id LIMIT ?");
+    q->Bind(1, now).Bind(2, static_cast<int64_t>(limit));
     return Collect<Message>(q, ReadMessage);
   }
 
@@ -600,6 +701,78 @@ class Txn final : public WriteTxn {
     if (db_.Changes() == 0) return false;
     m.id = db_.LastInsertRowid();
     return true;
+  }
+
+  Status UpdateMessageDelivery(const Message& m) override {
+    NUDGE_STMT(q,
+               "UPDATE messages SET status = ?, send_at = ?, updated_at = ?, detail = ?, "
+               "attempts = ?, message_id_header = ?, recipient = ?, payload = ? WHERE id = ?");
+    q->Bind(1, m.status).Bind(2, m.send_at).Bind(3, m.updated_at).Bind(4, m.detail);
+    q->Bind(5, m.attempts);
+    q->Bind(6, m.message_id_header.empty() ? std::optional<std::string>() : m.message_id_header);
+    q->Bind(7, m.recipient.empty() ? std::optional<std::string>() : m.recipient);
+    q->Bind(8, m.payload).Bind(9, m.id);
+    return q->Exec();
+  }
+
+  Status SetSubscription(const ConsentRecord& r) override {
+    const Subscription& s = r.subscription;
+    {
+      NUDGE_STMT(q,
+                 "INSERT OR REPLACE INTO subscriptions(ws, contact_id, channel, topic, status, "
+                 "updated_at) VALUES(?, ?, ?, ?, ?, ?)");
+      q->Bind(1, s.workspace).Bind(2, s.contact).Bind(3, s.channel).Bind(4, s.topic);
+      q->Bind(5, s.status).Bind(6, s.updated_at);
+      NUDGE_TRY(q->Exec());
+    }
+    NUDGE_STMT(q,
+               "INSERT INTO consent_log(ws, contact_id, channel, topic, status, at, source, ip, "
+               "detail) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    q->Bind(1, s.workspace).Bind(2, s.contact).Bind(3, s.channel).Bind(4, s.topic);
+    q->Bind(5, s.status).Bind(6, s.updated_at).Bind(7, r.source);
+    q->Bind(8, r.ip.empty() ? std::optional<std::string>() : r.ip);
+    q->Bind(9, r.detail.empty() ? std::optional<std::string>() : r.detail);
+    return q->Exec();
+  }
+
+  Status AddSuppression(const Suppression& s) override {
+    NUDGE_STMT(q,
+               "INSERT INTO suppressions(ws, channel, address, reason, created_at, detail) "
+               "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(ws, channel, address) DO UPDATE SET "
+               "reason = excluded.reason, detail = excluded.detail");
+    q->Bind(1, s.workspace).Bind(2, s.channel).Bind(3, s.address).Bind(4, s.reason);
+    q->Bind(5, s.created_at).Bind(6, s.detail);
+    return q->Exec();
+  }
+
+  Result<bool> RemoveSuppression(WorkspaceId ws, std::string_view channel,
+                                 std::string_view address) override {
+    NUDGE_STMT(q, "DELETE FROM suppressions WHERE ws = ? AND channel = ? AND address = ?");
+    q->Bind(1, ws).Bind(2, channel).Bind(3, address);
+    NUDGE_TRY(q->Exec());
+    return db_.Changes() > 0;
+  }
+
+  Status PutSecret(WorkspaceId ws, std::string_view name, std::string_view value) override {
+    NUDGE_STMT(q, "INSERT OR REPLACE INTO secrets(ws, name, value) VALUES(?, ?, ?)");
+    q->Bind(1, ws).Bind(2, name).Bind(3, value);
+    return q->Exec();
+  }
+
+  Result<int64_t> CountBounce(ContactId id, bool hard, Millis at) override {
+    {
+      NUDGE_STMT(q,
+                 "INSERT INTO bounce_counts(contact_id, soft, hard, updated_at) VALUES(?, ?, ?, ?) "
+                 "ON CONFLICT(contact_id) DO UPDATE SET soft = soft + excluded.soft, "
+                 "hard = hard + excluded.hard, updated_at = excluded.updated_at");
+      q->Bind(1, id).Bind(2, int64_t{hard ? 0 : 1}).Bind(3, int64_t{hard ? 1 : 0}).Bind(4, at);
+      NUDGE_TRY(q->Exec());
+    }
+    NUDGE_STMT(q, "SELECT soft FROM bounce_counts WHERE contact_id = ?");
+    q->Bind(1, id);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    return q->Int(0);
   }
 
   Status UpdateMessageStatus(int64_t id, std::string_view status, Millis now,
@@ -740,7 +913,10 @@ class Txn final : public WriteTxn {
     // Erasure takes the journeys' record of the person and the messages to them too; the
     // anonymous step counts stay.
     for (const char* sql : {"DELETE FROM journey_instances WHERE contact_id = ?",
-                            "DELETE FROM messages WHERE contact_id = ?"}) {
+                            "DELETE FROM messages WHERE contact_id = ?",
+                            "DELETE FROM subscriptions WHERE contact_id = ?",
+                            "DELETE FROM consent_log WHERE contact_id = ?",
+                            "DELETE FROM bounce_counts WHERE contact_id = ?"}) {
       auto stmt = db_.Prepare(sql);
       if (!stmt) return stmt.error();
       StmtUse q(**stmt);
@@ -763,6 +939,17 @@ class Txn final : public WriteTxn {
 
   Status MergeContacts(ContactId from, ContactId into, Millis at) override {
     NUDGE_TRY(ForgetContactState(from));  // the survivor's memberships and stage are re-derived
+    // Consent moves with the person (the survivor's own choices win on conflict).
+    for (const char* sql :
+         {"UPDATE OR IGNORE subscriptions SET contact_id = ?2 WHERE contact_id = ?1",
+          "DELETE FROM subscriptions WHERE contact_id = ?1",
+          "UPDATE consent_log SET contact_id = ?2 WHERE contact_id = ?1"}) {
+      auto stmt = db_.Prepare(sql);
+      if (!stmt) return stmt.error();
+      StmtUse q(**stmt);
+      q->Bind(1, from).Bind(2, into);
+      NUDGE_TRY(q->Exec());
+    }
     {
       NUDGE_STMT(q, "UPDATE events SET contact_id = ? WHERE contact_id = ?");
       q->Bind(1, into).Bind(2, from);
