@@ -27,16 +27,25 @@ flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
 
 # The library sources the targets need, compiled once with coverage instrumentation.
 sources=(core/status.cc core/clock.cc core/time.cc core/crypto.cc core/json.cc core/csv.cc
-  ingest/parser.cc ingest/json_error.cc ingest/gzip.cc profile/list_hygiene.cc)
+  ingest/parser.cc ingest/json_error.cc ingest/gzip.cc profile/list_hygiene.cc
+  channel/feedback/feedback.cc channel/feedback/mime.cc channel/feedback/report.cc
+  channel/feedback/webhooks.cc channel/feedback/internal/text.cc
+  content/liquid.cc content/internal/parser.cc content/internal/render.cc
+  content/internal/filters.cc content/internal/ruby.cc content/internal/time_format.cc
+  content/internal/unicode_case.cc)
 declare -A target_sources=(
   [event_parser_fuzz]="core/status.cc core/clock.cc core/time.cc core/crypto.cc core/json.cc ingest/parser.cc ingest/json_error.cc ingest/gzip.cc"
   [csv_fuzz]="core/status.cc core/json.cc core/csv.cc profile/list_hygiene.cc"
+  [feedback_fuzz]="core/status.cc core/json.cc channel/feedback/feedback.cc channel/feedback/mime.cc channel/feedback/report.cc channel/feedback/webhooks.cc channel/feedback/internal/text.cc"
+  [liquid_fuzz]="core/status.cc core/clock.cc core/json.cc content/liquid.cc content/internal/parser.cc content/internal/render.cc content/internal/filters.cc content/internal/ruby.cc content/internal/time_format.cc content/internal/unicode_case.cc"
 )
 declare -A target_libs=(
   [event_parser_fuzz]="-lsimdjson -lz -lcrypto"
   [csv_fuzz]=""
+  [feedback_fuzz]=""
+  [liquid_fuzz]=""
 )
-targets=(event_parser_fuzz csv_fuzz)
+targets=(event_parser_fuzz csv_fuzz feedback_fuzz liquid_fuzz)
 
 # Rebuild everything when any input changed (sources, headers, this script, the compiler).
 mkdir -p "$out/obj"
@@ -46,11 +55,13 @@ stamp=$(
     cat fuzz/run.sh fuzz/*.cc
     for s in "${sources[@]}"; do cat "src/$s"; done
     cat src/core/*.h src/ingest/*.h src/profile/list_hygiene.h
+    cat src/content/*.h src/content/internal/*.h
+    cat src/channel/feedback/*.h src/channel/feedback/internal/*.h
     "$cxx" --version
   } | sha256sum | cut -d' ' -f1
 )
 if [ ! -f "$out/stamp" ] || [ "$(cat "$out/stamp")" != "$stamp" ] ||
-  ! ls "$out/event_parser_fuzz" "$out/csv_fuzz" >/dev/null 2>&1; then
+  ! ls "$out/event_parser_fuzz" "$out/csv_fuzz" "$out/feedback_fuzz" "$out/liquid_fuzz" >/dev/null 2>&1; then
   echo "fuzz: building with $cxx into $out"
   rm -f "$out/stamp"
   jobs_max=$(nproc)

@@ -7,8 +7,10 @@ want=${1:-build}
 build_pkgs=(g++ cmake ninja-build pkg-config make
   libsqlite3-dev libmicrohttpd-dev libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev
   libcurl4-openssl-dev libssl-dev libphonenumber-dev libexpected-dev libcli11-dev
-  libspdlog-dev libgtest-dev libgmock-dev zlib1g-dev libre2-dev libroaring-dev libcctz-dev tzdata)
-test_pkgs=(clang-14 libclang-rt-14-dev clang-format sqlite3 python3 curl)
+  libspdlog-dev libgtest-dev libgmock-dev zlib1g-dev libre2-dev libroaring-dev libcctz-dev tzdata
+  libopendkim-dev)
+test_pkgs=(clang-14 libclang-rt-14-dev clang-format sqlite3 python3 curl ruby ruby-liquid
+  postfix python3-dkim)
 bench_pkgs=(wrk nginx-light libbenchmark-dev)
 
 pkgs=("${build_pkgs[@]}")
@@ -29,6 +31,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
+  # The email tests only run Postfix's smtp-sink and smtp-source: never configure or start an MTA.
+  if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
+    echo "postfix postfix/main_mailer_type select No configuration" | $sudo debconf-set-selections
+  fi
   $sudo apt-get update -q || true
   $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi

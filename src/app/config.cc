@@ -6,6 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
+
+#include "core/yaml.h"
 
 extern char** environ;
 
@@ -35,16 +38,80 @@ Status CheckLogLevel(const std::string& level, const std::string& where) {
   return Status::Ok();
 }
 
+Status ApplyDelivery(const core::YamlDoc& doc, const YAML::Node& node, Config& c) {
+  if (!node.IsMap()) return doc.ErrorAt(node, "delivery", "expected a mapping");
+  NUDGE_TRY(core::YamlKnownKeys(
+      doc, node,
+      {"workers", "batch", "poll", "retry", "track_opens", "track_clicks", "unsubscribe_mailbox"}));
+  channel::DeliveryOptions& d = c.delivery;
+  NUDGE_ASSIGN_OR_RETURN(auto workers, core::YamlNumber(doc, node, "workers"));
+  if (workers) {
+    if (*workers < 1 || *workers > 64)
+      return doc.ErrorAt(node["workers"], "delivery.workers", "expected 1 to 64");
+    d.workers = static_cast<int>(*workers);
+  }
+  NUDGE_ASSIGN_OR_RETURN(auto batch, core::YamlNumber(doc, node, "batch"));
+  if (batch) {
+    if (*batch < 1 || *batch > 10000)
+      return doc.ErrorAt(node["batch"], "delivery.batch", "expected 1 to 10000");
+    d.batch = static_cast<int>(*batch);
+  }
+  NUDGE_ASSIGN_OR_RETURN(auto poll, core::YamlDuration(doc, node, "poll"));
+  if (poll) d.poll = std::max<core::Millis>(10, *poll);
+  NUDGE_ASSIGN_OR_RETURN(auto opens, core::YamlBool(doc, node, "track_opens"));
+  if (opens) d.track_opens = *opens;
+  NUDGE_ASSIGN_OR_RETURN(auto clicks, core::YamlBool(doc, node, "track_clicks"));
+  if (clicks) d.track_clicks = *clicks;
+  NUDGE_ASSIGN_OR_RETURN(auto mailbox, core::YamlString(doc, node, "unsubscribe_mailbox"));
+  if (mailbox) d.unsubscribe_mailbox = *mailbox;
+  if (const YAML::Node r = node["retry"]; r.IsDefined() && !r.IsNull()) {
+    if (!r.IsMap()) return doc.ErrorAt(r, "delivery.retry", "expected a mapping");
+    NUDGE_TRY(
+        core::YamlKnownKeys(doc, r, {"initial", "max", "multiplier", "attempts", "give_up_after"}));
+    NUDGE_ASSIGN_OR_RETURN(auto initial, core::YamlDuration(doc, r, "initial"));
+    if (initial) d.retry_initial = *initial;
+    NUDGE_ASSIGN_OR_RETURN(auto max, core::YamlDuration(doc, r, "max"));
+    if (max) d.retry_max = *max;
+    NUDGE_ASSIGN_OR_RETURN(auto mult, core::YamlNumber(doc, r, "multiplier"));
+    if (mult) {
+      if (*mult < 1 || *mult > 10)
+        return doc.ErrorAt(r["multiplier"], "delivery.retry.multiplier", "expected 1 to 10");
+      d.retry_multiplier = *mult;
+    }
+    NUDGE_ASSIGN_OR_RETURN(auto attempts, core::YamlNumber(doc, r, "attempts"));
+    if (attempts) {
+      if (*attempts < 1 || *attempts > 100)
+        return doc.ErrorAt(r["attempts"], "delivery.retry.attempts", "expected 1 to 100");
+      d.max_attempts = static_cast<int>(*attempts);
+    }
+    NUDGE_ASSIGN_OR_RETURN(auto give_up, core::YamlDuration(doc, r, "give_up_after"));
+    if (give_up) d.give_up_after = *give_up;
+  }
+  return Status::Ok();
+}
+
+Status ApplyFeedback(const core::YamlDoc& doc, const YAML::Node& node, Config& c) {
+  if (!node.IsMap()) return doc.ErrorAt(node, "feedback", "expected a mapping");
+  NUDGE_TRY(core::YamlKnownKeys(doc, node, {"listen", "maildir", "poll"}));
+  NUDGE_ASSIGN_OR_RETURN(auto listen, core::YamlString(doc, node, "listen"));
+  if (listen) c.feedback_listen = *listen;
+  NUDGE_ASSIGN_OR_RETURN(auto maildir, core::YamlString(doc, node, "maildir"));
+  if (maildir) c.feedback_maildir = *maildir;
+  NUDGE_ASSIGN_OR_RETURN(auto poll, core::YamlDuration(doc, node, "poll"));
+  if (poll) c.feedback_poll = std::max<core::Millis>(100, *poll);
+  return Status::Ok();
+}
+
 Status ApplyFile(const std::string& path, Config& c) {
   if (!std::filesystem::exists(path)) return Status::Invalid("no such file", path);
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    return Status::Invalid(e.msg, Where(path, e.mark));
-  }
-  if (root.IsNull()) return Status::Ok();
-  if (!root.IsMap()) return Status::Invalid("the configuration must be a mapping of keys", path);
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in && !in.eof()) return Status::Invalid("cannot read the file", path);
+  if (text.str().find_first_not_of(" \t\r\n") == std::string::npos) return Status::Ok();
+  NUDGE_ASSIGN_OR_RETURN(core::YamlDoc doc, core::LoadYaml(text.str(), path));
+  const YAML::Node& root = doc.root;
+  const std::string base_dir = std::filesystem::path(path).parent_path().string();
   try {
     for (const auto& kv : root) {
       const std::string key = kv.first.as<std::string>();
@@ -54,7 +121,19 @@ Status ApplyFile(const std::string& path, Config& c) {
         if (!v.IsScalar()) return Err(Status::Invalid("expected a single value", where));
         return v.as<std::string>();
       };
-      if (key == "listen") {
+      if (key == "public_url") {
+        NUDGE_ASSIGN_OR_RETURN(c.public_url, scalar());
+        if (c.public_url.rfind("http://", 0) != 0 && c.public_url.rfind("https://", 0) != 0)
+          return Status::Invalid("expected an http(s) URL such as https://nudge.acme.test", where);
+      } else if (key == "channels") {
+        channel::ChannelsConfigContext cc;
+        cc.base_dir = base_dir;
+        NUDGE_ASSIGN_OR_RETURN(c.channels, channel::ParseChannelsConfig(doc, v, cc));
+      } else if (key == "delivery") {
+        NUDGE_TRY(ApplyDelivery(doc, v, c));
+      } else if (key == "feedback") {
+        NUDGE_TRY(ApplyFeedback(doc, v, c));
+      } else if (key == "listen") {
         NUDGE_ASSIGN_OR_RETURN(c.listen, scalar());
       } else if (key == "data") {
         NUDGE_ASSIGN_OR_RETURN(c.data, scalar());
@@ -89,7 +168,7 @@ Status ApplyFile(const std::string& path, Config& c) {
       } else {
         return Status::Invalid(
             "unknown setting (known: listen, data, http_threads, default_region, log_level, "
-            "write_key, admin_key, limits)",
+            "write_key, admin_key, limits, public_url, channels, delivery, feedback)",
             where);
       }
     }
@@ -138,6 +217,13 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
 
   if (flags.listen) c.listen = *flags.listen;
   if (flags.data) c.data = *flags.data;
+  if (auto v = get("NUDGE_PUBLIC_URL"); v && !v->empty()) c.public_url = *v;
+  if (c.public_url.empty()) c.public_url = "http://" + c.listen;
+  while (!c.public_url.empty() && c.public_url.back() == '/') c.public_url.pop_back();
+  c.delivery.public_url = c.public_url;
+  if (c.channels.email)
+    c.delivery.message_id_domain =
+        c.channels.email->from.address.substr(c.channels.email->from.address.find('@') + 1);
 
   if (c.default_region.size() != 2)
     return Err(Status::Invalid(

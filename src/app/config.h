@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "channel/channels_config.h"
+#include "channel/delivery.h"
 #include "core/result.h"
 
 namespace nudge::app {
@@ -21,6 +23,16 @@ struct Config {
   std::optional<std::string> admin_key;
   size_t max_message_bytes = 32 * 1024;
   size_t max_batch_bytes = 500 * 1024;
+  // The base of tracking, unsubscribe and image links in messages; default: http://<listen>.
+  std::string public_url;
+  channel::ChannelsConfig channels;
+  // delivery: { workers, batch, poll, retry: { initial, max, attempts, give_up_after },
+  //             track_opens, track_clicks, unsubscribe_mailbox }
+  channel::DeliveryOptions delivery;
+  // feedback: bounces and complaints by mail: an SMTP listener and/or a maildir to read.
+  std::string feedback_listen;   // "127.0.0.1:2526"; empty: none
+  std::string feedback_maildir;  // a maildir's root; empty: none
+  core::Millis feedback_poll = 10'000;
 };
 
 // What the command line said; unset fields leave the lower layers' values.

@@ -1,12 +1,27 @@
 #include "app/serve.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
+#include "channel/channel.h"
+#include "channel/delivery.h"
+#include "channel/email/email_channel.h"
+#include "channel/feedback/maildir.h"
+#include "channel/feedback/smtp_listener.h"
+#include "channel/feedback_processor.h"
+#include "channel/sms/sms.h"
+#include "channel/webhook/webhook.h"
+#include "content/library.h"
 #include "core/metrics.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -16,8 +31,30 @@
 #include "segment/engine.h"
 #include "store/store.h"
 #include "store/workspaces.h"
+#include "track/links.h"
 
 namespace nudge::app {
+namespace {
+
+// A port free on host right now (0 when none could be found).
+uint16_t FreePort(const std::string& host) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = 0;
+  if (host.empty() || ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+}  // namespace
 
 int RunServe(const Flags& flags) {
   // Block the shutdown signals before any thread starts, so that only sigwait() below sees them.
@@ -87,29 +124,142 @@ int RunServe(const Flags& flags) {
     return 1;
   }
 
-  profile::Applier applier(profile::ProfileOptions{config->default_region}, &engine);
-  http::ApiContext ctx{**store, workspaces,
-                       applier, metrics,
-                       clock,   {config->max_message_bytes, config->max_batch_bytes, 1024},
-                       &engine, &journeys};
-  http::Router router;
-  http::AddTrackingRoutes(router, ctx);
-  http::AddAdminRoutes(router, ctx);
-  http::AddSegmentRoutes(router, ctx);
-  http::AddJourneyRoutes(router, ctx);
-  http::AddOpsRoutes(router, ctx);
-  http::Server server({config->listen, config->http_threads, 60}, std::move(router), clock,
-                      &metrics);
-  if (Status s = server.Start(); !s.ok()) {
-    spdlog::error("{}", s.ToString());
+  // Message templates, the channels and the delivery pipeline that sends what journeys queue.
+  content::TemplateLibrary templates(**store, clock);
+  if (Status s = templates.Load(); !s.ok()) {
+    spdlog::error("cannot load templates: {}", s.ToString());
     journeys.Stop();
     engine.Stop();
     (*store)->Close();
     return 1;
   }
-  auto hp = http::ParseListen(config->listen);
-  spdlog::info("nudge listening on http://{}:{} (data in {})", hp ? hp->first : "?", server.port(),
-               config->data);
+  track::SecretBook secrets(**store);
+  channel::ChannelRegistry channels;
+  if (config->channels.email) {
+    auto email = channel::EmailChannel::Create(*config->channels.email, clock, &metrics);
+    if (!email) {
+      spdlog::error("channels.email: {}", email.error().ToString());
+      journeys.Stop();
+      engine.Stop();
+      (*store)->Close();
+      return 1;
+    }
+    (void)channels.Add(std::move(*email));
+  }
+  if (config->channels.sms)
+    (void)channels.Add(std::make_unique<channel::SmsChannel>(*config->channels.sms));
+  (void)channels.Add(std::make_unique<channel::WebhookChannel>(config->channels.webhook));
+
+  // With port 0 a free port is chosen now, so that the public URL (in every link of every
+  // message) names the port actually served.
+  std::string listen = config->listen;
+  std::string public_url = config->public_url;
+  if (auto lp = http::ParseListen(listen); lp && lp->second == 0) {
+    const uint16_t port = FreePort(lp->first);
+    if (port != 0) {
+      const std::string host = listen.substr(0, listen.rfind(':'));
+      listen = host + ":" + std::to_string(port);
+      if (public_url.size() > 2 && public_url.compare(public_url.size() - 2, 2, ":0") == 0)
+        public_url = public_url.substr(0, public_url.size() - 1) + std::to_string(port);
+    }
+  }
+  channel::DeliveryOptions delivery_options = config->delivery;
+  delivery_options.public_url = public_url;
+  channel::Dispatcher dispatcher(
+      {**store, engine, journeys, templates, secrets, channels, clock, &metrics}, delivery_options);
+  journeys.SetOutboxListener([&dispatcher] { dispatcher.Notify(); });
+  if (Status s = dispatcher.Start(); !s.ok()) {
+    spdlog::error("cannot start delivery: {}", s.ToString());
+    journeys.Stop();
+    engine.Stop();
+    (*store)->Close();
+    return 1;
+  }
+
+  profile::Applier applier(profile::ProfileOptions{config->default_region}, &engine);
+  http::ApiContext ctx{**store, workspaces,
+                       applier, metrics,
+                       clock,   {config->max_message_bytes, config->max_batch_bytes, 1024},
+                       &engine, &journeys};
+  ctx.templates = &templates;
+  ctx.delivery = &dispatcher;
+  ctx.secrets = &secrets;
+  ctx.channels = &config->channels;
+  ctx.public_url = public_url;
+  http::Router router;
+  http::AddTrackingRoutes(router, ctx);
+  http::AddAdminRoutes(router, ctx);
+  http::AddSegmentRoutes(router, ctx);
+  http::AddJourneyRoutes(router, ctx);
+  http::AddDeliveryRoutes(router, ctx);
+  http::AddPublicRoutes(router, ctx);
+  http::AddOpsRoutes(router, ctx);
+  http::Server server({listen, config->http_threads, 60}, std::move(router), clock, &metrics);
+  if (Status s = server.Start(); !s.ok()) {
+    spdlog::error("{}", s.ToString());
+    dispatcher.Stop(0);
+    journeys.Stop();
+    engine.Stop();
+    (*store)->Close();
+    return 1;
+  }
+  auto hp = http::ParseListen(listen);
+
+  // Bounces and complaints by mail.
+  channel::FeedbackProcessor feedback(**store, engine, clock, &metrics);
+  auto apply_feedback = [&feedback](const std::vector<channel::Feedback>& reports) -> Status {
+    for (const auto& f : reports) {
+      auto r = feedback.Apply(f);
+      if (!r) return r.error();
+      spdlog::info("feedback: {}", r->detail);
+    }
+    return Status::Ok();
+  };
+  std::unique_ptr<channel::SmtpListener> listener;
+  if (!config->feedback_listen.empty()) {
+    auto lp = http::ParseListen(config->feedback_listen);
+    if (!lp) {
+      spdlog::error("feedback.listen: {}", lp.error().ToString());
+      return 1;
+    }
+    channel::SmtpListenerOptions lo;
+    lo.address = lp->first.empty() ? "0.0.0.0" : lp->first;
+    lo.port = lp->second;
+    listener = std::make_unique<channel::SmtpListener>(
+        lo,
+        [&apply_feedback](const channel::InboundMessage& m,
+                          const Result<std::vector<channel::Feedback>>& parsed) -> Status {
+          if (!parsed) {
+            spdlog::info("feedback: a message from <{}> is not a report: {}", m.mail_from,
+                         parsed.error().ToString());
+            return Status::Ok();
+          }
+          return apply_feedback(*parsed);
+        });
+    if (Status s = listener->Start(); !s.ok()) {
+      spdlog::error("feedback.listen {}: {}", config->feedback_listen, s.ToString());
+      return 1;
+    }
+    spdlog::info("feedback: receiving bounces by SMTP on {}:{}", lo.address, listener->port());
+  }
+  std::atomic<bool> stop_maildir{false};
+  std::thread maildir_thread;
+  if (!config->feedback_maildir.empty()) {
+    maildir_thread = std::thread([&] {
+      pthread_setname_np(pthread_self(), "maildir");
+      channel::MaildirReader reader(config->feedback_maildir);
+      while (!stop_maildir.load()) {
+        auto stats = reader.Poll(
+            [&](const std::string& file, const auto& reports) { return apply_feedback(reports); });
+        if (!stats) spdlog::warn("feedback.maildir: {}", stats.error().ToString());
+        for (int i = 0; i < config->feedback_poll / 50 && !stop_maildir.load(); ++i)
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
+
+  spdlog::info("nudge listening on http://{}:{} (data in {}; links on {})", hp ? hp->first : "?",
+               server.port(), config->data, public_url);
   std::printf("nudge listening on http://%s:%u\n", hp ? hp->first.c_str() : "?", server.port());
   std::fflush(stdout);
 
@@ -118,7 +268,14 @@ int RunServe(const Flags& flags) {
   spdlog::info("{}: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
   server.Quiesce();
   server.Stop(10000);
+  if (listener) listener->Stop();
+  stop_maildir = true;
+  if (maildir_thread.joinable()) maildir_thread.join();
   journeys.Stop();
+  // Messages being sent get up to 10 s for their answers; what stays unanswered is sent again
+  // (same Message-ID) on the next start.
+  dispatcher.Stop(10000);
+  channels.ShutdownAll(2000);
   engine.Stop();
   (*store)->Close();
   spdlog::info("stopped; every acknowledged event is committed");

@@ -4,6 +4,9 @@
 // ApiContext borrows the services the handlers use; it must outlive the Server.
 #pragma once
 
+#include "channel/channels_config.h"
+#include "channel/delivery.h"
+#include "content/library.h"
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "http/server.h"
@@ -13,6 +16,7 @@
 #include "segment/engine.h"
 #include "store/store.h"
 #include "store/workspaces.h"
+#include "track/links.h"
 
 namespace nudge::http {
 
@@ -25,6 +29,11 @@ struct ApiContext {
   ingest::Limits limits;
   segment::Engine* engine = nullptr;    // segments, scores, stages; may be null (tests)
   journey::Engine* journeys = nullptr;  // may be null (tests)
+  content::TemplateLibrary* templates = nullptr;
+  channel::Dispatcher* delivery = nullptr;
+  track::SecretBook* secrets = nullptr;
+  const channel::ChannelsConfig* channels = nullptr;
+  std::string public_url = "http://127.0.0.1:8080";
 };
 
 // Finds a contact by the key in a URL: its user id, else an anonymous id, else (with '@') its
@@ -39,5 +48,12 @@ void AddOpsRoutes(Router& router, ApiContext& ctx);
 void AddSegmentRoutes(Router& router, ApiContext& ctx);
 // /api/v1/journeys, /api/v1/messages, /api/v1/policies (needs ctx.journeys).
 void AddJourneyRoutes(Router& router, ApiContext& ctx);
+// /api/v1/templates, /api/v1/contacts/{key}/consent and /subscriptions, /api/v1/suppressions
+// (needs ctx.templates, ctx.delivery, ctx.engine, ctx.journeys).
+void AddDeliveryRoutes(Router& router, ApiContext& ctx);
+// What recipients reach without a key: /t/... (open pixel, click redirects, unsubscribe,
+// preferences, confirmation, view in browser) on signed tokens, and the provider callbacks
+// /hooks/... (bounces and complaints from SES, SendGrid, Postmark; inbound SMS).
+void AddPublicRoutes(Router& router, ApiContext& ctx);
 
 }  // namespace nudge::http

@@ -115,6 +115,11 @@ struct Engine::Impl {
   core::Counter* entered = nullptr;
   core::Counter* steps_run = nullptr;
   core::Counter* messages = nullptr;
+  // Told (after the commit) that the outbox has new queued messages: the delivery pipeline.
+  std::function<void()> on_outbox;
+  void Queued(store::WriteTxn& txn) {
+    if (on_outbox) txn.OnCommit(on_outbox);
+  }
   core::Histogram* lateness = nullptr;
 
   mutable std::recursive_mutex mu;  // the state below; observer callbacks re-enter
@@ -198,6 +203,13 @@ struct Engine::Impl {
   Status End(store::WriteTxn& txn, store::Instance& inst, const std::string& status,
              const std::string& reason, const std::string& step_outcome, Millis now) {
     if (!inst.step.empty()) NUDGE_TRY(txn.LogStep(inst, inst.step, step_outcome, now));
+    // A message held back for quiet hours would otherwise wait for an instance that is gone.
+    if (const json data = json::parse(inst.data, nullptr, false);
+        data.is_object() && data.contains("deferred") && data["deferred"].is_number_integer()) {
+      NUDGE_TRY(txn.UpdateMessageStatusIf(
+          data["deferred"].get<int64_t>(), "deferred_quiet_hours", "cancelled", now,
+          "the journey ended (" + reason + ") before quiet hours were over"));
+    }
     const std::string last_step = inst.step;
     inst.status = status;
     inst.step.clear();
@@ -276,7 +288,11 @@ struct Engine::Impl {
           const Policies& pol = PoliciesOf(inst.workspace);
           if (data.contains("deferred")) {
             // Quiet hours are over: the deferred message goes out now.
-            NUDGE_TRY(txn.UpdateMessageStatus(data["deferred"].get<int64_t>(), "queued", now, ""));
+            // Unless delivery already took it when its send_at came.
+            NUDGE_ASSIGN_OR_RETURN(bool released, txn.UpdateMessageStatusIf(
+                                                      data["deferred"].get<int64_t>(),
+                                                      "deferred_quiet_hours", "queued", now, ""));
+            if (released) Queued(txn);
             data.erase("deferred");
             NUDGE_TRY(txn.LogStep(inst, step.id, "sent", now));
           } else if (late_by > j.max_lateness) {
@@ -318,6 +334,7 @@ struct Engine::Impl {
             if (!capped) m.status = "queued";
             NUDGE_ASSIGN_OR_RETURN(bool inserted, txn.InsertMessage(m));
             if (inserted && messages && !capped) messages->Add();
+            if (inserted && !capped) Queued(txn);
             NUDGE_TRY(txn.LogStep(inst, step.id, capped ? "skipped" : "sent", now));
           }
           at = next;
@@ -345,6 +362,7 @@ struct Engine::Impl {
           m.status = late_by > j.max_lateness ? "skipped_late" : "queued";
           NUDGE_ASSIGN_OR_RETURN(bool inserted, txn.InsertMessage(m));
           if (inserted && messages) messages->Add();
+          if (inserted && m.status == "queued") Queued(txn);
           at = next;
           break;
         }
@@ -1076,6 +1094,10 @@ Result<std::vector<StepStats>> Engine::Stats(WorkspaceId ws, const std::string& 
     out.push_back(std::move(st));
   }
   return out;
+}
+
+void Engine::SetOutboxListener(std::function<void()> listener) {
+  impl_->on_outbox = std::move(listener);
 }
 
 Status Engine::PutPolicies(WorkspaceId ws, Policies policies) {

@@ -84,6 +84,10 @@ class Engine final : public profile::ContactObserver {
   Result<int64_t> Trigger(store::WorkspaceId ws, const std::string& id, store::ContactId contact,
                           const std::string& data);
 
+  // Called after each commit that queued outbox messages (the delivery pipeline wakes up).
+  // Set before Load.
+  void SetOutboxListener(std::function<void()> listener);
+
   // ---- time ----
   Status RunDue();
   std::optional<Millis> NextDue() const;

@@ -46,6 +46,7 @@ class Sandbox {
   Status AdvanceTo(Millis t);
   Status Advance(Millis delta) { return AdvanceTo(Now() + delta); }
   Millis Now() const { return clock_.NowMillis(); }
+  const core::Clock& clock() const { return clock_; }
 
   // The contact of a user id (or anonymous id), or 0.
   store::ContactId ContactOf(const std::string& key);

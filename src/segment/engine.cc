@@ -1564,6 +1564,8 @@ bool Engine::InSegmentLocked(WorkspaceId wsid, const std::string& segment, Conta
   return it != ws->by_id.end() && it->second->members.contains(static_cast<uint32_t>(id));
 }
 
+ContactId Engine::ResolveLocked(ContactId id) const { return impl_->cache.Resolve(id); }
+
 const std::string* Engine::TraitsLocked(ContactId id) const {
   const profile::ContactState* st = impl_->cache.Get(id);
   return st ? &st->traits : nullptr;
@@ -1627,6 +1629,41 @@ Status Engine::Emit(store::ContactId id, const std::string& name,
     if (!m.cache.Get(resolved)) return Status::NotFound("no contact " + std::to_string(id));
     return EmitLocked(txn, resolved, name, properties_json, key);
   });
+}
+
+bool Engine::Subscribed(ContactId id, std::string_view channel, std::string_view topic) const {
+  Impl& m = *impl_;
+  std::shared_lock lock(m.cache.mutex);
+  id = m.cache.Resolve(id);
+  const profile::ContactState* st = m.cache.Get(id);
+  if (!st) return false;
+  static const Workspace kNoDefinitions;
+  const Workspace* ws = m.FindWs(st->workspace);
+  Impl::ContactEnv env(m, ws ? *ws : kNoDefinitions, id, *st, m.FindRt(id), m.clock.NowMillis());
+  return env.Subscribed(channel, topic);
+}
+
+Status Engine::WriteLocked(const std::function<Status(store::WriteTxn&)>& fn) {
+  Impl& m = *impl_;
+  return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    std::unique_lock lock(m.cache.mutex);
+    NUDGE_TRY(m.Begin(txn));
+    return fn(txn);
+  });
+}
+
+void Engine::WriteLockedAsync(std::function<Status(store::WriteTxn&)> fn,
+                              std::function<void(const Status&)> done) {
+  Impl& m = *impl_;
+  m.store.Write(
+      [&m, fn = std::move(fn)](store::WriteTxn& txn) -> Status {
+        std::unique_lock lock(m.cache.mutex);
+        NUDGE_TRY(m.Begin(txn));
+        return fn(txn);
+      },
+      [done = std::move(done)](Status s) {
+        if (done) done(s);
+      });
 }
 
 uint64_t Engine::EvaluateAllForBenchmark(WorkspaceId wsid) {

@@ -142,6 +142,18 @@ class Engine final : public profile::ContactObserver {
   Status Emit(store::ContactId id, const std::string& name, const std::string& properties_json,
               const std::string& key);
 
+  // Whether the contact may be sent messages on `channel` (and `topic`, when not empty): the
+  // recorded consent, else the default (see subscribed() in docs/conditions.md). False for an
+  // unknown contact. Takes cache.mutex (shared).
+  bool Subscribed(store::ContactId id, std::string_view channel, std::string_view topic) const;
+
+  // Runs fn in a store write with the engine's lock held, so that fn may call EmitLocked and
+  // the other Locked methods (delivery outcomes: the message row and its event in one commit).
+  Status WriteLocked(const std::function<Status(store::WriteTxn&)>& fn);
+  // The same, without waiting for the commit: done (if set) is called with its outcome.
+  void WriteLockedAsync(std::function<Status(store::WriteTxn&)> fn,
+                        std::function<void(const Status&)> done);
+
   // ---- for observers downstream (journeys) ----
   // Adopts a condition's behavioural terms; new ones are computed from the history in the
   // background. Takes cache.mutex: call outside observer callbacks.
@@ -161,6 +173,8 @@ class Engine final : public profile::ContactObserver {
                                          store::ContactId id) const;
   bool InSegmentLocked(store::WorkspaceId ws, const std::string& segment,
                        store::ContactId id) const;
+  // The contact that now stands for id (after merges).
+  store::ContactId ResolveLocked(store::ContactId id) const;
   // The contact's traits (JSON text), or null when it has no state.
   const std::string* TraitsLocked(store::ContactId id) const;
   // Stores a derived event on the contact and processes it like any other event (segments,

@@ -141,7 +141,7 @@ struct Message {
   std::string channel;  // email, sms, push, webhook
   std::string template_id;
   std::string status;  // queued, sending, sent, failed, suppressed, deferred_quiet_hours, capped,
-                       // skipped_late
+                       // skipped_late, cancelled (its journey instance ended first)
   std::string idempotency_key;
   std::string payload = "{}";  // JSON
   Millis created_at = 0;
@@ -223,6 +223,8 @@ class ReadTxn {
   virtual Result<std::vector<Event>> ListEvents(ContactId id, int limit,
                                                 EventOrigin origin = EventOrigin::kAll) = 0;
   virtual Result<int64_t> CountEvents(WorkspaceId ws, EventOrigin origin = EventOrigin::kAll) = 0;
+  // One event by its row id (a message's trigger event); nullopt when erased.
+  virtual Result<std::optional<Event>> GetEvent(int64_t id) = 0;
   // True when this workspace already stored a message with this id.
   virtual Result<bool> HasMessage(WorkspaceId ws, std::string_view message_id) = 0;
 
@@ -288,8 +290,13 @@ class ReadTxn {
   virtual Result<std::optional<Message>> GetMessage(int64_t id) = 0;
   // The message whose Message-ID header is this (bounces and complaints name it).
   virtual Result<std::optional<Message>> FindMessageByHeader(std::string_view message_id) = 0;
-  // Messages due for delivery: queued with send_at <= now, oldest first.
-  virtual Result<std::vector<Message>> DueMessages(Millis now, int limit) = 0;
+  // Messages due for delivery: queued or deferred for quiet hours, with send_at <= now, oldest
+  // first; only ids above `after` (a page through those due).
+  virtual Result<std::vector<Message>> DueMessages(Millis now, int limit, int64_t after = 0) = 0;
+  // Messages to the contact on the channel that went out (sending, sent) since `since`, other
+  // than `except`: what frequency caps count at send time.
+  virtual Result<int64_t> CountSentMessages(ContactId contact, std::string_view channel,
+                                            Millis since, int64_t except) = 0;
 
   // Messages to the contact on the channel created at or after `since` that count towards
   // frequency caps (queued, sending, sent, deferred).
@@ -345,6 +352,13 @@ class WriteTxn : public ReadTxn {
   // Inserts the message unless the workspace has one with the same idempotency key; returns
   // whether it was inserted (and sets message.id).
   virtual Result<bool> InsertMessage(Message& message) = 0;
+  // Changes the status only when it is still `from`; returns whether it did.
+  virtual Result<bool> UpdateMessageStatusIf(int64_t id, std::string_view from,
+                                             std::string_view status, Millis now,
+                                             std::string_view detail) = 0;
+  // Messages left in `sending` by a crash go back to `queued` (they are sent again with the same
+  // Message-ID: the one window where a duplicate may come from). Returns how many.
+  virtual Result<int64_t> RequeueSending(Millis now) = 0;
   virtual Status UpdateMessageStatus(int64_t id, std::string_view status, Millis now,
                                      std::string_view detail) = 0;
   // A delivery attempt's bookkeeping: status, the next try, the attempt count, the headers.

@@ -286,6 +286,17 @@ class Txn final : public WriteTxn {
     return Collect<Event>(q, ReadEvent);
   }
 
+  Result<std::optional<Event>> GetEvent(int64_t id) override {
+    NUDGE_STMT(q,
+               "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
+               "body FROM events WHERE id = ?");
+    q->Bind(1, id);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    if (!*row) return std::optional<Event>();
+    return std::optional<Event>(ReadEvent(*q));
+  }
+
   Result<int64_t> CountEvents(WorkspaceId ws, EventOrigin origin) override {
     NUDGE_STMT(q,
                "SELECT count(*) FROM events WHERE ws = ? AND (? = 0 OR (? = 1) = "
@@ -608,12 +619,23 @@ class Txn final : public WriteTxn {
     return std::optional<Message>(ReadMessage(*q));
   }
 
-  Result<std::vector<Message>> DueMessages(Millis now, int limit) override {
+  Result<std::vector<Message>> DueMessages(Millis now, int limit, int64_t after) override {
     NUDGE_STMT(q, "SELECT " NUDGE_MESSAGE_COLUMNS
-                  " FROM messages WHERE status = 'queued' AND "
-                  "send_at <= ? ORDER BY send_at, id LIMIT ?");
-    q->Bind(1, now).Bind(2, static_cast<int64_t>(limit));
+                  " FROM messages WHERE status IN ('queued', 'deferred_quiet_hours') AND "
+                  "send_at <= ? AND id > ? ORDER BY id LIMIT ?");
+    q->Bind(1, now).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
     return Collect<Message>(q, ReadMessage);
+  }
+
+  Result<int64_t> CountSentMessages(ContactId contact, std::string_view channel, Millis since,
+                                    int64_t except) override {
+    NUDGE_STMT(q,
+               "SELECT count(*) FROM messages WHERE contact_id = ? AND channel = ? AND "
+               "created_at > ? AND status IN ('sending', 'sent') AND id <> ?");
+    q->Bind(1, contact).Bind(2, channel).Bind(3, since).Bind(4, except);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    return q->Int(0);
   }
 
   Result<int64_t> CountRecentMessages(ContactId contact, std::string_view channel,
@@ -773,6 +795,26 @@ class Txn final : public WriteTxn {
     auto row = q->Step();
     if (!row) return Err(row.error());
     return q->Int(0);
+  }
+
+  Result<bool> UpdateMessageStatusIf(int64_t id, std::string_view from, std::string_view status,
+                                     Millis now, std::string_view detail) override {
+    NUDGE_STMT(q,
+               "UPDATE messages SET status = ?, updated_at = ?, detail = ? WHERE id = ? AND "
+               "status = ?");
+    q->Bind(1, status).Bind(2, now).Bind(3, detail).Bind(4, id).Bind(5, from);
+    NUDGE_TRY(q->Exec());
+    return db_.Changes() > 0;
+  }
+
+  Result<int64_t> RequeueSending(Millis now) override {
+    NUDGE_STMT(q,
+               "UPDATE messages SET status = 'queued', updated_at = ?, detail = 'sent again after "
+               "a restart: the outcome of the earlier attempt is unknown' WHERE status = "
+               "'sending'");
+    q->Bind(1, now);
+    NUDGE_TRY(q->Exec());
+    return static_cast<int64_t>(db_.Changes());
   }
 
   Status UpdateMessageStatus(int64_t id, std::string_view status, Millis now,

@@ -1,0 +1,61 @@
+#include "channel/webhook/webhook.h"
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "core/crypto.h"
+
+namespace nudge::channel {
+
+WebhookChannel::WebhookChannel(WebhookConfig config)
+    : config_(std::move(config)), pool_("webhook", config_.threads) {}
+
+std::string WebhookSignature(std::string_view secret, int64_t unix_seconds, std::string_view body) {
+  const std::string t = std::to_string(unix_seconds);
+  return "t=" + t + ",v1=" + core::HexEncode(core::HmacSha256(secret, t + "." + std::string(body)));
+}
+
+Status WebhookChannel::Send(Outbound out, DeliveryCallback done) {
+  const nlohmann::json& w = out.webhook;
+  HttpRequest req;
+  req.url = w.value("url", "");
+  req.method = w.value("method", "POST");
+  req.body = w.value("body", "");
+  req.timeout = config_.timeout;
+  const bool is_json = nlohmann::json::accept(req.body);
+  req.headers.emplace_back("Content-Type",
+                           is_json ? "application/json" : "text/plain; charset=utf-8");
+  req.headers.emplace_back("X-Nudge-Message-Id", std::to_string(out.message.id));
+  if (!config_.secret.empty()) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    req.headers.emplace_back("X-Nudge-Signature", WebhookSignature(config_.secret, now, req.body));
+  }
+  if (w.contains("headers") && w["headers"].is_object()) {
+    for (const auto& [k, v] : w["headers"].items())
+      if (v.is_string()) req.headers.emplace_back(k, v.get<std::string>());
+  }
+  return pool_.Submit(std::move(req), [done = std::move(done)](HttpResponse resp) {
+    DeliveryResult r;
+    r.code = resp.status;
+    if (resp.status == 0) {
+      r.status = DeliveryStatus::kTemporary;
+      r.detail = "no answer: " + resp.error;
+    } else if (resp.status >= 200 && resp.status < 300) {
+      r.status = DeliveryStatus::kSent;
+      r.detail = "answered " + std::to_string(resp.status);
+    } else if (resp.status == 408 || resp.status == 429 || resp.status >= 500) {
+      r.status = DeliveryStatus::kTemporary;
+      r.detail = "answered " + std::to_string(resp.status);
+    } else {
+      r.status = DeliveryStatus::kPermanent;
+      r.detail = "answered " + std::to_string(resp.status);
+    }
+    if (!resp.body.empty() && r.status != DeliveryStatus::kSent)
+      r.detail += ": " + resp.body.substr(0, 200);
+    done(std::move(r));
+  });
+}
+
+}  // namespace nudge::channel

@@ -1,0 +1,429 @@
+// /api/v1/templates, consent (/api/v1/contacts/{key}/consent, /subscriptions) and
+// /api/v1/suppressions (docs/openapi.yaml).
+#include <nlohmann/json.hpp>
+
+#include "core/crypto.h"
+#include "core/time.h"
+#include "http/api.h"
+#include "http/respond.h"
+#include "profile/normalize.h"
+
+namespace nudge::http {
+namespace {
+
+using nlohmann::json;
+using store::WorkspaceId;
+
+json TemplateJson(const content::TemplateInfo& info, bool with_source) {
+  const content::MessageTemplate& t = *info.tmpl;
+  json locales = json::array();
+  for (const auto& [tag, parts] : t.locales) locales.push_back(tag);
+  json j{{"id", t.id},
+         {"name", t.name},
+         {"channel", t.channel},
+         {"topic", t.topic.empty() ? json(nullptr) : json(t.topic)},
+         {"transactional", t.transactional},
+         {"layout", t.layout.empty() ? json(nullptr) : json(t.layout)},
+         {"locales", locales},
+         {"partials", t.partials},
+         {"version", info.version},
+         {"updated_at", core::FormatIso8601(info.updated_at)}};
+  if (with_source) j["source"] = t.source;
+  return j;
+}
+
+json SubscriptionJson(const store::Subscription& s) {
+  return json{{"channel", s.channel},
+              {"topic", s.topic.empty() ? json(nullptr) : json(s.topic)},
+              {"status", s.status},
+              {"updated_at", core::FormatIso8601(s.updated_at)}};
+}
+
+json SuppressionJson(const store::Suppression& s) {
+  return json{{"channel", s.channel},
+              {"address", s.address},
+              {"reason", s.reason},
+              {"detail", s.detail.empty() ? json(nullptr) : json(s.detail)},
+              {"created_at", core::FormatIso8601(s.created_at)}};
+}
+
+Result<int> Limit(const Request& req) {
+  const std::string l = req.Query("limit");
+  if (l.empty()) return 100;
+  char* end = nullptr;
+  const long n = std::strtol(l.c_str(), &end, 10);
+  if (*end || n < 1 || n > 1000)
+    return Err(Status::Invalid("must be a whole number from 1 to 1000", "limit"));
+  return static_cast<int>(n);
+}
+
+// A suppression address as stored: emails lowercased (the whole address: suppression is about
+// mailboxes, and providers treat the local part case-insensitively in practice), phones E.164.
+Result<std::string> NormalizeAddress(const std::string& channel, const std::string& address,
+                                     const std::string& region) {
+  if (channel == "email") {
+    std::string a = address;
+    const size_t s = a.find_first_not_of(" \t");
+    const size_t e = a.find_last_not_of(" \t");
+    a = s == std::string::npos ? "" : a.substr(s, e - s + 1);
+    for (char& c : a)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    const size_t at = a.find('@');
+    if (a.empty() || at == std::string::npos || at == 0 || at + 1 == a.size() ||
+        a.find(' ') != std::string::npos)
+      return Err(Status::Invalid("'" + address + "' is not an email address", "address"));
+    return a;
+  }
+  if (channel == "sms") {
+    auto phone = profile::NormalizePhone(address, region);
+    if (!phone) return Err(Status::Invalid("'" + address + "' is not a phone number", "address"));
+    return *phone;
+  }
+  return Err(
+      Status::Invalid("suppressions are for email or sms, not '" + channel + "'", "channel"));
+}
+
+class DeliveryApi {
+ public:
+  explicit DeliveryApi(ApiContext& ctx) : ctx_(ctx) {}
+
+  Handler Authed(void (DeliveryApi::*method)(WorkspaceId, Request&, Reply)) {
+    return [this, method](Request& req, Reply reply) {
+      auto ws = ctx_.workspaces.ByAdminKey(BearerToken(req));
+      if (!ws)
+        return reply(ErrorResponse(Status(Code::kUnauthenticated,
+                                          "a valid admin key is required (Authorization: Bearer "
+                                          "<admin key>)")));
+      (this->*method)(*ws, req, std::move(reply));
+    };
+  }
+
+  // ---- templates ----
+
+  void PutTemplate(WorkspaceId ws, Request& req, Reply reply) {
+    const std::string& named = req.Header("x-nudge-source");
+    auto info =
+        ctx_.templates->Put(ws, req.body, named.empty() ? "request body" : named, req.params["id"]);
+    if (!info) return reply(ErrorResponse(info.error()));
+    json out = TemplateJson(*info, false);
+    if (info->tmpl->channel == "sms") {
+      // What the body's literal text costs, before personalization.
+      out["sms"] = {{"note", "segments are counted per rendered message; see preview"}};
+    }
+    reply(JsonResponse(out));
+  }
+
+  void GetTemplate(WorkspaceId ws, Request& req, Reply reply) {
+    auto info = ctx_.templates->Get(ws, req.params["id"]);
+    if (!info)
+      return reply(ErrorResponse(Status::NotFound("no template '" + req.params["id"] + "'")));
+    reply(JsonResponse(TemplateJson(*info, true)));
+  }
+
+  void ListTemplates(WorkspaceId ws, Request& req, Reply reply) {
+    json list = json::array();
+    for (const auto& info : ctx_.templates->List(ws)) list.push_back(TemplateJson(info, false));
+    reply(JsonResponse(json{{"templates", list}}));
+  }
+
+  void DeleteTemplate(WorkspaceId ws, Request& req, Reply reply) {
+    auto removed = ctx_.templates->Delete(ws, req.params["id"]);
+    if (!removed) return reply(ErrorResponse(removed.error()));
+    if (!*removed)
+      return reply(ErrorResponse(Status::NotFound("no template '" + req.params["id"] + "'")));
+    reply(JsonResponse(json{{"deleted", true}}));
+  }
+
+  // {"user_id": "..."} (or "contact": key), or {"context": {...}} (used as is), with optional
+  // "event": {...} merged into the context.
+  void Preview(WorkspaceId ws, Request& req, Reply reply) {
+    json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
+    if (!body.is_object())
+      return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
+    auto info = ctx_.templates->Get(ws, req.params["id"]);
+    if (!info)
+      return reply(ErrorResponse(Status::NotFound("no template '" + req.params["id"] + "'")));
+    json context;
+    std::string key;
+    if (body.contains("user_id") && body["user_id"].is_string()) key = body["user_id"];
+    if (body.contains("contact") && body["contact"].is_string()) key = body["contact"];
+    if (!key.empty()) {
+      std::optional<store::Contact> c;
+      Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+        NUDGE_ASSIGN_OR_RETURN(c, FindContactByKey(t, ws, key));
+        return Status::Ok();
+      });
+      if (!s.ok()) return reply(ErrorResponse(s));
+      if (!c) return reply(ErrorResponse(Status::NotFound("no contact '" + key + "'")));
+      auto ctx = ctx_.delivery->ContextFor(ws, c->id, nullptr);
+      if (!ctx) return reply(ErrorResponse(ctx.error()));
+      context = std::move(*ctx);
+    } else if (body.contains("context")) {
+      if (!body["context"].is_object())
+        return reply(ErrorResponse(Status::Invalid("must be a JSON object", "context")));
+      context = body["context"];
+    } else {
+      return reply(ErrorResponse(
+          Status::Invalid("give \"user_id\" (a contact) or \"context\" (the variables)", "body")));
+    }
+    if (body.contains("event")) {
+      if (!body["event"].is_object())
+        return reply(ErrorResponse(Status::Invalid("must be a JSON object", "event")));
+      context["event"] = body["event"];
+    }
+    auto rendered = ctx_.delivery->Render(ws, req.params["id"], context);
+    if (!rendered) return reply(ErrorResponse(rendered.error()));
+    json out = rendered->ToJson();
+    out["template"] = req.params["id"];
+    out["channel"] = info->tmpl->channel;
+    reply(JsonResponse(out));
+  }
+
+  // ---- consent ----
+
+  Result<store::Contact> ContactOf(WorkspaceId ws, const std::string& key) {
+    std::optional<store::Contact> c;
+    NUDGE_TRY(ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(c, FindContactByKey(t, ws, key));
+      return Status::Ok();
+    }));
+    if (!c) return Err(Status::NotFound("no contact '" + key + "'"));
+    return *c;
+  }
+
+  void GetConsent(WorkspaceId ws, Request& req, Reply reply) {
+    auto c = ContactOf(ws, req.params["id"]);
+    if (!c) return reply(ErrorResponse(c.error()));
+    std::vector<store::Subscription> subs;
+    std::vector<store::ConsentRecord> history;
+    std::vector<store::Suppression> suppressed;
+    Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(subs, t.SubscriptionsOf(c->id));
+      NUDGE_ASSIGN_OR_RETURN(history, t.ConsentHistory(c->id));
+      if (c->email) {
+        NUDGE_ASSIGN_OR_RETURN(auto e, t.FindSuppression(ws, "email", *c->email));
+        if (e) suppressed.push_back(*e);
+      }
+      if (c->phone) {
+        NUDGE_ASSIGN_OR_RETURN(auto p, t.FindSuppression(ws, "sms", *c->phone));
+        if (p) suppressed.push_back(*p);
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) return reply(ErrorResponse(s));
+    // The effective answer per channel and per topic the workspace defines.
+    json effective = json::object();
+    const journey::Policies policies = ctx_.journeys->GetPolicies(ws);
+    for (const char* ch : {"email", "sms"}) {
+      json topics = json::object();
+      for (const auto& t : policies.topics) topics[t.id] = ctx_.engine->Subscribed(c->id, ch, t.id);
+      effective[ch] = {{"subscribed", ctx_.engine->Subscribed(c->id, ch, "")}, {"topics", topics}};
+    }
+    json recorded = json::array();
+    for (const auto& sub : subs) recorded.push_back(SubscriptionJson(sub));
+    json log = json::array();
+    for (const auto& r : history) {
+      json j = SubscriptionJson(r.subscription);
+      j["source"] = r.source;
+      j["ip"] = r.ip.empty() ? json(nullptr) : json(r.ip);
+      j["detail"] = r.detail.empty() ? json(nullptr) : json(r.detail);
+      log.push_back(std::move(j));
+    }
+    json sup = json::array();
+    for (const auto& x : suppressed) sup.push_back(SuppressionJson(x));
+    reply(JsonResponse(json{{"contact_id", c->id},
+                            {"effective", effective},
+                            {"subscriptions", recorded},
+                            {"history", log},
+                            {"suppressions", sup}}));
+  }
+
+  // {"channel": "email", "topic": "news" (optional), "status": "subscribed" | "unsubscribed",
+  //  "source": "signup-form", "ip": "...", "detail": "...", "confirmed": false}
+  void PutSubscription(WorkspaceId ws, Request& req, Reply reply) {
+    json body = json::parse(req.body, nullptr, false);
+    if (!body.is_object())
+      return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
+    auto str = [&](const char* k) -> std::string {
+      return body.contains(k) && body[k].is_string() ? body[k].get<std::string>() : "";
+    };
+    const std::string channel = str("channel");
+    const std::string topic = str("topic");
+    std::string status = str("status");
+    if (channel != "email" && channel != "sms" && channel != "push")
+      return reply(
+          ErrorResponse(Status::Invalid("must be \"email\", \"sms\" or \"push\"", "channel")));
+    if (status != "subscribed" && status != "unsubscribed")
+      return reply(
+          ErrorResponse(Status::Invalid("must be \"subscribed\" or \"unsubscribed\"", "status")));
+    const journey::Policies policies = ctx_.journeys->GetPolicies(ws);
+    if (!topic.empty()) {
+      bool known = false;
+      for (const auto& t : policies.topics) known = known || t.id == topic;
+      if (!known)
+        return reply(ErrorResponse(Status::Invalid(
+            "'" + topic + "' is not a topic of this workspace (policies.yaml topics)", "topic")));
+    }
+    auto c = ContactOf(ws, req.params["id"]);
+    if (!c) return reply(ErrorResponse(c.error()));
+    const bool confirmed = body.value("confirmed", false);
+    auto doi = policies.double_opt_in.find(channel);
+    const bool needs_confirmation = status == "subscribed" && !confirmed && topic.empty() &&
+                                    doi != policies.double_opt_in.end() &&
+                                    !ctx_.engine->Subscribed(c->id, channel, "");
+    if (needs_confirmation) status = "pending";
+    store::ConsentRecord r;
+    r.subscription = {ws, c->id, channel, topic, status, ctx_.clock.NowMillis()};
+    r.source = str("source").empty() ? "api" : str("source");
+    r.ip = str("ip");
+    r.detail = str("detail");
+    const std::string event = status == "unsubscribed" ? "Unsubscribed"
+                              : status == "pending"    ? "Subscription Requested"
+                                                       : "Subscribed";
+    json props{{"channel", channel}, {"source", r.source}};
+    if (!topic.empty()) props["topic"] = topic;
+    Status s = ctx_.engine->ApplyConsent(r, event, props.dump());
+    if (!s.ok()) return reply(ErrorResponse(s));
+    if (status == "subscribed" && topic.empty()) {
+      // Subscribing again lifts a suppression that only recorded the earlier unsubscribe.
+      const std::string address =
+          channel == "email" ? c->email.value_or("") : c->phone.value_or("");
+      if (!address.empty()) {
+        std::optional<store::Suppression> existing;
+        Status rs = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+          NUDGE_ASSIGN_OR_RETURN(existing, t.FindSuppression(ws, channel, address));
+          return Status::Ok();
+        });
+        if (rs.ok() && existing && existing->reason == "unsubscribed") {
+          rs = ctx_.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+            auto removed = txn.RemoveSuppression(ws, channel, address);
+            return removed ? Status::Ok() : removed.error();
+          });
+        }
+        if (!rs.ok()) return reply(ErrorResponse(rs));
+      }
+    }
+    json out{{"contact_id", c->id}, {"channel", channel}, {"status", status}};
+    if (!topic.empty()) out["topic"] = topic;
+    if (needs_confirmation) {
+      // The confirmation message: transactional (it goes to someone not yet subscribed).
+      store::Message m;
+      m.workspace = ws;
+      m.contact = c->id;
+      m.channel = channel;
+      m.template_id = doi->second;
+      m.status = "queued";
+      m.idempotency_key = "confirm:" + std::to_string(c->id) + ":" + channel + ":" +
+                          std::to_string(r.subscription.updated_at);
+      m.payload = json{{"transactional", true}, {"kind", "confirmation"}}.dump();
+      m.created_at = m.send_at = m.updated_at = ctx_.clock.NowMillis();
+      Status ms = ctx_.engine->WriteLocked([&](store::WriteTxn& txn) -> Status {
+        NUDGE_ASSIGN_OR_RETURN(bool inserted, txn.InsertMessage(m));
+        (void)inserted;
+        return Status::Ok();
+      });
+      if (!ms.ok()) return reply(ErrorResponse(ms));
+      if (ctx_.delivery) ctx_.delivery->Notify();
+      out["confirmation_message_id"] = m.id;
+    }
+    reply(JsonResponse(out));
+  }
+
+  // ---- suppressions ----
+
+  void ListSuppressions(WorkspaceId ws, Request& req, Reply reply) {
+    auto limit = Limit(req);
+    if (!limit) return reply(ErrorResponse(limit.error()));
+    std::string after;
+    if (const std::string cur = req.Query("cursor"); !cur.empty()) {
+      auto d = core::Base64UrlDecode(cur);
+      if (!d) return reply(ErrorResponse(Status::Invalid("not a cursor from this API", "cursor")));
+      after = *d;
+    }
+    const std::string channel = req.Query("channel");
+    std::vector<store::Suppression> rows;
+    Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(rows, t.ListSuppressions(ws, after, *limit + 1));
+      return Status::Ok();
+    });
+    if (!s.ok()) return reply(ErrorResponse(s));
+    const bool more = static_cast<int>(rows.size()) > *limit;
+    if (more) rows.resize(static_cast<size_t>(*limit));
+    json list = json::array();
+    for (const auto& r : rows)
+      if (channel.empty() || r.channel == channel) list.push_back(SuppressionJson(r));
+    json out{{"suppressions", list}};
+    out["next_cursor"] = more ? json(core::Base64UrlEncode(rows.back().address)) : json(nullptr);
+    reply(JsonResponse(out));
+  }
+
+  // {"channel": "email", "address": "...", "reason": "manual", "detail": "..."}
+  void AddSuppression(WorkspaceId ws, Request& req, Reply reply) {
+    json body = json::parse(req.body, nullptr, false);
+    if (!body.is_object())
+      return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
+    const std::string channel = body.value("channel", std::string("email"));
+    if (!body.contains("address") || !body["address"].is_string())
+      return reply(ErrorResponse(Status::Invalid("is required", "address")));
+    const std::string reason = body.value("reason", std::string("manual"));
+    if (reason != "manual" && reason != "unsubscribed" && reason != "hard_bounce" &&
+        reason != "complaint")
+      return reply(ErrorResponse(
+          Status::Invalid("must be manual, unsubscribed, hard_bounce or complaint", "reason")));
+    auto address = NormalizeAddress(channel, body["address"].get<std::string>(),
+                                    ctx_.applier.options().default_region);
+    if (!address) return reply(ErrorResponse(address.error()));
+    store::Suppression sup;
+    sup.workspace = ws;
+    sup.channel = channel;
+    sup.address = *address;
+    sup.reason = reason;
+    sup.detail = body.value("detail", std::string());
+    sup.created_at = ctx_.clock.NowMillis();
+    Status s = ctx_.store.WriteSync([&](store::WriteTxn& txn) { return txn.AddSuppression(sup); });
+    if (!s.ok()) return reply(ErrorResponse(s));
+    reply(JsonResponse(SuppressionJson(sup), 201));
+  }
+
+  void RemoveSuppression(WorkspaceId ws, Request& req, Reply reply) {
+    const std::string channel = req.params["channel"];
+    auto address =
+        NormalizeAddress(channel, req.params["address"], ctx_.applier.options().default_region);
+    if (!address) return reply(ErrorResponse(address.error()));
+    bool removed = false;
+    Status s = ctx_.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(removed, txn.RemoveSuppression(ws, channel, *address));
+      return Status::Ok();
+    });
+    if (!s.ok()) return reply(ErrorResponse(s));
+    if (!removed)
+      return reply(ErrorResponse(Status::NotFound(*address + " is not suppressed for " + channel)));
+    reply(JsonResponse(json{{"removed", true}, {"channel", channel}, {"address", *address}}));
+  }
+
+ private:
+  ApiContext& ctx_;
+};
+
+}  // namespace
+
+void AddDeliveryRoutes(Router& router, ApiContext& ctx) {
+  auto api = std::make_shared<DeliveryApi>(ctx);
+  auto bind = [api](void (DeliveryApi::*m)(WorkspaceId, Request&, Reply)) {
+    Handler inner = api->Authed(m);
+    return [api, inner](Request& req, Reply reply) { inner(req, std::move(reply)); };
+  };
+  router.Add("GET", "/api/v1/templates", bind(&DeliveryApi::ListTemplates))
+      .Add("PUT", "/api/v1/templates/{id}", bind(&DeliveryApi::PutTemplate), 1 << 20)
+      .Add("GET", "/api/v1/templates/{id}", bind(&DeliveryApi::GetTemplate))
+      .Add("DELETE", "/api/v1/templates/{id}", bind(&DeliveryApi::DeleteTemplate))
+      .Add("POST", "/api/v1/templates/{id}/preview", bind(&DeliveryApi::Preview))
+      .Add("GET", "/api/v1/contacts/{id}/consent", bind(&DeliveryApi::GetConsent))
+      .Add("PUT", "/api/v1/contacts/{id}/subscriptions", bind(&DeliveryApi::PutSubscription))
+      .Add("GET", "/api/v1/suppressions", bind(&DeliveryApi::ListSuppressions))
+      .Add("POST", "/api/v1/suppressions", bind(&DeliveryApi::AddSuppression))
+      .Add("DELETE", "/api/v1/suppressions/{channel}/{address}",
+           bind(&DeliveryApi::RemoveSuppression));
+}
+
+}  // namespace nudge::http
