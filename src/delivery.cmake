@@ -19,3 +19,8 @@ target_link_libraries(nudge_delivery PUBLIC nudge_channel nudge_feedback nudge_t
                       PRIVATE CURL::libcurl OpenSSL::Crypto yaml-cpp spdlog::spdlog
                       nlohmann_json::nlohmann_json)
 nudge_test(delivery_test SOURCES channel/delivery_test.cc LIBS nudge_delivery)
+
+# Image templates of each workspace, with their assets, rendered for a contact (the /i/ route).
+add_library(nudge_image_library STATIC content/image_library.cc)
+target_link_libraries(nudge_image_library PUBLIC nudge_image nudge_templates nudge_store
+                      PRIVATE spdlog::spdlog nlohmann_json::nlohmann_json)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests: real `nudge serve` processes driven by the Segment and RudderStack Node
 # SDKs, raw HTTP, and crash/shutdown durability checks (tests/node/), then the list-import
-# end-to-end test (tests/import_e2e.py) when it exists.
+# end-to-end test (tests/import_e2e.py), the Liquid differential test against ruby-liquid
+# (tests/liquid/run.sh) and the email transport against real relays (tests/email/run.sh).
 # Usage: tests/e2e.sh BUILD_DIR      (make test runs it as `tests/e2e.sh build`)
 set -euo pipefail
 
@@ -49,6 +50,10 @@ else
   done
 fi
 echo "e2e: node tests took $(($(date +%s) - start)) s"
+
+# The Liquid differential test against ruby-liquid, and the email transport against real relays.
+"$root/tests/liquid/run.sh" "$build" || status=1
+"$root/tests/email/run.sh" "$build" || status=1
 
 if [ -f "$root/tests/import_e2e.py" ]; then
   cd "$root"

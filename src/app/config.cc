@@ -40,9 +40,9 @@ Status CheckLogLevel(const std::string& level, const std::string& where) {
 
 Status ApplyDelivery(const core::YamlDoc& doc, const YAML::Node& node, Config& c) {
   if (!node.IsMap()) return doc.ErrorAt(node, "delivery", "expected a mapping");
-  NUDGE_TRY(core::YamlKnownKeys(
-      doc, node,
-      {"workers", "batch", "poll", "retry", "track_opens", "track_clicks", "unsubscribe_mailbox"}));
+  NUDGE_TRY(core::YamlKnownKeys(doc, node,
+                                {"workers", "batch", "poll", "retry", "track_opens", "track_clicks",
+                                 "unsubscribe_mailbox", "hold"}));
   channel::DeliveryOptions& d = c.delivery;
   NUDGE_ASSIGN_OR_RETURN(auto workers, core::YamlNumber(doc, node, "workers"));
   if (workers) {
@@ -62,6 +62,8 @@ Status ApplyDelivery(const core::YamlDoc& doc, const YAML::Node& node, Config& c
   if (opens) d.track_opens = *opens;
   NUDGE_ASSIGN_OR_RETURN(auto clicks, core::YamlBool(doc, node, "track_clicks"));
   if (clicks) d.track_clicks = *clicks;
+  NUDGE_ASSIGN_OR_RETURN(auto hold, core::YamlBool(doc, node, "hold"));
+  if (hold) c.delivery_hold = *hold;
   NUDGE_ASSIGN_OR_RETURN(auto mailbox, core::YamlString(doc, node, "unsubscribe_mailbox"));
   if (mailbox) d.unsubscribe_mailbox = *mailbox;
   if (const YAML::Node r = node["retry"]; r.IsDefined() && !r.IsNull()) {
@@ -218,6 +220,15 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
   if (flags.listen) c.listen = *flags.listen;
   if (flags.data) c.data = *flags.data;
   if (auto v = get("NUDGE_PUBLIC_URL"); v && !v->empty()) c.public_url = *v;
+  if (auto v = get("NUDGE_DELIVERY_HOLD"); v && !v->empty()) {
+    if (*v == "1" || *v == "true" || *v == "yes") {
+      c.delivery_hold = true;
+    } else if (*v == "0" || *v == "false" || *v == "no") {
+      c.delivery_hold = false;
+    } else {
+      return Err(Status::Invalid("expected 1 or 0, got '" + *v + "'", "NUDGE_DELIVERY_HOLD"));
+    }
+  }
   if (c.public_url.empty()) c.public_url = "http://" + c.listen;
   while (!c.public_url.empty() && c.public_url.back() == '/') c.public_url.pop_back();
   c.delivery.public_url = c.public_url;

@@ -25,6 +25,9 @@ struct Config {
   size_t max_batch_bytes = 500 * 1024;
   // The base of tracking, unsubscribe and image links in messages; default: http://<listen>.
   std::string public_url;
+  // delivery.hold / NUDGE_DELIVERY_HOLD: messages stay `queued` and nothing is sent (rehearsing
+  // journeys on a live server, or a server whose channels are not set up yet).
+  bool delivery_hold = false;
   channel::ChannelsConfig channels;
   // delivery: { workers, batch, poll, retry: { initial, max, attempts, give_up_after },
   //             track_opens, track_clicks, unsubscribe_mailbox }

@@ -13,5 +13,6 @@ int main(int argc, char** argv) {
     return nudge::app::RunSimulate({a.dir, a.events, a.contacts, a.after, a.json});
   };
   commands.graph = &nudge::app::RunGraph;
+  commands.render = &nudge::app::RunRender;
   return nudge::cli::Run(argc, argv, commands);
 }

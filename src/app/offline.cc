@@ -11,6 +11,9 @@
 #include <set>
 #include <sstream>
 
+#include "cli/workspace_files.h"
+#include "content/image/image.h"
+#include "content/template.h"
 #include "core/time.h"
 #include "journey/definition.h"
 #include "journey/policies.h"
@@ -124,7 +127,44 @@ int RunValidate(const std::string& dir_text) {
     }
   }
   std::set<std::string> templates;
-  for (const auto& f : YamlFiles(dir / "templates")) templates.insert(f.stem().string());
+  std::vector<cli::TemplateDocument> template_docs;
+  for (const auto& f : YamlFiles(dir / "templates")) {
+    ++files;
+    auto doc = cli::ReadTemplateDocument(f, "templates/" + f.filename().string());
+    if (!doc) {
+      problems.push_back(doc.error());
+      templates.insert(f.stem().string());
+      continue;
+    }
+    templates.insert(doc->id);
+    template_docs.push_back(std::move(*doc));
+  }
+  for (const auto& doc : template_docs) {
+    content::TemplateEnv env;
+    env.partial_exists = [&](std::string_view p) { return templates.count(std::string(p)) > 0; };
+    auto t = content::ParseTemplate(doc.text, doc.label, std::nullopt, env);
+    if (t) continue;
+    const std::string& where = t.error().where();
+    const size_t c2 = where.rfind(':');
+    const size_t c1 =
+        c2 == std::string::npos || c2 == 0 ? std::string::npos : where.rfind(':', c2 - 1);
+    std::string message = t.error().ToString();
+    if (c1 != std::string::npos)
+      message = doc.MapError(message, std::atoi(where.c_str() + c1 + 1),
+                             std::atoi(where.c_str() + c2 + 1));
+    problems.push_back(Status::Invalid(message));
+  }
+  for (const auto& f : YamlFiles(dir / "images")) {
+    ++files;
+    content::CompileOptions co;
+    co.filters = content::NudgeFilters();
+    auto check = [&](size_t, std::string_view source) -> Status {
+      auto t = content::Template::Compile(source, co);
+      return t ? Status::Ok() : t.error();
+    };
+    auto img = content::LoadImageTemplateFile(f, check);
+    if (!img) problems.push_back(img.error());
+  }
   for (const auto& f : YamlFiles(dir / "journeys")) {
     const std::string label = "journeys/" + f.filename().string();
     auto text = read(f, label);

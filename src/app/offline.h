@@ -19,6 +19,11 @@ struct SimulateFlags {
 };
 int RunSimulate(const SimulateFlags& flags);
 
+// `nudge render FILE [--context ctx.json] [--html]`: a .liquid file rendered to standard output
+// (text mode, or HTML mode with html), or every part of a template YAML as JSON. Partials are
+// found beside FILE (<name>.liquid, or <name>.yaml with channel: partial).
+int RunRender(const std::string& file, const std::optional<std::string>& context, bool html);
+
 int RunGraph(const std::string& file, const std::optional<std::string>& out,
              const std::optional<std::string>& svg);
 

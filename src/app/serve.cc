@@ -133,6 +133,15 @@ int RunServe(const Flags& flags) {
     (*store)->Close();
     return 1;
   }
+  // Image templates: their assets are written under DATA/images/ (remade from the store).
+  content::ImageLibrary images(**store, std::filesystem::path(config->data) / "images", clock);
+  if (Status s = images.Load(); !s.ok()) {
+    spdlog::error("cannot load image templates: {}", s.ToString());
+    journeys.Stop();
+    engine.Stop();
+    (*store)->Close();
+    return 1;
+  }
   track::SecretBook secrets(**store);
   channel::ChannelRegistry channels;
   if (config->channels.email) {
@@ -168,7 +177,9 @@ int RunServe(const Flags& flags) {
   channel::Dispatcher dispatcher(
       {**store, engine, journeys, templates, secrets, channels, clock, &metrics}, delivery_options);
   journeys.SetOutboxListener([&dispatcher] { dispatcher.Notify(); });
-  if (Status s = dispatcher.Start(); !s.ok()) {
+  if (config->delivery_hold) {
+    spdlog::warn("delivery is on hold (delivery.hold): messages stay queued, nothing is sent");
+  } else if (Status s = dispatcher.Start(); !s.ok()) {
     spdlog::error("cannot start delivery: {}", s.ToString());
     journeys.Stop();
     engine.Stop();
@@ -182,6 +193,7 @@ int RunServe(const Flags& flags) {
                        clock,   {config->max_message_bytes, config->max_batch_bytes, 1024},
                        &engine, &journeys};
   ctx.templates = &templates;
+  ctx.images = &images;
   ctx.delivery = &dispatcher;
   ctx.secrets = &secrets;
   ctx.channels = &config->channels;

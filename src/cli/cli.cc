@@ -98,9 +98,26 @@ int Run(int argc, char** argv, const Commands& commands) {
   graph->callback(
       [&] { exit_code = commands.graph ? commands.graph(graph_file, graph_out, graph_svg) : 1; });
 
+  std::string render_file;
+  std::optional<std::string> render_context;
+  bool render_html = false;
+  auto* render = app.add_subcommand(
+      "render",
+      "render a template offline: a .liquid file to standard output exactly as rendered, or "
+      "every part of a template YAML as JSON");
+  render->add_option("file", render_file, "a .liquid file or a template YAML")->required();
+  render->add_option("--context", render_context,
+                     "a JSON file with the variables (contact, event, message, ...)");
+  render->add_flag("--html", render_html,
+                   "render a .liquid file as an HTML part is rendered (output escaped)");
+  render->callback([&] {
+    exit_code = commands.render ? commands.render(render_file, render_context, render_html) : 1;
+  });
+
   AddImportCommand(app, exit_code);
   AddApplyCommand(app, exit_code);
   AddSegmentCommand(app, exit_code);
+  AddSuppressCommand(app, exit_code);
   AddExportCommand(app, exit_code);
 
   try {

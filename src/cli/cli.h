@@ -30,6 +30,8 @@ struct Commands {
   std::function<int(const std::string& file, const std::optional<std::string>& out,
                     const std::optional<std::string>& svg)>
       graph;
+  std::function<int(const std::string& file, const std::optional<std::string>& context, bool html)>
+      render;
 };
 
 int Run(int argc, char** argv, const Commands& commands);

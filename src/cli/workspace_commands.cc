@@ -1,6 +1,7 @@
 #include "cli/workspace_commands.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <sstream>
 
 #include "cli/client.h"
+#include "cli/workspace_files.h"
 
 namespace nudge::cli {
 namespace {
@@ -51,9 +53,11 @@ std::vector<fs::path> YamlFiles(const fs::path& dir) {
 // One file to PUT: where it goes and how its errors are named.
 struct Item {
   fs::path file;
-  std::string label;  // "segments/engaged.yaml"
-  std::string path;   // "/api/v1/segments/engaged"
-  std::string kind;   // "segment", "scoring", "stages"
+  std::string label;                    // "segments/engaged.yaml"
+  std::string path;                     // "/api/v1/segments/engaged"
+  std::string kind;                     // "segment", "scoring", "stages", "template", "image"
+  std::optional<TemplateDocument> doc;  // templates: the document with its .liquid parts
+  std::optional<json> image;            // images: {"yaml", "assets"}
 };
 
 int Apply(const Flags& flags, const std::string& dir_text) {
@@ -83,15 +87,50 @@ int Apply(const Flags& flags, const std::string& dir_text) {
   for (const auto& f : YamlFiles(dir / "journeys"))
     journeys.push_back({f, "journeys/" + f.filename().string(),
                         "/api/v1/journeys/" + f.stem().string(), "journey"});
-  if (segments.empty() && singles.empty() && journeys.empty()) {
+  // Templates: partials (and layouts) first, since the others name them.
+  int failures = 0;
+  std::vector<Item> partials, templates, images;
+  for (const auto& f : YamlFiles(dir / "templates")) {
+    Item item{f, "templates/" + f.filename().string(), "", "template"};
+    auto doc = ReadTemplateDocument(f, item.label);
+    if (!doc) {
+      std::fprintf(stderr, "error: %s\n", doc.error().ToString().c_str());
+      ++failures;
+      continue;
+    }
+    item.path = "/api/v1/templates/" + doc->id;
+    const bool partial = doc->channel == "partial";
+    item.doc = std::move(*doc);
+    (partial ? partials : templates).push_back(std::move(item));
+  }
+  for (const auto& f : YamlFiles(dir / "images")) {
+    Item item{f, "images/" + f.filename().string(), "/api/v1/images/" + f.stem().string(), "image"};
+    auto body = ReadImageDocument(f, item.label);
+    if (!body) {
+      std::fprintf(stderr, "error: %s\n", body.error().ToString().c_str());
+      ++failures;
+      continue;
+    }
+    item.image = std::move(*body);
+    images.push_back(std::move(item));
+  }
+  if (segments.empty() && singles.empty() && journeys.empty() && partials.empty() &&
+      templates.empty() && images.empty() && failures == 0) {
     std::fprintf(stderr,
-                 "nudge: nothing to apply in %s (segments/*.yaml, scoring.yaml, stages.yaml)\n",
+                 "nudge: nothing to apply in %s (segments/, templates/, images/, journeys/, "
+                 "scoring.yaml, stages.yaml, policies.yaml)\n",
                  dir_text.c_str());
     return 2;
   }
-  int failures = 0;
   auto put = [&](const Item& item, std::string& error) -> bool {
-    auto body = ReadFile(item.file);
+    std::optional<std::string> body;
+    if (item.doc) {
+      body = item.doc->text;
+    } else if (item.image) {
+      body = item.image->dump();
+    } else {
+      body = ReadFile(item.file);
+    }
     if (!body) {
       error = item.label + ": cannot read the file";
       return false;
@@ -105,10 +144,22 @@ int Apply(const Flags& flags, const std::string& dir_text) {
     if (r->status != 200) {
       error = j.is_object() && j.contains("error") ? j["error"].get<std::string>()
                                                    : "HTTP " + std::to_string(r->status);
-      if (error.find(item.label) == std::string::npos) error = item.label + ": " + error;
+      if (item.doc && j.is_object() && j.contains("line") && j.contains("column"))
+        error = item.doc->MapError(error, j["line"].get<int>(), j["column"].get<int>());
+      if (error.find(item.label) == std::string::npos &&
+          (!item.doc || item.doc->parts.empty() || error.find(".liquid") == std::string::npos))
+        error = item.label + ": " + error;
       return false;
     }
-    if (item.kind == "segment" || item.kind == "journey") {
+    if (item.kind == "template") {
+      std::printf("%s: template %s (%s), version %lld\n", item.label.c_str(),
+                  j.value("id", "?").c_str(), j.value("channel", "?").c_str(),
+                  static_cast<long long>(j.value("version", 0)));
+    } else if (item.kind == "image") {
+      std::printf("%s: image %s (%dx%d), version %lld\n", item.label.c_str(),
+                  j.value("id", "?").c_str(), j.value("width", 0), j.value("height", 0),
+                  static_cast<long long>(j.value("version", 0)));
+    } else if (item.kind == "segment" || item.kind == "journey") {
       std::printf("%s: %s %s, version %lld (%s)\n", item.label.c_str(), item.kind.c_str(),
                   j.value("id", "?").c_str(), static_cast<long long>(j.value("version", 0)),
                   j.value("status", "?").c_str());
@@ -143,7 +194,36 @@ int Apply(const Flags& flags, const std::string& dir_text) {
       ++failures;
     }
   }
-  // Journeys last: they name segments and use the policies.
+  // Partials may render each other: retry those that name one not applied yet.
+  std::vector<Item> pending_partials = partials;
+  std::map<std::string, std::string> partial_errors;
+  for (int pass = 0; pass < 16 && !pending_partials.empty(); ++pass) {
+    std::vector<Item> next;
+    for (const Item& item : pending_partials) {
+      std::string error;
+      if (put(item, error)) {
+        partial_errors.erase(item.label);
+        continue;
+      }
+      partial_errors[item.label] = error;
+      if (error.find("is not defined") != std::string::npos) next.push_back(item);
+    }
+    if (next.size() == pending_partials.size()) break;
+    pending_partials = std::move(next);
+  }
+  for (const auto& [label, error] : partial_errors)
+    std::fprintf(stderr, "error: %s\n", error.c_str());
+  failures += static_cast<int>(partial_errors.size());
+  for (const auto* group : {&templates, &images}) {
+    for (const Item& item : *group) {
+      std::string error;
+      if (!put(item, error)) {
+        std::fprintf(stderr, "error: %s\n", error.c_str());
+        ++failures;
+      }
+    }
+  }
+  // Journeys last: they name segments and templates and use the policies.
   for (const Item& item : journeys) {
     std::string error;
     if (!put(item, error)) {
@@ -241,6 +321,107 @@ int Export(const Flags& flags, const std::optional<std::string>& out, const std:
   return 0;
 }
 
+std::string PathEscape(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char ch : s) {
+    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '@' ||
+        ch == '+') {
+      out += static_cast<char>(ch);
+    } else {
+      out += '%';
+      out += hex[ch >> 4];
+      out += hex[ch & 15];
+    }
+  }
+  return out;
+}
+
+// Prints an API error ("nudge: ...") and returns the exit code for it.
+int ApiError(const Result<ApiResponse>& r) {
+  if (!r) {
+    std::fprintf(stderr, "nudge: %s\n", r.error().ToString().c_str());
+    return 1;
+  }
+  const json j = json::parse(r->body, nullptr, false);
+  std::fprintf(stderr, "nudge: %s\n",
+               j.is_object() && j.contains("error")
+                   ? j["error"].get<std::string>().c_str()
+                   : ("HTTP " + std::to_string(r->status)).c_str());
+  return r->status == 400 || r->status == 404 ? 2 : 1;
+}
+
+struct SuppressArgs {
+  std::string address;
+  std::string channel = "email";
+  std::string reason = "manual";
+  std::string detail;
+};
+
+int SuppressAdd(const Flags& flags, const SuppressArgs& a) {
+  auto client = ApiClient::Make(flags.server, flags.key);
+  if (!client) {
+    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
+    return 2;
+  }
+  json body{{"channel", a.channel}, {"address", a.address}, {"reason", a.reason}};
+  if (!a.detail.empty()) body["detail"] = a.detail;
+  auto r = client->Call("POST", "/api/v1/suppressions", body.dump());
+  if (!r || (r->status != 200 && r->status != 201)) return ApiError(r);
+  const json j = json::parse(r->body, nullptr, false);
+  std::printf("suppressed %s for %s (%s)\n", j.value("address", a.address).c_str(),
+              a.channel.c_str(), j.value("reason", a.reason).c_str());
+  return 0;
+}
+
+int SuppressRemove(const Flags& flags, const SuppressArgs& a) {
+  auto client = ApiClient::Make(flags.server, flags.key);
+  if (!client) {
+    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
+    return 2;
+  }
+  auto r = client->Call(
+      "DELETE", "/api/v1/suppressions/" + PathEscape(a.channel) + "/" + PathEscape(a.address), "");
+  if (!r || r->status != 200) return ApiError(r);
+  const json j = json::parse(r->body, nullptr, false);
+  std::printf("%s may receive %s again\n", j.value("address", a.address).c_str(),
+              a.channel == "sms" ? "text messages" : "emails");
+  return 0;
+}
+
+int SuppressList(const Flags& flags, const std::string& channel, bool as_json) {
+  auto client = ApiClient::Make(flags.server, flags.key);
+  if (!client) {
+    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
+    return 2;
+  }
+  std::string cursor;
+  size_t total = 0;
+  for (int page = 0; page < 1'000'000; ++page) {
+    std::string path = "/api/v1/suppressions?limit=1000";
+    if (!channel.empty()) path += "&channel=" + PathEscape(channel);
+    if (!cursor.empty()) path += "&cursor=" + PathEscape(cursor);
+    auto r = client->Call("GET", path, "");
+    if (!r || r->status != 200) return ApiError(r);
+    const json j = json::parse(r->body, nullptr, false);
+    for (const auto& s : j["suppressions"]) {
+      ++total;
+      if (as_json) {
+        std::printf("%s\n", s.dump().c_str());
+        continue;
+      }
+      std::printf("%-6s %-40s %-13s %s  %s\n", s.value("channel", "").c_str(),
+                  s.value("address", "").c_str(), s.value("reason", "").c_str(),
+                  s.value("created_at", "").c_str(),
+                  s["detail"].is_string() ? s["detail"].get<std::string>().c_str() : "");
+    }
+    if (!j["next_cursor"].is_string()) break;
+    cursor = j["next_cursor"].get<std::string>();
+  }
+  if (!as_json) std::fprintf(stderr, "%zu suppressed address(es)\n", total);
+  return 0;
+}
+
 }  // namespace
 
 void AddExportCommand(CLI::App& app, int& exit_code) {
@@ -264,8 +445,9 @@ void AddApplyCommand(CLI::App& app, int& exit_code) {
   auto flags = std::make_shared<Flags>();
   auto dir = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand("apply",
-                                 "publish a workspace directory: segments/*.yaml, "
-                                 "scoring.yaml, stages.yaml");
+                                 "publish a workspace directory: segments/, templates/, "
+                                 "images/, journeys/ (*.yaml), scoring.yaml, stages.yaml, "
+                                 "policies.yaml");
   cmd->add_option("-f,--file", *dir, "the workspace directory")->required();
   AddClientFlags(*cmd, *flags);
   cmd->callback([&exit_code, flags, dir] { exit_code = Apply(*flags, *dir); });
@@ -285,6 +467,37 @@ void AddSegmentCommand(CLI::App& app, int& exit_code) {
   AddClientFlags(*preview, *flags);
   preview->callback(
       [&exit_code, flags, condition, sample] { exit_code = Preview(*flags, *condition, *sample); });
+}
+
+void AddSuppressCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<Flags>();
+  auto args = std::make_shared<SuppressArgs>();
+  auto as_json = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("suppress",
+                                 "the suppression list: addresses nothing is sent to "
+                                 "(except transactional messages of other channels)");
+  cmd->require_subcommand(1);
+  auto* add = cmd->add_subcommand("add", "suppress an address");
+  add->add_option("address", args->address, "email address or phone number")->required();
+  add->add_option("--channel", args->channel, "email (default) or sms");
+  add->add_option("--reason", args->reason,
+                  "manual (default), unsubscribed, hard_bounce or complaint");
+  add->add_option("--detail", args->detail, "a note kept with the entry");
+  AddClientFlags(*add, *flags);
+  add->callback([&exit_code, flags, args] { exit_code = SuppressAdd(*flags, *args); });
+  auto* remove = cmd->add_subcommand("remove", "lift the suppression of an address");
+  remove->add_option("address", args->address, "email address or phone number")->required();
+  remove->add_option("--channel", args->channel, "email (default) or sms");
+  AddClientFlags(*remove, *flags);
+  remove->callback([&exit_code, flags, args] { exit_code = SuppressRemove(*flags, *args); });
+  auto* list = cmd->add_subcommand("list", "print the suppression list");
+  list->add_option("--channel", args->channel, "only this channel (email or sms)");
+  list->add_flag("--json", *as_json, "one JSON object per line");
+  AddClientFlags(*list, *flags);
+  list->callback([&exit_code, flags, args, as_json, list] {
+    const std::string channel = list->count("--channel") ? args->channel : "";
+    exit_code = SuppressList(*flags, channel, *as_json);
+  });
 }
 
 }  // namespace nudge::cli

@@ -8,6 +8,7 @@ namespace nudge::cli {
 
 void AddApplyCommand(CLI::App& app, int& exit_code);
 void AddSegmentCommand(CLI::App& app, int& exit_code);
+void AddSuppressCommand(CLI::App& app, int& exit_code);
 // `nudge export events [-o FILE] [--origin client|all]`: JSON Lines for `nudge simulate`.
 void AddExportCommand(CLI::App& app, int& exit_code);
 

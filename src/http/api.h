@@ -6,6 +6,7 @@
 
 #include "channel/channels_config.h"
 #include "channel/delivery.h"
+#include "content/image_library.h"
 #include "content/library.h"
 #include "core/clock.h"
 #include "core/metrics.h"
@@ -31,6 +32,7 @@ struct ApiContext {
   journey::Engine* journeys = nullptr;  // may be null (tests)
   content::TemplateLibrary* templates = nullptr;
   channel::Dispatcher* delivery = nullptr;
+  content::ImageLibrary* images = nullptr;  // image templates and the /i/ route
   track::SecretBook* secrets = nullptr;
   const channel::ChannelsConfig* channels = nullptr;
   std::string public_url = "http://127.0.0.1:8080";

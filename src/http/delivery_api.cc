@@ -134,6 +134,52 @@ class DeliveryApi {
     reply(JsonResponse(json{{"deleted", true}}));
   }
 
+  // ---- image templates ----
+
+  void PutImage(WorkspaceId ws, Request& req, Reply reply) {
+    if (!ctx_.images)
+      return reply(ErrorResponse(Status::Unavailable("image templates are not available")));
+    json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded())
+      return reply(ErrorResponse(Status::Invalid(
+          "the body must be JSON: {\"yaml\": \"...\", \"assets\": {\"name\": \"<base64>\"}}",
+          "body")));
+    auto info = ctx_.images->Put(ws, body, req.params["id"]);
+    if (!info) return reply(ErrorResponse(info.error()));
+    json out = info->ToJson();
+    out.erase("yaml");
+    reply(JsonResponse(out));
+  }
+
+  void GetImage(WorkspaceId ws, Request& req, Reply reply) {
+    auto info = ctx_.images ? ctx_.images->Get(ws, req.params["id"]) : std::nullopt;
+    if (!info)
+      return reply(ErrorResponse(Status::NotFound("no image template '" + req.params["id"] + "'")));
+    reply(JsonResponse(info->ToJson()));
+  }
+
+  void ListImages(WorkspaceId ws, Request& req, Reply reply) {
+    json list = json::array();
+    if (ctx_.images) {
+      for (const auto& info : ctx_.images->List(ws)) {
+        json j = info.ToJson();
+        j.erase("yaml");
+        list.push_back(std::move(j));
+      }
+    }
+    reply(JsonResponse(json{{"images", list}}));
+  }
+
+  void DeleteImage(WorkspaceId ws, Request& req, Reply reply) {
+    if (!ctx_.images)
+      return reply(ErrorResponse(Status::NotFound("no image template '" + req.params["id"] + "'")));
+    auto removed = ctx_.images->Delete(ws, req.params["id"]);
+    if (!removed) return reply(ErrorResponse(removed.error()));
+    if (!*removed)
+      return reply(ErrorResponse(Status::NotFound("no image template '" + req.params["id"] + "'")));
+    reply(JsonResponse(json{{"deleted", true}}));
+  }
+
   // {"user_id": "..."} (or "contact": key), or {"context": {...}} (used as is), with optional
   // "event": {...} merged into the context.
   void Preview(WorkspaceId ws, Request& req, Reply reply) {
@@ -418,6 +464,11 @@ void AddDeliveryRoutes(Router& router, ApiContext& ctx) {
       .Add("GET", "/api/v1/templates/{id}", bind(&DeliveryApi::GetTemplate))
       .Add("DELETE", "/api/v1/templates/{id}", bind(&DeliveryApi::DeleteTemplate))
       .Add("POST", "/api/v1/templates/{id}/preview", bind(&DeliveryApi::Preview))
+      .Add("GET", "/api/v1/images", bind(&DeliveryApi::ListImages))
+      .Add("PUT", "/api/v1/images/{id}", bind(&DeliveryApi::PutImage),
+           content::kMaxImageDefinitionBytes * 4 / 3 + 65536)
+      .Add("GET", "/api/v1/images/{id}", bind(&DeliveryApi::GetImage))
+      .Add("DELETE", "/api/v1/images/{id}", bind(&DeliveryApi::DeleteImage))
       .Add("GET", "/api/v1/contacts/{id}/consent", bind(&DeliveryApi::GetConsent))
       .Add("PUT", "/api/v1/contacts/{id}/subscriptions", bind(&DeliveryApi::PutSubscription))
       .Add("GET", "/api/v1/suppressions", bind(&DeliveryApi::ListSuppressions))

@@ -10,11 +10,14 @@
 //   POST /hooks/sms/inbound?key=<write key>             replies to SMS (STOP/START)
 // Tokens are signed (track/links.h): a tampered or foreign token is refused, and a click can
 // only go where nudge's own message pointed.
+#include <spdlog/spdlog.h>
+
 #include <nlohmann/json.hpp>
 
 #include "channel/feedback/webhooks.h"
 #include "channel/feedback_processor.h"
 #include "channel/sms/sms.h"
+#include "content/image/image.h"
 #include "core/crypto.h"
 #include "core/time.h"
 #include "http/api.h"
@@ -363,6 +366,45 @@ class PublicApi {
     reply(Html(std::move(*html)));
   }
 
+  // ---- /i/{template}/{token}.{png|jpg|webp} ----
+
+  void Image(Request& req, Reply reply) {
+    const std::string file = req.params.at("file");
+    const size_t dot = file.rfind('.');
+    auto format = dot == std::string::npos ? Err(Status::NotFound("no image format"))
+                                           : content::ParseImageFormat(file.substr(dot + 1));
+    if (!format)
+      return reply(HtmlError(Status::NotFound("an image URL ends in .png, .jpg or .webp")));
+    req.params["token"] = file.substr(0, dot);
+    auto c = Verify(req, LinkKind::kImage);
+    if (!c) return reply(HtmlError(c.error()));
+    const std::string& id = req.params.at("template");
+    if (c->extra != id)
+      return reply(HtmlError(Status(Code::kPermissionDenied, "not this image's link")));
+    if (!ctx_.images || !ctx_.delivery)
+      return reply(HtmlError(Status::NotFound("no image template '" + id + "'")));
+    auto m = MessageOf(*c);
+    // A contact erased since the message was sent gets the image without personal data.
+    auto context = ctx_.delivery->ContextFor(c->workspace, c->contact, m ? &*m : nullptr);
+    auto lc = content::Context::FromJson(context ? *context : json::object());
+    if (!lc) return reply(HtmlError(lc.error()));
+    auto r = ctx_.images->Render(c->workspace, id, *lc, *format);
+    if (!r) return reply(HtmlError(r.error()));
+    if (r->fallback) {
+      spdlog::warn("image '{}' for contact {}: {}; served the fallback", id, c->contact, r->error);
+      ctx_.metrics
+          .GetCounter("nudge_image_fallbacks_total", "image renders that served the fallback")
+          .Add();
+    }
+    Response resp;
+    resp.status = 200;
+    resp.content_type = std::string(r->image->content_type());
+    resp.body = r->image->bytes;
+    resp.headers.emplace_back("Cache-Control", "private, max-age=86400");
+    if (r->fallback) resp.headers.emplace_back("X-Nudge-Image", "fallback");
+    reply(std::move(resp));
+  }
+
   // ---- /hooks/... ----
 
   std::optional<WorkspaceId> HookWorkspace(const Request& req) {
@@ -507,6 +549,7 @@ void AddPublicRoutes(Router& router, ApiContext& ctx) {
       .Add("POST", "/t/p/{token}", bind(&PublicApi::PreferencesPost), 16384)
       .Add("GET", "/t/k/{token}", bind(&PublicApi::Confirm), 0)
       .Add("GET", "/t/v/{token}", bind(&PublicApi::View), 0)
+      .Add("GET", "/i/{template}/{file}", bind(&PublicApi::Image), 0)
       .Add("POST", "/hooks/ses", bind(&PublicApi::Ses), 8 << 20)
       .Add("POST", "/hooks/sendgrid", bind(&PublicApi::SendGrid), 8 << 20)
       .Add("POST", "/hooks/postmark", bind(&PublicApi::Postmark), 1 << 20)

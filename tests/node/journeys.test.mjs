@@ -170,7 +170,7 @@ function copyDir(from, to) {
 
 let server;
 before(async () => {
-  server = await new NudgeServer().start();
+  server = await new NudgeServer({ env: { NUDGE_DELIVERY_HOLD: '1' /* the outbox as journeys wrote it */ } }).start();
 });
 after(async () => {
   await server?.dispose();

@@ -72,7 +72,7 @@ after(async () => {
 
 describe('journeys and crashes', () => {
   test(`SIGKILL with ${N} pending waits, and again while their timers fire: every send exactly once`, async () => {
-    const s = await new NudgeServer().start();
+    const s = await new NudgeServer({ env: { NUDGE_DELIVERY_HOLD: '1' /* the outbox as journeys wrote it */ } }).start();
     servers.push(s);
     const put = await putJourney(s, 'crash', JOURNEY);
     assert.equal(put.status, 200, put.text);
@@ -194,7 +194,7 @@ describe('journeys and crashes', () => {
   });
 
   test('a clean restart keeps journeys (also one PUT without an id), their status, and skips a send that came too late', async () => {
-    const s = await new NudgeServer().start();
+    const s = await new NudgeServer({ env: { NUDGE_DELIVERY_HOLD: '1' /* the outbox as journeys wrote it */ } }).start();
     servers.push(s);
     // The id comes from the path only.
     let r = await putJourney(s, 'no-id', 'trigger: { event: NoId }\nsteps:\n  - { id: w, wait: 1h }\n');

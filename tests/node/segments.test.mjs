@@ -27,7 +27,7 @@ function demoAppliedFiles() {
   const top = ['scoring.yaml', 'stages.yaml', 'policies.yaml'].filter((f) =>
     fs.existsSync(path.join(DEMO, f)),
   ).length;
-  return yamlIn('segments') + yamlIn('journeys') + top;
+  return yamlIn('segments') + yamlIn('templates') + yamlIn('images') + yamlIn('journeys') + top;
 }
 
 const DEMO_SEGMENTS = [
