@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +35,34 @@
 #include "track/links.h"
 
 namespace nudge::app {
+namespace {
+
+// The unfolded value of a header of a raw message ("" when absent).
+std::string HeaderValue(const std::string& data, const std::string& name) {
+  size_t pos = 0;
+  while (pos < data.size()) {
+    size_t end = data.find("\r\n", pos);
+    if (end == std::string::npos) end = data.size();
+    if (end == pos) break;  // the end of the header
+    if (end - pos > name.size() && data[pos + name.size()] == ':' &&
+        strncasecmp(data.c_str() + pos, name.c_str(), name.size()) == 0) {
+      std::string value = data.substr(pos + name.size() + 1, end - pos - name.size() - 1);
+      // Folded lines continue with whitespace.
+      while (end + 2 < data.size() && (data[end + 2] == ' ' || data[end + 2] == '\t')) {
+        const size_t next = data.find("\r\n", end + 2);
+        const size_t stop = next == std::string::npos ? data.size() : next;
+        value += " " + data.substr(end + 3, stop - end - 3);
+        end = stop;
+      }
+      const size_t first = value.find_first_not_of(" \t");
+      return first == std::string::npos ? "" : value.substr(first);
+    }
+    pos = end + 2;
+  }
+  return "";
+}
+
+}  // namespace
 namespace {
 
 // A port free on host right now (0 when none could be found).
@@ -239,9 +268,22 @@ int RunServe(const Flags& flags) {
     lo.port = lp->second;
     listener = std::make_unique<channel::SmtpListener>(
         lo,
-        [&apply_feedback](const channel::InboundMessage& m,
-                          const Result<std::vector<channel::Feedback>>& parsed) -> Status {
+        [&apply_feedback, &ctx](const channel::InboundMessage& m,
+                                const Result<std::vector<channel::Feedback>>& parsed) -> Status {
           if (!parsed) {
+            // An unsubscribe sent to the List-Unsubscribe mailto address.
+            const std::string subject = HeaderValue(m.data, "subject");
+            if (subject.size() > 12 && strncasecmp(subject.c_str(), "unsubscribe ", 12) == 0 &&
+                ctx.mail_unsubscribe) {
+              Status s = ctx.mail_unsubscribe(subject, m.mail_from);
+              if (s.ok()) {
+                spdlog::info("feedback: unsubscribed by mail from <{}>", m.mail_from);
+              } else {
+                spdlog::info("feedback: an unsubscribe mail from <{}> was refused: {}", m.mail_from,
+                             s.ToString());
+              }
+              return Status::Ok();
+            }
             spdlog::info("feedback: a message from <{}> is not a report: {}", m.mail_from,
                          parsed.error().ToString());
             return Status::Ok();

@@ -4,6 +4,8 @@
 // ApiContext borrows the services the handlers use; it must outlive the Server.
 #pragma once
 
+#include <functional>
+
 #include "channel/channels_config.h"
 #include "channel/delivery.h"
 #include "content/image_library.h"
@@ -33,6 +35,9 @@ struct ApiContext {
   content::TemplateLibrary* templates = nullptr;
   channel::Dispatcher* delivery = nullptr;
   content::ImageLibrary* images = nullptr;  // image templates and the /i/ route
+  // Set by AddPublicRoutes: applies an unsubscribe mailed to delivery.unsubscribe_mailbox
+  // (subject "unsubscribe <token>"); `from` is recorded as where it came from.
+  std::function<Status(std::string_view subject, const std::string& from)> mail_unsubscribe;
   track::SecretBook* secrets = nullptr;
   const channel::ChannelsConfig* channels = nullptr;
   std::string public_url = "http://127.0.0.1:8080";

@@ -264,6 +264,21 @@ class PublicApi {
     reply(Html(track::UnsubscribedPage(What(*c), PreferencesUrl(*c))));
   }
 
+  // An unsubscribe by mail: the mailto of List-Unsubscribe has the subject "unsubscribe <token>".
+  Status MailUnsubscribe(std::string_view subject, const std::string& from) {
+    std::string token(subject);
+    const size_t sp = token.find_last_of(" \t");
+    if (sp != std::string::npos) token = token.substr(sp + 1);
+    while (!token.empty() && (token.back() == '\r' || token.back() == '\n')) token.pop_back();
+    NUDGE_ASSIGN_OR_RETURN(WorkspaceId ws, PeekWorkspace(token));
+    if (!ctx_.workspaces.NameOf(ws)) return Status::Invalid("not a link nudge made");
+    NUDGE_ASSIGN_OR_RETURN(track::LinkSigner signer, ctx_.secrets->SignerFor(ws));
+    NUDGE_ASSIGN_OR_RETURN(LinkClaims c, signer.Verify(token));
+    if (c.kind != LinkKind::kUnsubscribe) return Status::Invalid("not an unsubscribe token");
+    const auto m = MessageOf(c);
+    return Unsubscribe(c, c.channel, c.extra, "mailto", from, m);
+  }
+
   std::vector<track::PreferenceItem> Items(const LinkClaims& c) {
     std::vector<track::PreferenceItem> items;
     const auto policies = ctx_.journeys->GetPolicies(c.workspace);
@@ -538,6 +553,9 @@ class PublicApi {
 
 void AddPublicRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<PublicApi>(ctx);
+  ctx.mail_unsubscribe = [api](std::string_view subject, const std::string& from) {
+    return api->MailUnsubscribe(subject, from);
+  };
   auto bind = [api](void (PublicApi::*m)(Request&, Reply)) {
     return [api, m](Request& req, Reply reply) { ((*api).*m)(req, std::move(reply)); };
   };
