@@ -387,6 +387,13 @@ struct Dispatcher::Impl {
           Url(*signer, track::LinkKind::kPreferences, m, ws, contact->id, channel, "");
       message["view_in_browser_url"] =
           m ? Url(*signer, track::LinkKind::kView, m, ws, contact->id, channel, "") : "";
+      // A double opt-in confirmation carries the signed link that confirms the subscription.
+      const json payload = m ? json::parse(m->payload, nullptr, false) : json();
+      const bool confirmation =
+          payload.is_object() && payload.value("kind", std::string()) == "confirmation";
+      message["confirm_url"] =
+          confirmation ? Url(*signer, track::LinkKind::kConfirm, m, ws, contact->id, channel, "")
+                       : "";
     }
     if (m) {
       message["id"] = m->id;

@@ -882,6 +882,13 @@ Status Engine::Load() {
     }
     return Status::Ok();
   }));
+  for (const auto& d : policies) {
+    auto p = ParsePolicies(d.body, "stored policies");
+    if (!p) return p.error();
+    std::set<std::string> doi;
+    for (const auto& [channel, tmpl] : p->double_opt_in) doi.insert(channel);
+    m.segments.SetDoubleOptIn(d.workspace, std::move(doi));
+  }
   std::lock_guard lock(m.mu);
   for (const auto& d : policies) {
     auto p = ParsePolicies(d.body, "stored policies");
@@ -1102,14 +1109,19 @@ void Engine::SetOutboxListener(std::function<void()> listener) {
 
 Status Engine::PutPolicies(WorkspaceId ws, Policies policies) {
   Impl& m = *impl_;
-  return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+  NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::lock_guard lock(m.mu);
     NUDGE_ASSIGN_OR_RETURN(int64_t v, txn.PutDefinition(ws, "policies", "policies",
                                                         ToJson(policies), m.clock.NowMillis()));
     (void)v;
-    m.policies[ws] = std::move(policies);
+    m.policies[ws] = policies;
     return Status::Ok();
-  });
+  }));
+  // After the journey lock is released: the segment engine's lock is taken before it elsewhere.
+  std::set<std::string> doi;
+  for (const auto& [channel, tmpl] : policies.double_opt_in) doi.insert(channel);
+  m.segments.SetDoubleOptIn(ws, std::move(doi));
+  return Status::Ok();
 }
 
 Policies Engine::GetPolicies(WorkspaceId ws) const {

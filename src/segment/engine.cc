@@ -59,6 +59,9 @@ struct Workspace {
   ScoringDef scoring;
   StagesDef stages = DefaultStages();
   std::vector<double> score_thresholds;  // what conditions compare `score` with
+  // Channels whose subscription needs a confirmation (policies double_opt_in): without a
+  // recorded choice, a contact is not subscribed to them.
+  std::set<std::string> double_opt_in;
 
   void CollectThresholds() {
     std::set<double> all;
@@ -346,6 +349,8 @@ struct Engine::Impl {
       if (auto c = recorded(channel_key)) {
         if (*c != S::kSubscribed) return false;
         if (topic.empty()) return true;
+      } else if (ws_.double_opt_in.count(channel_key)) {
+        return false;  // never confirmed
       }
       const std::string unsub = "unsubscribed";
       if (Path(Root::kTraits, std::span<const std::string>(&unsub, 1)).truthy()) return false;
@@ -1641,6 +1646,12 @@ bool Engine::Subscribed(ContactId id, std::string_view channel, std::string_view
   const Workspace* ws = m.FindWs(st->workspace);
   Impl::ContactEnv env(m, ws ? *ws : kNoDefinitions, id, *st, m.FindRt(id), m.clock.NowMillis());
   return env.Subscribed(channel, topic);
+}
+
+void Engine::SetDoubleOptIn(WorkspaceId ws, std::set<std::string> channels) {
+  Impl& m = *impl_;
+  std::unique_lock lock(m.cache.mutex);
+  m.Ws(ws).double_opt_in = std::move(channels);
 }
 
 Status Engine::WriteLocked(const std::function<Status(store::WriteTxn&)>& fn) {

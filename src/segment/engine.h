@@ -23,6 +23,7 @@
 #include <mutex>
 #include <optional>
 #include <queue>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -146,6 +147,9 @@ class Engine final : public profile::ContactObserver {
   // recorded consent, else the default (see subscribed() in docs/conditions.md). False for an
   // unknown contact. Takes cache.mutex (shared).
   bool Subscribed(store::ContactId id, std::string_view channel, std::string_view topic) const;
+  // The channels whose subscriptions need confirming (policies double_opt_in): a contact with
+  // no recorded choice for one of them is not subscribed to it.
+  void SetDoubleOptIn(store::WorkspaceId ws, std::set<std::string> channels);
 
   // Runs fn in a store write with the engine's lock held, so that fn may call EmitLocked and
   // the other Locked methods (delivery outcomes: the message row and its event in one commit).

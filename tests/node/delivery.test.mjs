@@ -95,7 +95,7 @@ async function startReceiver(answer) {
 }
 
 async function putYaml(server, kind, id, yaml) {
-  const r = await request(`${server.url}/api/v1/${kind}/${id}`, {
+  const r = await request(`${server.url}/api/v1/${kind}${id ? `/${id}` : ''}`, {
     method: 'PUT',
     headers: { Authorization: `Bearer ${server.adminKey}`, 'Content-Type': 'application/yaml' },
     body: yaml,
@@ -481,5 +481,56 @@ steps:
     assert.equal(forged.status, 403);
     const other = await fetch(url.replace('/i/welcome-hero/', '/i/pic/'));
     assert.equal(other.status, 403, 'a link made for one image does not draw another');
+  });
+
+  test('bounce webhooks (Amazon SES through SNS) suppress the address for the workspace of the key', async () => {
+    const note = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/feedback/ses_bounce.json'), 'utf8'));
+    const inner = JSON.parse(note.Message);
+    inner.bounce.bouncedRecipients[0].emailAddress = 'eve@example.com';
+    inner.mail.destination = ['eve@example.com'];
+    note.Message = JSON.stringify(inner);
+    await identify('eve', { email: 'eve@example.com', first_name: 'Eve' });
+    const wrong = await request(`${server.url}/hooks/ses?key=nope`, { method: 'POST', body: JSON.stringify(note), headers: { 'Content-Type': 'text/plain' } });
+    assert.equal(wrong.status, 401);
+    const r = await request(`${server.url}/hooks/ses?key=${server.writeKey}`, { method: 'POST', body: JSON.stringify(note), headers: { 'Content-Type': 'text/plain' } });
+    assert.equal(r.status, 200, r.text);
+    const list = await server.get('/api/v1/suppressions?channel=email');
+    assert.equal(list.suppressions.find((x) => x.address === 'eve@example.com')?.reason, 'hard_bounce', JSON.stringify(list));
+    const broken = await request(`${server.url}/hooks/ses?key=${server.writeKey}`, { method: 'POST', body: '{"Type": ', headers: { 'Content-Type': 'text/plain' } });
+    assert.equal(broken.status, 400);
+  });
+
+  // Last: double opt-in for email changes who counts as subscribed in the workspace.
+  test('double opt-in: a new subscription waits for the signed confirmation link', async () => {
+    await putYaml(server, 'templates', 'confirm', `id: confirm
+channel: email
+subject: "Please confirm your subscription"
+transactional: true
+html: '<p>Click to confirm: <a href="{{ message.confirm_url }}">confirm</a></p>'
+`);
+    await putYaml(server, 'policies', '', `topics: [{ id: news, name: News }]\ndouble_opt_in: { email: { template: confirm } }\n`);
+    await identify('fay', { email: 'fay@example.com', first_name: 'Fay' });
+    await hello('fay');
+    const first = await waitFor('fay answered', async () => {
+      const m = (await messages('fay')).find((x) => x.channel === 'email');
+      return m && !['queued', 'sending'].includes(m.status) && m;
+    });
+    assert.equal(first.status, 'suppressed', 'not confirmed yet: nothing but the confirmation goes');
+    const put = await server.admin('PUT', '/api/v1/contacts/fay/subscriptions', { body: { channel: 'email', status: 'subscribed', source: 'signup-form', ip: '203.0.113.9' } });
+    assert.equal(put.status, 200, put.text);
+    assert.equal(put.json.status, 'pending');
+    const [mail] = await waitFor('the confirmation email', () => mailTo('fay@example.com').length && mailTo('fay@example.com'));
+    assert.equal(mail.parsed.subject, 'Please confirm your subscription');
+    const link = /href="(http:\/\/127\.0\.0\.1:\d+\/t\/[ck]\/[^"]+)"/.exec(mail.parsed.html);
+    assert.ok(link, mail.parsed.html);
+    const page = await fetch(link[1]);
+    assert.equal(page.status, 200);
+    await waitFor('Subscription Confirmed', async () => (await allEvents('fay')).some((e) => e.event === 'Subscription Confirmed'));
+    const consent = await server.get('/api/v1/contacts/fay/consent');
+    const history = JSON.stringify(consent);
+    assert.match(history, /signup-form/);
+    assert.match(history, /203\.0\.113\.9/);
+    await hello('fay');
+    await waitFor('the welcome email after confirming', () => mailTo('fay@example.com').some((m) => /Hello Fay/.test(m.parsed.subject)));
   });
 });
