@@ -34,8 +34,9 @@ struct Outbound {
   nlohmann::json webhook;             // webhook channel: url, method, headers, body (rendered)
   bool transactional = false;
   std::string topic;
-  // Email: the stable Message-ID ("m<id>.<ws>@domain" without brackets), the one-click
-  // unsubscribe URL (RFC 8058 POST target and the https List-Unsubscribe), its mailto: form.
+  // Email: the stable Message-ID ("<id>.<queued-at>.<ws>.nudge@domain" without brackets), the
+  // one-click unsubscribe URL (RFC 8058 POST target and the https List-Unsubscribe), its mailto:
+  // form.
   std::string message_id_header;
   std::string unsubscribe_url;
   std::string unsubscribe_mailto;

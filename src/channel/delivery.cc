@@ -185,7 +185,9 @@ struct Dispatcher::Impl {
                                                    : "the contact has no phone number");
     m.recipient = address;
     NUDGE_ASSIGN_OR_RETURN(auto suppression, r.FindSuppression(m.workspace, m.channel, address));
-    if (suppression)
+    // An unsubscribe stops marketing, not the receipts and confirmations a contact asks for;
+    // bounces, complaints and manual entries stop everything.
+    if (suppression && !(p.transactional && suppression->reason == "unsubscribed"))
       return finish("suppressed",
                     "the address is on the suppression list (" + suppression->reason + ")");
     if (!p.transactional && !d.segments.Subscribed(m.contact, m.channel, p.topic)) {
@@ -514,8 +516,24 @@ struct Dispatcher::Impl {
         if (!track::IsRedirectable(url)) return std::nullopt;
         return Url(signer, track::LinkKind::kClick, &m, m.workspace, m.contact, m.channel, url);
       };
-      out.rendered.html = track::RewriteHtmlLinks(out.rendered.html, track);
-      out.rendered.text = track::RewriteTextLinks(out.rendered.text, track);
+      // The HTML's links that went through track(); a link of the HTML that did not (marked
+      // data-nudge-track="off") stays as it is in the text part too.
+      std::set<std::string> tracked;
+      const std::string original_html = out.rendered.html;
+      out.rendered.html = track::RewriteHtmlLinks(out.rendered.html, [&](const std::string& url) {
+        tracked.insert(url);
+        return track(url);
+      });
+      auto in_html = [&](const std::string& url) {
+        if (original_html.find(url) != std::string::npos) return true;
+        std::string escaped;
+        for (char ch : url) escaped += ch == '&' ? std::string("&amp;") : std::string(1, ch);
+        return original_html.find(escaped) != std::string::npos;
+      };
+      out.rendered.text = track::RewriteTextLinks(out.rendered.text, [&](const std::string& url) {
+        if (!tracked.count(url) && in_html(url)) return std::optional<std::string>();
+        return track(url);
+      });
     }
     if (o.track_opens && !out.rendered.html.empty()) {
       track::InsertOpenPixel(out.rendered.html, Url(signer, track::LinkKind::kOpen, &m, m.workspace,

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "channel/feedback_processor.h"
 #include "journey/sandbox.h"
 
 namespace nudge::channel {
@@ -189,6 +190,62 @@ TEST_F(DeliveryTest, TransactionalTemplatesIgnoreUnsubscribesButNotSuppressions)
   ASSERT_EQ(mail->sent.size(), 1u);
   EXPECT_TRUE(mail->sent[0].transactional);
   EXPECT_EQ(Only().status, "sent");
+}
+
+TEST_F(DeliveryTest, AnUnsubscribeSuppressionStopsMarketingButNotReceipts) {
+  Identify("una", {{"email", "una@example.com"}});
+  ASSERT_TRUE(box->store()
+                  .WriteSync([&](store::WriteTxn& t) {
+                    return t.AddSuppression({box->workspace(), "email", "una@example.com",
+                                             "unsubscribed", box->Now(), ""});
+                  })
+                  .ok());
+  Go("una");
+  ASSERT_TRUE(dispatcher->RunOnce());
+  EXPECT_TRUE(mail->sent.empty());
+  EXPECT_EQ(Only().status, "suppressed");
+  // The journey enters once per contact: a second contact for the receipt.
+  Identify("ula", {{"email", "ula@example.com"}});
+  ASSERT_TRUE(box->store()
+                  .WriteSync([&](store::WriteTxn& t) {
+                    return t.AddSuppression({box->workspace(), "email", "ula@example.com",
+                                             "unsubscribed", box->Now(), ""});
+                  })
+                  .ok());
+  Put("id: hello\nchannel: email\ntransactional: true\nsubject: Receipt\nhtml: \"<p>x</p>\"\n");
+  Go("ula");
+  ASSERT_TRUE(dispatcher->RunOnce());
+  ASSERT_EQ(mail->sent.size(), 1u) << "a receipt still goes after an unsubscribe";
+}
+
+TEST_F(DeliveryTest, TheSameSoftBounceReportedAgainIsCountedOnce) {
+  Identify("sam", {{"email", "sam@example.com"}});
+  FeedbackProcessor fp(box->store(), box->segments(), box->clock(), nullptr);
+  Feedback f;
+  f.kind = Feedback::Kind::kSoftBounce;
+  f.recipient = "sam@example.com";
+  f.status = "4.2.2";
+  f.source = "dsn";
+  auto suppressed = [&] {
+    std::optional<store::Suppression> s;
+    EXPECT_TRUE(box->store()
+                    .Read([&](store::ReadTxn& r) -> Status {
+                      NUDGE_ASSIGN_OR_RETURN(
+                          s, r.FindSuppression(box->workspace(), "email", "sam@example.com"));
+                      return Status::Ok();
+                    })
+                    .ok());
+    return s.has_value();
+  };
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(fp.Apply(f, box->workspace()));
+  EXPECT_FALSE(suppressed()) << "one report, delivered six times";
+  auto names = EventNames("sam");
+  EXPECT_EQ(std::count(names.begin(), names.end(), "Email Bounced"), 1);
+  for (int i = 0; i < 4; ++i) {
+    f.provider_id = "report-" + std::to_string(i);
+    ASSERT_TRUE(fp.Apply(f, box->workspace()));
+  }
+  EXPECT_TRUE(suppressed()) << "five different soft bounces";
 }
 
 TEST_F(DeliveryTest, TemporaryFailuresRetryWithBackoffThenFail) {

@@ -92,9 +92,20 @@ Result<FeedbackOutcome> FeedbackProcessor::Apply(const Feedback& f,
       std::string(FeedbackKindName(f.kind)) + ":" + f.status + ":" + f.provider_id;
   for (const auto& [ws, contact_id] : targets) {
     bool suppress = hard || complaint;
+    bool fresh = true;
     std::string reason = complaint ? "complaint" : "hard_bounce";
     NUDGE_TRY(segments_.WriteLocked([&](store::WriteTxn& txn) -> Status {
       const store::ContactId contact = segments_.ResolveLocked(contact_id);
+      // The same report again (a webhook retried, a DSN read twice) changes nothing more.
+      if (!event.empty()) {
+        NUDGE_ASSIGN_OR_RETURN(
+            bool seen, txn.HasMessage(ws, segment::Engine::StableEventId(event, key, contact)));
+        if (seen) {
+          suppress = false;
+          fresh = false;
+          return Status::Ok();
+        }
+      }
       if (hard || soft) {
         NUDGE_ASSIGN_OR_RETURN(int64_t softs, txn.CountBounce(contact, hard, now));
         if (soft && softs >= kSoftBouncesToSuppress) {
@@ -119,11 +130,11 @@ Result<FeedbackOutcome> FeedbackProcessor::Apply(const Feedback& f,
                                     f.source + " " + f.status + " " + f.diagnostic.substr(0, 300)));
       }
       if (!event.empty() && segments_.TraitsLocked(contact)) {
-        NUDGE_TRY(segments_.EmitLocked(txn, contact, event, props.dump(), key));
+        NUDGE_TRY(segments_.EmitLocked(txn, contact, event, props.dump(), key, /*stable=*/true));
       }
       return Status::Ok();
     }));
-    if (complaint) {
+    if (complaint && fresh) {
       store::ConsentRecord r;
       r.subscription = {ws, contact_id, "email", "", "unsubscribed", now};
       r.source = "complaint";

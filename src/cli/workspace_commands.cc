@@ -474,8 +474,9 @@ void AddSuppressCommand(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<SuppressArgs>();
   auto as_json = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("suppress",
-                                 "the suppression list: addresses nothing is sent to "
-                                 "(except transactional messages of other channels)");
+                                 "the suppression list: addresses nothing is sent to (an "
+                                 "address suppressed because it unsubscribed still gets "
+                                 "transactional messages)");
   cmd->require_subcommand(1);
   auto* add = cmd->add_subcommand("add", "suppress an address");
   add->add_option("address", args->address, "email address or phone number")->required();

@@ -305,12 +305,15 @@ class PublicApi {
     auto c = Verify(req, LinkKind::kPreferences);
     if (!c) return reply(HtmlError(c.error()));
     const auto form = track::ParseForm(req.body);
+    // The page sends on=<key> for each box left ticked and all=off for "unsubscribe from
+    // everything"; <key>=1 and unsubscribe_all=1 are accepted too (forms of one's own).
     auto checked = [&](const std::string& key) {
       for (const auto& [k, v] : form)
-        if (k == key && !v.empty()) return true;
+        if ((k == "on" && v == key) || (k == key && !v.empty())) return true;
       return false;
     };
-    const bool all_off = checked("unsubscribe_all");
+    bool all_off = checked("unsubscribe_all");
+    for (const auto& [k, v] : form) all_off = all_off || (k == "all" && v == "off");
     const auto m = MessageOf(*c);
     for (const auto& item : Items(*c)) {
       const bool want = !all_off && checked(item.key);

@@ -81,7 +81,8 @@ struct Pending {
   ContactId contact;
   std::string name;
   nlohmann::json properties;
-  std::string key;  // makes the messageId deterministic
+  std::string key;      // makes the messageId deterministic
+  bool stable = false;  // the messageId is the key's alone: emitting it again changes nothing
 };
 
 }  // namespace
@@ -648,8 +649,8 @@ struct Engine::Impl {
       e.name = p.name;
       e.timestamp = now;
       e.received_at = now;
-      e.message_id =
-          "nudge:" + p.name + ":" + p.key + ":" + std::to_string(p.contact) + ":" + cause;
+      e.message_id = "nudge:" + p.name + ":" + p.key + ":" + std::to_string(p.contact) +
+                     (p.stable ? "" : ":" + cause);
       nlohmann::json body{{"type", "track"},
                           {"event", p.name},
                           {"messageId", e.message_id},
@@ -1577,7 +1578,7 @@ const std::string* Engine::TraitsLocked(ContactId id) const {
 }
 
 Status Engine::EmitLocked(store::WriteTxn& txn, ContactId id, const std::string& name,
-                          const std::string& properties_json, const std::string& key) {
+                          const std::string& properties_json, const std::string& key, bool stable) {
   Impl& m = *impl_;
   if (m.current_depth >= m.options.max_cascade) {
     spdlog::warn("derived event {} for contact {} dropped: {} levels deep", name, id,
@@ -1586,7 +1587,8 @@ Status Engine::EmitLocked(store::WriteTxn& txn, ContactId id, const std::string&
   }
   // Only this event: the segment changes waiting to be stored keep their place.
   std::vector<Pending> saved = std::exchange(m.pending, {});
-  m.pending.push_back({id, name, nlohmann::json::parse(properties_json, nullptr, false), key});
+  m.pending.push_back(
+      {id, name, nlohmann::json::parse(properties_json, nullptr, false), key, stable});
   Status s = m.FlushPending(txn, m.current_depth, m.Cause("j"));
   m.pending = std::move(saved);
   return s;

@@ -183,8 +183,15 @@ class Engine final : public profile::ContactObserver {
   const std::string* TraitsLocked(store::ContactId id) const;
   // Stores a derived event on the contact and processes it like any other event (segments,
   // then downstream). `key` makes its messageId unique and stable.
+  // stable: the event's messageId is "nudge:<name>:<key>:<contact>", so emitting the same key
+  // again stores nothing (StableEventId tells whether it was stored already).
   Status EmitLocked(store::WriteTxn& txn, store::ContactId id, const std::string& name,
-                    const std::string& properties_json, const std::string& key);
+                    const std::string& properties_json, const std::string& key,
+                    bool stable = false);
+  static std::string StableEventId(const std::string& name, const std::string& key,
+                                   store::ContactId id) {
+    return "nudge:" + name + ":" + key + ":" + std::to_string(id);
+  }
   // A downstream observer changed the contact (a journey's update step): re-evaluate.
   Status ContactChangedLocked(store::WriteTxn& txn, const store::Contact& contact);
 

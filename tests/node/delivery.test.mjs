@@ -483,6 +483,27 @@ steps:
     assert.equal(other.status, 403, 'a link made for one image does not draw another');
   });
 
+  test('the preference page keeps what stays ticked and unsubscribes what is unticked', async () => {
+    await identify('gus', { email: 'gus@example.com', first_name: 'Gus' });
+    await hello('gus');
+    const [mail] = await waitFor('gus mailed', () => mailTo('gus@example.com').length && mailTo('gus@example.com'));
+    const url = /(http:\/\/127\.0\.0\.1:\d+\/t\/p\/\S+)/.exec(mail.parsed.text)[1];
+    const page = await (await fetch(url)).text();
+    const boxes = [...page.matchAll(/<input type="checkbox" name="(\w+)" value="([^"]+)"( checked)?/g)].map((m) => [m[1], m[2], !!m[3]]);
+    assert.deepEqual(boxes, [['on', 'email', true], ['all', 'off', false]]);
+    // Saved as a browser sends the form with the box left ticked: nothing changes.
+    const keep = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: 'on=email' });
+    assert.equal(keep.status, 200);
+    assert.match(await keep.text(), /name="on" value="email" checked/);
+    assert.equal((await allEvents('gus')).filter((e) => e.event === 'Unsubscribed').length, 0);
+    // Unticked: unsubscribed from email.
+    const off = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: '' });
+    assert.equal(off.status, 200);
+    assert.doesNotMatch(await off.text(), /value="email" checked/);
+    const ev = await waitFor('Unsubscribed', async () => (await allEvents('gus')).find((e) => e.event === 'Unsubscribed'));
+    assert.equal(ev.properties.source, 'preference_page');
+  });
+
   test('bounce webhooks (Amazon SES through SNS) suppress the address for the workspace of the key', async () => {
     const note = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests/feedback/ses_bounce.json'), 'utf8'));
     const inner = JSON.parse(note.Message);
