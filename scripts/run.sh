@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 export NUDGE_WRITE_KEY=${NUDGE_WRITE_KEY:-demo_write_key}
 export NUDGE_ADMIN_KEY=${NUDGE_ADMIN_KEY:-demo_admin_key}
 url="http://$listen"
+# Without a configuration naming an email relay, the demo holds delivery: journeys' messages
+# stay `queued` and visible (GET /api/v1/messages). examples/nudge.yaml shows a configuration
+# that sends: NUDGE_CONFIG=examples/nudge.yaml make run
+if [ -z "${NUDGE_CONFIG:-}" ]; then export NUDGE_DELIVERY_HOLD=${NUDGE_DELIVERY_HOLD:-1}; fi
 
 "$bin" serve --data "$data" --listen "$listen" &
 pid=$!
@@ -37,6 +41,14 @@ nudge is running at $url (data in $data). Try:
   curl -u $NUDGE_WRITE_KEY: -d '{"userId":"ann","event":"Demo Booked"}' $url/v1/track
   curl -H "Authorization: Bearer $NUDGE_ADMIN_KEY" $url/api/v1/contacts/ann
   curl -H "Authorization: Bearer $NUDGE_ADMIN_KEY" $url/api/v1/segments
-Stop with Ctrl-C.
+  curl -H "Authorization: Bearer $NUDGE_ADMIN_KEY" -d '{"user_id":"ann"}' $url/api/v1/templates/welcome/preview
+  curl -H "Authorization: Bearer $NUDGE_ADMIN_KEY" "$url/api/v1/messages?journey=welcome"
 MSG
+if [ "${NUDGE_DELIVERY_HOLD:-0}" = 1 ]; then
+  cat <<MSG
+Delivery is on hold (no email relay configured): messages stay queued. To send, start with
+NUDGE_CONFIG=examples/nudge.yaml (a relay on 127.0.0.1:2525) or your own configuration.
+MSG
+fi
+echo "Stop with Ctrl-C."
 wait $pid
