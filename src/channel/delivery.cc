@@ -378,6 +378,7 @@ struct Dispatcher::Impl {
     ctx["event"] = event ? profile::EventJson(*event) : json::object();
     const journey::Policies policies = d.journeys.GetPolicies(ws);
     ctx["workspace"] = {{"id", ws}, {"name", WorkspaceName(ws)}, {"timezone", policies.timezone}};
+    if (!policies.currency.empty()) ctx["workspace"]["currency"] = policies.currency;
     json journey = json::object();
     json message = json::object();
     auto signer = d.secrets.SignerFor(ws);

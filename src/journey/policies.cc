@@ -3,6 +3,7 @@
 #include <cctz/civil_time.h>
 #include <cctz/time_zone.h>
 
+#include <algorithm>
 #include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -125,8 +126,19 @@ int LocalMinuteOfDay(Millis at, const std::string& tz_name) {
 Result<Policies> ParsePolicies(std::string_view text, std::string_view source) {
   NUDGE_ASSIGN_OR_RETURN(core::YamlDoc doc, core::LoadYaml(text, source));
   NUDGE_TRY(core::YamlKnownKeys(
-      doc, doc.root, {"timezone", "quiet_hours", "frequency_caps", "topics", "double_opt_in"}));
+      doc, doc.root,
+      {"timezone", "currency", "quiet_hours", "frequency_caps", "topics", "double_opt_in"}));
   Policies p;
+  NUDGE_ASSIGN_OR_RETURN(auto currency, core::YamlString(doc, doc.root, "currency"));
+  if (currency) {
+    const bool ok =
+        currency->size() == 3 && std::all_of(currency->begin(), currency->end(),
+                                             [](char c) { return c >= 'A' && c <= 'Z'; });
+    if (!ok)
+      return Err(doc.ErrorAt(doc.root["currency"], "currency",
+                             "expected an ISO 4217 code in capitals, such as EUR or USD"));
+    p.currency = *currency;
+  }
   NUDGE_ASSIGN_OR_RETURN(auto tz, core::YamlString(doc, doc.root, "timezone"));
   if (tz) {
     if (!IsTimeZone(*tz))
@@ -212,6 +224,7 @@ std::string ToJson(const Policies& p) {
   for (const auto& [ch, tmpl] : p.double_opt_in) doi[ch] = {{"template", tmpl}};
   nlohmann::json out{{"timezone", p.timezone}, {"quiet_hours", quiet}, {"frequency_caps", caps}};
   // Topics and double opt-in appear only when set, so a policies file reads back as written.
+  if (!p.currency.empty()) out["currency"] = p.currency;
   if (!topics.empty()) out["topics"] = topics;
   if (!doi.empty()) out["double_opt_in"] = doi;
   return out.dump();

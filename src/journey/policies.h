@@ -35,6 +35,7 @@ struct Topic {
 
 struct Policies {
   std::string timezone = "UTC";                   // for contacts without traits.timezone
+  std::string currency;                           // the `money` filter's default; "" = USD
   std::map<std::string, QuietHours> quiet_hours;  // by channel
   std::map<std::string, FrequencyCap> caps;       // by channel
   std::vector<Topic> topics;                      // what contacts can subscribe to

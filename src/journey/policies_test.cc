@@ -53,3 +53,19 @@ TEST(Policies, ParseAndRefuse) {
 
 }  // namespace
 }  // namespace nudge::journey
+
+namespace nudge::journey {
+namespace {
+
+TEST(Policies, CurrencyIsAnIsoCodeAndReadsBack) {
+  auto p = ParsePolicies("currency: EUR\n", "policies.yaml");
+  ASSERT_TRUE(p) << p.error().ToString();
+  EXPECT_EQ(p->currency, "EUR");
+  EXPECT_NE(ToJson(*p).find("\"currency\":\"EUR\""), std::string::npos);
+  auto bad = ParsePolicies("timezone: UTC\ncurrency: euro\n", "policies.yaml");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().where(), "policies.yaml:2:11");
+}
+
+}  // namespace
+}  // namespace nudge::journey
