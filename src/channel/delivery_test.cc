@@ -248,6 +248,28 @@ TEST_F(DeliveryTest, TheSameSoftBounceReportedAgainIsCountedOnce) {
   EXPECT_TRUE(suppressed()) << "five different soft bounces";
 }
 
+TEST_F(DeliveryTest, AWebhookHardBounceForAnUnknownAddressSuppressesIt) {
+  FeedbackProcessor fp(box->store(), box->segments(), box->clock(), nullptr);
+  Feedback f;
+  f.kind = Feedback::Kind::kHardBounce;
+  f.recipient = "ghost@example.com";
+  f.source = "ses";
+  auto r = fp.Apply(f, box->workspace());
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_TRUE(r->suppressed);
+  // A contact made later with that address gets nothing.
+  Identify("gho", {{"email", "ghost@example.com"}});
+  Go("gho");
+  ASSERT_TRUE(dispatcher->RunOnce());
+  EXPECT_TRUE(mail->sent.empty());
+  EXPECT_EQ(Only().status, "suppressed");
+  // Without a workspace (a DSN by mail for an address of no contact) nothing is guessed.
+  f.recipient = "nobody@example.com";
+  auto none = fp.Apply(f);
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none->suppressed);
+}
+
 TEST_F(DeliveryTest, TemporaryFailuresRetryWithBackoffThenFail) {
   Identify("tim", {{"email", "tim@example.com"}});
   for (int i = 0; i < 3; ++i)

@@ -59,6 +59,25 @@ Result<FeedbackOutcome> FeedbackProcessor::Apply(const Feedback& f,
     return Status::Ok();
   }));
   if (targets.empty()) {
+    // A webhook names its workspace: a hard bounce or complaint for an address nudge holds no
+    // contact for (yet) still keeps mail from going there.
+    const bool blocks =
+        f.kind == Feedback::Kind::kHardBounce || f.kind == Feedback::Kind::kComplaint;
+    if (ws_hint && blocks && !address.empty()) {
+      store::Suppression s;
+      s.workspace = *ws_hint;
+      s.channel = "email";
+      s.address = address;
+      s.reason = f.kind == Feedback::Kind::kComplaint ? "complaint" : "hard_bounce";
+      s.created_at = clock_.NowMillis();
+      s.detail = f.source + (f.status.empty() ? "" : " " + f.status) +
+                 (f.diagnostic.empty() ? "" : ": " + f.diagnostic.substr(0, 300));
+      NUDGE_TRY(store_.WriteSync([&](store::WriteTxn& txn) { return txn.AddSuppression(s); }));
+      out.suppressed = true;
+      out.detail =
+          std::string(FeedbackKindName(f.kind)) + " for " + address + " (no contact): suppressed";
+      return out;
+    }
     out.detail = "no message or contact matches this report";
     return out;
   }
