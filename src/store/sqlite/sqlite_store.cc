@@ -761,7 +761,14 @@ class Txn final : public WriteTxn {
     NUDGE_STMT(q,
                "INSERT INTO suppressions(ws, channel, address, reason, created_at, detail) "
                "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(ws, channel, address) DO UPDATE SET "
-               "reason = excluded.reason, detail = excluded.detail");
+               // An unsubscribe never weakens a bounce, complaint or manual entry (those stop
+               // transactional mail too).
+               "reason = CASE WHEN excluded.reason = 'unsubscribed' AND "
+               "suppressions.reason <> 'unsubscribed' THEN suppressions.reason "
+               "ELSE excluded.reason END, "
+               "detail = CASE WHEN excluded.reason = 'unsubscribed' AND "
+               "suppressions.reason <> 'unsubscribed' THEN suppressions.detail "
+               "ELSE excluded.detail END");
     q->Bind(1, s.workspace).Bind(2, s.channel).Bind(3, s.address).Bind(4, s.reason);
     q->Bind(5, s.created_at).Bind(6, s.detail);
     return q->Exec();

@@ -167,5 +167,32 @@ TEST_F(SqliteStoreTest, WritesAfterCloseAreRefused) {
   EXPECT_EQ(s.code(), Code::kUnavailable);
 }
 
+TEST_F(SqliteStoreTest, AnUnsubscribeNeverWeakensABounceSuppression) {
+  const WorkspaceId ws = MakeWorkspace("s");
+  auto add = [&](const std::string& reason) {
+    return store_->WriteSync([&](WriteTxn& t) {
+      return t.AddSuppression({ws, "email", "a@example.com", reason, 1, reason + " detail"});
+    });
+  };
+  auto reason = [&] {
+    std::optional<Suppression> s;
+    EXPECT_TRUE(store_
+                    ->Read([&](ReadTxn& r) -> Status {
+                      NUDGE_ASSIGN_OR_RETURN(s, r.FindSuppression(ws, "email", "a@example.com"));
+                      return Status::Ok();
+                    })
+                    .ok());
+    return s ? s->reason : std::string("none");
+  };
+  ASSERT_TRUE(add("unsubscribed").ok());
+  EXPECT_EQ(reason(), "unsubscribed");
+  ASSERT_TRUE(add("hard_bounce").ok());
+  EXPECT_EQ(reason(), "hard_bounce");
+  ASSERT_TRUE(add("unsubscribed").ok());
+  EXPECT_EQ(reason(), "hard_bounce") << "transactional mail must stay stopped";
+  ASSERT_TRUE(add("complaint").ok());
+  EXPECT_EQ(reason(), "complaint");
+}
+
 }  // namespace
 }  // namespace nudge::store
