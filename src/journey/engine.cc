@@ -651,8 +651,11 @@ struct Engine::Impl {
                       false));
       }
     }
-    // Journeys this event starts.
-    const json body = json::parse(e.body, nullptr, false);
+    // Journeys this event starts. Only nudge's own segment and stage events are read here
+    // (event triggers match through the condition engine), so most events are not parsed.
+    const bool derived =
+        e.name == "Segment Entered" || e.name == "Segment Exited" || e.name == "Stage Changed";
+    const json body = derived ? json::parse(e.body, nullptr, false) : json();
     for (auto& [key, js] : journeys) {
       if (js.ws != e.workspace || js.status != kActive) continue;
       if (!Triggers(js.def().trigger, e, body, contact)) continue;
