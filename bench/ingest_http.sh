@@ -280,7 +280,7 @@ for i in $(seq 1 100); do
 done
 [ -n "$nudge_port" ] || die "nudge did not start: $(tail -3 "$tmp/nudge.stderr")"
 nudge_url="http://127.0.0.1:$nudge_port"
-data_fs=$(stat -f -c %T "$data_dir")
+data_fs=$(findmnt -n -o FSTYPE -T "$data_dir" 2>/dev/null || stat -f -c %T "$data_dir")
 [ "$data_fs" = tmpfs ] && log "WARNING: $data_dir is on tmpfs; fsync is free there, set BENCH_TMPDIR"
 
 workspace() { curl -sf --max-time 10 -H "Authorization: Bearer $admin_key" "$nudge_url/api/v1/workspace"; }

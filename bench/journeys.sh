@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Journeys benchmark (issue 4): CONTACTS contacts across 10 journeys with waits.
+# Journeys benchmark: CONTACTS contacts across 10 journeys with waits.
 #   - event → outbox latency p50/p90/p99/max at 10k events/s (real clock, one store write per
 #     Segment message as /v1/track does; the outbox row commits with the event), and again
 #     below saturation (2k events/s);

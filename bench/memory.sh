@@ -90,7 +90,7 @@ for i in $(seq 1 100); do
 done
 [ -n "$port" ] || die "nudge did not start: $(tail -3 "$tmp/nudge.stderr")"
 url="http://127.0.0.1:$port"
-data_fs=$(stat -f -c %T "$data_dir")
+data_fs=$(findmnt -n -o FSTYPE -T "$data_dir" 2>/dev/null || stat -f -c %T "$data_dir")
 workspace() { curl -sf --max-time 30 -H "Authorization: Bearer $admin_key" "$url/api/v1/workspace"; }
 workspace >/dev/null || die "GET /api/v1/workspace failed"
 sleep 0.5

@@ -40,7 +40,7 @@
 //      storing events without segments. Everything here is single-threaded (the store's writer
 //      thread; the caller waits), hence "per core".
 //
-// The figures the issue asks for, in the JSON: rebuild.seconds and rebuild.evaluations_per_s;
+// The figures the aims are about, in the JSON: rebuild.seconds and rebuild.evaluations_per_s;
 // background[].seconds; incremental.with_engine.events_per_s (end to end, SQLite included)
 // beside incremental.without_engine.events_per_s, and incremental.with_engine.engine
 // .events_per_s_per_core (the engine's in-memory work alone); sql[].engine_vs_sql (sql_s of

@@ -11,7 +11,7 @@ build_pkgs=(g++ cmake ninja-build pkg-config make
   libopendkim-dev libvips-dev libpango1.0-dev libfontconfig-dev libqrencode-dev fonts-dejavu-core)
 test_pkgs=(clang-14 libclang-rt-14-dev clang-format sqlite3 python3 curl ruby ruby-liquid
   postfix python3-dkim zbar-tools)
-bench_pkgs=(wrk nginx-light libbenchmark-dev)
+bench_pkgs=(wrk nginx-light libbenchmark-dev libvips-tools)
 
 pkgs=("${build_pkgs[@]}")
 case "$want" in

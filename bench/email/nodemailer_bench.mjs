@@ -4,18 +4,23 @@
 //
 // Usage: node nodemailer_bench.mjs --port N [--count 100000] [--pool 8] [--window 64]
 //                                  [--dkim key.pem] [--label nodemailer]
+//                                  [--modules DIR/package.json]
+// --modules: the package whose node_modules hold nodemailer (default tests/node/package.json;
+// bench/delivery.sh passes bench/delivery/package.json).
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 
-const require = createRequire(new URL('../../tests/node/package.json', import.meta.url));
-const nodemailer = require('nodemailer');
-
-const args = { host: '127.0.0.1', port: 0, count: 100000, pool: 8, window: 64, dkim: '', label: 'nodemailer' };
+const args = {
+  host: '127.0.0.1', port: 0, count: 100000, pool: 8, window: 64, dkim: '', label: 'nodemailer',
+  modules: new URL('../../tests/node/package.json', import.meta.url).pathname,
+};
 for (let i = 2; i + 1 < process.argv.length; i += 2) {
   const key = process.argv[i].replace(/^--/, '');
   const value = process.argv[i + 1];
   args[key] = typeof args[key] === 'number' ? Number(value) : value;
 }
+const require = createRequire(args.modules);
+const nodemailer = require('nodemailer');
 
 const FIRST = ['Anna', 'Jürgen', 'Sofia', 'Liam', 'Mei', 'Olivia', 'Noah', 'Zoë', 'Mateo', 'Aiko',
   'Chloé', 'Ivan', 'Priya', 'Lucas', 'Emma', 'Björn', 'Fatma', 'Hiroshi', 'Elena', 'Tomás'];
@@ -104,6 +109,7 @@ const sorted = Array.from(latencies).sort((a, b) => a - b);
 const pct = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 console.log(JSON.stringify({
   label: args.label,
+  nodemailer_version: require('nodemailer/package.json').version,
   messages: args.count,
   sent,
   failed,

@@ -6,7 +6,8 @@
 #   - here: the `vips` command-line tool (Debian libvips-tools) drawing the same two text
 #     layers (vips text, vips linear to colour them, one vips composite writing the output);
 #     no QR code (the tool has none), and each step is a process start.
-# Prints one JSON object; progress goes to stderr.
+# Prints one JSON object (with the load average at the start, after image_bench and at the end);
+# progress goes to stderr.
 #
 # Usage: bench/images/run.sh BUILD_DIR
 #   BUILD_DIR configured with -DNUDGE_BUILD_BENCH=ON; image_bench is built when missing.
@@ -28,7 +29,9 @@ if [ ! -x "$bench" ]; then
   cmake --build "$build" -j2 --target image_bench >&2
 fi
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 nudge_json=$("$bench" "$template" "$seconds")
+load_after_nudge=$(cut -d' ' -f1-3 /proc/loadavg)
 
 cli_json='{"skipped":"vips command-line tool not found (Debian libvips-tools)"}'
 cli_ok=true
@@ -76,5 +79,6 @@ fi
 ok=true
 [[ "$nudge_json" == *'"ok":true}' ]] || ok=false
 [ "$cli_ok" = true ] || ok=false
-printf '{"images":%s,\n"reference_vips_cli":%s,\n"ok":%s}\n' "$nudge_json" "$cli_json" "$ok"
+printf '{"images":%s,\n"reference_vips_cli":%s,\n"load_average":{"start":"%s","after_image_bench":"%s","end":"%s"},\n"ok":%s}\n' \
+  "$nudge_json" "$cli_json" "$load_start" "$load_after_nudge" "$(cut -d' ' -f1-3 /proc/loadavg)" "$ok"
 [ "$ok" = true ]

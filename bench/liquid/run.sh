@@ -7,20 +7,24 @@
 # differential test's); LiquidJS differs from Ruby on some cases, which are counted and named.
 # Prints one JSON object; exits 1 when nudge and ruby-liquid disagree.
 #
-# Suites: "corpus" (every case) and "realistic" (tests/liquid/corpus/realistic.jsonl only:
-# marketing emails with loops, conditions and filters).
+# Suites: "corpus" (every case), "realistic" (tests/liquid/corpus/realistic.jsonl only: the
+# snippets of marketing emails, with loops, conditions and filters) and "emails"
+# (bench/liquid/emails.jsonl: three whole HTML emails of 2-3 KB each, an abandoned cart, a
+# weekly digest and a welcome, written with Shopify's filters only). Each suite records the
+# load average before and after it.
 #
-# Usage: bench/liquid/run.sh BUILD_DIR     (BUILD_DIR configured with -DNUDGE_BUILD_BENCH=ON;
-#                                           BENCH_SECONDS=2 per measurement)
+# Usage: bench/liquid/run.sh [BUILD_DIR]   (default ./build, configured with
+#                                           -DNUDGE_BUILD_BENCH=ON; BENCH_SECONDS=2 per
+#                                           measurement)
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-  echo "usage: $0 BUILD_DIR" >&2
+if [ $# -gt 1 ]; then
+  echo "usage: $0 [BUILD_DIR]" >&2
   exit 2
 fi
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-build=$(cd "$1" 2>/dev/null && pwd) || { echo "liquid bench: no build directory '$1'" >&2; exit 2; }
+build=$(cd "${1:-build}" 2>/dev/null && pwd) || { echo "liquid bench: no build directory '${1:-build}'" >&2; exit 2; }
 bin="$build/src/content/liquid_bench"
 if [ ! -x "$bin" ]; then
   echo "liquid bench: $bin is missing (configure with -DNUDGE_BUILD_BENCH=ON, build liquid_bench)" >&2
@@ -47,22 +51,25 @@ export TZ=UTC
 run_suite() {  # name files...
   local name=$1
   shift
+  cut -d' ' -f1-3 /proc/loadavg >"$work/$name-load-before"
   echo "liquid bench: $name: nudge" >&2
   "$bin" "$seconds" "$work/$name-nudge.jsonl" "$@" >"$work/$name-nudge.json"
   echo "liquid bench: $name: liquidjs" >&2
   node "$here/bench.mjs" "$seconds" "$work/$name-liquidjs.jsonl" "$@" >"$work/$name-liquidjs.json"
   echo "liquid bench: $name: ruby-liquid" >&2
   ruby "$here/bench.rb" "$seconds" "$work/$name-ruby.jsonl" "$@" >"$work/$name-ruby.json"
+  cut -d' ' -f1-3 /proc/loadavg >"$work/$name-load-after"
 }
 run_suite corpus "$root"/tests/liquid/corpus/*.jsonl
 run_suite realistic "$root"/tests/liquid/corpus/realistic.jsonl
+run_suite emails "$here/emails.jsonl"
 
 ruby -rjson -e '
   work = ARGV[0]
   ok = true
   load_outputs = ->(f) { File.readlines(f).map { |l| JSON.parse(l) }.to_h { |r| [r["name"], r] } }
   result = {}
-  %w[corpus realistic].each do |suite|
+  %w[corpus realistic emails].each do |suite|
     e = %w[nudge liquidjs ruby].to_h { |n| [n, JSON.parse(File.read("#{work}/#{suite}-#{n}.json"))] }
     o = %w[nudge liquidjs ruby].to_h { |n| [n, load_outputs.("#{work}/#{suite}-#{n}.jsonl")] }
     same = ->(other) { o["nudge"].count { |k, v| o[other][k] && v["output"] && o[other][k]["output"] == v["output"] } }
@@ -80,6 +87,7 @@ ruby -rjson -e '
       "same_output_as_liquidjs" => same.("liquidjs"),
       "differs_from_ruby" => ruby_diff,
       "differs_from_liquidjs" => js_diff,
+      "load_average_before_after" => %w[before after].map { |w| File.read("#{work}/#{suite}-load-#{w}").strip },
     }
   end
   result["seconds_per_measurement"] = ARGV[1].to_f

@@ -114,9 +114,21 @@ struct Dispatcher::Impl {
   bool stopping = false;                          // GUARDED_BY(mu)
   bool workers_stop = false;                      // GUARDED_BY(mu)
   std::unordered_map<int64_t, Picked> in_flight;  // GUARDED_BY(mu): picked, not yet written
-  std::deque<int64_t> work;                       // GUARDED_BY(mu): ids for the workers
-  std::vector<Answer> answers;                    // GUARDED_BY(mu)
-  size_t writes_pending = 0;                      // GUARDED_BY(mu)
+  // Messages whose outcome was written (and that left in_flight) since the running pick began
+  // its read: its snapshot may be older than that write and still show them due, so the pick
+  // skips them. Cleared when a pick starts (one pick runs at a time).
+  std::unordered_set<int64_t> recently_settled;  // GUARDED_BY(mu)
+
+  // Leaves in_flight after the write that settles `ids` committed. REQUIRES(mu)
+  void SettleLocked(const std::vector<int64_t>& ids) {
+    for (int64_t id : ids) {
+      in_flight.erase(id);
+      recently_settled.insert(id);
+    }
+  }
+  std::deque<int64_t> work;     // GUARDED_BY(mu): ids for the workers
+  std::vector<Answer> answers;  // GUARDED_BY(mu)
+  size_t writes_pending = 0;    // GUARDED_BY(mu)
   std::thread thread;
   std::vector<std::thread> workers;
   std::mt19937_64 rng{std::random_device{}()};
@@ -230,6 +242,8 @@ struct Dispatcher::Impl {
     {
       std::lock_guard lock(mu);
       if (in_flight.size() >= o.max_in_flight) return 0;
+      // Settled before this read begins: its snapshot shows their outcome.
+      recently_settled.clear();
     }
     std::vector<Picked> picked;
     std::unordered_map<store::ContactId, int64_t> batch_sends;
@@ -242,7 +256,7 @@ struct Dispatcher::Impl {
         for (auto& m : due) {
           {
             std::lock_guard lock(mu);
-            if (in_flight.count(m.id)) continue;
+            if (in_flight.count(m.id) || recently_settled.count(m.id)) continue;
           }
           Picked p;
           p.message = std::move(m);
@@ -295,7 +309,7 @@ struct Dispatcher::Impl {
           if (!s.ok()) spdlog::error("delivery: recording claims failed: {}", s.ToString());
           {
             std::lock_guard lock(mu);
-            for (int64_t id : settle) in_flight.erase(id);
+            SettleLocked(settle);
             --writes_pending;
           }
           idle_cv.notify_all();
@@ -707,7 +721,8 @@ struct Dispatcher::Impl {
             if (row.suppress) NUDGE_TRY(txn.CountBounce(contact, true, now));
             NUDGE_TRY(d.segments.EmitLocked(
                 txn, contact, row.event, row.props.dump(),
-                "delivery:" + std::to_string(row.m.id) + ":" + std::to_string(row.m.attempts)));
+                "delivery:" + std::to_string(row.m.id) + ":" + std::to_string(row.m.attempts),
+                /*stable=*/true));
           }
           return Status::Ok();
         },
@@ -715,7 +730,7 @@ struct Dispatcher::Impl {
           if (!s.ok()) spdlog::error("delivery: recording outcomes failed: {}", s.ToString());
           {
             std::lock_guard lock(mu);
-            for (int64_t id : ids) in_flight.erase(id);
+            SettleLocked(ids);
             --writes_pending;
           }
           idle_cv.notify_all();

@@ -19,7 +19,7 @@ Result<EmailConfig> Parse(const std::string& text, EmailConfigContext ctx = {}) 
   return ParseEmailConfig(*doc, doc->root["channels"]["email"], ctx);
 }
 
-TEST(EmailConfig, ReadsTheIssueExample) {
+TEST(EmailConfig, ReadsTheDocumentedExample) {
   EmailConfigContext context;
   context.base_dir = "/etc/nudge";
   auto c = Parse(R"(
