@@ -256,6 +256,22 @@ int RunServe(const Flags& flags) {
     }
     return Status::Ok();
   };
+  // A mail to delivery.unsubscribe_mailbox (subject "unsubscribe <token>"), by SMTP or from the
+  // maildir: true when it was one (applied or refused, and logged).
+  auto mail_unsubscribe = [&ctx](const std::string& data, const std::string& from) -> bool {
+    const std::string subject = HeaderValue(data, "subject");
+    if (subject.size() <= 12 || strncasecmp(subject.c_str(), "unsubscribe ", 12) != 0 ||
+        !ctx.mail_unsubscribe)
+      return false;
+    const std::string sender = from.empty() ? HeaderValue(data, "from") : from;
+    Status s = ctx.mail_unsubscribe(subject, sender);
+    if (s.ok()) {
+      spdlog::info("feedback: unsubscribed by mail from <{}>", sender);
+    } else {
+      spdlog::info("feedback: an unsubscribe mail from <{}> was refused: {}", sender, s.ToString());
+    }
+    return true;
+  };
   std::unique_ptr<channel::SmtpListener> listener;
   if (!config->feedback_listen.empty()) {
     auto lp = http::ParseListen(config->feedback_listen);
@@ -268,22 +284,12 @@ int RunServe(const Flags& flags) {
     lo.port = lp->second;
     listener = std::make_unique<channel::SmtpListener>(
         lo,
-        [&apply_feedback, &ctx](const channel::InboundMessage& m,
-                                const Result<std::vector<channel::Feedback>>& parsed) -> Status {
+        [&apply_feedback, &mail_unsubscribe](
+            const channel::InboundMessage& m,
+            const Result<std::vector<channel::Feedback>>& parsed) -> Status {
           if (!parsed) {
             // An unsubscribe sent to the List-Unsubscribe mailto address.
-            const std::string subject = HeaderValue(m.data, "subject");
-            if (subject.size() > 12 && strncasecmp(subject.c_str(), "unsubscribe ", 12) == 0 &&
-                ctx.mail_unsubscribe) {
-              Status s = ctx.mail_unsubscribe(subject, m.mail_from);
-              if (s.ok()) {
-                spdlog::info("feedback: unsubscribed by mail from <{}>", m.mail_from);
-              } else {
-                spdlog::info("feedback: an unsubscribe mail from <{}> was refused: {}", m.mail_from,
-                             s.ToString());
-              }
-              return Status::Ok();
-            }
+            if (mail_unsubscribe(m.data, m.mail_from)) return Status::Ok();
             spdlog::info("feedback: a message from <{}> is not a report: {}", m.mail_from,
                          parsed.error().ToString());
             return Status::Ok();
@@ -304,7 +310,10 @@ int RunServe(const Flags& flags) {
       channel::MaildirReader reader(config->feedback_maildir);
       while (!stop_maildir.load()) {
         auto stats = reader.Poll(
-            [&](const std::string& file, const auto& reports) { return apply_feedback(reports); });
+            [&](const std::string& file, const auto& reports) { return apply_feedback(reports); },
+            [&](const std::string& file, const std::string& message) {
+              return mail_unsubscribe(message, "");
+            });
         if (!stats) spdlog::warn("feedback.maildir: {}", stats.error().ToString());
         for (int i = 0; i < config->feedback_poll / 50 && !stop_maildir.load(); ++i)
           std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -134,6 +134,7 @@ describe('delivery', () => {
     relay = await startRelay({ rules: { 'flaky@example.com': { code: 421, times: 1 } } });
     const dead = await deadPort();
     feedbackPort = await deadPort();
+    for (const sub of ['new', 'cur', 'tmp']) fs.mkdirSync(path.join(dir, 'Maildir', sub), { recursive: true });
     sms = await startReceiver((req, body, n) => [201, { sid: `SM${n}`, status: 'queued' }]);
     hook = await startReceiver(() => [200, { ok: true }]);
     fs.writeFileSync(
@@ -154,6 +155,8 @@ delivery:
   unsubscribe_mailbox: unsubscribe@acme.test
 feedback:
   listen: 127.0.0.1:${feedbackPort}
+  maildir: ${path.join(dir, 'Maildir')}
+  poll: 1s
 `,
     );
     server = await new NudgeServer({
@@ -402,6 +405,20 @@ steps:
     await mailToListener({ from: 'di@example.com', to: m[1], subject: decodeURIComponent(m[2]).slice(0, -4) + 'AAAA' });
     await sleep(300);
     assert.equal((await allEvents('di')).filter((e) => e.event === 'Unsubscribed').length, 0);
+  });
+
+  test('an unsubscribe mail that lands in the maildir is honoured too', async () => {
+    await identify('kim', { email: 'kim@example.com', first_name: 'Kim' });
+    await hello('kim');
+    const [mail] = await waitFor('kim mailed', () => mailTo('kim@example.com').length && mailTo('kim@example.com'));
+    const m = /<mailto:(unsubscribe@acme\.test)\?subject=([^>]+)>/.exec(mail.raw.toString().replace(/\r\n\s+/g, ' '));
+    const raw = `From: Kim <kim@example.com>\r\nTo: ${m[1]}\r\nSubject: ${decodeURIComponent(m[2])}\r\n\r\nunsubscribe\r\n`;
+    const maildir = path.join(dir, 'Maildir');
+    fs.writeFileSync(path.join(maildir, 'tmp', '1.kim'), raw);
+    fs.renameSync(path.join(maildir, 'tmp', '1.kim'), path.join(maildir, 'new', '1.kim'));
+    const ev = await waitFor('the Unsubscribed event', async () => (await allEvents('kim')).find((e) => e.event === 'Unsubscribed'));
+    assert.equal(ev.properties.source, 'mailto');
+    await waitFor('the mail filed as read', () => fs.readdirSync(path.join(maildir, 'cur')).some((f) => f.startsWith('1.kim')));
   });
 
   test('a DSN for a hard bounce received by the listener suppresses the address', async () => {

@@ -96,7 +96,8 @@ MaildirReader::MaildirReader(std::string dir, MaildirOptions options)
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
 }
 
-Result<MaildirStats> MaildirReader::Poll(const MaildirHandler& handler) {
+Result<MaildirStats> MaildirReader::Poll(const MaildirHandler& handler,
+                                         const MaildirOtherHandler& other) {
   const std::string new_dir = dir_ + "/new";
   DIR* d = ::opendir(new_dir.c_str());
   if (d == nullptr) {
@@ -139,7 +140,8 @@ Result<MaildirStats> MaildirReader::Poll(const MaildirHandler& handler) {
     if (read == ReadOutcome::kGone || read == ReadOutcome::kNotRegular) continue;
     Result<std::vector<Feedback>> parsed =
         read == ReadOutcome::kOk ? ParseReport(message, options_.limits) : Err(error);
-    if (!parsed) {
+    const bool taken = !parsed && read == ReadOutcome::kOk && other && other(name, message);
+    if (!parsed && !taken) {
       const std::string failed_dir = dir_ + "/failed";
       if (::mkdir(failed_dir.c_str(), 0700) != 0 && errno != EEXIST) {
         return Err(Status::Internal("cannot create " + failed_dir + ": " + ErrnoText(errno)));
@@ -148,8 +150,10 @@ Result<MaildirStats> MaildirReader::Poll(const MaildirHandler& handler) {
       stats.failed.emplace_back(name, parsed.error());
       continue;
     }
-    const Status handled = handler(name, *parsed);
-    if (!handled.ok()) return Err(handled.WithPrefix(name));
+    if (!taken) {
+      const Status handled = handler(name, *parsed);
+      if (!handled.ok()) return Err(handled.WithPrefix(name));
+    }
     const std::string cur_dir = dir_ + "/cur";
     if (::mkdir(cur_dir.c_str(), 0700) != 0 && errno != EEXIST) {
       return Err(Status::Internal("cannot create " + cur_dir + ": " + ErrnoText(errno)));

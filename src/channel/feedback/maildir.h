@@ -47,6 +47,12 @@ struct MaildirStats {
 using MaildirHandler =
     std::function<Status(const std::string& file_name, const std::vector<Feedback>& feedback)>;
 
+// Receives a readable message that is not a report (an unsubscribe mailed to the
+// List-Unsubscribe address, say): true when it was taken (moved to cur/), false to file it in
+// failed/ as any other non-report.
+using MaildirOtherHandler =
+    std::function<bool(const std::string& file_name, const std::string& message)>;
+
 class MaildirReader {
  public:
   // `dir` is the maildir's root (holding new/ and cur/).
@@ -55,7 +61,8 @@ class MaildirReader {
   // Errors: kNotFound when <dir>/new does not exist, kInternal when it cannot be listed or a
   // file cannot be moved (the file stays where it was), the handler's error (with where =
   // the file name) when it fails.
-  Result<MaildirStats> Poll(const MaildirHandler& handler);
+  Result<MaildirStats> Poll(const MaildirHandler& handler,
+                            const MaildirOtherHandler& other = nullptr);
 
  private:
   std::string dir_;
