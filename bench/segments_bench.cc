@@ -78,6 +78,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "core/time.h"
@@ -132,46 +133,6 @@ double ProcessCpu() {
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-// VmRSS / VmHWM from /proc/self/status, in bytes.
-int64_t ProcStatusBytes(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(in, line))
-    if (line.compare(0, n, key) == 0 && line.size() > n && line[n] == ':')
-      return std::atoll(line.c_str() + n + 1) * 1024;
-  return -1;
-}
-
-std::string LoadAvg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-std::string FsType(const std::string& path) {
-  struct statfs s {};
-  if (statfs(path.c_str(), &s) != 0) return "unknown";
-  switch (static_cast<unsigned long>(s.f_type)) {
-    case 0xEF53:
-      return "ext4";
-    case 0x01021994:
-      return "tmpfs";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x794c7630:
-      return "overlayfs";
-    default: {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(s.f_type));
-      return buf;
-    }
-  }
 }
 
 uint64_t DirBytes(const std::string& dir) {

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "channel/email/dkim.h"
 #include "channel/email/message.h"
 #include "channel/email/sender.h"
@@ -39,14 +40,6 @@ const char* kFirst[] = {"Anna", "Jürgen", "Sofia", "Liam",    "Mei",   "Olivia"
 const char* kLast[] = {"Schmidt",  "García", "Rossi",  "Nguyen", "Müller", "Smith",
                        "Kowalski", "Dubois", "Tanaka", "Silva",  "Novák",  "Jensen"};
 const char* kTopics[] = {"integrations", "pricing", "webinar", "case study", "release notes"};
-
-long PeakRssKb() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::atol(line.c_str() + 6);
-  return 0;
-}
 
 std::string Body(const std::string& first, const std::string& topic, int i, bool html) {
   std::string out;
@@ -209,7 +202,7 @@ int main(int argc, char** argv) {
     cv.wait(lock, [&] { return outstanding == 0; });
   }
   const double seconds = std::chrono::duration<double>(Steady::now() - start).count();
-  const long peak_rss_kb = PeakRssKb();
+  const long peak_rss_kb = nudge::bench::ProcStatusBytes("VmHWM") / 1024;
   const channel::SenderStats stats = (*sender)->Stats();
   (*sender)->Shutdown(1000);
 

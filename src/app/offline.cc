@@ -25,28 +25,9 @@ namespace nudge::app {
 namespace {
 
 namespace fs = std::filesystem;
+using cli::ReadFile;
+using cli::YamlFiles;
 using nlohmann::json;
-
-std::optional<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::vector<fs::path> YamlFiles(const fs::path& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const auto ext = e.path().extension();
-    if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json"))
-      out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 std::string Clock(core::Millis ms) { return core::FormatIso8601(ms).substr(0, 19) + "Z"; }
 
@@ -144,14 +125,7 @@ int RunValidate(const std::string& dir_text) {
     env.partial_exists = [&](std::string_view p) { return templates.count(std::string(p)) > 0; };
     auto t = content::ParseTemplate(doc.text, doc.label, std::nullopt, env);
     if (t) continue;
-    const std::string& where = t.error().where();
-    const size_t c2 = where.rfind(':');
-    const size_t c1 =
-        c2 == std::string::npos || c2 == 0 ? std::string::npos : where.rfind(':', c2 - 1);
-    std::string message = t.error().ToString();
-    if (c1 != std::string::npos)
-      message = doc.MapError(message, std::atoi(where.c_str() + c1 + 1),
-                             std::atoi(where.c_str() + c2 + 1));
+    const std::string message = doc.MapError(t.error());
     problems.push_back(Status::Invalid(message));
   }
   for (const auto& f : YamlFiles(dir / "images")) {

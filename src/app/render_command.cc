@@ -16,14 +16,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::optional<std::string> Slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 // Partials beside the rendered file: <name>.liquid, or <name>.yaml (.yml) with channel: partial.
 // Compiled on first use; a partial that does not compile renders as Liquid's own error does.
 class DirectoryPartials final : public content::PartialLookup {
@@ -53,7 +45,7 @@ class DirectoryPartials final : public content::PartialLookup {
     if (!Exists(name)) return Err(Status::NotFound("No such template '" + name + "'"));
     content::CompileOptions co;
     co.filters = content::NudgeFilters();
-    if (auto text = Slurp(dir_ / (name + ".liquid"))) {
+    if (auto text = cli::ReadFile(dir_ / (name + ".liquid"))) {
       auto t = content::Template::Compile(*text, co);
       if (!t)
         return Err(
@@ -86,7 +78,7 @@ int RunRender(const std::string& file, const std::optional<std::string>& context
   const fs::path path(file);
   json context = json::object();
   if (context_file) {
-    auto text = Slurp(*context_file);
+    auto text = cli::ReadFile(*context_file);
     if (!text) {
       std::fprintf(stderr, "nudge: cannot read %s\n", context_file->c_str());
       return 2;
@@ -114,7 +106,7 @@ int RunRender(const std::string& file, const std::optional<std::string>& context
   const bool yaml = ext == ".yaml" || ext == ".yml" || ext == ".json";
 
   if (!yaml) {
-    auto text = Slurp(path);
+    auto text = cli::ReadFile(path);
     if (!text) {
       std::fprintf(stderr, "nudge: cannot read %s\n", file.c_str());
       return 2;
@@ -149,17 +141,7 @@ int RunRender(const std::string& file, const std::optional<std::string>& context
   env.partial_exists = [&partials](std::string_view p) { return partials.Exists(p); };
   auto tmpl = content::ParseTemplate(doc->text, doc->label, std::nullopt, env);
   if (!tmpl) {
-    std::string message = tmpl.error().ToString();
-    const std::string& where = tmpl.error().where();
-    // "file:line:column": back into an inlined .liquid file when it points there.
-    const size_t c2 = where.rfind(':');
-    const size_t c1 =
-        c2 == std::string::npos || c2 == 0 ? std::string::npos : where.rfind(':', c2 - 1);
-    if (c1 != std::string::npos) {
-      const int line = std::atoi(where.c_str() + c1 + 1);
-      const int column = std::atoi(where.c_str() + c2 + 1);
-      message = doc->MapError(message, line, column);
-    }
+    const std::string message = doc->MapError(tmpl.error());
     std::fprintf(stderr, "%s\n", message.c_str());
     return 1;
   }

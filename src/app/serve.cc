@@ -18,6 +18,7 @@
 #include "channel/delivery.h"
 #include "channel/email/email_channel.h"
 #include "channel/feedback/maildir.h"
+#include "channel/feedback/mime.h"
 #include "channel/feedback/smtp_listener.h"
 #include "channel/feedback_processor.h"
 #include "channel/sms/sms.h"
@@ -35,34 +36,6 @@
 #include "track/links.h"
 
 namespace nudge::app {
-namespace {
-
-// The unfolded value of a header of a raw message ("" when absent).
-std::string HeaderValue(const std::string& data, const std::string& name) {
-  size_t pos = 0;
-  while (pos < data.size()) {
-    size_t end = data.find("\r\n", pos);
-    if (end == std::string::npos) end = data.size();
-    if (end == pos) break;  // the end of the header
-    if (end - pos > name.size() && data[pos + name.size()] == ':' &&
-        strncasecmp(data.c_str() + pos, name.c_str(), name.size()) == 0) {
-      std::string value = data.substr(pos + name.size() + 1, end - pos - name.size() - 1);
-      // Folded lines continue with whitespace.
-      while (end + 2 < data.size() && (data[end + 2] == ' ' || data[end + 2] == '\t')) {
-        const size_t next = data.find("\r\n", end + 2);
-        const size_t stop = next == std::string::npos ? data.size() : next;
-        value += " " + data.substr(end + 3, stop - end - 3);
-        end = stop;
-      }
-      const size_t first = value.find_first_not_of(" \t");
-      return first == std::string::npos ? "" : value.substr(first);
-    }
-    pos = end + 2;
-  }
-  return "";
-}
-
-}  // namespace
 namespace {
 
 // A port free on host right now (0 when none could be found).
@@ -259,11 +232,14 @@ int RunServe(const Flags& flags) {
   // A mail to delivery.unsubscribe_mailbox (subject "unsubscribe <token>"), by SMTP or from the
   // maildir: true when it was one (applied or refused, and logged).
   auto mail_unsubscribe = [&ctx](const std::string& data, const std::string& from) -> bool {
-    const std::string subject = HeaderValue(data, "subject");
+    std::vector<channel::MimeField> header;
+    channel::ParseMimeFields(data, header, 64);
+    const std::string subject = channel::DecodeHeaderWords(channel::FindField(header, "subject"));
     if (subject.size() <= 12 || strncasecmp(subject.c_str(), "unsubscribe ", 12) != 0 ||
         !ctx.mail_unsubscribe)
       return false;
-    const std::string sender = from.empty() ? HeaderValue(data, "from") : from;
+    const std::string sender =
+        from.empty() ? std::string(channel::FindField(header, "from")) : from;
     Status s = ctx.mail_unsubscribe(subject, sender);
     if (s.ok()) {
       spdlog::info("feedback: unsubscribed by mail from <{}>", sender);

@@ -17,6 +17,7 @@
 #include "content/liquid.h"
 #include "core/crypto.h"
 #include "core/time.h"
+#include "core/url.h"
 #include "journey/policies.h"
 #include "profile/views.h"
 #include "track/rewrite.h"
@@ -29,21 +30,6 @@ using nlohmann::json;
 
 void NameThread(const std::string& name) {
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
-}
-
-std::string UrlEncode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
 }
 
 // What the checks decided for a message.
@@ -364,6 +350,7 @@ struct Dispatcher::Impl {
     std::optional<store::Contact> contact = known;
     std::vector<std::string> anon, aliases;
     std::optional<store::Event> event;
+    const json payload = m ? json::parse(m->payload, nullptr, false) : json();
     NUDGE_TRY(d.store.Read([&](store::ReadTxn& r) -> Status {
       if (!contact) {
         NUDGE_ASSIGN_OR_RETURN(contact, r.GetContact(contact_id));
@@ -371,12 +358,9 @@ struct Dispatcher::Impl {
       if (!contact) return Status::NotFound("no contact " + std::to_string(contact_id));
       NUDGE_ASSIGN_OR_RETURN(anon, r.ListIdentities(contact->id, store::IdentityKind::kAnonymous));
       NUDGE_ASSIGN_OR_RETURN(aliases, r.ListIdentities(contact->id, store::IdentityKind::kAlias));
-      if (m) {
-        const json payload = json::parse(m->payload, nullptr, false);
-        const int64_t ev = payload.is_object() ? payload.value("trigger_event_id", int64_t{0}) : 0;
-        if (ev > 0) {
-          NUDGE_ASSIGN_OR_RETURN(event, r.GetEvent(ev));
-        }
+      const int64_t ev = payload.is_object() ? payload.value("trigger_event_id", int64_t{0}) : 0;
+      if (ev > 0) {
+        NUDGE_ASSIGN_OR_RETURN(event, r.GetEvent(ev));
       }
       return Status::Ok();
     }));
@@ -405,7 +389,6 @@ struct Dispatcher::Impl {
       message["view_in_browser_url"] =
           m ? Url(*signer, track::LinkKind::kView, m, ws, contact->id, channel, "") : "";
       // A double opt-in confirmation carries the signed link that confirms the subscription.
-      const json payload = m ? json::parse(m->payload, nullptr, false) : json();
       const bool confirmation =
           payload.is_object() && payload.value("kind", std::string()) == "confirmation";
       message["confirm_url"] =
@@ -451,7 +434,7 @@ struct Dispatcher::Impl {
         c.contact = contact;
         c.message = m ? m->id : 0;
         c.extra = std::string(image);
-        return o.public_url + "/i/" + UrlEncode(image) + "/" + s.Sign(c) + "." +
+        return o.public_url + "/i/" + core::PercentEncode(image) + "/" + s.Sign(c) + "." +
                std::string(format);
       };
     }
@@ -531,23 +514,11 @@ struct Dispatcher::Impl {
         if (!track::IsRedirectable(url)) return std::nullopt;
         return Url(signer, track::LinkKind::kClick, &m, m.workspace, m.contact, m.channel, url);
       };
-      // The HTML's links that went through track(); a link of the HTML that did not (marked
-      // data-nudge-track="off") stays as it is in the text part too.
-      std::set<std::string> tracked;
-      const std::string original_html = out.rendered.html;
-      out.rendered.html = track::RewriteHtmlLinks(out.rendered.html, [&](const std::string& url) {
-        tracked.insert(url);
-        return track(url);
-      });
-      auto in_html = [&](const std::string& url) {
-        if (original_html.find(url) != std::string::npos) return true;
-        std::string escaped;
-        for (char ch : url) escaped += ch == '&' ? std::string("&amp;") : std::string(1, ch);
-        return original_html.find(escaped) != std::string::npos;
-      };
+      // A link marked data-nudge-track="off" in the HTML stays as it is in the text part too.
+      std::set<std::string> untracked;
+      out.rendered.html = track::RewriteHtmlLinks(out.rendered.html, track, &untracked);
       out.rendered.text = track::RewriteTextLinks(out.rendered.text, [&](const std::string& url) {
-        if (!tracked.count(url) && in_html(url)) return std::optional<std::string>();
-        return track(url);
+        return untracked.count(url) ? std::nullopt : track(url);
       });
     }
     if (o.track_opens && !out.rendered.html.empty()) {

@@ -14,6 +14,25 @@ FeedbackProcessor::FeedbackProcessor(store::Store& store, segment::Engine& segme
                                     "Bounce, complaint and delivery reports received.");
 }
 
+namespace {
+
+// The suppression a report puts on an email address; its detail says what reported it.
+store::Suppression SuppressionFor(const Feedback& f, store::WorkspaceId ws,
+                                  const std::string& address, const std::string& reason,
+                                  core::Millis now) {
+  store::Suppression s;
+  s.workspace = ws;
+  s.channel = "email";
+  s.address = address;
+  s.reason = reason;
+  s.created_at = now;
+  s.detail = f.source + (f.status.empty() ? "" : " " + f.status) +
+             (f.diagnostic.empty() ? "" : ": " + f.diagnostic.substr(0, 300));
+  return s;
+}
+
+}  // namespace
+
 Result<FeedbackOutcome> FeedbackProcessor::Apply(const Feedback& f,
                                                  std::optional<store::WorkspaceId> ws_hint) {
   if (reports_) reports_->Add();
@@ -64,14 +83,9 @@ Result<FeedbackOutcome> FeedbackProcessor::Apply(const Feedback& f,
     const bool blocks =
         f.kind == Feedback::Kind::kHardBounce || f.kind == Feedback::Kind::kComplaint;
     if (ws_hint && blocks && !address.empty()) {
-      store::Suppression s;
-      s.workspace = *ws_hint;
-      s.channel = "email";
-      s.address = address;
-      s.reason = f.kind == Feedback::Kind::kComplaint ? "complaint" : "hard_bounce";
-      s.created_at = clock_.NowMillis();
-      s.detail = f.source + (f.status.empty() ? "" : " " + f.status) +
-                 (f.diagnostic.empty() ? "" : ": " + f.diagnostic.substr(0, 300));
+      const store::Suppression s = SuppressionFor(
+          f, *ws_hint, address, f.kind == Feedback::Kind::kComplaint ? "complaint" : "hard_bounce",
+          clock_.NowMillis());
       NUDGE_TRY(store_.WriteSync([&](store::WriteTxn& txn) { return txn.AddSuppression(s); }));
       out.suppressed = true;
       out.detail =
@@ -133,15 +147,7 @@ Result<FeedbackOutcome> FeedbackProcessor::Apply(const Feedback& f,
         }
       }
       if (suppress && !address.empty()) {
-        store::Suppression s;
-        s.workspace = ws;
-        s.channel = "email";
-        s.address = address;
-        s.reason = reason;
-        s.created_at = now;
-        s.detail = f.source + (f.status.empty() ? "" : " " + f.status) +
-                   (f.diagnostic.empty() ? "" : ": " + f.diagnostic.substr(0, 300));
-        NUDGE_TRY(txn.AddSuppression(s));
+        NUDGE_TRY(txn.AddSuppression(SuppressionFor(f, ws, address, reason, now)));
       }
       if (message && message->workspace == ws && (hard || complaint)) {
         NUDGE_TRY(

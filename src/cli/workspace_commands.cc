@@ -11,6 +11,7 @@
 
 #include "cli/client.h"
 #include "cli/workspace_files.h"
+#include "core/url.h"
 
 namespace nudge::cli {
 namespace {
@@ -27,27 +28,6 @@ void AddClientFlags(CLI::App& cmd, Flags& f) {
   cmd.add_option("--server", f.server,
                  "nudge's URL (default $NUDGE_SERVER or http://127.0.0.1:8080)");
   cmd.add_option("--key", f.key, "admin key (default $NUDGE_ADMIN_KEY)");
-}
-
-std::optional<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::vector<fs::path> YamlFiles(const fs::path& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const auto ext = e.path().extension();
-    if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json"))
-      out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
 }
 
 // One file to PUT: where it goes and how its errors are named.
@@ -168,69 +148,34 @@ int Apply(const Flags& flags, const std::string& dir_text) {
     }
     return true;
   };
-  // Segments may name each other: apply what can be applied, then retry the rest.
-  std::vector<Item> waiting = segments;
-  std::map<std::string, std::string> refused;  // label -> its last error
-  for (int pass = 0; pass < 16 && !waiting.empty(); ++pass) {
-    std::vector<Item> next;
-    for (const Item& item : waiting) {
-      std::string error;
-      if (put(item, error)) {
-        refused.erase(item.label);
-        continue;
+  // Puts a group of files; those refused with an error containing `retry_on` (they name one
+  // of the group not put yet) are tried again while that makes progress. Errors are printed.
+  auto put_group = [&](const std::vector<Item>& group, std::string_view retry_on) {
+    std::vector<Item> waiting = group;
+    std::map<std::string, std::string> refused;  // label -> its last error
+    for (int pass = 0; pass < 16 && !waiting.empty(); ++pass) {
+      std::vector<Item> next;
+      for (const Item& item : waiting) {
+        std::string error;
+        if (put(item, error)) {
+          refused.erase(item.label);
+          continue;
+        }
+        refused[item.label] = error;
+        if (!retry_on.empty() && error.find(retry_on) != std::string::npos) next.push_back(item);
       }
-      refused[item.label] = error;
-      if (error.find("unknown segment") != std::string::npos) next.push_back(item);
+      if (next.size() == waiting.size()) break;  // no progress
+      waiting = std::move(next);
     }
-    if (next.size() == waiting.size()) break;  // no progress
-    waiting = std::move(next);
-  }
-  for (const auto& [label, error] : refused) std::fprintf(stderr, "error: %s\n", error.c_str());
-  failures += static_cast<int>(refused.size());
-  for (const Item& item : singles) {
-    std::string error;
-    if (!put(item, error)) {
-      std::fprintf(stderr, "error: %s\n", error.c_str());
-      ++failures;
-    }
-  }
-  // Partials may render each other: retry those that name one not applied yet.
-  std::vector<Item> pending_partials = partials;
-  std::map<std::string, std::string> partial_errors;
-  for (int pass = 0; pass < 16 && !pending_partials.empty(); ++pass) {
-    std::vector<Item> next;
-    for (const Item& item : pending_partials) {
-      std::string error;
-      if (put(item, error)) {
-        partial_errors.erase(item.label);
-        continue;
-      }
-      partial_errors[item.label] = error;
-      if (error.find("is not defined") != std::string::npos) next.push_back(item);
-    }
-    if (next.size() == pending_partials.size()) break;
-    pending_partials = std::move(next);
-  }
-  for (const auto& [label, error] : partial_errors)
-    std::fprintf(stderr, "error: %s\n", error.c_str());
-  failures += static_cast<int>(partial_errors.size());
-  for (const auto* group : {&templates, &images}) {
-    for (const Item& item : *group) {
-      std::string error;
-      if (!put(item, error)) {
-        std::fprintf(stderr, "error: %s\n", error.c_str());
-        ++failures;
-      }
-    }
-  }
-  // Journeys last: they name segments and templates and use the policies.
-  for (const Item& item : journeys) {
-    std::string error;
-    if (!put(item, error)) {
-      std::fprintf(stderr, "error: %s\n", error.c_str());
-      ++failures;
-    }
-  }
+    for (const auto& [label, error] : refused) std::fprintf(stderr, "error: %s\n", error.c_str());
+    failures += static_cast<int>(refused.size());
+  };
+  put_group(segments, "unknown segment");
+  put_group(singles, "");
+  put_group(partials, "is not defined");  // partials may render each other
+  put_group(templates, "");
+  put_group(images, "");
+  put_group(journeys, "");  // last: they name segments and templates and use the policies
   if (failures) {
     std::fprintf(stderr, "nudge apply: %d file(s) refused; the others were applied\n", failures);
     return 1;
@@ -321,22 +266,6 @@ int Export(const Flags& flags, const std::optional<std::string>& out, const std:
   return 0;
 }
 
-std::string PathEscape(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char ch : s) {
-    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '@' ||
-        ch == '+') {
-      out += static_cast<char>(ch);
-    } else {
-      out += '%';
-      out += hex[ch >> 4];
-      out += hex[ch & 15];
-    }
-  }
-  return out;
-}
-
 // Prints an API error ("nudge: ...") and returns the exit code for it.
 int ApiError(const Result<ApiResponse>& r) {
   if (!r) {
@@ -380,8 +309,10 @@ int SuppressRemove(const Flags& flags, const SuppressArgs& a) {
     std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
     return 2;
   }
-  auto r = client->Call(
-      "DELETE", "/api/v1/suppressions/" + PathEscape(a.channel) + "/" + PathEscape(a.address), "");
+  auto r = client->Call("DELETE",
+                        "/api/v1/suppressions/" + core::PercentEncode(a.channel) + "/" +
+                            core::PercentEncode(a.address),
+                        "");
   if (!r || r->status != 200) return ApiError(r);
   const json j = json::parse(r->body, nullptr, false);
   std::printf("%s may receive %s again\n", j.value("address", a.address).c_str(),
@@ -399,8 +330,8 @@ int SuppressList(const Flags& flags, const std::string& channel, bool as_json) {
   size_t total = 0;
   for (int page = 0; page < 1'000'000; ++page) {
     std::string path = "/api/v1/suppressions?limit=1000";
-    if (!channel.empty()) path += "&channel=" + PathEscape(channel);
-    if (!cursor.empty()) path += "&cursor=" + PathEscape(cursor);
+    if (!channel.empty()) path += "&channel=" + core::PercentEncode(channel);
+    if (!cursor.empty()) path += "&cursor=" + core::PercentEncode(cursor);
     auto r = client->Call("GET", path, "");
     if (!r || r->status != 200) return ApiError(r);
     const json j = json::parse(r->body, nullptr, false);

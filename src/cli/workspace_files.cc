@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <optional>
 #include <set>
@@ -14,14 +15,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::optional<std::string> Slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 std::vector<std::string> SplitLines(const std::string& text) {
   std::vector<std::string> lines;
@@ -51,6 +44,27 @@ Status At(const std::string& label, const YAML::Node& node, const std::string& m
 
 }  // namespace
 
+std::optional<std::string> ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::vector<fs::path> YamlFiles(const fs::path& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto ext = e.path().extension();
+    if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json"))
+      out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::string TemplateDocument::MapError(std::string message, int line, int column) const {
   for (const Part& p : parts) {
     if (line < p.first_line || line >= p.first_line + p.lines) continue;
@@ -66,8 +80,18 @@ std::string TemplateDocument::MapError(std::string message, int line, int column
   return message;
 }
 
+std::string TemplateDocument::MapError(const Status& error) const {
+  const std::string& where = error.where();
+  const size_t c2 = where.rfind(':');
+  const size_t c1 =
+      c2 == std::string::npos || c2 == 0 ? std::string::npos : where.rfind(':', c2 - 1);
+  if (c1 == std::string::npos) return error.ToString();
+  return MapError(error.ToString(), std::atoi(where.c_str() + c1 + 1),
+                  std::atoi(where.c_str() + c2 + 1));
+}
+
 Result<TemplateDocument> ReadTemplateDocument(const fs::path& yaml, const std::string& label) {
-  auto text = Slurp(yaml);
+  auto text = ReadFile(yaml);
   if (!text) return Err(Status::NotFound(label + ": cannot read the file"));
   TemplateDocument doc;
   doc.label = label;
@@ -136,7 +160,7 @@ Result<TemplateDocument> ReadTemplateDocument(const fs::path& yaml, const std::s
   for (const auto& l : lines) out += l + "\n";
   int line_no = static_cast<int>(lines.size());
   for (const Inline& i : inlines) {
-    auto content = Slurp(i.file);
+    auto content = ReadFile(i.file);
     if (!content)
       return Err(Status::Invalid("cannot read " + i.file.string(), label + ": " + i.key));
     // Keep the content exactly: chomping by how many newlines end it.
@@ -163,7 +187,7 @@ Result<TemplateDocument> ReadTemplateDocument(const fs::path& yaml, const std::s
 }
 
 Result<json> ReadImageDocument(const fs::path& yaml, const std::string& label) {
-  auto text = Slurp(yaml);
+  auto text = ReadFile(yaml);
   if (!text) return Err(Status::NotFound(label + ": cannot read the file"));
   json body{{"yaml", *text}, {"assets", json::object()}};
   YAML::Node root;
@@ -188,7 +212,7 @@ Result<json> ReadImageDocument(const fs::path& yaml, const std::string& label) {
     if (name.find('/') != std::string::npos || name.find('\\') != std::string::npos ||
         name.empty() || name[0] == '.')
       return Err(At(label, ref, "assets are plain file names beside the YAML, not '" + name + "'"));
-    auto bytes = Slurp(dir / name);
+    auto bytes = ReadFile(dir / name);
     if (!bytes) return Err(At(label, ref, "cannot read " + (dir / name).string()));
     body["assets"][name] = core::Base64Encode(*bytes);
   }

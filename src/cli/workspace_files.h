@@ -4,12 +4,18 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/result.h"
 
 namespace nudge::cli {
+
+// A whole file, or nullopt when it cannot be read.
+std::optional<std::string> ReadFile(const std::filesystem::path& path);
+// The *.yaml, *.yml and *.json files directly in `dir`, sorted; none when it is no directory.
+std::vector<std::filesystem::path> YamlFiles(const std::filesystem::path& dir);
 
 // A message template made self-contained. The server stores templates as one document, so the
 // parts kept in files beside the YAML are inlined:
@@ -34,6 +40,8 @@ struct TemplateDocument {
   // "templates/welcome.yaml:12:7" → "templates/welcome.html.liquid:3:5" when the position is
   // in an inlined part; `message` has every occurrence of the old position replaced.
   std::string MapError(std::string message, int line, int column) const;
+  // The error's text, its "source:line:column" mapped as MapError does.
+  std::string MapError(const Status& error) const;
 };
 
 // Errors: kNotFound for an unreadable file, kInvalidArgument (with file:line:column) for YAML

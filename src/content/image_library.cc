@@ -50,8 +50,14 @@ ImageLibrary::ImageLibrary(store::Store& store, fs::path asset_root, const core:
     : store_(store), root_(std::move(asset_root)), clock_(clock), cache_(cache_bytes) {}
 ImageLibrary::~ImageLibrary() = default;
 
+fs::path ImageLibrary::AssetDir(store::WorkspaceId ws, const std::string& id,
+                                std::string_view stored) const {
+  return root_ / std::to_string(ws) / id / core::Sha256Hex(stored).substr(0, 16);
+}
+
 Result<ImageInfo> ImageLibrary::Parse(store::WorkspaceId ws, const std::string& id,
-                                      const json& body, int64_t version) const {
+                                      const json& body, std::string_view text,
+                                      int64_t version) const {
   if (!body.is_object()) return Err(Status::Invalid("expected a JSON object", "body"));
   for (const auto& [key, value] : body.items()) {
     if (key != "yaml" && key != "assets")
@@ -80,9 +86,9 @@ Result<ImageInfo> ImageLibrary::Parse(store::WorkspaceId ws, const std::string& 
       info.assets.push_back(name);
     }
   }
-  // The assets go where the template reads them from: a directory per version.
-  const fs::path dir =
-      root_ / std::to_string(ws) / id / (version > 0 ? std::to_string(version) : "check");
+  // The assets go where the template reads them from: a directory per content, so that a
+  // template is parsed once, before it is stored, where it stays.
+  const fs::path dir = AssetDir(ws, id, text);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Err(Status::Internal("cannot create " + dir.string() + ": " + ec.message()));
@@ -100,8 +106,10 @@ Result<ImageInfo> ImageLibrary::Parse(store::WorkspaceId ws, const std::string& 
     return Status::Ok();
   };
   auto parsed = ParseImageTemplate(info.yaml, "images/" + id + ".yaml", dir, check);
-  if (version <= 0) fs::remove_all(dir, ec);  // only a check: keep nothing
-  if (!parsed) return Err(parsed.error());
+  if (!parsed) {
+    fs::remove_all(dir, ec);  // nothing stored uses it
+    return Err(parsed.error());
+  }
   if (parsed->id() != id)
     return Err(Status::Invalid(
         "the document's id '" + parsed->id() + "' is not the URL's '" + id + "'", "id"));
@@ -124,13 +132,18 @@ Status ImageLibrary::Load() {
   }));
   for (const auto& d : defs) {
     const json body = json::parse(d.body, nullptr, false);
-    auto info = Parse(d.workspace, d.id, body, d.version);
+    auto info = Parse(d.workspace, d.id, body, d.body, d.version);
     if (!info) {
       spdlog::warn("image template '{}' (workspace {}) no longer loads: {}", d.id, d.workspace,
                    info.error().ToString());
       continue;
     }
     info->updated_at = d.updated_at;
+    // Directories of earlier versions are no longer read: only the stored one stays.
+    const fs::path keep = AssetDir(d.workspace, d.id, d.body);
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(keep.parent_path(), ec))
+      if (e.path() != keep) fs::remove_all(e.path(), ec);
     std::lock_guard lock(mutex_);
     images_[d.workspace][d.id] = std::move(*info);
   }
@@ -139,15 +152,13 @@ Status ImageLibrary::Load() {
 
 Result<ImageInfo> ImageLibrary::Put(store::WorkspaceId ws, const json& body,
                                     const std::string& id) {
-  // Checked before anything is stored; then parsed again where its version's assets live.
-  if (auto check = Parse(ws, id, body, 0); !check) return Err(check.error());
-  int64_t version = 0;
-  core::Millis now = clock_.NowMillis();
+  const std::string text = body.dump();
+  NUDGE_ASSIGN_OR_RETURN(ImageInfo info, Parse(ws, id, body, text, 0));
+  const core::Millis now = clock_.NowMillis();
   NUDGE_TRY(store_.WriteSync([&](store::WriteTxn& txn) -> Status {
-    NUDGE_ASSIGN_OR_RETURN(version, txn.PutDefinition(ws, "image", id, body.dump(), now));
+    NUDGE_ASSIGN_OR_RETURN(info.version, txn.PutDefinition(ws, "image", id, text, now));
     return Status::Ok();
   }));
-  NUDGE_ASSIGN_OR_RETURN(ImageInfo info, Parse(ws, id, body, version));
   info.updated_at = now;
   std::lock_guard lock(mutex_);
   images_[ws][id] = info;

@@ -3,9 +3,9 @@
 // body is {"yaml": "...", "assets": {"hero.png": "<base64>"}}) and rendered for a contact with
 // a bounded cache in front.
 //
-// Assets are written under ROOT/<workspace>/<id>/<version>/ (the directory the template's
-// `base`, `fallback` and `font_file` are read from); a template is always parsed from its stored
-// body, so the directory can be removed at any time and is remade on the next start.
+// Assets are written under ROOT/<workspace>/<id>/<hash of the stored body>/ (the directory the
+// template's `base`, `fallback` and `font_file` are read from); a template is always parsed from
+// its stored body, so the directory can be removed at any time and is remade on the next start.
 //
 // Thread-safe: Put and Delete swap immutable entries under a mutex; Render runs on any thread.
 #pragma once
@@ -72,8 +72,11 @@ class ImageLibrary {
   ImageCache::Stats cache_stats() const { return cache_.stats(); }
 
  private:
+  // `text` is the body as stored; its hash names the directory of the assets.
   Result<ImageInfo> Parse(store::WorkspaceId ws, const std::string& id, const nlohmann::json& body,
-                          int64_t version) const;
+                          std::string_view text, int64_t version) const;
+  std::filesystem::path AssetDir(store::WorkspaceId ws, const std::string& id,
+                                 std::string_view stored) const;
 
   store::Store& store_;
   const std::filesystem::path root_;

@@ -51,26 +51,28 @@ Status NotFoundContact(const std::string& key) {
   return Status::NotFound("no contact with user id, anonymous id, email or phone '" + key + "'");
 }
 
+}  // namespace
+
+std::optional<WorkspaceId> AdminWorkspace(const store::WorkspaceRegistry& workspaces,
+                                          const Request& req, Reply& reply) {
+  const std::string token = BearerToken(req);
+  auto ws = workspaces.ByAdminKey(token);
+  if (!ws) {
+    Response r = ErrorResponse(
+        Status(Code::kUnauthenticated, token.empty() ? "an admin key is required "
+                                                       "(Authorization: Bearer <admin key>)"
+                                                     : "unknown admin key"));
+    r.headers = {{"WWW-Authenticate", "Bearer realm=\"nudge\""}};
+    reply(std::move(r));
+  }
+  return ws;
+}
+
+namespace {
+
 class AdminApi {
  public:
   explicit AdminApi(ApiContext& ctx) : ctx_(ctx) {}
-
-  // Wraps a handler with admin-key authentication.
-  Handler Authed(void (AdminApi::*method)(WorkspaceId, Request&, Reply)) {
-    return [this, method](Request& req, Reply reply) {
-      const std::string token = BearerToken(req);
-      auto ws = ctx_.workspaces.ByAdminKey(token);
-      if (!ws) {
-        Response r = ErrorResponse(
-            Status(Code::kUnauthenticated, token.empty() ? "an admin key is required "
-                                                           "(Authorization: Bearer <admin key>)"
-                                                         : "unknown admin key"));
-        r.headers = {{"WWW-Authenticate", "Bearer realm=\"nudge\""}};
-        return reply(std::move(r));
-      }
-      (this->*method)(*ws, req, std::move(reply));
-    };
-  }
 
   void GetContact(WorkspaceId ws, Request& req, Reply reply) {
     const std::string key = req.params["id"];
@@ -372,9 +374,8 @@ Result<std::optional<Contact>> FindContactByKey(store::ReadTxn& t, WorkspaceId w
 
 void AddAdminRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<AdminApi>(ctx);
-  auto bind = [api](void (AdminApi::*m)(WorkspaceId, Request&, Reply)) {
-    Handler inner = api->Authed(m);
-    return [api, inner](Request& req, Reply reply) { inner(req, std::move(reply)); };
+  auto bind = [api, &ctx](void (AdminApi::*m)(WorkspaceId, Request&, Reply)) {
+    return AdminRoute(api, ctx.workspaces, m);
   };
   router.Add("GET", "/api/v1/contacts", bind(&AdminApi::ListContacts))
       .Add("POST", "/api/v1/contacts/import", bind(&AdminApi::ImportContacts), 16 << 20)

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <optional>
 
 #include "channel/channels_config.h"
 #include "channel/delivery.h"
@@ -47,6 +49,21 @@ struct ApiContext {
 // email, else (starting with '+') its phone.
 Result<std::optional<store::Contact>> FindContactByKey(store::ReadTxn& t, store::WorkspaceId ws,
                                                        const std::string& key);
+
+// The workspace whose admin key the request carries (Authorization: Bearer <admin key>); when
+// there is none, answers 401 through `reply` and returns nullopt.
+std::optional<store::WorkspaceId> AdminWorkspace(const store::WorkspaceRegistry& workspaces,
+                                                 const Request& req, Reply& reply);
+
+// An admin route: `method` of `api` runs with the workspace of the request's admin key.
+template <class Api>
+Handler AdminRoute(const std::shared_ptr<Api>& api, const store::WorkspaceRegistry& workspaces,
+                   void (Api::*method)(store::WorkspaceId, Request&, Reply)) {
+  return [api, &workspaces, method](Request& req, Reply reply) {
+    if (auto ws = AdminWorkspace(workspaces, req, reply))
+      ((*api).*method)(*ws, req, std::move(reply));
+  };
+}
 
 void AddTrackingRoutes(Router& router, ApiContext& ctx);
 void AddAdminRoutes(Router& router, ApiContext& ctx);

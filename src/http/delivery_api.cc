@@ -87,17 +87,6 @@ class DeliveryApi {
  public:
   explicit DeliveryApi(ApiContext& ctx) : ctx_(ctx) {}
 
-  Handler Authed(void (DeliveryApi::*method)(WorkspaceId, Request&, Reply)) {
-    return [this, method](Request& req, Reply reply) {
-      auto ws = ctx_.workspaces.ByAdminKey(BearerToken(req));
-      if (!ws)
-        return reply(ErrorResponse(Status(Code::kUnauthenticated,
-                                          "a valid admin key is required (Authorization: Bearer "
-                                          "<admin key>)")));
-      (this->*method)(*ws, req, std::move(reply));
-    };
-  }
-
   // ---- templates ----
 
   void PutTemplate(WorkspaceId ws, Request& req, Reply reply) {
@@ -455,9 +444,8 @@ class DeliveryApi {
 
 void AddDeliveryRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<DeliveryApi>(ctx);
-  auto bind = [api](void (DeliveryApi::*m)(WorkspaceId, Request&, Reply)) {
-    Handler inner = api->Authed(m);
-    return [api, inner](Request& req, Reply reply) { inner(req, std::move(reply)); };
+  auto bind = [api, &ctx](void (DeliveryApi::*m)(WorkspaceId, Request&, Reply)) {
+    return AdminRoute(api, ctx.workspaces, m);
   };
   router.Add("GET", "/api/v1/templates", bind(&DeliveryApi::ListTemplates))
       .Add("PUT", "/api/v1/templates/{id}", bind(&DeliveryApi::PutTemplate), 1 << 20)

@@ -103,17 +103,6 @@ class JourneyApi {
  public:
   explicit JourneyApi(ApiContext& ctx) : ctx_(ctx) {}
 
-  Handler Authed(void (JourneyApi::*method)(WorkspaceId, Request&, Reply)) {
-    return [this, method](Request& req, Reply reply) {
-      auto ws = ctx_.workspaces.ByAdminKey(BearerToken(req));
-      if (!ws)
-        return reply(ErrorResponse(Status(Code::kUnauthenticated,
-                                          "a valid admin key is required (Authorization: Bearer "
-                                          "<admin key>)")));
-      (this->*method)(*ws, req, std::move(reply));
-    };
-  }
-
   void Put(WorkspaceId ws, Request& req, Reply reply) {
     auto info = ctx_.journeys->PutJourney(ws, req.body, SourceOf(req), req.params["id"]);
     reply(info ? JsonResponse(JourneyJson(*info)) : ErrorResponse(info.error()));
@@ -280,9 +269,8 @@ class JourneyApi {
 
 void AddJourneyRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<JourneyApi>(ctx);
-  auto bind = [api](void (JourneyApi::*m)(WorkspaceId, Request&, Reply)) {
-    Handler inner = api->Authed(m);
-    return [api, inner](Request& req, Reply reply) { inner(req, std::move(reply)); };
+  auto bind = [api, &ctx](void (JourneyApi::*m)(WorkspaceId, Request&, Reply)) {
+    return AdminRoute(api, ctx.workspaces, m);
   };
   router.Add("GET", "/api/v1/journeys", bind(&JourneyApi::List))
       .Add("PUT", "/api/v1/journeys/{id}", bind(&JourneyApi::Put))

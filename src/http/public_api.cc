@@ -77,8 +77,12 @@ class PublicApi {
     if (kind == LinkKind::kOpen && token.size() > 4 &&
         token.compare(token.size() - 4, 4, ".gif") == 0)
       token.resize(token.size() - 4);
-    // Tokens carry their workspace in the signed claims; the claim is checked with that
-    // workspace's secret, and only for a workspace that exists.
+    return VerifyToken(token, kind);
+  }
+
+  // Tokens carry their workspace in the signed claims; the claim is checked with that
+  // workspace's secret, and only for a workspace that exists.
+  Result<LinkClaims> VerifyToken(const std::string& token, LinkKind kind) {
     NUDGE_ASSIGN_OR_RETURN(WorkspaceId ws, PeekWorkspace(token));
     if (!ctx_.workspaces.NameOf(ws)) return Err(Status::Invalid("not a link nudge made"));
     NUDGE_ASSIGN_OR_RETURN(track::LinkSigner signer, ctx_.secrets->SignerFor(ws));
@@ -270,11 +274,7 @@ class PublicApi {
     const size_t sp = token.find_last_of(" \t");
     if (sp != std::string::npos) token = token.substr(sp + 1);
     while (!token.empty() && (token.back() == '\r' || token.back() == '\n')) token.pop_back();
-    NUDGE_ASSIGN_OR_RETURN(WorkspaceId ws, PeekWorkspace(token));
-    if (!ctx_.workspaces.NameOf(ws)) return Status::Invalid("not a link nudge made");
-    NUDGE_ASSIGN_OR_RETURN(track::LinkSigner signer, ctx_.secrets->SignerFor(ws));
-    NUDGE_ASSIGN_OR_RETURN(LinkClaims c, signer.Verify(token));
-    if (c.kind != LinkKind::kUnsubscribe) return Status::Invalid("not an unsubscribe token");
+    NUDGE_ASSIGN_OR_RETURN(LinkClaims c, VerifyToken(token, LinkKind::kUnsubscribe));
     const auto m = MessageOf(c);
     return Unsubscribe(c, c.channel, c.extra, "mailto", from, m);
   }
@@ -393,8 +393,7 @@ class PublicApi {
                                            : content::ParseImageFormat(file.substr(dot + 1));
     if (!format)
       return reply(HtmlError(Status::NotFound("an image URL ends in .png, .jpg or .webp")));
-    req.params["token"] = file.substr(0, dot);
-    auto c = Verify(req, LinkKind::kImage);
+    auto c = VerifyToken(file.substr(0, dot), LinkKind::kImage);
     if (!c) return reply(HtmlError(c.error()));
     const std::string& id = req.params.at("template");
     if (c->extra != id)

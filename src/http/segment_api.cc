@@ -35,17 +35,6 @@ class SegmentApi {
  public:
   explicit SegmentApi(ApiContext& ctx) : ctx_(ctx) {}
 
-  Handler Authed(void (SegmentApi::*method)(WorkspaceId, Request&, Reply)) {
-    return [this, method](Request& req, Reply reply) {
-      auto ws = ctx_.workspaces.ByAdminKey(BearerToken(req));
-      if (!ws)
-        return reply(ErrorResponse(Status(Code::kUnauthenticated,
-                                          "a valid admin key is required (Authorization: Bearer "
-                                          "<admin key>)")));
-      (this->*method)(*ws, req, std::move(reply));
-    };
-  }
-
   void Put(WorkspaceId ws, Request& req, Reply reply) {
     auto def = segment::ParseSegment(req.body, SourceOf(req), req.params["id"]);
     if (!def) return reply(ErrorResponse(def.error()));
@@ -174,9 +163,8 @@ class SegmentApi {
 
 void AddSegmentRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<SegmentApi>(ctx);
-  auto bind = [api](void (SegmentApi::*m)(WorkspaceId, Request&, Reply)) {
-    Handler inner = api->Authed(m);
-    return [api, inner](Request& req, Reply reply) { inner(req, std::move(reply)); };
+  auto bind = [api, &ctx](void (SegmentApi::*m)(WorkspaceId, Request&, Reply)) {
+    return AdminRoute(api, ctx.workspaces, m);
   };
   router.Add("GET", "/api/v1/segments", bind(&SegmentApi::List))
       .Add("POST", "/api/v1/segments/preview", bind(&SegmentApi::Preview))

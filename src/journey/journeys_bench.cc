@@ -69,6 +69,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.h"
 #include "core/clock.h"
 #include "core/metrics.h"
 #include "ingest/parser.h"
@@ -151,16 +152,6 @@ double BusiestThreadDelta(const std::map<int, double>& before, const std::map<in
   return best;
 }
 
-int64_t ProcStatusBytes(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(in, line))
-    if (line.compare(0, n, key) == 0 && line.size() > n && line[n] == ':')
-      return std::atoll(line.c_str() + n + 1) * 1024;
-  return -1;
-}
-
 // Heap bytes in use (all arenas, mmapped chunks included), after giving free pages back.
 struct MemPoint {
   int64_t heap = 0, rss = 0;
@@ -169,35 +160,6 @@ MemPoint Mem() {
   malloc_trim(0);
   const struct mallinfo2 mi = mallinfo2();
   return {static_cast<int64_t>(mi.uordblks + mi.hblkhd), ProcStatusBytes("VmRSS")};
-}
-
-std::string LoadAvg() {
-  std::ifstream in("/proc/loadavg");
-  std::string a, b, c;
-  in >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-std::string FsType(const std::string& path) {
-  struct statfs s {};
-  if (statfs(path.c_str(), &s) != 0) return "unknown";
-  switch (static_cast<unsigned long>(s.f_type)) {
-    case 0xEF53:
-      return "ext4";
-    case 0x01021994:
-      return "tmpfs";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x794c7630:
-      return "overlayfs";
-    default: {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(s.f_type));
-      return buf;
-    }
-  }
 }
 
 double Round(double v, int digits = 4) {

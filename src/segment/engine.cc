@@ -649,8 +649,8 @@ struct Engine::Impl {
       e.name = p.name;
       e.timestamp = now;
       e.received_at = now;
-      e.message_id = "nudge:" + p.name + ":" + p.key + ":" + std::to_string(p.contact) +
-                     (p.stable ? "" : ":" + cause);
+      e.message_id = Engine::StableEventId(p.name, p.key, p.contact);
+      if (!p.stable) e.message_id += ":" + cause;
       nlohmann::json body{{"type", "track"},
                           {"event", p.name},
                           {"messageId", e.message_id},

@@ -39,7 +39,8 @@ std::string DecodeAttr(std::string_view v) {
 
 }  // namespace
 
-std::string RewriteHtmlLinks(std::string_view html, const TrackFn& track) {
+std::string RewriteHtmlLinks(std::string_view html, const TrackFn& track,
+                             std::set<std::string>* untracked) {
   std::string out;
   out.reserve(html.size() + html.size() / 4);
   size_t i = 0;
@@ -78,12 +79,13 @@ std::string RewriteHtmlLinks(std::string_view html, const TrackFn& track) {
         (std::isspace(static_cast<unsigned char>(tag[IStartsWith(tag, "<area") ? 5 : 2])));
     std::string lower(tag);
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (!is_link || lower.find("data-nudge-track=\"off\"") != std::string::npos ||
-        lower.find("data-nudge-track='off'") != std::string::npos) {
+    if (!is_link) {
       out.append(tag);
       i = end;
       continue;
     }
+    const bool off = lower.find("data-nudge-track=\"off\"") != std::string::npos ||
+                     lower.find("data-nudge-track='off'") != std::string::npos;
     // Locate href=.
     size_t h = 0;
     bool found = false;
@@ -109,7 +111,11 @@ std::string RewriteHtmlLinks(std::string_view html, const TrackFn& track) {
         }
         const std::string url = DecodeAttr(tag.substr(vs, ve - vs));
         std::optional<std::string> tracked;
-        if (IStartsWith(url, "http://") || IStartsWith(url, "https://")) tracked = track(url);
+        if (off) {
+          if (untracked) untracked->insert(url);
+        } else if (IStartsWith(url, "http://") || IStartsWith(url, "https://")) {
+          tracked = track(url);
+        }
         if (tracked) {
           out.append(tag.substr(0, vs));
           if (!q) out += '"';

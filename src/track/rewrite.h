@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -16,7 +17,10 @@ namespace nudge::track {
 using TrackFn = std::function<std::optional<std::string>(const std::string& url)>;
 
 // HTML: href values are entity-decoded before track() sees them and escaped again after.
-std::string RewriteHtmlLinks(std::string_view html, const TrackFn& track);
+// `untracked`, when given, receives the (decoded) URLs of links marked data-nudge-track="off",
+// for the text part to leave alone too.
+std::string RewriteHtmlLinks(std::string_view html, const TrackFn& track,
+                             std::set<std::string>* untracked = nullptr);
 // Text: URLs start at "http://" or "https://" and end at whitespace, '<', '>', '"', or a
 // closing ')' / trailing punctuation that is not part of the URL.
 std::string RewriteTextLinks(std::string_view text, const TrackFn& track);

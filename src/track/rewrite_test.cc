@@ -26,6 +26,18 @@ TEST(Rewrite, HtmlLinksGoThroughTheRedirectAndOthersStay) {
       "<!-- <a href=\"https://acme.test/comment\"> --></p>");
 }
 
+TEST(Rewrite, LinksMarkedOffAreReportedForTheTextPart) {
+  TrackFn track = [](const std::string& url) -> std::optional<std::string> {
+    return "https://n.test/t/c?u=" + url;
+  };
+  std::set<std::string> untracked;
+  RewriteHtmlLinks(
+      "<a href=\"https://acme.test/a\">a</a> <a data-nudge-track='off' "
+      "href=\"https://acme.test/b?x=1&amp;y=2\">b</a>",
+      track, &untracked);
+  EXPECT_EQ(untracked, std::set<std::string>{"https://acme.test/b?x=1&y=2"});
+}
+
 TEST(Rewrite, TextUrlsAndThePixel) {
   TrackFn track = [](const std::string& url) -> std::optional<std::string> {
     return "[" + url + "]";

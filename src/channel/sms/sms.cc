@@ -7,28 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/crypto.h"
+#include "core/url.h"
 
 namespace nudge::channel {
-namespace {
-
-std::string FormEncode(std::string_view s) {
-  std::string out;
-  static const char* kHex = "0123456789ABCDEF";
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else if (c == ' ') {
-      out += '+';
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 SmsChannel::SmsChannel(SmsConfig config)
     : config_(std::move(config)), pool_("sms", config_.threads) {}
@@ -41,8 +22,9 @@ Status SmsChannel::Send(Outbound out, DeliveryCallback done) {
   req.timeout = config_.timeout;
   req.headers = {{"Content-Type", "application/x-www-form-urlencoded"},
                  {"Accept", "application/json"}};
-  req.body = "To=" + FormEncode(out.recipient) + "&From=" + FormEncode(config_.from) +
-             "&Body=" + FormEncode(out.rendered.body);
+  req.body = "To=" + core::PercentEncode(out.recipient, /*space_as_plus=*/true) +
+             "&From=" + core::PercentEncode(config_.from, /*space_as_plus=*/true) +
+             "&Body=" + core::PercentEncode(out.rendered.body, /*space_as_plus=*/true);
   return pool_.Submit(std::move(req), [done = std::move(done)](HttpResponse resp) {
     DeliveryResult r;
     r.code = resp.status;

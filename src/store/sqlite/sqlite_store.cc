@@ -141,6 +141,17 @@ Result<std::vector<T>> Collect(StmtUse& q, F read) {
   }
 }
 
+// Calls fn with each row as `read` makes it, until the rows end or fn fails.
+template <typename F, typename Fn>
+Status ForEachRow(StmtUse& q, F read, const Fn& fn) {
+  for (;;) {
+    auto row = q->Step();
+    if (!row) return row.error();
+    if (!*row) return Status::Ok();
+    NUDGE_TRY(fn(read(*q)));
+  }
+}
+
 Result<std::optional<Contact>> OneContact(StmtUse& q) {
   auto row = q->Step();
   if (!row) return Err(row.error());
@@ -157,14 +168,9 @@ class Txn final : public WriteTxn {
     NUDGE_STMT(q,
                "SELECT id, name, write_key_hash, admin_key_hash, created_at FROM workspaces "
                "ORDER BY id");
-    std::vector<Workspace> out;
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return Err(row.error());
-      if (!*row) break;
-      out.push_back({q->Int(0), q->Text(1), q->Text(2), q->Text(3), q->Int(4)});
-    }
-    return out;
+    return Collect<Workspace>(q, [](Stmt& s) {
+      return Workspace{s.Int(0), s.Text(1), s.Text(2), s.Text(3), s.Int(4)};
+    });
   }
 
   Result<std::optional<Contact>> GetContact(ContactId id) override {
@@ -242,28 +248,14 @@ class Txn final : public WriteTxn {
   Result<std::vector<std::string>> ListIdentities(ContactId id, IdentityKind kind) override {
     NUDGE_STMT(q, "SELECT value FROM identities WHERE contact_id = ? AND kind = ? ORDER BY value");
     q->Bind(1, id).Bind(2, IdentityKindName(kind));
-    std::vector<std::string> out;
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return Err(row.error());
-      if (!*row) break;
-      out.push_back(q->Text(0));
-    }
-    return out;
+    return Collect<std::string>(q, [](Stmt& s) { return s.Text(0); });
   }
 
   Result<std::vector<Contact>> ListContacts(WorkspaceId ws, ContactId after, int limit) override {
     NUDGE_STMT(q, "SELECT " NUDGE_CONTACT_COLUMNS
                   " FROM contacts c WHERE c.ws = ? AND c.id > ? ORDER BY c.id LIMIT ?");
     q->Bind(1, ws).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
-    std::vector<Contact> out;
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return Err(row.error());
-      if (!*row) break;
-      out.push_back(ReadContact(*q));
-    }
-    return out;
+    return Collect<Contact>(q, ReadContact);
   }
 
   Result<int64_t> CountContacts(WorkspaceId ws) override {
@@ -318,12 +310,7 @@ class Txn final : public WriteTxn {
     NUDGE_STMT(q,
                "SELECT id, ws, user_id, email, phone, traits, tags, source, import_id, "
                "created_at, last_seen_at FROM contacts ORDER BY id");
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return row.error();
-      if (!*row) return Status::Ok();
-      NUDGE_TRY(fn(ReadContact(*q)));
-    }
+    return ForEachRow(q, ReadContact, fn);
   }
 
   Status ScanEvents(int64_t after, int64_t upto,
@@ -332,12 +319,7 @@ class Txn final : public WriteTxn {
                "SELECT id, ws, contact_id, message_id, type, name, timestamp, received_at, "
                "body FROM events WHERE id > ? AND id <= ? ORDER BY id");
     q->Bind(1, after).Bind(2, upto > 0 ? upto : std::numeric_limits<int64_t>::max());
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return row.error();
-      if (!*row) return Status::Ok();
-      NUDGE_TRY(fn(ReadEvent(*q)));
-    }
+    return ForEachRow(q, ReadEvent, fn);
   }
 
   Result<std::vector<Event>> EventsAfter(WorkspaceId ws, int64_t after, int limit,
@@ -397,12 +379,7 @@ class Txn final : public WriteTxn {
 
   Status ScanSegmentMembers(const std::function<Status(const SegmentMember&)>& fn) override {
     NUDGE_STMT(q, "SELECT ws, segment, contact_id, since FROM segment_members");
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return row.error();
-      if (!*row) return Status::Ok();
-      NUDGE_TRY(fn(ReadMember(*q)));
-    }
+    return ForEachRow(q, ReadMember, fn);
   }
 
   Result<std::vector<SegmentMember>> SegmentsOfContact(ContactId id) override {
@@ -434,12 +411,12 @@ class Txn final : public WriteTxn {
 
   Status ScanContactStages(const std::function<Status(const StageEntry&)>& fn) override {
     NUDGE_STMT(q, "SELECT contact_id, stage, since FROM contact_stages");
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return row.error();
-      if (!*row) return Status::Ok();
-      NUDGE_TRY(fn(StageEntry{q->Int(0), q->Text(1), "", q->Int(2)}));
-    }
+    return ForEachRow(
+        q,
+        [](Stmt& s) {
+          return StageEntry{s.Int(0), s.Text(1), "", s.Int(2)};
+        },
+        fn);
   }
 
   // ---- journeys (reads) ----
@@ -504,12 +481,7 @@ class Txn final : public WriteTxn {
                "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
                "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
                "coalesce(trigger_key, ''), data FROM journey_instances WHERE status = 'active'");
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return row.error();
-      if (!*row) return Status::Ok();
-      NUDGE_TRY(fn(ReadInstance(*q)));
-    }
+    return ForEachRow(q, ReadInstance, fn);
   }
 
   Result<std::vector<StepCount>> JourneyStepCounts(WorkspaceId ws,
@@ -553,12 +525,7 @@ class Txn final : public WriteTxn {
 
   Status ScanSubscriptions(const std::function<Status(const Subscription&)>& fn) override {
     NUDGE_STMT(q, "SELECT ws, contact_id, channel, topic, status, updated_at FROM subscriptions");
-    for (;;) {
-      auto row = q->Step();
-      if (!row) return row.error();
-      if (!*row) return Status::Ok();
-      NUDGE_TRY(fn(ReadSubscription(*q)));
-    }
+    return ForEachRow(q, ReadSubscription, fn);
   }
 
   Result<std::vector<ConsentRecord>> ConsentHistory(ContactId id) override {
