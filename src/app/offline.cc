@@ -14,6 +14,7 @@
 #include "cli/workspace_files.h"
 #include "content/image/image.h"
 #include "content/template.h"
+#include "core/files.h"
 #include "core/time.h"
 #include "journey/definition.h"
 #include "journey/policies.h"
@@ -25,8 +26,8 @@ namespace nudge::app {
 namespace {
 
 namespace fs = std::filesystem;
-using cli::ReadFile;
-using cli::YamlFiles;
+using core::ReadFile;
+using core::YamlFiles;
 using nlohmann::json;
 
 std::string Clock(core::Millis ms) { return core::FormatIso8601(ms).substr(0, 19) + "Z"; }

@@ -9,6 +9,7 @@
 #include "app/offline.h"
 #include "cli/workspace_files.h"
 #include "content/template.h"
+#include "core/files.h"
 
 namespace nudge::app {
 namespace {
@@ -45,7 +46,7 @@ class DirectoryPartials final : public content::PartialLookup {
     if (!Exists(name)) return Err(Status::NotFound("No such template '" + name + "'"));
     content::CompileOptions co;
     co.filters = content::NudgeFilters();
-    if (auto text = cli::ReadFile(dir_ / (name + ".liquid"))) {
+    if (auto text = core::ReadFile(dir_ / (name + ".liquid"))) {
       auto t = content::Template::Compile(*text, co);
       if (!t)
         return Err(
@@ -78,7 +79,7 @@ int RunRender(const std::string& file, const std::optional<std::string>& context
   const fs::path path(file);
   json context = json::object();
   if (context_file) {
-    auto text = cli::ReadFile(*context_file);
+    auto text = core::ReadFile(*context_file);
     if (!text) {
       std::fprintf(stderr, "nudge: cannot read %s\n", context_file->c_str());
       return 2;
@@ -106,7 +107,7 @@ int RunRender(const std::string& file, const std::optional<std::string>& context
   const bool yaml = ext == ".yaml" || ext == ".yml" || ext == ".json";
 
   if (!yaml) {
-    auto text = cli::ReadFile(path);
+    auto text = core::ReadFile(path);
     if (!text) {
       std::fprintf(stderr, "nudge: cannot read %s\n", file.c_str());
       return 2;

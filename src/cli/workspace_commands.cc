@@ -11,12 +11,15 @@
 
 #include "cli/client.h"
 #include "cli/workspace_files.h"
+#include "core/files.h"
 #include "core/url.h"
 
 namespace nudge::cli {
 namespace {
 
 namespace fs = std::filesystem;
+using core::ReadFile;
+using core::YamlFiles;
 using nlohmann::json;
 
 struct Flags {

@@ -9,11 +9,13 @@
 #include <sstream>
 
 #include "core/crypto.h"
+#include "core/files.h"
 
 namespace nudge::cli {
 namespace {
 
 namespace fs = std::filesystem;
+using core::ReadFile;
 using nlohmann::json;
 
 std::vector<std::string> SplitLines(const std::string& text) {
@@ -43,27 +45,6 @@ Status At(const std::string& label, const YAML::Node& node, const std::string& m
 }
 
 }  // namespace
-
-std::optional<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::vector<fs::path> YamlFiles(const fs::path& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const auto ext = e.path().extension();
-    if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json"))
-      out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 std::string TemplateDocument::MapError(std::string message, int line, int column) const {
   for (const Part& p : parts) {

@@ -12,11 +12,6 @@
 
 namespace nudge::cli {
 
-// A whole file, or nullopt when it cannot be read.
-std::optional<std::string> ReadFile(const std::filesystem::path& path);
-// The *.yaml, *.yml and *.json files directly in `dir`, sorted; none when it is no directory.
-std::vector<std::filesystem::path> YamlFiles(const std::filesystem::path& dir);
-
 // A message template made self-contained. The server stores templates as one document, so the
 // parts kept in files beside the YAML are inlined:
 //   html_file: welcome.html      (also text_file, body_file: paths relative to the YAML)

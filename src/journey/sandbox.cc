@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/files.h"
 #include "segment/definitions.h"
 
 namespace nudge::journey {
@@ -16,25 +17,12 @@ namespace {
 namespace fs = std::filesystem;
 
 Result<std::string> ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Err(Status::Invalid("cannot read the file", path.string()));
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
+  auto text = core::ReadFile(path);
+  if (!text) return Err(Status::Invalid("cannot read the file", path.string()));
+  return *text;
 }
 
-std::vector<fs::path> YamlFiles(const fs::path& dir) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return out;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const auto ext = e.path().extension();
-    if (e.is_regular_file() && (ext == ".yaml" || ext == ".yml" || ext == ".json"))
-      out.push_back(e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
+using core::YamlFiles;
 
 }  // namespace
 
