@@ -958,11 +958,16 @@ describe('segments, lead scores and lifecycle stages', { timeout: 120_000 }, () 
       const annEntered = (await derived(ws, 'ann', { name: 'Segment Entered' })).map((e) => e.properties.segment);
       assert.deepEqual(annEntered.sort(), ['cart-abandoners', 'trial-users']);
 
-      const cara = await ws.contact('cara');
+      let cara = await ws.contact('cara');
       assert.deepEqual(cara.segments, ['demo-then-integrations', 'trial-users']);
       assert.equal((await ws.contact('visitor-1')).id, cara.id);
       assert.equal(cara.stage.name, 'Decision');
       // The integrations journey (triggered by entering demo-then-integrations) adds 10 points.
+      // Its step runs on the journey worker after the segment change commits, so wait for it.
+      cara = await until('the integrations journey to add its 10 points', async () => {
+        const c = await ws.contact('cara');
+        return [c.score.breakdown.adjustments !== undefined, c];
+      });
       assert.deepEqual(cara.score.breakdown, {
         adjustments: 10, 'company-size': 10, 'demo-video': 15, 'pricing-visit': 10,
       });
