@@ -793,6 +793,7 @@ class Parser {
   std::vector<std::string> segments;
   std::vector<double> score_thresholds;
   bool reads_event = false;
+  uint8_t reads = 0;  // Condition::Reads
 
  private:
   const Token& At() const { return tokens_[i_]; }
@@ -1115,6 +1116,7 @@ class Parser {
       NUDGE_TRY(Expect(Tok::kLParen, "'('"));
       auto node = std::make_unique<SubscribedNode>();
       node->pos = pos;
+      reads |= Condition::kReadsSubscribed;
       node->type = SType::kBool;
       if (AcceptWord("topic")) {
         if (At().kind != Tok::kString) return Err(Unexpected("a topic in double quotes"));
@@ -1139,6 +1141,10 @@ class Parser {
       auto node = std::make_unique<BuiltinNode>();
       node->pos = Next().pos;
       node->which = it->second;
+      reads |= it->second == Builtin::kScore   ? Condition::kReadsScore
+               : it->second == Builtin::kStage ? Condition::kReadsStage
+               : it->second == Builtin::kNow   ? 0
+                                               : Condition::kReadsSeen;
       node->type = it->second == Builtin::kScore   ? SType::kNumber
                    : it->second == Builtin::kStage ? SType::kString
                                                    : SType::kTime;
@@ -1264,6 +1270,7 @@ class Parser {
                  : root.text == "properties" ? Root::kProperties
                  : root.text == "context"    ? Root::kContext
                                              : Root::kEvent;
+    if (node->root == Root::kTraits) reads |= Condition::kReadsTraits;
     if (node->root != Root::kTraits) {
       if (!event_scope_)
         return Err(ErrorAt(root.pos, root.text + ".* belongs to an event, and there is none here",
@@ -1416,6 +1423,7 @@ struct Condition::Impl {
   std::vector<std::string> segments;
   std::vector<double> score_thresholds;
   bool reads_event = false;
+  uint8_t reads = 0;
 };
 
 namespace {
@@ -1445,6 +1453,7 @@ const std::vector<std::shared_ptr<AggregateSpec>>& Condition::aggregates() const
 }
 const std::vector<std::string>& Condition::segments() const { return impl_->segments; }
 bool Condition::reads_event() const { return impl_->reads_event; }
+uint8_t Condition::reads() const { return impl_->reads; }
 const std::vector<double>& Condition::score_thresholds() const { return impl_->score_thresholds; }
 
 Result<std::shared_ptr<const Condition>> Condition::Compile(std::string_view text,
@@ -1461,6 +1470,7 @@ Result<std::shared_ptr<const Condition>> Condition::Compile(std::string_view tex
   impl->aggregates = std::move(parser.aggregates);
   impl->segments = std::move(parser.segments);
   impl->reads_event = parser.reads_event;
+  impl->reads = parser.reads;
   impl->score_thresholds = std::move(parser.score_thresholds);
   return std::make_shared<const Condition>(std::move(impl));
 }

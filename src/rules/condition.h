@@ -86,6 +86,16 @@ class Condition {
   const std::vector<std::string>& segments() const;
   // True when some part reads the event in scope at the top level.
   bool reads_event() const;
+  // What else the result depends on besides aggregates (bits of Reads): whoever re-evaluates
+  // after a change skips the conditions that cannot have been affected by it.
+  enum Reads : uint8_t {
+    kReadsTraits = 1,
+    kReadsSeen = 2,  // first_seen, last_seen
+    kReadsScore = 4,
+    kReadsStage = 8,
+    kReadsSubscribed = 16,
+  };
+  uint8_t reads() const;
   // Numbers `score` is compared with (`score >= 50` gives 50): where a decaying score makes
   // the result change, for whoever schedules re-evaluation.
   const std::vector<double>& score_thresholds() const;

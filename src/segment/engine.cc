@@ -11,6 +11,9 @@
 #include <roaring/roaring.hh>
 #include <set>
 #include <shared_mutex>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "core/json.h"
 #include "core/time.h"
@@ -63,6 +66,8 @@ struct Workspace {
   // recorded choice, a contact is not subscribed to them.
   std::set<std::string> double_opt_in;
 
+  Workspace() { CollectReach(); }
+
   void CollectThresholds() {
     std::set<double> all;
     auto add = [&](const rules::Condition& c) {
@@ -73,16 +78,77 @@ struct Workspace {
     for (const auto& r : scoring.rules)
       if (r.condition) add(*r.condition);
     score_thresholds.assign(all.begin(), all.end());
+    CollectReach();
   }
+
+  // What an event can change, so that Evaluate after an event looks only at the segments,
+  // score and stages that read something it changed (its aggregates, last_seen, the score, a
+  // segment that changed before them). Trait and subscription changes, merges and timers
+  // still evaluate everything.
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using NameSet = std::unordered_set<std::string, NameHash, std::equal_to<>>;
+  struct Reach {
+    // event name -> the segments reading it
+    std::unordered_map<std::string, std::vector<uint32_t>, NameHash, std::equal_to<>> by_event;
+    std::vector<uint8_t> reads;               // per segment: Condition::reads()
+    std::vector<std::vector<uint32_t>> deps;  // per segment: the segments it names
+    NameSet score_events;
+    uint8_t score_reads = 0;
+    bool score_always = false;  // a scoring condition reads something an event cannot announce
+    NameSet stage_events;
+    uint8_t stage_reads = 0;
+    bool stage_segments = false;
+  } reach;
+
+  void CollectReach() {
+    using C = rules::Condition;
+    reach = Reach{};
+    for (size_t i = 0; i < segments.size(); ++i) {
+      const C& c = *segments[i]->def.condition;
+      reach.reads.push_back(c.reads());
+      for (const auto& a : c.aggregates()) {
+        auto& v = reach.by_event[a->event];
+        if (v.empty() || v.back() != i) v.push_back(static_cast<uint32_t>(i));
+      }
+      std::vector<uint32_t> deps;
+      for (const auto& d : c.segments())
+        for (size_t j = 0; j < i; ++j)
+          if (segments[j]->def.id == d) deps.push_back(static_cast<uint32_t>(j));
+      reach.deps.push_back(std::move(deps));
+    }
+    for (const auto& r : scoring.rules) {
+      if (!r.event.empty()) reach.score_events.insert(r.event);
+      if (!r.condition) continue;
+      reach.score_reads |= r.condition->reads();
+      for (const auto& a : r.condition->aggregates()) reach.score_events.insert(a->event);
+      if (!r.condition->segments().empty()) reach.score_always = true;
+    }
+    reach.score_events.insert("Score Adjusted");
+    if (reach.score_reads & (C::kReadsStage | C::kReadsSubscribed)) reach.score_always = true;
+    for (const auto& st : stages.stages) {
+      reach.stage_reads |= st.when->reads();
+      for (const auto& a : st.when->aggregates()) reach.stage_events.insert(a->event);
+      if (!st.when->segments().empty()) reach.stage_segments = true;
+    }
+  }
+};
+
+// The event an evaluation follows (Evaluate looks only at what it can have changed).
+struct EventCause {
+  std::string_view name;
+  bool seen = false;  // a live event: last_seen (and perhaps first_seen) moved
 };
 
 // A derived event waiting to be stored once the evaluation that caused it is done.
 struct Pending {
   ContactId contact;
   std::string name;
-  nlohmann::json properties;
-  std::string key;      // makes the messageId deterministic
-  bool stable = false;  // the messageId is the key's alone: emitting it again changes nothing
+  std::string properties;  // a JSON object
+  std::string key;         // makes the messageId deterministic
+  bool stable = false;     // the messageId is the key's alone: emitting it again changes nothing
 };
 
 }  // namespace
@@ -492,17 +558,27 @@ struct Engine::Impl {
       NUDGE_TRY(txn.RemoveSegmentMember(wsid, seg.def.id, id));
     }
     if (changes) changes->Add();
-    if (!silent && !seg.computing)
-      pending.push_back({id,
-                         in ? "Segment Entered" : "Segment Exited",
-                         {{"segment", seg.def.id}, {"segment_name", seg.def.name}},
-                         seg.def.id});
+    if (!silent && !seg.computing) {
+      std::string props = "{\"segment\":";
+      core::AppendJsonString(props, seg.def.id);
+      props += ",\"segment_name\":";
+      core::AppendJsonString(props, seg.def.name);
+      props += '}';
+      pending.push_back(
+          {id, in ? "Segment Entered" : "Segment Exited", std::move(props), seg.def.id});
+    }
     return Status::Ok();
   }
 
   // Re-evaluates one contact: score, segments (dependencies first), stage, and its timer.
   // `only` limits the segments evaluated (a background computation); silent: no events.
-  Status Evaluate(store::WriteTxn& txn, ContactId id, bool silent, const Segment* only = nullptr) {
+  //
+  // `cause`: the evaluation follows that event only. Score, segments and stages that read
+  // nothing the event changed keep their result; the pending timer stays (at worst it wakes
+  // a full evaluation a little early).
+  Status Evaluate(store::WriteTxn& txn, ContactId id, bool silent, const Segment* only = nullptr,
+                  const EventCause* cause = nullptr) {
+    using C = rules::Condition;
     ContactState* state = cache.Get(id);
     if (!state) return Status::Ok();
     Workspace& ws = Ws(state->workspace);
@@ -512,37 +588,72 @@ struct Engine::Impl {
     if (evaluations) evaluations->Add();
 
     std::optional<Millis> wake;
+    if (cause && rt.wake) wake = rt.wake;
     auto fold = [&](std::optional<Millis> t) {
       if (t && *t > now && (!wake || *t < *wake)) wake = t;
     };
+    const Workspace::Reach& reach = ws.reach;
+    const bool score_moved = !cause || reach.score_always ||
+                             reach.score_events.contains(cause->name) ||
+                             (cause->seen && (reach.score_reads & C::kReadsSeen));
 
     // Score first: segments and stages may read it.
-    const double score = env.Score();
-    for (const ScoreRule& rule : ws.scoring.rules)
-      if (rule.condition) fold(rule.condition->NextChange(env));
-    fold(ScoreWake(ws, &rt, now, score));
-    const uint8_t qual = Qualification(ws.scoring, score);
-    if (qual > rt.qualification && !silent) {
-      for (uint8_t level = rt.qualification + 1; level <= qual; ++level)
-        pending.push_back({id,
-                           "Lead Qualified",
-                           {{"level", level == 1 ? "MQL" : "SQL"}, {"score", score}},
-                           level == 1 ? "mql" : "sql"});
+    if (score_moved) {
+      const double score = env.Score();
+      for (const ScoreRule& rule : ws.scoring.rules)
+        if (rule.condition) fold(rule.condition->NextChange(env));
+      fold(ScoreWake(ws, &rt, now, score));
+      const uint8_t qual = Qualification(ws.scoring, score);
+      if (qual > rt.qualification && !silent) {
+        for (uint8_t level = rt.qualification + 1; level <= qual; ++level)
+          pending.push_back(
+              {id, "Lead Qualified",
+               nlohmann::json{{"level", level == 1 ? "MQL" : "SQL"}, {"score", score}}.dump(),
+               level == 1 ? "mql" : "sql"});
+      }
+      rt.qualification = qual;
     }
-    rt.qualification = qual;
 
-    for (auto& seg : ws.segments) {
-      if (only && seg.get() != only) {
-        fold(seg->def.condition->NextChange(env));
+    // Which segments to look at after an event; `changed` marks those whose membership moved.
+    std::vector<uint8_t>& look = scratch_look;
+    std::vector<uint8_t>& changed = scratch_changed;
+    bool any_changed = false;
+    if (cause) {
+      look.assign(ws.segments.size(), 0);
+      changed.assign(ws.segments.size(), 0);
+      if (auto it = reach.by_event.find(cause->name); it != reach.by_event.end())
+        for (uint32_t i : it->second) look[i] = 1;
+    }
+    for (size_t i = 0; i < ws.segments.size(); ++i) {
+      Segment& seg = *ws.segments[i];
+      if (only && &seg != only) {
+        fold(seg.def.condition->NextChange(env));
         continue;
       }
-      const bool in = seg->def.condition->Matches(env);
-      fold(seg->def.condition->NextChange(env));
-      if (in != seg->members.contains(static_cast<uint32_t>(id)))
-        NUDGE_TRY(SetMember(txn, state->workspace, *seg, id, in, now, silent));
+      if (cause && !look[i] && i < reach.reads.size()) {
+        const uint8_t r = reach.reads[i];
+        bool affected = (r & (C::kReadsStage | C::kReadsSubscribed)) ||
+                        (cause->seen && (r & C::kReadsSeen)) ||
+                        (score_moved && (r & C::kReadsScore));
+        for (uint32_t d : reach.deps[i]) affected = affected || changed[d];
+        if (!affected) continue;
+      }
+      const bool in = seg.def.condition->Matches(env);
+      fold(seg.def.condition->NextChange(env));
+      if (in != seg.members.contains(static_cast<uint32_t>(id))) {
+        NUDGE_TRY(SetMember(txn, state->workspace, seg, id, in, now, silent));
+        if (cause) changed[i] = 1;
+        any_changed = true;
+      }
     }
 
-    if (!only) {
+    const bool stages_moved = !cause ||
+                              (reach.stage_reads & (C::kReadsStage | C::kReadsSubscribed)) ||
+                              reach.stage_events.contains(cause->name) ||
+                              (cause->seen && (reach.stage_reads & C::kReadsSeen)) ||
+                              (score_moved && (reach.stage_reads & C::kReadsScore)) ||
+                              (any_changed && reach.stage_segments);
+    if (!only && stages_moved) {
       const auto& stages = ws.stages.stages;
       int target = -1;
       for (int i = static_cast<int>(stages.size()) - 1; i >= 0; --i) {
@@ -557,12 +668,13 @@ struct Engine::Impl {
         NUDGE_TRY(
             txn.SetContactStage({id, stages[static_cast<size_t>(target)].name, previous, now}));
         if (!silent)
-          pending.push_back({id,
-                             "Stage Changed",
-                             {{"stage", stages[static_cast<size_t>(target)].name},
+          pending.push_back(
+              {id, "Stage Changed",
+               nlohmann::json{{"stage", stages[static_cast<size_t>(target)].name},
                               {"previous", previous.empty() ? nlohmann::json(nullptr)
-                                                            : nlohmann::json(previous)}},
-                             stages[static_cast<size_t>(target)].name});
+                                                            : nlohmann::json(previous)}}
+                   .dump(),
+               stages[static_cast<size_t>(target)].name});
         rt.stage = target;
         rt.stage_since = now;
       }
@@ -651,14 +763,21 @@ struct Engine::Impl {
       e.received_at = now;
       e.message_id = Engine::StableEventId(p.name, p.key, p.contact);
       if (!p.stable) e.message_id += ":" + cause;
-      nlohmann::json body{{"type", "track"},
-                          {"event", p.name},
-                          {"messageId", e.message_id},
-                          {"properties", std::move(p.properties)},
-                          {"context", {{"library", {{"name", "nudge"}}}}},
-                          {"timestamp", core::FormatIso8601(now)},
-                          {"receivedAt", core::FormatIso8601(now)}};
-      e.body = body.dump();
+      // Written by hand (keys in the order a JSON document would sort them): derived events
+      // are most of what a busy segment writes.
+      const std::string at = core::FormatIso8601(now);
+      e.body.reserve(160 + p.name.size() + e.message_id.size() + p.properties.size());
+      e.body = R"({"context":{"library":{"name":"nudge"}},"event":)";
+      core::AppendJsonString(e.body, p.name);
+      e.body += ",\"messageId\":";
+      core::AppendJsonString(e.body, e.message_id);
+      e.body += ",\"properties\":";
+      e.body += p.properties;
+      e.body += ",\"receivedAt\":\"";
+      e.body += at;
+      e.body += "\",\"timestamp\":\"";
+      e.body += at;
+      e.body += "\",\"type\":\"track\"}";
       NUDGE_ASSIGN_OR_RETURN(bool inserted, txn.InsertEvent(e));
       if (!inserted) continue;
       NUDGE_TRY(ProcessEvent(txn, e, depth + 1));
@@ -667,6 +786,7 @@ struct Engine::Impl {
   }
 
   int current_depth = 0;
+  std::vector<uint8_t> scratch_look, scratch_changed;  // Evaluate's, kept to avoid allocating
 
   Status ProcessEvent(store::WriteTxn& txn, const store::Event& e, int depth) {
     const int saved_depth = current_depth;
@@ -681,10 +801,14 @@ struct Engine::Impl {
     ContactState* state = cache.Get(id);
     if (state) {
       // What nudge derives (Segment Entered, ...) is not the contact being seen.
-      if (!std::string_view(e.message_id).starts_with(store::kDerivedPrefix))
+      EventCause cause{e.name, false};
+      if (!std::string_view(e.message_id).starts_with(store::kDerivedPrefix)) {
+        const Millis first = state->first_seen, last = state->last_seen;
         cache.Widen(id, e.timestamp);
+        cause.seen = state->first_seen != first || state->last_seen != last;
+      }
       Feed(e, id, *state, &Rt(id), nullptr, true);
-      NUDGE_TRY(Evaluate(txn, id, /*silent=*/false));
+      NUDGE_TRY(Evaluate(txn, id, /*silent=*/false, nullptr, &cause));
     }
     if (self.downstream_) NUDGE_TRY(self.downstream_->OnEvent(txn, e));
     if (depth >= options.max_cascade) {
@@ -1588,7 +1712,7 @@ Status Engine::EmitLocked(store::WriteTxn& txn, ContactId id, const std::string&
   // Only this event: the segment changes waiting to be stored keep their place.
   std::vector<Pending> saved = std::exchange(m.pending, {});
   m.pending.push_back(
-      {id, name, nlohmann::json::parse(properties_json, nullptr, false), key, stable});
+      {id, name, nlohmann::json::accept(properties_json) ? properties_json : "{}", key, stable});
   Status s = m.FlushPending(txn, m.current_depth, m.Cause("j"));
   m.pending = std::move(saved);
   return s;

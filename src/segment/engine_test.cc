@@ -254,6 +254,32 @@ thresholds: { mql: 50, sql: 80 }
   EXPECT_EQ(EventsNamed("ed", "Segment Exited").size(), 1u);
 }
 
+// After an event only the segments that read something it changed are evaluated: what it
+// feeds, what reads last_seen, and what names a segment that moved. None of them may be missed,
+// and the timers of the segments left alone must still fire.
+TEST_F(EngineTest, AnEventReachesWhatReadsItAndWhatDependsOnThat) {
+  PutSegment(R"(id: pricing
+condition: event "Page Viewed" where properties.path == "/pricing" within 2d)");
+  PutSegment(R"(id: warm
+condition: in segment "pricing" and traits.plan == "trial")");
+  PutSegment(R"(id: recent
+condition: last_seen > now - 1d)");
+  PutSegment(R"(id: buyers
+condition: event "Order Completed")");
+  using V = std::vector<std::string>;
+  Identify("ivy", {{"plan", "trial"}});
+  EXPECT_EQ(SegmentsOf("ivy"), V{"recent"});
+  Page("ivy", "/pricing");  // pricing, and warm through it
+  EXPECT_EQ(SegmentsOf("ivy"), (V{"pricing", "recent", "warm"}));
+  Advance(kDay + kHour);  // not seen for a day
+  EXPECT_EQ(SegmentsOf("ivy"), (V{"pricing", "warm"}));
+  Track("ivy", "Order Completed");  // feeds buyers; last_seen moves: recent again
+  EXPECT_EQ(SegmentsOf("ivy"), (V{"buyers", "pricing", "recent", "warm"}));
+  Advance(kDay);  // the pricing visit is 2 days old, the order a day old
+  EXPECT_EQ(SegmentsOf("ivy"), V{"buyers"});
+  EXPECT_EQ(EventsNamed("ivy", "Segment Exited").size(), 4u);
+}
+
 TEST_F(EngineTest, HalfLifeDecayCrossesThresholdsByTimer) {
   auto scoring = ParseScoring(R"(
 rules: [{ id: visit, event: Page Viewed, points: 100 }]

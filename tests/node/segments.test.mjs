@@ -962,16 +962,35 @@ describe('segments, lead scores and lifecycle stages', { timeout: 120_000 }, () 
       assert.deepEqual(cara.segments, ['demo-then-integrations', 'trial-users']);
       assert.equal((await ws.contact('visitor-1')).id, cara.id);
       assert.equal(cara.stage.name, 'Decision');
-      // The integrations journey (triggered by entering demo-then-integrations) adds 10 points.
-      // Its step runs on the journey worker after the segment change commits, so wait for it.
-      cara = await until('the integrations journey to add its 10 points', async () => {
-        const c = await ws.contact('cara');
-        return [c.score.breakdown.adjustments !== undefined, c];
+      // The integrations journey (triggered by entering demo-then-integrations) sends an email,
+      // then adds 10 points. The demo's policies keep email quiet from 21:00 to 08:00 in New
+      // York: inside that window the email is deferred and the journey waits with it.
+      const nyHour = () => Number(new Intl.DateTimeFormat('en-US', {
+        timeZone: 'America/New_York', hour: 'numeric', hourCycle: 'h23',
+      }).format(new Date()));
+      const quietBefore = nyHour() >= 21 || nyHour() < 8;
+      const [mail] = await until('the integrations email', async () => {
+        const list = (await ws.get('/api/v1/messages?contact=cara&limit=10')).messages;
+        return [list.length > 0, list];
       });
-      assert.deepEqual(cara.score.breakdown, {
-        adjustments: 10, 'company-size': 10, 'demo-video': 15, 'pricing-visit': 10,
-      });
-      assert.equal(cara.score.value, 45);
+      assert.equal(mail.journey, 'integrations');
+      const quietAfter = nyHour() >= 21 || nyHour() < 8;
+      if (quietBefore && quietAfter) {
+        assert.equal(mail.status, 'deferred_quiet_hours', JSON.stringify(mail));
+        cara = await ws.contact('cara');
+        assert.deepEqual(cara.score.breakdown, { 'company-size': 10, 'demo-video': 15, 'pricing-visit': 10 });
+      } else if (!quietBefore && !quietAfter) {
+        assert.notEqual(mail.status, 'deferred_quiet_hours', JSON.stringify(mail));
+        // The score step runs on the journey worker after the send step commits.
+        cara = await until('the integrations journey to add its 10 points', async () => {
+          const c = await ws.contact('cara');
+          return [c.score.breakdown.adjustments !== undefined, c];
+        });
+        assert.deepEqual(cara.score.breakdown, {
+          adjustments: 10, 'company-size': 10, 'demo-video': 15, 'pricing-visit': 10,
+        });
+        assert.equal(cara.score.value, 45);
+      }
 
       const gia = await ws.contact('gia');
       assert.deepEqual(gia.segments, ['at-risk-customers', 'customers']);
