@@ -229,5 +229,23 @@ TEST(Condition, ErrorsSayWhereAndHint) {
   EXPECT_FALSE(Condition::Compile("event.color == \"red\"", {.event_in_scope = true}));
 }
 
+// What a condition reads besides its aggregates decides which conditions an event can affect.
+TEST(Condition, ReadsNamesWhatTheResultDependsOn) {
+  auto reads = [](std::string_view text) {
+    auto c = Condition::Compile(text);
+    EXPECT_TRUE(c) << text;
+    return c ? (*c)->reads() : uint8_t{0xff};
+  };
+  EXPECT_EQ(reads(R"(count(event "Page Viewed" within 7d) >= 3)"), 0);
+  EXPECT_EQ(reads(R"(traits.plan == "pro")"), Condition::kReadsTraits);
+  EXPECT_EQ(reads("last_seen < now - 30d"), Condition::kReadsSeen);
+  EXPECT_EQ(reads("first_seen > now - 1d"), Condition::kReadsSeen);
+  EXPECT_EQ(reads("score >= 50 and stage == \"Decision\""),
+            Condition::kReadsScore | Condition::kReadsStage);
+  EXPECT_EQ(reads("subscribed(email) and in segment \"a\""), Condition::kReadsSubscribed);
+  // A trait read inside an event term's where still counts.
+  EXPECT_EQ(reads(R"(event "Order Completed" where traits.vip == true)"), Condition::kReadsTraits);
+}
+
 }  // namespace
 }  // namespace nudge::rules
