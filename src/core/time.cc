@@ -148,10 +148,26 @@ std::string FormatIso8601(Millis ms) {
   unsigned m, d;
   CivilFromDays(days, y, m, d);
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<long long>(y),
-                m, d, static_cast<int>(rem / 3600), static_cast<int>(rem % 3600 / 60),
-                static_cast<int>(rem % 60), millis);
-  return buf;
+  if (y < 0 || y > 9999) {
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
+                  static_cast<long long>(y), m, d, static_cast<int>(rem / 3600),
+                  static_cast<int>(rem % 3600 / 60), static_cast<int>(rem % 60), millis);
+    return buf;
+  }
+  // Digit by digit: timestamps are written on every derived event and API row.
+  auto put = [](char* at, unsigned v, int width) {
+    for (int i = width - 1; i >= 0; --i, v /= 10) at[i] = static_cast<char>('0' + v % 10);
+  };
+  std::string out = "0000-00-00T00:00:00.000Z";
+  char* o = out.data();
+  put(o, static_cast<unsigned>(y), 4);
+  put(o + 5, m, 2);
+  put(o + 8, d, 2);
+  put(o + 11, static_cast<unsigned>(rem / 3600), 2);
+  put(o + 14, static_cast<unsigned>(rem % 3600 / 60), 2);
+  put(o + 17, static_cast<unsigned>(rem % 60), 2);
+  put(o + 20, static_cast<unsigned>(millis), 3);
+  return out;
 }
 
 }  // namespace nudge::core

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <ctime>
+
 namespace nudge::core {
 namespace {
 
@@ -34,6 +37,26 @@ TEST(Iso8601, FormatsRoundTrip) {
   EXPECT_EQ(FormatIso8601(-1), "1969-12-31T23:59:59.999Z");
   for (Millis t : {951782400000LL, 4107542399999LL, 1709164800500LL})
     EXPECT_EQ(*ParseIso8601(FormatIso8601(t)), t);
+  EXPECT_EQ(FormatIso8601(253402300800000LL), "10000-01-01T00:00:00.000Z");
+}
+
+// The same text as the C library's gmtime_r + strftime, over years 1970..2400.
+TEST(Iso8601, FormatsAsGmtimeDoes) {
+  uint64_t x = 88172645463325252ULL;
+  for (int i = 0; i < 5000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    const Millis t = static_cast<Millis>(x % 13569465600000ULL);
+    const time_t secs = static_cast<time_t>(t / 1000);
+    tm parts{};
+    gmtime_r(&secs, &parts);
+    char want[64];
+    const size_t n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &parts);
+    char ms[8];
+    std::snprintf(ms, sizeof ms, ".%03dZ", static_cast<int>(t % 1000));
+    ASSERT_EQ(FormatIso8601(t), std::string(want, n) + ms) << t;
+  }
 }
 
 }  // namespace
