@@ -836,8 +836,9 @@ Result<content::RenderedMessage> Dispatcher::Render(store::WorkspaceId ws,
   auto info = impl_->d.templates.Get(ws, template_id);
   if (!info) return Err(Status::NotFound("no template '" + template_id + "'"));
   store::ContactId contact = 0;
-  if (context.contains("contact") && context["contact"].is_object())
-    contact = context["contact"].value("id", int64_t{0});
+  if (context.contains("contact") && context["contact"].is_object() &&
+      context["contact"].contains("id") && context["contact"]["id"].is_number_integer())
+    contact = context["contact"]["id"].get<int64_t>();
   return impl_->RenderWith(ws, *info->tmpl, context, contact, nullptr);
 }
 

@@ -72,7 +72,7 @@ void AddOpsRoutes(Router& router, ApiContext& ctx);
 void AddSegmentRoutes(Router& router, ApiContext& ctx);
 // /api/v1/journeys, /api/v1/messages, /api/v1/policies (needs ctx.journeys).
 void AddJourneyRoutes(Router& router, ApiContext& ctx);
-// /api/v1/templates, /api/v1/contacts/{key}/consent and /subscriptions, /api/v1/suppressions
+// /api/v1/templates, /api/v1/contacts/{id}/consent and /subscriptions, /api/v1/suppressions
 // (needs ctx.templates, ctx.delivery, ctx.engine, ctx.journeys).
 void AddDeliveryRoutes(Router& router, ApiContext& ctx);
 // What recipients reach without a key: /t/... (open pixel, click redirects, unsubscribe,

@@ -1,4 +1,4 @@
-// /api/v1/templates, consent (/api/v1/contacts/{key}/consent, /subscriptions) and
+// /api/v1/templates, consent (/api/v1/contacts/{id}/consent, /subscriptions) and
 // /api/v1/suppressions (docs/openapi.yaml).
 #include <nlohmann/json.hpp>
 
@@ -301,7 +301,10 @@ class DeliveryApi {
     }
     auto c = ContactOf(ws, req.params["id"]);
     if (!c) return reply(ErrorResponse(c.error()));
-    const bool confirmed = body.value("confirmed", false);
+    if (auto it = body.find("confirmed"); it != body.end() && !it->is_null() && !it->is_boolean())
+      return reply(ErrorResponse(Status::Invalid("must be true or false", "confirmed")));
+    const bool confirmed = body.contains("confirmed") && body["confirmed"].is_boolean() &&
+                           body["confirmed"].get<bool>();
     auto doi = policies.double_opt_in.find(channel);
     const bool needs_confirmation = status == "subscribed" && !confirmed && topic.empty() &&
                                     doi != policies.double_opt_in.end() &&
@@ -397,10 +400,17 @@ class DeliveryApi {
     json body = json::parse(req.body, nullptr, false);
     if (!body.is_object())
       return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
-    const std::string channel = body.value("channel", std::string("email"));
+    for (const char* field : {"channel", "reason", "detail"})
+      if (auto it = body.find(field); it != body.end() && !it->is_null() && !it->is_string())
+        return reply(ErrorResponse(Status::Invalid("must be a string", field)));
+    auto text = [&](const char* field, const char* fallback) {
+      auto it = body.find(field);
+      return it == body.end() || it->is_null() ? std::string(fallback) : it->get<std::string>();
+    };
+    const std::string channel = text("channel", "email");
     if (!body.contains("address") || !body["address"].is_string())
       return reply(ErrorResponse(Status::Invalid("is required", "address")));
-    const std::string reason = body.value("reason", std::string("manual"));
+    const std::string reason = text("reason", "manual");
     if (reason != "manual" && reason != "unsubscribed" && reason != "hard_bounce" &&
         reason != "complaint")
       return reply(ErrorResponse(
@@ -413,7 +423,7 @@ class DeliveryApi {
     sup.channel = channel;
     sup.address = *address;
     sup.reason = reason;
-    sup.detail = body.value("detail", std::string());
+    sup.detail = text("detail", "");
     sup.created_at = ctx_.clock.NowMillis();
     Status s = ctx_.store.WriteSync([&](store::WriteTxn& txn) { return txn.AddSuppression(sup); });
     if (!s.ok()) return reply(ErrorResponse(s));

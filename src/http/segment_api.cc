@@ -107,7 +107,12 @@ class SegmentApi {
     json body = json::parse(req.body, nullptr, false);
     if (!body.is_object() || !body.contains("condition") || !body["condition"].is_string())
       return reply(ErrorResponse(Status::Invalid("is required (a string)", "condition")));
-    const size_t sample = body.value("sample", 10);
+    size_t sample = 10;
+    if (auto it = body.find("sample"); it != body.end() && !it->is_null()) {
+      if (!it->is_number_unsigned())
+        return reply(ErrorResponse(Status::Invalid("must be a whole number from 0", "sample")));
+      sample = it->get<size_t>();
+    }
     auto p = ctx_.engine->PreviewCondition(ws, body["condition"].get<std::string>(),
                                            std::min<size_t>(sample, 100));
     if (!p) return reply(ErrorResponse(p.error()));

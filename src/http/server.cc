@@ -3,13 +3,16 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -354,8 +357,18 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
       std::lock_guard lock(pending_mutex_);
       pending_.insert(*holder);
     }
-    Reply reply = [this, shared = *holder](Response r) { Deliver(shared, std::move(r)); };
-    c->route->handler(c->request, std::move(reply));
+    // A handler answers once; should it throw before answering (a bug: handlers check their
+    // input and answer with an error), the client gets a 500 and the server goes on.
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    Reply reply = [this, shared = *holder, answered](Response r) {
+      if (!answered->exchange(true)) Deliver(shared, std::move(r));
+    };
+    try {
+      c->route->handler(c->request, reply);
+    } catch (const std::exception& e) {
+      spdlog::error("{} {}: the handler failed: {}", c->request.method, c->request.path, e.what());
+      reply(JsonError(500, "internal", "the request could not be handled", ""));
+    }
     std::lock_guard lock(c->mutex);
     if (!c->response) {
       c->suspended = true;

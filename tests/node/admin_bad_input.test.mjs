@@ -1,0 +1,83 @@
+// Admin API bodies with fields of the wrong type get a 400 naming the field, never a crash:
+// after every such request the server still answers.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { NudgeServer, request, uid } from './lib/server.mjs';
+
+let server;
+let ws;
+
+before(async () => {
+  server = new NudgeServer();
+  await server.start();
+  ws = await server.createWorkspace();
+  const user = 'bad-input-user';
+  const r = await ws.send('/v1/identify', { userId: user, traits: { email: 'bad@example.com' } });
+  assert.equal(r.status, 200, r.text);
+  const t = await ws.admin('PUT', '/api/v1/templates/hello', {
+    body: { channel: 'email', subject: 'Hi', html: '<p>Hi {{ contact.traits.email }}</p>' },
+  });
+  assert.equal(t.status, 200, t.text);
+});
+
+after(async () => {
+  await server?.dispose();
+});
+
+async function healthy() {
+  const h = await request(`${server.url}/healthz`);
+  assert.equal(h.status, 200, 'the server still answers /healthz');
+}
+
+describe('a field of the wrong type is a 400 naming it', () => {
+  const cases = [
+    ['POST', '/api/v1/segments/preview', { condition: 'true', sample: 'ten' }, 'sample'],
+    ['POST', '/api/v1/segments/preview', { condition: 'true', sample: -3 }, 'sample'],
+    ['POST', '/api/v1/suppressions', { channel: 5, address: 'x@example.com' }, 'channel'],
+    ['POST', '/api/v1/suppressions', { address: 'x@example.com', reason: ['manual'] }, 'reason'],
+    ['POST', '/api/v1/suppressions', { address: 'x@example.com', detail: { a: 1 } }, 'detail'],
+    ['PUT', '/api/v1/contacts/bad-input-user/subscriptions',
+      { channel: 'email', status: 'subscribed', confirmed: 'yes' }, 'confirmed'],
+    ['POST', '/api/v1/contacts/import',
+      { import_id: uid('imp'), contacts: [{ email: 'row@example.com', line: 'one' }] }, 'contacts[0].line'],
+  ];
+  for (const [method, pathname, body, field] of cases) {
+    test(`${method} ${pathname} ${JSON.stringify(body)}`, async () => {
+      const r = await ws.admin(method, pathname, { body });
+      assert.equal(r.status, 400, r.text);
+      assert.equal(r.json?.field, field, r.text);
+      await healthy();
+    });
+  }
+});
+
+test('no admin body, whatever its field types, brings the server down', async () => {
+  // Each route's fields, one at a time, replaced by a value of every other JSON type.
+  const routes = [
+    ['POST', '/api/v1/segments/preview', { condition: 'true', sample: 3 }],
+    ['PUT', `/api/v1/segments/${uid('seg')}`, { id: 'x', name: 'X', condition: 'true' }],
+    ['POST', '/api/v1/suppressions', { channel: 'email', address: 'y@example.com', reason: 'manual', detail: 'd' }],
+    ['PUT', '/api/v1/contacts/bad-input-user/subscriptions',
+      { channel: 'email', topic: null, status: 'subscribed', confirmed: true, source: 'form' }],
+    ['POST', '/api/v1/contacts/bad-input-user/consent', { channel: 'email', status: 'subscribed', source: 'form' }],
+    ['POST', '/api/v1/templates/hello/preview', { context: { contact: { id: 1, traits: {} } }, user_id: 'bad-input-user' }],
+    ['POST', '/api/v1/contacts/import', { import_id: 'i', contacts: [{ email: 'z@example.com', line: 1, traits: {} }] }],
+    ['POST', '/api/v1/workspaces', { name: 'n' }],
+    ['POST', '/api/v1/journeys/none/trigger', { user_id: 'bad-input-user', data: {} }],
+  ];
+  const others = [5, -1.5, true, null, 'text', [1, 'a'], { k: 'v' }];
+  let sent = 0;
+  for (const [method, pathname, valid] of routes) {
+    for (const field of Object.keys(valid)) {
+      for (const v of others) {
+        const body = { ...valid, [field]: v };
+        const r = await ws.admin(method, pathname, { body });
+        assert.ok(r.status < 500, `${method} ${pathname} ${JSON.stringify(body)}: ${r.status} ${r.text}`);
+        sent++;
+      }
+      await healthy();
+    }
+  }
+  assert.ok(sent > 100);
+});
