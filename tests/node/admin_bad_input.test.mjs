@@ -81,3 +81,47 @@ test('no admin body, whatever its field types, brings the server down', async ()
   }
   assert.ok(sent > 100);
 });
+
+test('bounce webhooks with any field of another type answer without bringing the server down', async () => {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), '../feedback');
+  // Every leaf (and every object/array) of a sample, replaced in turn by values of other types.
+  function* variants(doc) {
+    const others = [7, true, null, 'text', [], { k: 1 }];
+    function* walk(node, set) {
+      for (const v of others) yield set(v);
+      if (node && typeof node === 'object') {
+        for (const k of Object.keys(node)) {
+          yield* walk(node[k], (v) => set(Array.isArray(node) ? node.map((x, i) => (String(i) === k ? v : x)) : { ...node, [k]: v }));
+        }
+      }
+    }
+    yield* walk(doc, (v) => v);
+  }
+  const samples = [
+    ['/hooks/sendgrid', JSON.parse(fs.readFileSync(path.join(dir, 'sendgrid_events.json'), 'utf8'))],
+    ['/hooks/postmark', JSON.parse(fs.readFileSync(path.join(dir, 'postmark_bounce.json'), 'utf8'))],
+    ['/hooks/postmark', JSON.parse(fs.readFileSync(path.join(dir, 'postmark_spam_complaint.json'), 'utf8'))],
+  ];
+  // SES arrives through SNS with the notification as a JSON string: vary both levels.
+  const ses = JSON.parse(fs.readFileSync(path.join(dir, 'ses_bounce.json'), 'utf8'));
+  const sesInner = JSON.parse(ses.Message);
+  const sesDocs = [...variants(ses)];
+  for (const inner of variants(sesInner)) sesDocs.push({ ...ses, Message: JSON.stringify(inner) });
+  let sent = 0;
+  const post = async (hook, doc) => {
+    const r = await request(`${server.url}${hook}?key=${ws.writeKey}`, {
+      method: 'POST', body: JSON.stringify(doc), headers: { 'Content-Type': 'application/json' },
+    });
+    assert.ok(r.status < 500, `${hook} ${JSON.stringify(doc).slice(0, 300)}: ${r.status} ${r.text}`);
+    if (++sent % 100 === 0) await healthy();
+  };
+  for (const doc of sesDocs.slice(0, 1500)) await post('/hooks/ses', doc);
+  for (const [hook, sample] of samples) {
+    for (const doc of [...variants(sample)].slice(0, 1500)) await post(hook, doc);
+  }
+  await healthy();
+  assert.ok(sent > 200, `${sent} requests`);
+});
