@@ -40,16 +40,71 @@ struct JourneyState {
 
 enum class Wait : uint8_t { kNone, kTimer, kEvent, kCondition, kQuiet };
 
-// What the engine keeps in memory of an active instance; the row holds the rest.
+// What the engine keeps in memory of an active instance; the row holds the rest. Kept small:
+// a million waiting contacts are a million of these (docs/journeys.md, memory).
 struct Active {
   int64_t id = 0;
-  WorkspaceId ws = 0;
-  std::string journey;
-  int64_t version = 0;
   ContactId contact = 0;
-  size_t step = 0;
+  Millis wake = 0;                   // 0 = no timer
+  const JourneyState* js = nullptr;  // journeys are never erased, so the pointer stays valid
+  int32_t version = 0;
+  uint16_t step = 0;
   Wait wait = Wait::kNone;
-  Millis wake = 0;  // 0 = no timer
+};
+static_assert(sizeof(Active) <= 40, "an active instance stays within one 64-byte heap chunk");
+
+// The active instances by contact (events and trait changes look them up by contact; timers
+// and runs know both). One node per instance, nothing else per instance.
+class ActiveSet {
+ public:
+  Active* Find(ContactId contact, int64_t id) {
+    auto [b, e] = map_.equal_range(contact);
+    for (auto it = b; it != e; ++it)
+      if (it->second.id == id) return &it->second;
+    return nullptr;
+  }
+  Active& Add(const Active& a) { return map_.emplace(a.contact, a)->second; }
+  void Erase(ContactId contact, int64_t id) {
+    auto [b, e] = map_.equal_range(contact);
+    for (auto it = b; it != e; ++it)
+      if (it->second.id == id) {
+        map_.erase(it);
+        return;
+      }
+  }
+  std::vector<int64_t> IdsOf(ContactId contact) const {
+    std::vector<int64_t> ids;
+    auto [b, e] = map_.equal_range(contact);
+    for (auto it = b; it != e; ++it) ids.push_back(it->second.id);
+    return ids;
+  }
+  // The instances of `from` now belong to `into` (a merge): the nodes move, nothing is copied.
+  void Move(ContactId from, ContactId into) {
+    while (true) {
+      auto it = map_.find(from);
+      if (it == map_.end()) return;
+      auto node = map_.extract(it);
+      node.key() = into;
+      node.mapped().contact = into;
+      map_.insert(std::move(node));
+    }
+  }
+  size_t size() const { return map_.size(); }
+  template <typename F>
+  void ForEach(F f) {
+    for (auto& [contact, a] : map_) f(a);
+  }
+
+ private:
+  std::unordered_multimap<ContactId, Active> map_;
+};
+
+// A timer of an instance: when, and which instance of which contact.
+struct InstanceTimer {
+  Millis at;
+  ContactId contact;
+  int64_t id;
+  bool operator>(const InstanceTimer& o) const { return at > o.at; }
 };
 
 struct DateTimer {
@@ -125,15 +180,13 @@ struct Engine::Impl {
   mutable std::recursive_mutex mu;  // the state below; observer callbacks re-enter
   std::map<std::pair<WorkspaceId, std::string>, JourneyState> journeys;
   std::map<WorkspaceId, Policies> policies;
-  std::unordered_map<int64_t, Active> active;
-  std::unordered_map<ContactId, std::vector<int64_t>> by_contact;
+  ActiveSet active;
   std::map<std::pair<ContactId, std::string>, Millis> date_scheduled;  // (contact, journey)
   std::vector<Emit> emits;
 
   mutable std::mutex timer_mutex;
   std::condition_variable timer_cv;
-  std::priority_queue<std::pair<Millis, int64_t>, std::vector<std::pair<Millis, int64_t>>,
-                      std::greater<>>
+  std::priority_queue<InstanceTimer, std::vector<InstanceTimer>, std::greater<>>
       timers;  // GUARDED_BY(timer_mutex)
   std::priority_queue<DateTimer, std::vector<DateTimer>, std::greater<>> date_timers;  // ditto
   bool stopping = false;
@@ -166,19 +219,12 @@ struct Engine::Impl {
     a.wake = wake;
     if (!wake) return;
     std::lock_guard lock(timer_mutex);
-    const bool earlier = timers.empty() || wake < timers.top().first;
-    timers.emplace(wake, a.id);
+    const bool earlier = timers.empty() || wake < timers.top().at;
+    timers.push({wake, a.contact, a.id});
     if (earlier) timer_cv.notify_all();
   }
 
-  void Forget(int64_t id) {
-    auto it = active.find(id);
-    if (it == active.end()) return;
-    auto& list = by_contact[it->second.contact];
-    std::erase(list, id);
-    if (list.empty()) by_contact.erase(it->second.contact);
-    active.erase(it);
-  }
+  void Forget(ContactId contact, int64_t id) { active.Erase(contact, id); }
 
   void Queue(ContactId contact, std::string name, json properties, std::string key) {
     emits.push_back({contact, std::move(name), std::move(properties), std::move(key)});
@@ -216,7 +262,7 @@ struct Engine::Impl {
     inst.wake_at.reset();
     inst.updated_at = now;
     NUDGE_TRY(txn.UpdateInstance(inst));
-    Forget(inst.id);
+    Forget(inst.contact, inst.id);
     Queue(inst.contact, "Journey Exited",
           {{"journey", inst.journey},
            {"version", inst.version},
@@ -235,7 +281,7 @@ struct Engine::Impl {
              std::optional<size_t> at, json& data, Millis late_by, bool resume) {
     const Millis now = clock.NowMillis();
     Active* a = nullptr;
-    if (auto it = active.find(inst.id); it != active.end()) a = &it->second;
+    a = active.Find(inst.contact, inst.id);
     for (int guard = 0; guard < 256; ++guard) {
       if (!at) {
         if (!inst.step.empty()) NUDGE_TRY(txn.LogStep(inst, inst.step, "completed", now));
@@ -263,7 +309,7 @@ struct Engine::Impl {
       resume = false;
       if (steps_run) steps_run->Add();
       if (a) {
-        a->step = *at;
+        a->step = static_cast<uint16_t>(*at);
         a->wait = Wait::kNone;
         a->wake = 0;
       }
@@ -578,9 +624,12 @@ struct Engine::Impl {
     inst.data = data.dump();
     NUDGE_ASSIGN_OR_RETURN(inst.id, txn.InsertInstance(inst));
     if (entered) entered->Add();
-    Active a{inst.id, js.ws, js.id, js.current, contact, 0, Wait::kNone, 0};
-    active[inst.id] = a;
-    by_contact[contact].push_back(inst.id);
+    Active a;
+    a.id = inst.id;
+    a.contact = contact;
+    a.js = &js;
+    a.version = static_cast<int32_t>(js.current);
+    active.Add(a);
     if (entered_id) *entered_id = inst.id;
     Queue(contact, "Journey Entered",
           {{"journey", js.id}, {"version", js.current}, {"instance", inst.id}},
@@ -617,13 +666,13 @@ struct Engine::Impl {
     const ContactId contact = cache.Resolve(e.contact);
     const Millis now = clock.NowMillis();
     // Instances already running: goals, then waits for this event or a condition.
-    if (auto it = by_contact.find(contact); it != by_contact.end()) {
-      const std::vector<int64_t> ids = it->second;
+    {
+      const std::vector<int64_t> ids = active.IdsOf(contact);
       for (int64_t id : ids) {
-        auto ait = active.find(id);
-        if (ait == active.end()) continue;
-        Active a = ait->second;
-        JourneyState* js = Find(a.ws, a.journey);
+        const Active* found = active.Find(contact, id);
+        if (!found) continue;
+        Active a = *found;
+        const JourneyState* js = a.js;
         if (!js || js->status != kActive) continue;
         const Journey& j = *js->versions.at(a.version);
         if (j.exit_when && segments.MatchesLocked(*j.exit_when, contact, &e.body, true)) {
@@ -723,15 +772,14 @@ struct Engine::Impl {
 
   // Goals written on traits and waits for conditions, after a change to the contact.
   Status RecheckContact(store::WriteTxn& txn, ContactId contact) {
-    auto it = by_contact.find(contact);
-    if (it == by_contact.end()) return Status::Ok();
+    const std::vector<int64_t> ids = active.IdsOf(contact);
+    if (ids.empty()) return Status::Ok();
     const Millis now = clock.NowMillis();
-    const std::vector<int64_t> ids = it->second;
     for (int64_t id : ids) {
-      auto ait = active.find(id);
-      if (ait == active.end()) continue;
-      Active a = ait->second;
-      JourneyState* js = Find(a.ws, a.journey);
+      const Active* found = active.Find(contact, id);
+      if (!found) continue;
+      Active a = *found;
+      const JourneyState* js = a.js;
       if (!js || js->status != kActive) continue;
       const Journey& j = *js->versions.at(a.version);
       if (j.exit_when && segments.MatchesLocked(*j.exit_when, contact, nullptr, true)) {
@@ -757,17 +805,17 @@ struct Engine::Impl {
 
   // ---- timers ----
 
-  Status Fire(store::WriteTxn& txn, int64_t id, Millis due) {
-    auto ait = active.find(id);
-    if (ait == active.end() || ait->second.wake != due) return Status::Ok();  // stale
-    Active a = ait->second;
-    JourneyState* js = Find(a.ws, a.journey);
+  Status Fire(store::WriteTxn& txn, ContactId contact, int64_t id, Millis due) {
+    const Active* found = active.Find(contact, id);
+    if (!found || found->wake != due) return Status::Ok();  // stale
+    Active a = *found;
+    const JourneyState* js = a.js;
     if (!js) return Status::Ok();
     const Millis now = clock.NowMillis();
     if (js->status != kActive) return Status::Ok();  // paused: resumed later
     NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
     if (!inst || inst->status != kActive) {
-      Forget(id);
+      Forget(contact, id);
       return Status::Ok();
     }
     if (lateness) lateness->Observe(static_cast<double>(now - due) / 1000.0);
@@ -795,7 +843,7 @@ struct Engine::Impl {
               change && *change < wake)
             wake = *change;
           inst->wake_at = wake;
-          Schedule(ait->second, wake);
+          if (Active* cur = active.Find(contact, id)) Schedule(*cur, wake);
           return Save(txn, *inst, data);
         }
         [[fallthrough]];
@@ -828,7 +876,7 @@ struct Engine::Impl {
     std::unique_lock lock(timer_mutex);
     while (!stopping) {
       Millis due = INT64_MAX;
-      if (!timers.empty()) due = timers.top().first;
+      if (!timers.empty()) due = timers.top().at;
       if (!date_timers.empty()) due = std::min(due, date_timers.top().at);
       const Millis now = clock.NowMillis();
       if (due > now) {
@@ -927,7 +975,12 @@ Status Engine::Load() {
       const Journey& j = *js->versions.at(i.version);
       auto step = j.index.find(i.step);
       if (step == j.index.end()) continue;
-      Active a{i.id, i.workspace, i.journey, i.version, i.contact, step->second, Wait::kNone, 0};
+      Active a;
+      a.id = i.id;
+      a.contact = i.contact;
+      a.js = js;
+      a.version = static_cast<int32_t>(i.version);
+      a.step = static_cast<uint16_t>(step->second);
       const Step& s = j.steps[step->second];
       if (i.wake_at) {
         a.wait = s.kind == StepKind::kWait   ? Wait::kTimer
@@ -935,9 +988,8 @@ Status Engine::Load() {
                  : s.wait_condition          ? Wait::kCondition
                                              : Wait::kEvent;
       }
-      m.active[i.id] = a;
-      m.by_contact[i.contact].push_back(i.id);
-      if (i.wake_at) m.Schedule(m.active[i.id], *i.wake_at);
+      Active& added = m.active.Add(a);
+      if (i.wake_at) m.Schedule(added, *i.wake_at);
     }
     // Date triggers come back from the contacts' traits.
     m.cache.ForEach(0, [&](ContactId id, const profile::ContactState& st) {
@@ -1050,8 +1102,9 @@ Status Engine::SetStatus(WorkspaceId ws, const std::string& id, const std::strin
     NUDGE_TRY(txn.PutJourney({ws, id, js->current, status, now}));
     if (status == "archived") {
       std::vector<int64_t> ids;
-      for (const auto& [iid, a] : m.active)
-        if (a.ws == ws && a.journey == id) ids.push_back(iid);
+      m.active.ForEach([&](const Active& a) {
+        if (a.js == js) ids.push_back(a.id);
+      });
       for (int64_t iid : ids) {
         NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(iid));
         if (inst) NUDGE_TRY(m.End(txn, *inst, "exited", "archived", "exited", now));
@@ -1059,8 +1112,9 @@ Status Engine::SetStatus(WorkspaceId ws, const std::string& id, const std::strin
     }
     if (status == kActive && before == "paused") {
       // Timers that came due during the pause fire now.
-      for (auto& [iid, a] : m.active)
-        if (a.ws == ws && a.journey == id && a.wake && a.wake <= now) m.Schedule(a, a.wake);
+      m.active.ForEach([&](Active& a) {
+        if (a.js == js && a.wake && a.wake <= now) m.Schedule(a, a.wake);
+      });
     }
     return m.FlushEmits(txn);
   });
@@ -1076,11 +1130,11 @@ Result<std::vector<StepStats>> Engine::Stats(WorkspaceId ws, const std::string& 
     if (it == m.journeys.end() || it->second.versions.empty())
       return Err(Status::NotFound("no journey '" + id + "'"));
     def = it->second.versions.at(it->second.current);
-    for (const auto& [iid, a] : m.active) {
-      if (a.ws != ws || a.journey != id) continue;
+    m.active.ForEach([&](const Active& a) {
+      if (a.js != &it->second) return;
       const auto& v = it->second.versions.at(a.version);
       if (a.step < v->steps.size()) ++waiting[v->steps[a.step].id];
-    }
+    });
   }
   std::vector<store::StepCount> counts;
   NUDGE_TRY(m.store.Read([&](store::ReadTxn& t) -> Status {
@@ -1162,11 +1216,11 @@ Result<int64_t> Engine::Trigger(WorkspaceId ws, const std::string& id, ContactId
 Status Engine::RunDue() {
   Impl& m = *impl_;
   const Millis now = m.clock.NowMillis();
-  std::vector<std::pair<Millis, int64_t>> due;
+  std::vector<InstanceTimer> due;
   std::vector<DateTimer> dates;
   {
     std::lock_guard lock(m.timer_mutex);
-    while (!m.timers.empty() && m.timers.top().first <= now && due.size() < 20000) {
+    while (!m.timers.empty() && m.timers.top().at <= now && due.size() < 20000) {
       due.push_back(m.timers.top());
       m.timers.pop();
     }
@@ -1181,12 +1235,10 @@ Status Engine::RunDue() {
       std::unique_lock cache_lock(m.cache.mutex);
       std::lock_guard lock(m.mu);
       for (size_t k = start; k < std::min(due.size(), start + 2000); ++k) {
-        auto it = m.active.find(due[k].second);
-        if (it != m.active.end()) {
-          JourneyState* js = m.Find(it->second.ws, it->second.journey);
-          if (js && js->status == "paused" && it->second.wake == due[k].first) continue;  // held
-        }
-        NUDGE_TRY(m.Fire(txn, due[k].second, due[k].first));
+        const InstanceTimer& t = due[k];
+        if (const Active* a = m.active.Find(t.contact, t.id))
+          if (a->js && a->js->status == "paused" && a->wake == t.at) continue;  // held
+        NUDGE_TRY(m.Fire(txn, t.contact, t.id, t.at));
       }
       for (size_t k = start; k < std::min(dates.size(), start + 2000); ++k)
         NUDGE_TRY(m.FireDate(txn, dates[k]));
@@ -1199,7 +1251,7 @@ Status Engine::RunDue() {
 std::optional<Millis> Engine::NextDue() const {
   std::lock_guard lock(impl_->timer_mutex);
   std::optional<Millis> due;
-  if (!impl_->timers.empty()) due = impl_->timers.top().first;
+  if (!impl_->timers.empty()) due = impl_->timers.top().at;
   if (!impl_->date_timers.empty() && (!due || impl_->date_timers.top().at < *due))
     due = impl_->date_timers.top().at;
   return due;
@@ -1235,14 +1287,7 @@ Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId 
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);
   NUDGE_TRY(txn.MoveInstances(from, into));
-  auto it = m.by_contact.find(from);
-  if (it != m.by_contact.end()) {
-    for (int64_t id : it->second) {
-      m.active[id].contact = into;
-      m.by_contact[into].push_back(id);
-    }
-    m.by_contact.erase(from);
-  }
+  m.active.Move(from, into);
   return Status::Ok();
 }
 
@@ -1250,11 +1295,7 @@ Status Engine::OnContactDeleted(store::WriteTxn& txn, ContactId id) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);
   // The store erased the instances with the contact; forget them here too.
-  auto it = m.by_contact.find(id);
-  if (it != m.by_contact.end()) {
-    const std::vector<int64_t> ids = it->second;
-    for (int64_t iid : ids) m.Forget(iid);
-  }
+  for (int64_t iid : m.active.IdsOf(id)) m.Forget(id, iid);
   std::erase_if(m.date_scheduled, [&](const auto& kv) { return kv.first.first == id; });
   return Status::Ok();
 }

@@ -850,43 +850,38 @@ json DiskPerInstance(const std::string& db_path, int64_t instances) {
   return out;
 }
 
-// What the journey engine keeps per waiting instance, from the layout of engine.cc's structures
-// (mirrored here: keep in step with engine.cc): `active` (unordered_map<int64_t, Active>),
-// `by_contact` (unordered_map<ContactId, vector<int64_t>>), `timers` (a heap of
-// pair<Millis, int64_t>). glibc malloc chunks: request + 8, rounded up to 16, at least 32.
+// The layout the engine's in-memory state should take per pending timer (src/journey/engine.cc):
+// one node of an unordered_multimap<ContactId, Active> per instance (Active: 40 B), its share of
+// the bucket array, and one entry of the timer heap (24 B: when, contact, instance). glibc malloc
+// chunks: request + 8, rounded up to 16, at least 32.
 struct ActiveMirror {
   int64_t id;
-  WorkspaceId ws;
-  std::string journey;
-  int64_t version;
   store::ContactId contact;
-  size_t step;
-  uint8_t wait;
   Millis wake;
+  const void* journey;
+  int32_t version;
+  uint16_t step;
+  uint8_t wait;
+};
+struct TimerMirror {
+  Millis at;
+  store::ContactId contact;
+  int64_t id;
 };
 size_t Chunk(size_t n) { return std::max<size_t>(32, (n + 8 + 15) & ~size_t{15}); }
 
-json LayoutEstimate(const std::vector<int64_t>& per_journey) {
-  const size_t active_node = Chunk(8 + sizeof(std::pair<const int64_t, ActiveMirror>));
-  const size_t contact_node = Chunk(8 + sizeof(std::pair<const int64_t, std::vector<int64_t>>));
-  const size_t id_vector = Chunk(sizeof(int64_t));
-  double long_ids = 0, total = 0;
-  for (int j = 0; j < kNumJourneys; ++j) {
-    total += static_cast<double>(per_journey[j]);
-    const size_t len = std::strlen(kJourneys[j].id);
-    if (len > 15)
-      long_ids += static_cast<double>(per_journey[j] * static_cast<int64_t>(Chunk(len + 1)));
-  }
-  const double journey_heap = total > 0 ? long_ids / total : 0;
-  // Buckets: 8 B each, 1–2 per element (load factor ≤ 1, doubling); the heap's vector: 16 B
-  // per element, 1–2× capacity.
-  const double low =
-      static_cast<double>(active_node + contact_node + id_vector) + journey_heap + 8 + 8 + 16;
-  const double high = low + 8 + 8 + 16;
-  return {{"active_map_node", active_node},    {"by_contact_node", contact_node},
-          {"by_contact_id_vector", id_vector}, {"journey_id_heap_string_mean", Round(journey_heap)},
-          {"hash_buckets", "8-16 per map"},    {"timer_heap_entry", "16-32"},
-          {"bytes_per_timer_low", Round(low)}, {"bytes_per_timer_high", Round(high)}};
+json LayoutEstimate() {
+  const size_t node = Chunk(8 + sizeof(std::pair<const store::ContactId, ActiveMirror>));
+  // Buckets: 8 B each, 1–2 per element (load factor ≤ 1, doubling); the heap's vector: one
+  // entry per element, 1–2× capacity.
+  const double low = static_cast<double>(node + 8 + sizeof(TimerMirror));
+  const double high = low + 8 + static_cast<double>(sizeof(TimerMirror));
+  return {{"instance_node", node},
+          {"hash_buckets", "8-16"},
+          {"timer_heap_entry",
+           std::to_string(sizeof(TimerMirror)) + "-" + std::to_string(2 * sizeof(TimerMirror))},
+          {"bytes_per_timer_low", Round(low)},
+          {"bytes_per_timer_high", Round(high)}};
 }
 
 struct FireResult {
@@ -941,7 +936,7 @@ json RunPart2(const Args& a, const std::string& db_path, const json& p1,
     mem["contact_cache_bytes_per_contact"] =
         Round(static_cast<double>(cache.MemoryBytes()) /
               static_cast<double>(std::max<size_t>(1, cache.size())));
-    mem["layout_estimate"] = LayoutEstimate(expected);
+    mem["layout_estimate"] = LayoutEstimate();
     mem["load_seconds"] = {{"segments", Round(segments_load_s)},
                            {"journeys", Round(journeys_load_s)}};
     mem["note"] =
