@@ -583,6 +583,10 @@ Result<Journey> ParseJourney(std::string_view text, std::string_view source,
   const YAML::Node steps = root["steps"];
   if (!Defined(steps) || !steps.IsSequence() || steps.size() == 0)
     return Err(Status::Invalid("steps: expected a list of steps", doc.Where(root)));
+  if (steps.size() > kMaxSteps)
+    return Err(Status::Invalid("steps: a journey has at most " + std::to_string(kMaxSteps) +
+                                   " steps, this one " + std::to_string(steps.size()),
+                               doc.Where(steps)));
   for (const YAML::Node& n : steps) {
     NUDGE_ASSIGN_OR_RETURN(Step s, ParseStep(doc, n));
     if (j.index.count(s.id))

@@ -114,6 +114,9 @@ struct Step {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// The most steps a journey may have (the engine keeps a step's index in 16 bits).
+inline constexpr size_t kMaxSteps = 1000;
+
 struct Journey {
   std::string id;
   std::string name;

@@ -40,6 +40,19 @@ steps:
   EXPECT_NE(all.find("never waits"), std::string::npos) << all;
 }
 
+TEST(JourneyDefinition, AJourneyHasAtMostAThousandSteps) {
+  auto text = [](size_t n) {
+    std::string t = "id: long\ntrigger: { event: A }\nsteps:\n";
+    for (size_t i = 0; i < n; ++i) t += "  - { id: s" + std::to_string(i) + ", wait: 1m }\n";
+    return t;
+  };
+  EXPECT_TRUE(ParseJourney(text(kMaxSteps), "j.yaml"));
+  auto j = ParseJourney(text(kMaxSteps + 1), "j.yaml");
+  ASSERT_FALSE(j);
+  EXPECT_EQ(j.error().where(), "j.yaml:4:3") << j.error().ToString();
+  EXPECT_NE(j.error().ToString().find("at most 1000 steps"), std::string::npos);
+}
+
 TEST(JourneyDefinition, ParsingErrorsSayWhere) {
   auto j = ParseJourney("id: x\ntrigger: { event: A }\nsteps:\n  - id: a\n    wait: forever\n",
                         "j.yaml");
