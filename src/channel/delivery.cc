@@ -238,6 +238,7 @@ struct Dispatcher::Impl {
       for (int page = 0; page < 64 && static_cast<int>(picked.size()) < o.batch; ++page) {
         NUDGE_ASSIGN_OR_RETURN(due, r.DueMessages(now, o.batch, after));
         if (due.empty()) break;
+        if (o.after_due_read) o.after_due_read();
         after = due.back().id;
         for (auto& m : due) {
           {

@@ -25,6 +25,7 @@
 // delivery thread. All public methods are thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -60,6 +61,9 @@ struct DeliveryOptions {
   bool track_opens = true;
   bool track_clicks = true;
   bool background = true;  // false: no threads; tests call RunOnce
+  // Tests only: runs in a pick after its read found the due messages and before it looks at
+  // them, so a test can settle a message the pick's snapshot still shows as due.
+  std::function<void()> after_due_read;
 };
 
 struct DeliveryDeps {

@@ -57,16 +57,7 @@ class DeliveryTest : public ::testing::Test {
     auto email = std::make_unique<RecordingChannel>("email");
     mail = email.get();
     ASSERT_TRUE(channels.Add(std::move(email)).ok());
-    DeliveryOptions o;
-    o.background = false;
-    o.public_url = "https://nudge.test";
-    o.message_id_domain = "acme.test";
-    o.retry_initial = 60'000;
-    o.max_attempts = 3;
-    dispatcher = std::make_unique<Dispatcher>(
-        DeliveryDeps{box->store(), box->segments(), box->journeys(), *templates, *secrets, channels,
-                     box->clock(), nullptr},
-        o);
+    dispatcher = MakeDispatcher(Options());
     ASSERT_TRUE(dispatcher->Start().ok());
     Put("id: hello\nchannel: email\nsubject: \"Hi {{ contact.traits.first_name }}\"\n"
         "html: \"<p>Hello {{ contact.traits.first_name }}, see <a href='https://acme.test/pricing'>"
@@ -75,6 +66,22 @@ class DeliveryTest : public ::testing::Test {
                                 "  - id: mail\n    send: { channel: email, template: hello }\n",
                                 "journeys/j.yaml")
                     .ok());
+  }
+
+  static DeliveryOptions Options() {
+    DeliveryOptions o;
+    o.background = false;
+    o.public_url = "https://nudge.test";
+    o.message_id_domain = "acme.test";
+    o.retry_initial = 60'000;
+    o.max_attempts = 3;
+    return o;
+  }
+  std::unique_ptr<Dispatcher> MakeDispatcher(DeliveryOptions o) {
+    return std::make_unique<Dispatcher>(
+        DeliveryDeps{box->store(), box->segments(), box->journeys(), *templates, *secrets, channels,
+                     box->clock(), nullptr},
+        std::move(o));
   }
 
   void Put(const std::string& yaml) {
@@ -360,6 +367,32 @@ TEST_F(DeliveryTest, AMessageLeftSendingByACrashGoesAgain) {
   ASSERT_EQ(mail->sent.size(), 1u);
   EXPECT_EQ(Only().status, "sent");
   EXPECT_EQ(Only().attempts, 2);
+}
+
+// A pick reads the due messages from a snapshot. If, meanwhile, another pick claims, sends and
+// settles one of them, the snapshot still shows it queued: it must not go out a second time.
+TEST_F(DeliveryTest, APickWhoseSnapshotPredatesASendDoesNotSendItAgain) {
+  Identify("dot", {{"email", "dot@example.com"}});
+  Go("dot");
+  Dispatcher* self = nullptr;
+  int inner_runs = 0;
+  DeliveryOptions o = Options();
+  o.after_due_read = [&] {
+    if (inner_runs++ > 0) return;  // only the outer pick lets another run in between
+    auto r = self->RunOnce();
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(*r, 1) << "the inner pick takes the message";
+  };
+  auto racing = MakeDispatcher(std::move(o));
+  self = racing.get();
+  ASSERT_TRUE(racing->Start().ok());
+  auto outer = racing->RunOnce();
+  ASSERT_TRUE(outer) << outer.error().ToString();
+  EXPECT_GE(inner_runs, 1);
+  EXPECT_EQ(*outer, 0) << "the outer pick, reading an older snapshot, leaves the message alone";
+  ASSERT_EQ(mail->sent.size(), 1u) << "one send, not two";
+  EXPECT_EQ(Only().status, "sent");
+  EXPECT_EQ(Only().attempts, 1);
 }
 
 TEST_F(DeliveryTest, MissingTemplateOrAddressFailsWithAReason) {
