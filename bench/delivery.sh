@@ -39,11 +39,9 @@ build=${1:-build}
 [[ "$build" = /* ]] || build="$PWD/$build"
 count=${2:-20000}
 
-fail() {
-  echo "delivery: $*" >&2
-  printf '{"benchmark":"delivery","ok":false,"error":"%s"}\n' "${*//\"/\'}"
-  exit 1
-}
+bench=delivery
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ -x "$build/nudge" ] || fail "no nudge binary in $build (build the nudge target first)"
 [[ "$count" =~ ^[0-9]+$ ]] && [ "$count" -gt 0 ] || fail "COUNT must be a positive number"

@@ -43,11 +43,9 @@ build=${1:-build}
 contacts=${2:-1000000}
 bin="$build/src/journey/journeys_bench"
 
-fail() {
-  echo "journeys: $*" >&2
-  printf '{"benchmark":"journeys","ok":false,"error":"%s"}\n' "${*//\"/\'}"
-  exit 1
-}
+bench=journeys
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ -x "$bin" ] || fail "no $bin (configure with -DNUDGE_BUILD_BENCH=ON and build journeys_bench)"
 [[ "$contacts" =~ ^[0-9]+$ ]] && [ "$contacts" -gt 0 ] || fail "CONTACTS must be a positive number"

@@ -32,11 +32,9 @@ build=${1:-build}
 contacts=${2:-1000000}
 bin="$build/bench/segments_bench"
 
-fail() {
-  echo "segments: $*" >&2
-  printf '{"benchmark":"segments","ok":false,"error":"%s"}\n' "${*//\"/\'}"
-  exit 1
-}
+bench=segments
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ -x "$bin" ] || fail "no $bin (configure with -DNUDGE_BUILD_BENCH=ON and build segments_bench)"
 [[ "$contacts" =~ ^[0-9]+$ ]] && [ "$contacts" -gt 0 ] || fail "CONTACTS must be a positive number"

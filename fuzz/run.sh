@@ -26,7 +26,7 @@ flags=(-std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
   -fno-sanitize-recover=all -I "$root/src" -Wno-unused-command-line-argument)
 
 # The library sources the targets need, compiled once with coverage instrumentation.
-sources=(core/status.cc core/clock.cc core/time.cc core/crypto.cc core/json.cc core/csv.cc
+sources=(core/status.cc core/clock.cc core/time.cc core/crypto.cc core/json.cc core/csv.cc core/url.cc
   ingest/parser.cc ingest/json_error.cc ingest/gzip.cc profile/list_hygiene.cc
   channel/feedback/feedback.cc channel/feedback/mime.cc channel/feedback/report.cc
   channel/feedback/webhooks.cc channel/feedback/internal/text.cc
@@ -37,7 +37,7 @@ declare -A target_sources=(
   [event_parser_fuzz]="core/status.cc core/clock.cc core/time.cc core/crypto.cc core/json.cc ingest/parser.cc ingest/json_error.cc ingest/gzip.cc"
   [csv_fuzz]="core/status.cc core/json.cc core/csv.cc profile/list_hygiene.cc"
   [feedback_fuzz]="core/status.cc core/json.cc channel/feedback/feedback.cc channel/feedback/mime.cc channel/feedback/report.cc channel/feedback/webhooks.cc channel/feedback/internal/text.cc"
-  [liquid_fuzz]="core/status.cc core/clock.cc core/json.cc content/liquid.cc content/internal/parser.cc content/internal/render.cc content/internal/filters.cc content/internal/ruby.cc content/internal/time_format.cc content/internal/unicode_case.cc"
+  [liquid_fuzz]="core/status.cc core/clock.cc core/json.cc core/url.cc content/liquid.cc content/internal/parser.cc content/internal/render.cc content/internal/filters.cc content/internal/ruby.cc content/internal/time_format.cc content/internal/unicode_case.cc"
 )
 declare -A target_libs=(
   [event_parser_fuzz]="-lsimdjson -lz -lcrypto"

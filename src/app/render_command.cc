@@ -1,10 +1,8 @@
 // `nudge render`: templates rendered offline, for writing and checking them without a server.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "app/offline.h"
 #include "cli/workspace_files.h"

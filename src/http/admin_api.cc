@@ -349,12 +349,8 @@ class AdminApi {
       if (!c.is_object())
         return Status::Invalid("must be an object", where.substr(0, where.size() - 1));
       profile::ImportRow row;
-      row.line = static_cast<int64_t>(i + 1);
-      if (auto l = c.find("line"); l != c.end() && !l->is_null()) {
-        if (!l->is_number_integer())
-          return Status::Invalid("must be a whole number", where + "line");
-        row.line = l->get<int64_t>();
-      }
+      NUDGE_ASSIGN_OR_RETURN(row.line,
+                             OptionalField<int64_t>(c, "line", static_cast<int64_t>(i + 1), where));
       NUDGE_TRY(str(c, "user_id", row.user_id, where));
       NUDGE_TRY(str(c, "email", row.email, where));
       NUDGE_TRY(str(c, "phone", row.phone, where));

@@ -4,9 +4,13 @@
 // ApiContext borrows the services the handlers use; it must outlive the Server.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
+#include <type_traits>
 
 #include "channel/channels_config.h"
 #include "channel/delivery.h"
@@ -54,6 +58,33 @@ Result<std::optional<store::Contact>> FindContactByKey(store::ReadTxn& t, store:
 // there is none, answers 401 through `reply` and returns nullopt.
 std::optional<store::WorkspaceId> AdminWorkspace(const store::WorkspaceRegistry& workspaces,
                                                  const Request& req, Reply& reply);
+
+// An optional field of a JSON object body: `fallback` when it is absent or null, a 400 naming
+// it (`where` + `key`) when it has another type. T: std::string, bool, int64_t or size_t.
+template <typename T>
+Result<T> OptionalField(const nlohmann::json& body, const std::string& key, T fallback,
+                        const std::string& where = "") {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return fallback;
+  bool ok = false;
+  const char* expected = "";
+  if constexpr (std::is_same_v<T, std::string>) {
+    ok = it->is_string();
+    expected = "must be a string";
+  } else if constexpr (std::is_same_v<T, bool>) {
+    ok = it->is_boolean();
+    expected = "must be true or false";
+  } else if constexpr (std::is_unsigned_v<T>) {
+    ok = it->is_number_unsigned();
+    expected = "must be a whole number from 0";
+  } else {
+    static_assert(std::is_same_v<T, int64_t>);
+    ok = it->is_number_integer();
+    expected = "must be a whole number";
+  }
+  if (!ok) return Err(Status::Invalid(expected, where + key));
+  return it->get<T>();
+}
 
 // An admin route: `method` of `api` runs with the workspace of the request's admin key.
 template <class Api>

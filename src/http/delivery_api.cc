@@ -301,10 +301,9 @@ class DeliveryApi {
     }
     auto c = ContactOf(ws, req.params["id"]);
     if (!c) return reply(ErrorResponse(c.error()));
-    if (auto it = body.find("confirmed"); it != body.end() && !it->is_null() && !it->is_boolean())
-      return reply(ErrorResponse(Status::Invalid("must be true or false", "confirmed")));
-    const bool confirmed = body.contains("confirmed") && body["confirmed"].is_boolean() &&
-                           body["confirmed"].get<bool>();
+    auto confirmed_field = OptionalField(body, "confirmed", false);
+    if (!confirmed_field) return reply(ErrorResponse(confirmed_field.error()));
+    const bool confirmed = *confirmed_field;
     auto doi = policies.double_opt_in.find(channel);
     const bool needs_confirmation = status == "subscribed" && !confirmed && topic.empty() &&
                                     doi != policies.double_opt_in.end() &&
@@ -400,30 +399,26 @@ class DeliveryApi {
     json body = json::parse(req.body, nullptr, false);
     if (!body.is_object())
       return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
-    for (const char* field : {"channel", "reason", "detail"})
-      if (auto it = body.find(field); it != body.end() && !it->is_null() && !it->is_string())
-        return reply(ErrorResponse(Status::Invalid("must be a string", field)));
-    auto text = [&](const char* field, const char* fallback) {
-      auto it = body.find(field);
-      return it == body.end() || it->is_null() ? std::string(fallback) : it->get<std::string>();
-    };
-    const std::string channel = text("channel", "email");
+    auto channel = OptionalField<std::string>(body, "channel", "email");
+    auto reason = OptionalField<std::string>(body, "reason", "manual");
+    auto detail = OptionalField<std::string>(body, "detail", "");
+    for (const auto* field : {&channel, &reason, &detail})
+      if (!*field) return reply(ErrorResponse(field->error()));
     if (!body.contains("address") || !body["address"].is_string())
       return reply(ErrorResponse(Status::Invalid("is required", "address")));
-    const std::string reason = text("reason", "manual");
-    if (reason != "manual" && reason != "unsubscribed" && reason != "hard_bounce" &&
-        reason != "complaint")
+    if (*reason != "manual" && *reason != "unsubscribed" && *reason != "hard_bounce" &&
+        *reason != "complaint")
       return reply(ErrorResponse(
           Status::Invalid("must be manual, unsubscribed, hard_bounce or complaint", "reason")));
-    auto address = NormalizeAddress(channel, body["address"].get<std::string>(),
+    auto address = NormalizeAddress(*channel, body["address"].get<std::string>(),
                                     ctx_.applier.options().default_region);
     if (!address) return reply(ErrorResponse(address.error()));
     store::Suppression sup;
     sup.workspace = ws;
-    sup.channel = channel;
+    sup.channel = *channel;
     sup.address = *address;
-    sup.reason = reason;
-    sup.detail = text("detail", "");
+    sup.reason = *reason;
+    sup.detail = *detail;
     sup.created_at = ctx_.clock.NowMillis();
     Status s = ctx_.store.WriteSync([&](store::WriteTxn& txn) { return txn.AddSuppression(sup); });
     if (!s.ok()) return reply(ErrorResponse(s));

@@ -107,14 +107,10 @@ class SegmentApi {
     json body = json::parse(req.body, nullptr, false);
     if (!body.is_object() || !body.contains("condition") || !body["condition"].is_string())
       return reply(ErrorResponse(Status::Invalid("is required (a string)", "condition")));
-    size_t sample = 10;
-    if (auto it = body.find("sample"); it != body.end() && !it->is_null()) {
-      if (!it->is_number_unsigned())
-        return reply(ErrorResponse(Status::Invalid("must be a whole number from 0", "sample")));
-      sample = it->get<size_t>();
-    }
+    auto sample = OptionalField<size_t>(body, "sample", 10);
+    if (!sample) return reply(ErrorResponse(sample.error()));
     auto p = ctx_.engine->PreviewCondition(ws, body["condition"].get<std::string>(),
-                                           std::min<size_t>(sample, 100));
+                                           std::min<size_t>(*sample, 100));
     if (!p) return reply(ErrorResponse(p.error()));
     json out = json::array();
     Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {

@@ -280,8 +280,7 @@ struct Engine::Impl {
   Status Run(store::WriteTxn& txn, store::Instance& inst, const Journey& j,
              std::optional<size_t> at, json& data, Millis late_by, bool resume) {
     const Millis now = clock.NowMillis();
-    Active* a = nullptr;
-    a = active.Find(inst.contact, inst.id);
+    Active* a = active.Find(inst.contact, inst.id);
     for (int guard = 0; guard < 256; ++guard) {
       if (!at) {
         if (!inst.step.empty()) NUDGE_TRY(txn.LogStep(inst, inst.step, "completed", now));

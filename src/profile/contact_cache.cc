@@ -70,11 +70,19 @@ store::ContactId ContactCache::Resolve(store::ContactId id) const {
   return id;
 }
 
-void ContactCache::Widen(store::ContactId id, Millis at) {
+bool ContactCache::Widen(store::ContactId id, Millis at) {
   ContactState* s = Get(id);
-  if (!s) return;
-  if (!s->first_seen || at < s->first_seen) s->first_seen = at;
-  if (at > s->last_seen) s->last_seen = at;
+  if (!s) return false;
+  bool moved = false;
+  if (!s->first_seen || at < s->first_seen) {
+    s->first_seen = at;
+    moved = true;
+  }
+  if (at > s->last_seen) {
+    s->last_seen = at;
+    moved = true;
+  }
+  return moved;
 }
 
 size_t ContactCache::MemoryBytes() const {

@@ -68,7 +68,8 @@ class ContactCache {
   void Merge(store::ContactId from, store::ContactId into);
   // Follows merges: the contact that now stands for id.
   store::ContactId Resolve(store::ContactId id) const;
-  void Widen(store::ContactId id, Millis at);  // first/last seen
+  // Widens first/last seen to include `at`; true when either moved.
+  bool Widen(store::ContactId id, Millis at);
 
   AggregateRegistry& registry() { return registry_; }
   const AggregateRegistry& registry() const { return registry_; }

@@ -596,6 +596,12 @@ struct Engine::Impl {
     const bool score_moved = !cause || reach.score_always ||
                              reach.score_events.contains(cause->name) ||
                              (cause->seen && (reach.score_reads & C::kReadsSeen));
+    // Whether what a condition reads besides its aggregates (Condition::reads) may have moved
+    // with the event.
+    auto reads_moved = [&](uint8_t reads) {
+      return (reads & (C::kReadsStage | C::kReadsSubscribed)) ||
+             (cause->seen && (reads & C::kReadsSeen)) || (score_moved && (reads & C::kReadsScore));
+    };
 
     // Score first: segments and stages may read it.
     if (score_moved) {
@@ -631,10 +637,7 @@ struct Engine::Impl {
         continue;
       }
       if (cause && !look[i] && i < reach.reads.size()) {
-        const uint8_t r = reach.reads[i];
-        bool affected = (r & (C::kReadsStage | C::kReadsSubscribed)) ||
-                        (cause->seen && (r & C::kReadsSeen)) ||
-                        (score_moved && (r & C::kReadsScore));
+        bool affected = reads_moved(reach.reads[i]);
         for (uint32_t d : reach.deps[i]) affected = affected || changed[d];
         if (!affected) continue;
       }
@@ -647,11 +650,8 @@ struct Engine::Impl {
       }
     }
 
-    const bool stages_moved = !cause ||
-                              (reach.stage_reads & (C::kReadsStage | C::kReadsSubscribed)) ||
+    const bool stages_moved = !cause || reads_moved(reach.stage_reads) ||
                               reach.stage_events.contains(cause->name) ||
-                              (cause->seen && (reach.stage_reads & C::kReadsSeen)) ||
-                              (score_moved && (reach.stage_reads & C::kReadsScore)) ||
                               (any_changed && reach.stage_segments);
     if (!only && stages_moved) {
       const auto& stages = ws.stages.stages;
@@ -802,11 +802,8 @@ struct Engine::Impl {
     if (state) {
       // What nudge derives (Segment Entered, ...) is not the contact being seen.
       EventCause cause{e.name, false};
-      if (!std::string_view(e.message_id).starts_with(store::kDerivedPrefix)) {
-        const Millis first = state->first_seen, last = state->last_seen;
-        cache.Widen(id, e.timestamp);
-        cause.seen = state->first_seen != first || state->last_seen != last;
-      }
+      if (!std::string_view(e.message_id).starts_with(store::kDerivedPrefix))
+        cause.seen = cache.Widen(id, e.timestamp);
       Feed(e, id, *state, &Rt(id), nullptr, true);
       NUDGE_TRY(Evaluate(txn, id, /*silent=*/false, nullptr, &cause));
     }

@@ -11,6 +11,7 @@
 #include "content/internal/ruby.h"
 #include "content/internal/time_format.h"
 #include "core/json.h"
+#include "core/url.h"
 
 namespace nudge::content::internal {
 namespace {
@@ -144,20 +145,8 @@ bool UrlEncode(Renderer& r, const Value& in, Args, size_t, Value* out) {
     *out = Value();
     return true;
   }
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string buf, res;
-  for (unsigned char c : ToView(in, buf)) {
-    if (std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~') {
-      res += static_cast<char>(c);
-    } else if (c == ' ') {
-      res += '+';
-    } else {
-      res += '%';
-      res += kHex[c >> 4];
-      res += kHex[c & 15];
-    }
-  }
-  *out = Str(r, res);
+  std::string buf;
+  *out = Str(r, core::PercentEncode(ToView(in, buf), /*space_as_plus=*/true));
   return true;
 }
 
