@@ -21,9 +21,12 @@
 //    - load: a restart, engine.Load() on a fresh ContactCache (contacts, memberships, replay of
 //      every event into the aggregates, reconcile); VmRSS before/after, ContactCache::MemoryBytes;
 //    - rebuild: engine.EvaluateAllForBenchmark (every segment for every contact, in memory),
-//      --rebuilds times; and each segment alone through Engine::PreviewCondition;
+//      --rebuilds times; and each segment alone through Engine::PreviewCondition (a condition
+//      on traits only, on paths the segments read, is answered from the trait columns:
+//      load.trait_columns gives their number and memory);
 //    - sql: four of the segments as plain SQL (json_extract over the contacts and events
-//      tables, sqlite3 C API, its own read connection), --sql-runs times each; the member count
+//      tables, no index on trait expressions, sqlite3 C API, its own read connection),
+//      --sql-runs times each; the member count
 //      must equal the engine's (a mismatch fails the benchmark); then the same with an index on
 //      events(ws, name, timestamp) added for the occasion (and dropped after);
 //    - background: the real path for a new segment (Engine::PutSegment + WaitIdle: evaluation
@@ -918,6 +921,7 @@ int Measure(const Args& args, const std::string& dir, const std::string& db, con
   const int64_t rss_after = ProcStatusBytes("VmRSS");
   const uint64_t load_evals = evals.Value(), load_changes = changes.Value();
   size_t cache_bytes = 0, cache_contacts = 0, terms = 0;
+  const segment::Engine::ColumnStats columns = engine->TraitColumnStats();
   {
     std::shared_lock lock(cache->mutex);
     cache_bytes = cache->MemoryBytes();
@@ -956,6 +960,13 @@ int Measure(const Args& args, const std::string& dir, const std::string& db, con
                      : json()},
       {"contact_evaluations", load_evals},
       {"behavioural_terms", terms},
+      {"trait_columns",
+       {{"kept", columns.kept},
+        {"bytes", columns.bytes},
+        {"bytes_per_contact", Round(static_cast<double>(columns.bytes) / std::max<int64_t>(n, 1))},
+        {"note",
+         "trait paths the segments read, kept as dictionary-encoded columns (2 bytes per "
+         "contact each; a path with arrays, objects or more than 65,000 values is not kept)"}}},
       {"note",
        "a restart: Engine::Load() on a fresh ContactCache = contacts, memberships and "
        "stages read from SQLite, every event replayed into the aggregates (the engine's "

@@ -124,7 +124,8 @@ class SegmentApi {
       return Status::Ok();
     });
     if (!s.ok()) return reply(ErrorResponse(s));
-    reply(JsonResponse(json{{"count", p->count}, {"sample", std::move(out)}}));
+    reply(JsonResponse(
+        json{{"count", p->count}, {"sample", std::move(out)}, {"from_columns", p->from_columns}}));
   }
 
   void PutScoring(WorkspaceId ws, Request& req, Reply reply) {

@@ -794,6 +794,7 @@ class Parser {
   std::vector<double> score_thresholds;
   bool reads_event = false;
   uint8_t reads = 0;  // Condition::Reads
+  std::vector<std::vector<std::string>> trait_paths;
 
  private:
   const Token& At() const { return tokens_[i_]; }
@@ -1292,6 +1293,9 @@ class Parser {
                               "names with spaces go in quotes: traits.\"first name\""));
       }
     }
+    if (node->root == Root::kTraits &&
+        std::find(trait_paths.begin(), trait_paths.end(), node->path) == trait_paths.end())
+      trait_paths.push_back(node->path);
     if (node->root == Root::kEvent) {
       static constexpr std::array<std::string_view, 4> kFields = {"name", "type", "timestamp",
                                                                   "message_id"};
@@ -1424,6 +1428,7 @@ struct Condition::Impl {
   std::vector<double> score_thresholds;
   bool reads_event = false;
   uint8_t reads = 0;
+  std::vector<std::vector<std::string>> trait_paths;
 };
 
 namespace {
@@ -1454,6 +1459,9 @@ const std::vector<std::shared_ptr<AggregateSpec>>& Condition::aggregates() const
 const std::vector<std::string>& Condition::segments() const { return impl_->segments; }
 bool Condition::reads_event() const { return impl_->reads_event; }
 uint8_t Condition::reads() const { return impl_->reads; }
+const std::vector<std::vector<std::string>>& Condition::trait_paths() const {
+  return impl_->trait_paths;
+}
 const std::vector<double>& Condition::score_thresholds() const { return impl_->score_thresholds; }
 
 Result<std::shared_ptr<const Condition>> Condition::Compile(std::string_view text,
@@ -1471,6 +1479,7 @@ Result<std::shared_ptr<const Condition>> Condition::Compile(std::string_view tex
   impl->segments = std::move(parser.segments);
   impl->reads_event = parser.reads_event;
   impl->reads = parser.reads;
+  impl->trait_paths = std::move(parser.trait_paths);
   impl->score_thresholds = std::move(parser.score_thresholds);
   return std::make_shared<const Condition>(std::move(impl));
 }

@@ -96,6 +96,8 @@ class Condition {
     kReadsSubscribed = 16,
   };
   uint8_t reads() const;
+  // The trait paths it reads (`traits.plan` gives {"plan"}), each once, where clauses included.
+  const std::vector<std::vector<std::string>>& trait_paths() const;
   // Numbers `score` is compared with (`score >= 50` gives 50): where a decaying score makes
   // the result change, for whoever schedules re-evaluation.
   const std::vector<double>& score_thresholds() const;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <deque>
 #include <functional>
@@ -18,6 +19,7 @@
 #include "core/json.h"
 #include "core/time.h"
 #include "rules/json_value.h"
+#include "segment/trait_columns.h"
 
 namespace nudge::segment {
 
@@ -37,6 +39,9 @@ struct Segment {
   int64_t version = 0;
   Millis updated_at = 0;
   Roaring members;
+  // Membership is also one bit of each member's Runtime::in (bit 0-63; -1 when the workspace
+  // has more segments than that): what evaluation checks, without a bitmap lookup.
+  int bit = -1;
   bool computing = false;
 };
 
@@ -54,9 +59,11 @@ struct Runtime {
   Millis stage_since = 0;
   uint8_t qualification = 0;  // 0, 1 = MQL, 2 = SQL
   Millis wake = 0;            // the pending timer, 0 = none
+  uint64_t in = 0;            // Segment::bit of each segment it belongs to
 };
 
 struct Workspace {
+  WorkspaceId id = 0;
   std::vector<std::unique_ptr<Segment>> segments;  // dependencies first
   std::unordered_map<std::string, Segment*> by_id;
   ScoringDef scoring;
@@ -65,8 +72,24 @@ struct Workspace {
   // Channels whose subscription needs a confirmation (policies double_opt_in): without a
   // recorded choice, a contact is not subscribed to them.
   std::set<std::string> double_opt_in;
+  uint64_t bits_used = 0;  // Segment::bit taken
+  // The trait paths its definitions read, as columns (see trait_columns.h).
+  TraitColumns columns;
 
   Workspace() { CollectReach(); }
+
+  // Registers the trait paths its segments, stages and scoring rules read; true when one is
+  // new and the columns need filling.
+  bool WantColumns() {
+    auto want = [&](const rules::Condition& c) {
+      for (const auto& p : c.trait_paths()) columns.Want(p);
+    };
+    for (const auto& s : segments) want(*s->def.condition);
+    for (const auto& s : stages.stages) want(*s.when);
+    for (const auto& r : scoring.rules)
+      if (r.condition) want(*r.condition);
+    return columns.NeedsFill();
+  }
 
   void CollectThresholds() {
     std::set<double> all;
@@ -221,6 +244,7 @@ struct Engine::Impl {
     auto& slot = workspaces[ws];
     if (!slot) {
       slot = std::make_unique<Workspace>();
+      slot->id = ws;
       for (auto& s : slot->stages.stages) Adopt(*s.when);
     }
     return *slot;
@@ -332,6 +356,9 @@ struct Engine::Impl {
 
     Value Path(Root root, std::span<const std::string> path) const override {
       if (root == Root::kTraits) {
+        // A path kept as a column is one array read; others come from the parsed document.
+        if (const int col = ws_.columns.Find(path); col >= 0)
+          return ws_.columns.Decode(col, ws_.columns.Code(col, id_));
         if (!traits_parsed_) {
           thread_local simdjson::dom::parser parser;
           traits_ok_ = parser.parse(state_.traits).get(traits_) == simdjson::SUCCESS;
@@ -397,7 +424,7 @@ struct Engine::Impl {
     }
     bool InSegment(std::string_view segment) const override {
       auto it = ws_.by_id.find(std::string(segment));
-      return it != ws_.by_id.end() && it->second->members.contains(static_cast<uint32_t>(id_));
+      return it != ws_.by_id.end() && impl_.IsMember(*it->second, id_, rt_);
     }
     bool Subscribed(std::string_view channel, std::string_view topic) const override {
       // A recorded choice wins: the topic's, else the channel's. Without one, a contact is
@@ -547,14 +574,50 @@ struct Engine::Impl {
     if (earlier) timer_cv.notify_all();
   }
 
-  Status SetMember(store::WriteTxn& txn, WorkspaceId wsid, Segment& seg, ContactId id, bool in,
-                   Millis now, bool silent) {
+  // ---- membership ----
+
+  bool IsMember(const Segment& seg, ContactId id, const Runtime* rt) const {
+    if (seg.bit >= 0) return rt && ((rt->in >> seg.bit) & 1);
+    return seg.members.contains(static_cast<uint32_t>(id));
+  }
+  void MarkMember(Segment& seg, ContactId id, bool in) {
     const auto key = static_cast<uint32_t>(id);
     if (in) {
       seg.members.add(key);
-      NUDGE_TRY(txn.AddSegmentMember({wsid, seg.def.id, id, now}));
     } else {
       seg.members.remove(key);
+    }
+    if (seg.bit < 0) return;
+    const uint64_t mask = uint64_t{1} << seg.bit;
+    if (in) {
+      Rt(id).in |= mask;
+    } else if (Runtime* rt = FindRtMutable(id)) {
+      rt->in &= ~mask;
+    }
+  }
+  void AssignBit(Workspace& ws, Segment& seg) {
+    seg.bit = -1;
+    if (~ws.bits_used == 0) return;
+    seg.bit = std::countr_one(ws.bits_used);
+    ws.bits_used |= uint64_t{1} << seg.bit;
+  }
+  // The segment is going away (deleted, or replaced by a new definition): its bit is cleared
+  // from its members and freed.
+  void ReleaseBit(Workspace& ws, Segment& seg) {
+    if (seg.bit < 0) return;
+    const uint64_t mask = uint64_t{1} << seg.bit;
+    for (const uint32_t id : seg.members)
+      if (Runtime* rt = FindRtMutable(static_cast<ContactId>(id))) rt->in &= ~mask;
+    ws.bits_used &= ~mask;
+    seg.bit = -1;
+  }
+
+  Status SetMember(store::WriteTxn& txn, WorkspaceId wsid, Segment& seg, ContactId id, bool in,
+                   Millis now, bool silent) {
+    MarkMember(seg, id, in);
+    if (in) {
+      NUDGE_TRY(txn.AddSegmentMember({wsid, seg.def.id, id, now}));
+    } else {
       NUDGE_TRY(txn.RemoveSegmentMember(wsid, seg.def.id, id));
     }
     if (changes) changes->Add();
@@ -643,7 +706,7 @@ struct Engine::Impl {
       }
       const bool in = seg.def.condition->Matches(env);
       fold(seg.def.condition->NextChange(env));
-      if (in != seg.members.contains(static_cast<uint32_t>(id))) {
+      if (in != IsMember(seg, id, &rt)) {
         NUDGE_TRY(SetMember(txn, state->workspace, seg, id, in, now, silent));
         if (cause) changed[i] = 1;
         any_changed = true;
@@ -814,6 +877,7 @@ struct Engine::Impl {
       pending.clear();
       return Status::Ok();
     }
+    if (pending.empty()) return Status::Ok();
     return FlushPending(txn, depth, std::to_string(e.id));
   }
 
@@ -861,7 +925,16 @@ struct Engine::Impl {
     }
     ws.segments = std::move(ordered);
     ws.CollectThresholds();
+    SyncColumns(ws);
     return Status::Ok();
+  }
+
+  // Fills the columns of trait paths the definitions started reading (one parse per contact).
+  void SyncColumns(Workspace& ws) {
+    if (!ws.WantColumns()) return;
+    cache.ForEach(ws.id,
+                  [&](ContactId id, const ContactState& st) { ws.columns.Fill(id, st.traits); });
+    ws.columns.MarkFilled();
   }
 
   Status CheckReferences(const Workspace* ws, const SegmentDef& def) const {
@@ -1092,6 +1165,7 @@ Status Engine::Impl::LoadState() {
     seg->version = d.version;
     seg->updated_at = d.updated_at;
     Workspace& ws = m.Ws(d.workspace);
+    m.AssignBit(ws, *seg);
     ws.by_id[seg->def.id] = seg.get();
     ws.segments.push_back(std::move(seg));
   }
@@ -1113,7 +1187,7 @@ Status Engine::Impl::LoadState() {
       st.traits = c.traits;
       st.first_seen = c.created_at;
       st.last_seen = c.last_seen_at;
-      (void)m.Ws(c.workspace);
+      m.Ws(c.workspace).columns.Set(c.id, st.traits);
       ++contacts;
       return Status::Ok();
     }));
@@ -1121,7 +1195,7 @@ Status Engine::Impl::LoadState() {
       auto it = m.workspaces.find(sm.workspace);
       if (it == m.workspaces.end()) return Status::Ok();
       auto s = it->second->by_id.find(sm.segment);
-      if (s != it->second->by_id.end()) s->second->members.add(static_cast<uint32_t>(sm.contact));
+      if (s != it->second->by_id.end()) m.MarkMember(*s->second, sm.contact, true);
       return Status::Ok();
     }));
     NUDGE_TRY(t.ScanSubscriptions([&](const store::Subscription& sub) -> Status {
@@ -1225,6 +1299,8 @@ Result<SegmentInfo> Engine::PutSegment(WorkspaceId wsid, SegmentDef def) {
     seg->computing = true;
     fresh = m.Adopt(*seg->def.condition);
     Segment* raw = seg.get();
+    if (it != ws.by_id.end()) m.ReleaseBit(ws, *it->second);
+    m.AssignBit(ws, *raw);
     if (it != ws.by_id.end()) {
       for (auto& s : ws.segments)
         if (s.get() == it->second) s = std::move(seg);
@@ -1261,6 +1337,7 @@ Status Engine::DeleteSegment(WorkspaceId wsid, const std::string& id) {
     }
     NUDGE_TRY(txn.DeleteDefinition(wsid, "segment", id));
     NUDGE_TRY(txn.ClearSegment(wsid, id));
+    m.ReleaseBit(ws, *it->second);
     std::erase_if(ws.segments, [&](const auto& s) { return s->def.id == id; });
     ws.by_id.erase(id);
     return Status::Ok();
@@ -1312,6 +1389,7 @@ Status Engine::PutScoring(WorkspaceId wsid, ScoringDef def) {
     Workspace& ws = m.Ws(wsid);
     ws.scoring = std::move(def);
     ws.CollectThresholds();
+    m.SyncColumns(ws);
     // Points are recounted from the history under the new rules.
     m.cache.ForEach(wsid, [&](ContactId id, const profile::ContactState&) {
       if (Runtime* rt = m.FindRtMutable(id)) {
@@ -1386,6 +1464,7 @@ Status Engine::PutStages(WorkspaceId wsid, StagesDef def) {
     });
     ws.stages = std::move(def);
     ws.CollectThresholds();
+    m.SyncColumns(ws);
     if (!fresh.empty()) {
       NUDGE_ASSIGN_OR_RETURN(int64_t upto, txn.MaxEventId());
       m.Enqueue(m.BackfillJob(fresh, upto));
@@ -1422,6 +1501,105 @@ std::vector<std::pair<std::string, uint64_t>> Engine::StageCounts(WorkspaceId ws
     if (rt && rt->stage >= 0 && static_cast<size_t>(rt->stage) < out.size())
       ++out[static_cast<size_t>(rt->stage)].second;
   });
+  return out;
+}
+
+namespace {
+
+// What a condition that reads only traits sees when its trait paths are columns: the values
+// of one combination of codes.
+class ColumnEnv final : public rules::Env {
+ public:
+  ColumnEnv(const TraitColumns& columns, const std::vector<std::vector<std::string>>& paths,
+            const std::vector<int>& cols, Millis now)
+      : columns_(columns), paths_(paths), cols_(cols), codes_(cols.size(), 0), now_(now) {}
+  std::vector<uint16_t>& codes() { return codes_; }
+
+  Millis Now() const override { return now_; }
+  Value Path(Root root, std::span<const std::string> path) const override {
+    if (root != Root::kTraits) return Value::Null();
+    for (size_t j = 0; j < paths_.size(); ++j)
+      if (paths_[j].size() == path.size() &&
+          std::equal(path.begin(), path.end(), paths_[j].begin()))
+        return columns_.Decode(cols_[j], codes_[j]);
+    return Value::Null();
+  }
+  Value Aggregate(const AggregateSpec&) const override { return Value::Null(); }
+  std::optional<Millis> AggregateExpiry(const AggregateSpec&) const override {
+    return std::nullopt;
+  }
+  bool InSegment(std::string_view) const override { return false; }
+  bool Subscribed(std::string_view, std::string_view) const override { return false; }
+  double Score() const override { return 0; }
+  std::string_view Stage() const override { return {}; }
+  Millis FirstSeen() const override { return 0; }
+  Millis LastSeen() const override { return 0; }
+
+ private:
+  const TraitColumns& columns_;
+  const std::vector<std::vector<std::string>>& paths_;
+  const std::vector<int>& cols_;
+  std::vector<uint16_t> codes_;
+  Millis now_;
+};
+
+// A condition that reads traits and nothing else, on paths kept as columns, is evaluated once
+// per combination of values that occurs, and every contact is one table lookup. False when
+// the condition does not qualify (the caller evaluates it contact by contact).
+bool PreviewFromColumns(const Workspace& ws, const rules::Condition& condition, Millis now,
+                        size_t sample, Preview& out) {
+  using C = rules::Condition;
+  const auto& paths = condition.trait_paths();
+  if (paths.empty() || !condition.aggregates().empty() || !condition.segments().empty() ||
+      condition.reads_event() || (condition.reads() & ~C::kReadsTraits))
+    return false;
+  std::vector<int> cols;
+  std::vector<const uint16_t*> data;
+  std::vector<size_t> sizes, radix;
+  size_t combinations = 1;
+  for (const auto& p : paths) {
+    const int col = ws.columns.Find(p);
+    if (col < 0) return false;
+    cols.push_back(col);
+    data.push_back(ws.columns.codes(col).data());
+    sizes.push_back(ws.columns.codes(col).size());
+    radix.push_back(ws.columns.Radix(col));
+    combinations *= radix.back();
+    if (combinations > (size_t{1} << 22)) return false;
+  }
+  out.from_columns = true;
+  ColumnEnv env(ws.columns, paths, cols, now);
+  std::vector<int8_t> memo(combinations, -1);
+  const size_t k = cols.size();
+  const size_t n = sizes[0];  // a contact of the workspace has a code in every column
+  for (size_t id = 0; id < n; ++id) {
+    const uint16_t first = data[0][id];
+    if (first == TraitColumns::kAbsent) continue;
+    size_t index = first;
+    for (size_t j = 1; j < k; ++j) index = index * radix[j] + (id < sizes[j] ? data[j][id] : 0);
+    int8_t& hit = memo[index];
+    if (hit < 0) {
+      auto& codes = env.codes();
+      codes[0] = first;
+      for (size_t j = 1; j < k; ++j) codes[j] = id < sizes[j] ? data[j][id] : 0;
+      hit = condition.Matches(env) ? 1 : 0;
+    }
+    if (!hit) continue;
+    ++out.count;
+    if (out.sample.size() < sample) out.sample.push_back(static_cast<ContactId>(id));
+  }
+  return true;
+}
+
+}  // namespace
+
+Engine::ColumnStats Engine::TraitColumnStats() const {
+  std::shared_lock lock(impl_->cache.mutex);
+  ColumnStats out;
+  for (const auto& [id, ws] : impl_->workspaces) {
+    out.kept += ws->columns.kept();
+    out.bytes += ws->columns.MemoryBytes();
+  }
   return out;
 }
 
@@ -1470,6 +1648,7 @@ Result<Preview> Engine::PreviewCondition(WorkspaceId wsid, const std::string& te
   const Workspace* ws = m.FindWs(wsid);
   if (!ws) return out;
   const Millis now = m.clock.NowMillis();
+  if (fresh.empty() && PreviewFromColumns(*ws, *condition, now, sample, out)) return out;
   m.cache.ForEach(wsid, [&](ContactId id, const profile::ContactState& st) {
     Impl::ContactEnv env(m, *ws, id, st, m.FindRt(id), now);
     env.preview = &side;
@@ -1565,6 +1744,7 @@ Status Engine::OnContactCreated(store::WriteTxn& txn, const store::Contact& c) {
   st.traits = c.traits;
   st.first_seen = c.created_at;
   st.last_seen = c.last_seen_at;
+  m.Ws(c.workspace).columns.Set(c.id, st.traits);
   if (downstream_) NUDGE_TRY(downstream_->OnContactCreated(txn, c));
   NUDGE_TRY(m.Evaluate(txn, c.id, false));
   return m.FlushPending(txn, 0, m.Cause("created"));
@@ -1576,9 +1756,11 @@ Status Engine::OnContactChanged(store::WriteTxn& txn, const store::Contact& c, s
   NUDGE_TRY(m.Begin(txn));
   profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
   if (st.traits == c.traits) {
+    m.Ws(st.workspace).columns.Touch(c.id, st.traits);
     return downstream_ ? downstream_->OnContactChanged(txn, c, st.traits) : Status::Ok();
   }
   const std::string previous = std::exchange(st.traits, c.traits);
+  m.Ws(st.workspace).columns.Set(c.id, st.traits);
   NUDGE_TRY(m.Evaluate(txn, c.id, false));
   NUDGE_TRY(m.FlushPending(txn, 0, m.Cause("traits")));
   return downstream_ ? downstream_->OnContactChanged(txn, c, previous) : Status::Ok();
@@ -1598,8 +1780,10 @@ Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId 
     NUDGE_TRY(m.Begin(txn));
     if (const profile::ContactState* st = m.cache.Get(from)) {
       if (Workspace* ws =
-              m.workspaces.count(st->workspace) ? m.workspaces[st->workspace].get() : nullptr)
+              m.workspaces.count(st->workspace) ? m.workspaces[st->workspace].get() : nullptr) {
         for (auto& s : ws->segments) s->members.remove(static_cast<uint32_t>(from));
+        ws->columns.Erase(from);
+      }
     }
     Runtime* src = m.FindRtMutable(from);
     if (src) {
@@ -1622,9 +1806,11 @@ Status Engine::OnContactDeleted(store::WriteTxn& txn, ContactId id) {
     std::unique_lock lock(m.cache.mutex);
     NUDGE_TRY(m.Begin(txn));
     if (const profile::ContactState* st = m.cache.Get(id)) {
-      if (m.workspaces.count(st->workspace))
+      if (m.workspaces.count(st->workspace)) {
         for (auto& s : m.workspaces[st->workspace]->segments)
           s->members.remove(static_cast<uint32_t>(id));
+        m.workspaces[st->workspace]->columns.Erase(id);
+      }
     }
     if (static_cast<size_t>(id) < m.runtime.size()) m.runtime[static_cast<size_t>(id)].reset();
     m.cache.Remove(id);
@@ -1719,6 +1905,7 @@ Status Engine::ContactChangedLocked(store::WriteTxn& txn, const store::Contact& 
   Impl& m = *impl_;
   profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
   const std::string previous = std::exchange(st.traits, c.traits);
+  m.Ws(st.workspace).columns.Set(c.id, st.traits);
   std::vector<Pending> saved = std::exchange(m.pending, {});
   Status s = m.Evaluate(txn, c.id, false);
   if (s.ok()) s = m.FlushPending(txn, m.current_depth, m.Cause("update"));

@@ -62,6 +62,9 @@ struct ContactView {
 struct Preview {
   uint64_t count = 0;
   std::vector<store::ContactId> sample;
+  // Answered from the trait columns (a condition on traits only, see trait_columns.h) rather
+  // than by evaluating every contact.
+  bool from_columns = false;
 };
 
 struct EngineOptions {
@@ -108,6 +111,13 @@ class Engine final : public profile::ContactObserver {
   bool HasSegment(store::WorkspaceId ws, const std::string& id) const;
 
   // Evaluates a condition over the workspace's contacts without saving anything.
+  // The trait columns of every workspace (see trait_columns.h): how many paths are kept, and
+  // their memory.
+  struct ColumnStats {
+    size_t kept = 0;
+    size_t bytes = 0;
+  };
+  ColumnStats TraitColumnStats() const;
   Result<Preview> PreviewCondition(store::WorkspaceId ws, const std::string& condition,
                                    size_t sample);
   ContactView View(store::ContactId id) const;

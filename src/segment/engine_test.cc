@@ -14,6 +14,7 @@
 #include "core/time.h"
 #include "ingest/parser.h"
 #include "profile/applier.h"
+#include "rules/json_value.h"
 
 namespace nudge::segment {
 namespace {
@@ -25,6 +26,36 @@ using nlohmann::json;
 constexpr Millis kMinute = 60000;
 constexpr Millis kHour = 60 * kMinute;
 constexpr Millis kDay = 24 * kHour;
+
+// Evaluates a condition on a traits document alone, parsed here.
+class DocumentEnv final : public rules::Env {
+ public:
+  DocumentEnv(const std::string& traits, Millis now) : now_(now) {
+    ok_ = parser_.parse(traits).get(doc_) == simdjson::SUCCESS;
+  }
+  Millis Now() const override { return now_; }
+  rules::Value Path(rules::Root root, std::span<const std::string> path) const override {
+    return root == rules::Root::kTraits && ok_ ? rules::Lookup(doc_, path) : rules::Value::Null();
+  }
+  rules::Value Aggregate(const rules::AggregateSpec&) const override {
+    return rules::Value::Null();
+  }
+  std::optional<Millis> AggregateExpiry(const rules::AggregateSpec&) const override {
+    return std::nullopt;
+  }
+  bool InSegment(std::string_view) const override { return false; }
+  bool Subscribed(std::string_view, std::string_view) const override { return false; }
+  double Score() const override { return 0; }
+  std::string_view Stage() const override { return {}; }
+  Millis FirstSeen() const override { return 0; }
+  Millis LastSeen() const override { return 0; }
+
+ private:
+  simdjson::dom::parser parser_;
+  simdjson::dom::element doc_;
+  bool ok_ = false;
+  Millis now_;
+};
 
 class EngineTest : public ::testing::Test {
  protected:
@@ -381,6 +412,153 @@ TEST_F(EngineTest, PreviewCountsWithoutSaving) {
   EXPECT_EQ(p->sample[0], Id("jo"));
   EXPECT_TRUE(engine_->ListSegments(ws_).empty());
   EXPECT_FALSE(engine_->PreviewCondition(ws_, "traits.x ==", 10));
+}
+
+// Redefining or deleting a segment hands its place to the next definition: members of the
+// old one are not taken for members of the new one.
+TEST_F(EngineTest, RedefinedAndDeletedSegmentsStartFromNoMembers) {
+  PutSegment("id: s\ncondition: traits.plan == \"pro\"");
+  Identify("una", {{"plan", "pro"}, {"country", "DE"}});
+  Identify("val", {{"plan", "pro"}, {"country", "FR"}});
+  EXPECT_EQ(SegmentsOf("una"), std::vector<std::string>{"s"});
+  EXPECT_EQ(SegmentsOf("val"), std::vector<std::string>{"s"});
+
+  PutSegment("id: s\ncondition: traits.plan == \"pro\" and traits.country == \"DE\"");
+  EXPECT_EQ(SegmentsOf("una"), std::vector<std::string>{"s"});
+  EXPECT_TRUE(SegmentsOf("val").empty());
+  auto info = engine_->GetSegment(ws_, "s");
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->members, 1u);
+
+  ASSERT_TRUE(engine_->DeleteSegment(ws_, "s").ok());
+  PutSegment("id: t\ncondition: traits.country == \"DE\" or traits.country == \"FR\"");
+  PutSegment("id: u\ncondition: traits.country == \"FR\"");
+  EXPECT_EQ(SegmentsOf("una"), std::vector<std::string>{"t"});
+  EXPECT_EQ(SegmentsOf("val"), (std::vector<std::string>{"t", "u"}));
+  Identify("val", {{"country", "DE"}});
+  EXPECT_EQ(SegmentsOf("val"), std::vector<std::string>{"t"});
+  Stop();
+  Start();
+  EXPECT_EQ(SegmentsOf("una"), std::vector<std::string>{"t"});
+  EXPECT_EQ(SegmentsOf("val"), std::vector<std::string>{"t"});
+  Identify("una", {{"country", "FR"}});
+  EXPECT_EQ(SegmentsOf("una"), (std::vector<std::string>{"t", "u"}));
+}
+
+// A condition on traits alone is previewed from the trait columns. Over random traits (missing,
+// null, numbers, numeric strings, booleans, nested objects, arrays that make a path unusable
+// as a column), trait changes, merges, erasures and a restart, it must count and sample
+// exactly what evaluating each contact gives.
+TEST_F(EngineTest, TraitPreviewFromColumnsEqualsEvaluatingEachContact) {
+  // Saved segments make their paths columns: plan, country, employees, vip, address.city, tags.
+  PutSegment(R"(id: t1
+condition: traits.plan == "pro" and traits.country in ["DE", "FR"])");
+  PutSegment(R"(id: t2
+condition: traits.employees >= 50 or traits.vip == true)");
+  PutSegment(R"(id: t3
+condition: traits.address.city starts_with "Ber" or traits.tags contains "beta")");
+
+  std::mt19937 rng(777);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  auto random_traits = [&]() {
+    json t = json::object();
+    const json plans[] = {"pro", "trial", "free", nullptr, 3, "3", true};
+    const json countries[] = {"DE", "FR", "US", "de", nullptr, 49};
+    const json employees[] = {10, 50, 49.5, 500, "500", nullptr, -0.0, 0};
+    if (pick(5)) t["plan"] = plans[pick(7)];
+    if (pick(4)) t["country"] = countries[pick(6)];
+    if (pick(3)) t["employees"] = employees[pick(8)];
+    if (pick(3)) t["vip"] = pick(3) == 0 ? json(true) : pick(2) ? json(false) : json("true");
+    if (pick(2)) t["address"] = {{"city", pick(2) ? "Berlin" : "Paris"}};
+    if (pick(8) == 0) t["tags"] = json::array({"beta", "x"});
+    return t;
+  };
+  std::vector<std::string> users;
+  for (int i = 0; i < 120; ++i) {
+    users.push_back("c" + std::to_string(i));
+    Identify(users.back(), random_traits());
+  }
+
+  const std::vector<std::string> conditions = {
+      R"(traits.plan == "pro")",
+      R"(traits.plan == "pro" and traits.country in ["DE", "FR"])",
+      R"(not (traits.plan == "pro") and traits.country != "US")",
+      R"(traits.employees >= 50)",
+      R"(traits.employees == 0 or traits.employees < 49.9)",
+      R"(traits.plan in ["trial", "free"] or traits.vip == true)",
+      R"(traits.country exists and not (traits.vip == false))",
+      R"(traits.address.city starts_with "Ber")",
+      R"(traits.plan == "3" or traits.plan == 3)",
+  };
+  // The oracle: each stored contact's traits document, parsed, the condition evaluated on it.
+  auto expected = [&](const std::string& text) {
+    auto condition = rules::Condition::Compile(text);
+    EXPECT_TRUE(condition);
+    std::vector<store::ContactId> ids;
+    EXPECT_TRUE(store_
+                    ->Read([&](store::ReadTxn& t) -> Status {
+                      return t.ScanContacts([&](const store::Contact& c) -> Status {
+                        if (c.workspace != ws_) return Status::Ok();
+                        DocumentEnv env(c.traits, clock_.NowMillis());
+                        if ((*condition)->Matches(env)) ids.push_back(c.id);
+                        return Status::Ok();
+                      });
+                    })
+                    .ok());
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  auto check = [&](const std::string& when) {
+    for (const auto& c : conditions) {
+      const auto want = expected(c);
+      auto fast = engine_->PreviewCondition(ws_, c, 1000);
+      // `score` is always a number: the same condition, evaluated contact by contact.
+      auto slow = engine_->PreviewCondition(ws_, "(" + c + ") and (score >= 0 or score < 0)", 1000);
+      ASSERT_TRUE(fast && slow) << c;
+      EXPECT_TRUE(fast->from_columns) << c;
+      EXPECT_FALSE(slow->from_columns) << c;
+      EXPECT_EQ(fast->sample, want) << when << ": " << c;
+      EXPECT_EQ(fast->count, want.size()) << when << ": " << c;
+      EXPECT_EQ(slow->sample, want) << when << ": " << c;
+    }
+  };
+  check("after the first identify calls");
+
+  for (int step = 0; step < 150; ++step) {
+    const std::string& user = users[static_cast<size_t>(pick(static_cast<int>(users.size())))];
+    switch (pick(4)) {
+      case 0:
+      case 1:
+        Identify(user, random_traits());  // merged into the existing traits; null removes
+        break;
+      case 2: {
+        const std::string anon = "anon-" + std::to_string(step);
+        Send(Endpoint::kIdentify, {{"anonymousId", anon}, {"traits", random_traits()}});
+        if (pick(2)) Send(Endpoint::kIdentify, {{"userId", user}, {"anonymousId", anon}});
+        break;
+      }
+      default: {
+        const store::ContactId id = Id(user);
+        if (!id) break;
+        ASSERT_TRUE(store_
+                        ->WriteSync([&](store::WriteTxn& t) -> Status {
+                          NUDGE_TRY(t.DeleteContact(id));
+                          return engine_->OnContactDeleted(t, id);
+                        })
+                        .ok());
+        break;
+      }
+    }
+  }
+  check("after changes, merges and erasures");
+  Stop();
+  Start();
+  check("after a restart");
+
+  // A path holding an array somewhere is not a column: its previews evaluate each contact.
+  auto tags = engine_->PreviewCondition(ws_, R"(traits.tags contains "beta")", 10);
+  ASSERT_TRUE(tags);
+  EXPECT_FALSE(tags->from_columns);
 }
 
 // A random stream of events, trait changes, merges and clock advances; after each step the

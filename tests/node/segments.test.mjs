@@ -839,6 +839,25 @@ describe('segments, lead scores and lifecycle stages', { timeout: 120_000 }, () 
     assert.equal(r.json.count, 3);
     assert.equal(r.json.sample.length, 2);
     for (const m of r.json.sample) assert.ok(users.includes(m.user_id), m.user_id);
+    // A trait path a segment reads is a trait column: a preview on it is answered from the
+    // column, which follows trait changes.
+    const key = `tier${Date.now()}${Math.floor(Math.random() * 1e6)}`;
+    for (const u of users) await identify(s, u, { [key]: 'gold' });
+    const onKey = { body: { condition: `traits.${key} == "gold"`, sample: 10 } };
+    r = await s.admin('POST', '/api/v1/segments/preview', onKey);
+    assert.deepEqual([r.json.count, r.json.from_columns], [3, false], 'no definition reads it yet');
+    const reader = uid('pv-seg');
+    r = await s.admin('PUT', `/api/v1/segments/${reader}`, { body: { condition: `traits.${key} == "none"` } });
+    assert.equal(r.status, 200, r.text);
+    r = await s.admin('POST', '/api/v1/segments/preview', onKey);
+    assert.deepEqual([r.json.count, r.json.from_columns], [3, true]);
+    await identify(s, users[2], { [key]: 'silver' });
+    r = await s.admin('POST', '/api/v1/segments/preview', {
+      body: { condition: `traits.${key} in ["gold", "platinum"]`, sample: 10 },
+    });
+    assert.deepEqual([r.json.count, r.json.from_columns], [2, true]);
+    assert.deepEqual(r.json.sample.map((m) => m.user_id).sort(), [users[0], users[1]].sort());
+    assert.equal((await s.admin('DELETE', `/api/v1/segments/${reader}`)).status, 200);
 
     // A behavioural term no segment uses yet is counted from the stored events.
     const behavioural = `traits.cohort == "${cohort}" and event "Preview Ping" where properties.n >= 2`;
