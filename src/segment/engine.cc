@@ -60,6 +60,36 @@ struct Runtime {
   uint8_t qualification = 0;  // 0, 1 = MQL, 2 = SQL
   Millis wake = 0;            // the pending timer, 0 = none
   uint64_t in = 0;            // Segment::bit of each segment it belongs to
+  bool live = false;          // false: no contact state here (RuntimeTable)
+};
+
+// Runtimes by contact id, stored in place in chunks of 4,096: one memory access finds a
+// contact's, where a table of pointers took two, and a reference stays valid as more are
+// added.
+class RuntimeTable {
+ public:
+  Runtime& Ensure(size_t i) {
+    const size_t c = i >> kShift;
+    if (c >= chunks_.size()) chunks_.resize(c + 1);
+    if (!chunks_[c]) chunks_[c] = std::make_unique<Runtime[]>(kChunk);
+    Runtime& rt = chunks_[c][i & (kChunk - 1)];
+    rt.live = true;
+    return rt;
+  }
+  Runtime* Find(size_t i) const {
+    const size_t c = i >> kShift;
+    if (c >= chunks_.size() || !chunks_[c]) return nullptr;
+    Runtime& rt = chunks_[c][i & (kChunk - 1)];
+    return rt.live ? &rt : nullptr;
+  }
+  void Reset(size_t i) {
+    if (Runtime* rt = Find(i)) *rt = Runtime{};
+  }
+  void Clear() { chunks_.clear(); }
+
+ private:
+  static constexpr size_t kShift = 12, kChunk = size_t{1} << kShift;
+  std::vector<std::unique_ptr<Runtime[]>> chunks_;
 };
 
 struct Workspace {
@@ -215,8 +245,8 @@ struct Engine::Impl {
   core::Counter* changes = nullptr;
 
   std::unordered_map<WorkspaceId, std::unique_ptr<Workspace>>
-      workspaces;                                 // GUARDED_BY(cache.mutex)
-  std::vector<std::unique_ptr<Runtime>> runtime;  // by contact id
+      workspaces;        // GUARDED_BY(cache.mutex)
+  RuntimeTable runtime;  // by contact id
 
   // Timers: (due, contact), min first. Stale entries are skipped (Runtime::wake differs).
   mutable std::mutex timer_mutex;
@@ -254,16 +284,8 @@ struct Engine::Impl {
     return it == workspaces.end() ? nullptr : it->second.get();
   }
 
-  Runtime& Rt(ContactId id) {
-    const auto i = static_cast<size_t>(id);
-    if (i >= runtime.size()) runtime.resize(std::max(i + 1, runtime.size() * 3 / 2 + 16));
-    if (!runtime[i]) runtime[i] = std::make_unique<Runtime>();
-    return *runtime[i];
-  }
-  const Runtime* FindRt(ContactId id) const {
-    const auto i = static_cast<size_t>(id);
-    return i < runtime.size() ? runtime[i].get() : nullptr;
-  }
+  Runtime& Rt(ContactId id) { return runtime.Ensure(static_cast<size_t>(id)); }
+  const Runtime* FindRt(ContactId id) const { return runtime.Find(static_cast<size_t>(id)); }
 
   // ---- scores ----
 
@@ -763,6 +785,8 @@ struct Engine::Impl {
     if (preview_specs)
       for (const auto& s : *preview_specs) any_preview = any_preview || s->event == e.name;
     if (slots.empty() && !any_rule && !any_preview && e.name != "Score Adjusted") return;
+    for (int slot : slots)
+      if (const profile::AggregateState* a = state.aggregates.Find(slot)) a->Prefetch();
 
     thread_local simdjson::dom::parser parser;
     simdjson::dom::element body;
@@ -863,11 +887,16 @@ struct Engine::Impl {
     const ContactId id = cache.Resolve(e.contact);
     ContactState* state = cache.Get(id);
     if (state) {
+      // The contact's score state and aggregates are fetched from memory while the event's
+      // name is looked up: they are cold for a random contact among millions.
+      Runtime& rt = Rt(id);
+      __builtin_prefetch(&rt);
+      __builtin_prefetch(state->aggregates.all().data());
       // What nudge derives (Segment Entered, ...) is not the contact being seen.
       EventCause cause{e.name, false};
       if (!std::string_view(e.message_id).starts_with(store::kDerivedPrefix))
         cause.seen = cache.Widen(id, e.timestamp);
-      Feed(e, id, *state, &Rt(id), nullptr, true);
+      Feed(e, id, *state, &rt, nullptr, true);
       NUDGE_TRY(Evaluate(txn, id, /*silent=*/false, nullptr, &cause));
     }
     if (self.downstream_) NUDGE_TRY(self.downstream_->OnEvent(txn, e));
@@ -1032,10 +1061,7 @@ struct Engine::Impl {
       });
     };
   }
-  Runtime* FindRtMutable(ContactId id) {
-    const auto i = static_cast<size_t>(id);
-    return i < runtime.size() ? runtime[i].get() : nullptr;
-  }
+  Runtime* FindRtMutable(ContactId id) { return runtime.Find(static_cast<size_t>(id)); }
 
   // A job that evaluates every contact of a workspace, silently (definitions changed);
   // `segment` limits it to one segment, which is marked ready at the end.
@@ -1134,7 +1160,7 @@ void Engine::Stop() {
 Status Engine::Impl::LoadState() {
   Impl& m = *this;
   m.workspaces.clear();
-  m.runtime.clear();
+  m.runtime.Clear();
   m.cache.Clear();
   {
     std::lock_guard timer_lock(m.timer_mutex);
@@ -1790,7 +1816,7 @@ Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId 
       Runtime& dst = m.Rt(into);
       for (RuleState& r : src->rules) dst.rules.push_back(std::move(r));
       dst.stage = std::max(dst.stage, src->stage);
-      m.runtime[static_cast<size_t>(from)].reset();
+      m.runtime.Reset(static_cast<size_t>(from));
     }
     m.cache.Merge(from, into);
     if (downstream_) NUDGE_TRY(downstream_->OnContactsMerged(txn, from, into));
@@ -1812,7 +1838,7 @@ Status Engine::OnContactDeleted(store::WriteTxn& txn, ContactId id) {
         m.workspaces[st->workspace]->columns.Erase(id);
       }
     }
-    if (static_cast<size_t>(id) < m.runtime.size()) m.runtime[static_cast<size_t>(id)].reset();
+    m.runtime.Reset(static_cast<size_t>(id));
     m.cache.Remove(id);
     if (downstream_) NUDGE_TRY(downstream_->OnContactDeleted(txn, id));
   }
