@@ -1,11 +1,13 @@
 // /api/v1/segments, /api/v1/scoring, /api/v1/stages: definitions as YAML or JSON bodies,
 // membership, previews and stage counts (docs/openapi.yaml).
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/crypto.h"
 #include "core/time.h"
 #include "http/api.h"
 #include "http/respond.h"
+#include "journey/engine.h"
 #include "profile/views.h"
 
 namespace nudge::http {
@@ -55,6 +57,18 @@ class SegmentApi {
   }
 
   void Delete(WorkspaceId ws, Request& req, Reply reply) {
+    // A journey that is not archived and names the segment (trigger, test group, conditions)
+    // would silently stop working: refused, like a segment that another one names.
+    if (ctx_.journeys) {
+      for (const auto& j : ctx_.journeys->ListJourneys(ws)) {
+        if (j.status == "archived" || !j.definition) continue;
+        const auto used = j.definition->Segments();
+        if (std::find(used.begin(), used.end(), req.params["id"]) != used.end())
+          return reply(ErrorResponse(Status(
+              Code::kFailedPrecondition, "journey '" + j.id + "' uses segment '" +
+                                             req.params["id"] + "'; change or archive it first")));
+      }
+    }
     Status s = ctx_.engine->DeleteSegment(ws, req.params["id"]);
     reply(s.ok() ? JsonResponse(json{{"deleted", true}, {"id", req.params["id"]}})
                  : ErrorResponse(s));

@@ -450,6 +450,17 @@ describe('definitions', () => {
     r = await putJourney(ws, 'aud', 'id: aud\ntrigger: { event: Go }\naudience: in segment "ghost"\nsteps:\n  - { id: a, wait: 1d }\n');
     assert.equal(r.status, 200, r.text);
 
+    // While a journey that is not archived uses it, the segment cannot be deleted.
+    const del = () =>
+      request(`${ws.url}/api/v1/segments/ghost`, { method: 'DELETE', headers: { Authorization: `Bearer ${ws.adminKey}` } });
+    r = await del();
+    assert.equal(r.status, 409, r.text);
+    assert.match(r.json.error, /journey 'aud' uses segment 'ghost'/);
+    r = await request(`${ws.url}/api/v1/journeys/aud/archive`, { method: 'POST', headers: { Authorization: `Bearer ${ws.adminKey}` } });
+    assert.equal(r.status, 200, r.text);
+    r = await del();
+    assert.equal(r.status, 200, r.text);
+
     // A condition that does not parse: its line and a column inside it.
     r = await putJourney(ws, 'cond', 'id: cond\ntrigger:\n  event: Go\n  where: properties.path ==\nsteps:\n  - { id: a, wait: 1d }\n', {
       source: 'journeys/cond.yaml',
