@@ -178,9 +178,12 @@ class JourneyApi {
   void Instances(WorkspaceId ws, Request& req, Reply reply) {
     auto limit = Limit(req);
     if (!limit) return reply(ErrorResponse(limit.error()));
+    auto before = Cursor(req);
+    if (!before) return reply(ErrorResponse(before.error()));
     if (!ctx_.journeys->GetJourney(ws, req.params["id"]))
       return reply(ErrorResponse(Status::NotFound("no journey '" + req.params["id"] + "'")));
     json out = json::array();
+    json next = nullptr;
     Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
       std::optional<store::ContactId> contact;
       if (const std::string key = req.Query("contact"); !key.empty()) {
@@ -188,7 +191,11 @@ class JourneyApi {
         if (!c) return Status::NotFound("no contact '" + key + "'");
         contact = c->id;
       }
-      NUDGE_ASSIGN_OR_RETURN(auto rows, t.ListInstances(ws, req.params["id"], contact, *limit));
+      NUDGE_ASSIGN_OR_RETURN(auto rows,
+                             t.ListInstances(ws, req.params["id"], contact, *limit + 1, *before));
+      const bool more = static_cast<int>(rows.size()) > *limit;
+      if (more) rows.pop_back();
+      if (more) next = core::Base64UrlEncode(std::to_string(rows.back().id));
       for (const auto& i : rows) {
         NUDGE_ASSIGN_OR_RETURN(auto steps, t.InstanceSteps(i.id));
         json path = json::array();
@@ -211,7 +218,21 @@ class JourneyApi {
       }
       return Status::Ok();
     });
-    reply(s.ok() ? JsonResponse(json{{"instances", std::move(out)}}) : ErrorResponse(s));
+    reply(s.ok() ? JsonResponse(json{{"instances", std::move(out)}, {"next_cursor", next}})
+                 : ErrorResponse(s));
+  }
+
+  // The `cursor` query parameter: the id below which the next page starts (0: none given).
+  static Result<int64_t> Cursor(Request& req) {
+    const std::string c = req.Query("cursor");
+    if (c.empty()) return int64_t{0};
+    auto decoded = core::Base64UrlDecode(c);
+    char* end = nullptr;
+    int64_t id = 0;
+    if (decoded) id = std::strtoll(decoded->c_str(), &end, 10);
+    if (!decoded || decoded->empty() || *end || id <= 0)
+      return Err(Status::Invalid("is not a cursor this API gave out", "cursor"));
+    return id;
   }
 
   // GET /api/v1/messages?contact=&journey=&status=&limit=&cursor=
@@ -223,13 +244,9 @@ class JourneyApi {
     f.limit = *limit + 1;
     if (const std::string j = req.Query("journey"); !j.empty()) f.journey = j;
     if (const std::string st = req.Query("status"); !st.empty()) f.status = st;
-    if (const std::string c = req.Query("cursor"); !c.empty()) {
-      auto decoded = core::Base64UrlDecode(c);
-      char* end = nullptr;
-      if (decoded) f.before_id = std::strtoll(decoded->c_str(), &end, 10);
-      if (!decoded || decoded->empty() || *end || f.before_id <= 0)
-        return reply(ErrorResponse(Status::Invalid("is not a cursor this API gave out", "cursor")));
-    }
+    auto before = Cursor(req);
+    if (!before) return reply(ErrorResponse(before.error()));
+    f.before_id = *before;
     json out = json::array();
     json next = nullptr;
     Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {

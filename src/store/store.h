@@ -263,9 +263,10 @@ class ReadTxn {
                                                                std::string_view journey,
                                                                int64_t version) = 0;
   virtual Result<std::optional<Instance>> GetInstance(int64_t id) = 0;
+  // A journey's instances, newest first: ids below `before_id` (0: from the newest).
   virtual Result<std::vector<Instance>> ListInstances(WorkspaceId ws, std::string_view journey,
-                                                      std::optional<ContactId> contact,
-                                                      int limit) = 0;
+                                                      std::optional<ContactId> contact, int limit,
+                                                      int64_t before_id = 0) = 0;
   // The contact's instances of a journey (any version, any status), newest first.
   virtual Result<std::vector<Instance>> InstancesOf(ContactId contact,
                                                     std::string_view journey) = 0;

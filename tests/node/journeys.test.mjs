@@ -682,8 +682,20 @@ describe('running journeys', () => {
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.json, { entered: false, instance_id: null });
     assert.equal((await instances(ws, 'once', 'tia')).length, 1);
-    // Instances page: limit.
+    // Instances page: limit, and a cursor that walks every instance once, newest first.
     assert.equal((await ws.get('/api/v1/journeys/manual/instances?limit=1')).instances.length, 1);
+    const all = (await ws.get('/api/v1/journeys/manual/instances?limit=1000')).instances.map((i) => i.id);
+    assert.ok(all.length >= 2, `${all.length} instances`);
+    const paged = [];
+    let cursor = '';
+    for (let page = 0; page < 100; ++page) {
+      const body = await ws.get(`/api/v1/journeys/manual/instances?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      paged.push(...body.instances.map((i) => i.id));
+      if (!body.next_cursor) break;
+      cursor = body.next_cursor;
+    }
+    assert.deepEqual(paged, all);
+    assert.equal((await ws.admin('GET', '/api/v1/journeys/manual/instances?cursor=xyz')).status, 400);
     assert.equal((await ws.admin('GET', '/api/v1/journeys/manual/instances?limit=0')).status, 400);
     assert.equal((await ws.admin('GET', '/api/v1/journeys/manual/instances?contact=nobody')).status, 404);
 

@@ -454,15 +454,17 @@ class Txn final : public WriteTxn {
   }
 
   Result<std::vector<Instance>> ListInstances(WorkspaceId ws, std::string_view journey,
-                                              std::optional<ContactId> contact,
-                                              int limit) override {
+                                              std::optional<ContactId> contact, int limit,
+                                              int64_t before_id) override {
     NUDGE_STMT(q,
                "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
                "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
                "coalesce(trigger_key, ''), data FROM journey_instances WHERE ws = ? AND "
-               "journey = ? AND (? = 0 OR contact_id = ?) ORDER BY id DESC LIMIT ?");
+               "journey = ? AND (? = 0 OR contact_id = ?) AND (? = 0 OR id < ?) "
+               "ORDER BY id DESC LIMIT ?");
     q->Bind(1, ws).Bind(2, journey).Bind(3, contact ? int64_t{1} : int64_t{0});
-    q->Bind(4, contact.value_or(0)).Bind(5, static_cast<int64_t>(limit));
+    q->Bind(4, contact.value_or(0)).Bind(5, before_id).Bind(6, before_id);
+    q->Bind(7, static_cast<int64_t>(limit));
     return Collect<Instance>(q, ReadInstance);
   }
 
