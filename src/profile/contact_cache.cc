@@ -22,8 +22,11 @@ const std::vector<int>& AggregateRegistry::SlotsFor(std::string_view event) cons
 }
 
 ContactState* ContactCache::Get(store::ContactId id) {
-  if (id < 0 || static_cast<size_t>(id) >= states_.size()) return nullptr;
-  return states_[static_cast<size_t>(id)].get();
+  const auto index = static_cast<size_t>(id);
+  const size_t chunk = index >> kShift;
+  if (id < 0 || chunk >= chunks_.size() || !chunks_[chunk]) return nullptr;
+  ContactState& s = chunks_[chunk][index & (kChunk - 1)];
+  return s.workspace != 0 ? &s : nullptr;
 }
 
 const ContactState* ContactCache::Get(store::ContactId id) const {
@@ -32,20 +35,24 @@ const ContactState* ContactCache::Get(store::ContactId id) const {
 
 ContactState& ContactCache::Ensure(store::ContactId id, store::WorkspaceId ws) {
   const auto index = static_cast<size_t>(id);
-  if (index >= states_.size()) states_.resize(std::max(index + 1, states_.size() * 3 / 2 + 16));
-  auto& slot = states_[index];
-  if (!slot) {
-    slot = std::make_unique<ContactState>();
-    slot->workspace = ws;
+  const size_t chunk = index >> kShift;
+  if (chunk >= chunks_.size()) chunks_.resize(chunk + 1);
+  if (!chunks_[chunk]) chunks_[chunk] = std::make_unique<ContactState[]>(kChunk);
+  ContactState& slot = chunks_[chunk][index & (kChunk - 1)];
+  if (slot.workspace == 0) {
+    slot = ContactState{};
+    slot.workspace = ws;
     ++count_;
   }
-  return *slot;
+  return slot;
 }
 
 void ContactCache::Remove(store::ContactId id) {
-  if (id < 0 || static_cast<size_t>(id) >= states_.size()) return;
-  if (states_[static_cast<size_t>(id)]) --count_;
-  states_[static_cast<size_t>(id)].reset();
+  ContactState* s = Get(id);
+  if (!s) return;
+  *s = ContactState{};
+  s->workspace = 0;
+  --count_;
 }
 
 void ContactCache::Merge(store::ContactId from, store::ContactId into) {
@@ -86,10 +93,14 @@ bool ContactCache::Widen(store::ContactId id, Millis at) {
 }
 
 size_t ContactCache::MemoryBytes() const {
-  size_t n = states_.capacity() * sizeof(states_[0]);
-  for (const auto& s : states_) {
-    if (!s) continue;
-    n += sizeof(ContactState) + s->traits.capacity() + s->aggregates.MemoryBytes();
+  size_t n = chunks_.capacity() * sizeof(chunks_[0]);
+  for (const auto& chunk : chunks_) {
+    if (!chunk) continue;
+    n += kChunk * sizeof(ContactState);
+    for (size_t i = 0; i < kChunk; ++i) {
+      const ContactState& s = chunk[i];
+      if (s.workspace != 0) n += s.traits.capacity() + s.aggregates.MemoryBytes();
+    }
   }
   return n;
 }

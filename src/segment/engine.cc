@@ -891,7 +891,12 @@ struct Engine::Impl {
       // name is looked up: they are cold for a random contact among millions.
       Runtime& rt = Rt(id);
       __builtin_prefetch(&rt);
-      __builtin_prefetch(state->aggregates.all().data());
+      {
+        const auto& all = state->aggregates.all();
+        const char* p = reinterpret_cast<const char*>(all.data());
+        const char* end = reinterpret_cast<const char*>(all.data() + all.size());
+        for (int lines = 0; p < end && lines < 16; p += 64, ++lines) __builtin_prefetch(p);
+      }
       // What nudge derives (Segment Entered, ...) is not the contact being seen.
       EventCause cause{e.name, false};
       if (!std::string_view(e.message_id).starts_with(store::kDerivedPrefix))
