@@ -17,7 +17,7 @@ bool AggregateRegistry::Adopt(const std::shared_ptr<rules::AggregateSpec>& spec)
 
 const std::vector<int>& AggregateRegistry::SlotsFor(std::string_view event) const {
   static const std::vector<int> kNone;
-  auto it = by_event_.find(std::string(event));
+  auto it = by_event_.find(event);
   return it == by_event_.end() ? kNone : it->second;
 }
 

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/string_map.h"
 #include "profile/aggregates.h"
 #include "rules/condition.h"
 #include "store/store.h"
@@ -52,8 +53,8 @@ class AggregateRegistry {
 
  private:
   std::vector<std::shared_ptr<rules::AggregateSpec>> by_slot_;
-  std::unordered_map<std::string, int> by_key_;
-  std::unordered_map<std::string, std::vector<int>> by_event_;
+  core::StringMap<int> by_key_;
+  core::StringMap<std::vector<int>> by_event_;
 };
 
 class ContactCache {

@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "core/json.h"
+#include "core/string_map.h"
 #include "core/time.h"
 #include "rules/json_value.h"
 #include "segment/trait_columns.h"
@@ -95,7 +96,7 @@ class RuntimeTable {
 struct Workspace {
   WorkspaceId id = 0;
   std::vector<std::unique_ptr<Segment>> segments;  // dependencies first
-  std::unordered_map<std::string, Segment*> by_id;
+  core::StringMap<Segment*> by_id;
   ScoringDef scoring;
   StagesDef stages = DefaultStages();
   std::vector<double> score_thresholds;  // what conditions compare `score` with
@@ -138,14 +139,10 @@ struct Workspace {
   // score and stages that read something it changed (its aggregates, last_seen, the score, a
   // segment that changed before them). Trait and subscription changes, merges and timers
   // still evaluate everything.
-  struct NameHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using NameSet = std::unordered_set<std::string, NameHash, std::equal_to<>>;
+  using NameSet = core::StringSet;
   struct Reach {
     // event name -> the segments reading it
-    std::unordered_map<std::string, std::vector<uint32_t>, NameHash, std::equal_to<>> by_event;
+    core::StringMap<std::vector<uint32_t>> by_event;
     std::vector<uint8_t> reads;               // per segment: Condition::reads()
     std::vector<std::vector<uint32_t>> deps;  // per segment: the segments it names
     NameSet score_events;
@@ -445,7 +442,7 @@ struct Engine::Impl {
       return s ? s->Expiry(spec, now_) : std::nullopt;
     }
     bool InSegment(std::string_view segment) const override {
-      auto it = ws_.by_id.find(std::string(segment));
+      auto it = ws_.by_id.find(segment);
       return it != ws_.by_id.end() && impl_.IsMember(*it->second, id_, rt_);
     }
     bool Subscribed(std::string_view channel, std::string_view topic) const override {
@@ -784,7 +781,9 @@ struct Engine::Impl {
     bool any_preview = false;
     if (preview_specs)
       for (const auto& s : *preview_specs) any_preview = any_preview || s->event == e.name;
-    if (slots.empty() && !any_rule && !any_preview && e.name != "Score Adjusted") return;
+    static constexpr std::string_view kScoreAdjusted = "Score Adjusted";
+    const bool adjusted = std::string_view(e.name) == kScoreAdjusted;
+    if (slots.empty() && !any_rule && !any_preview && !adjusted) return;
     for (int slot : slots)
       if (const profile::AggregateState* a = state.aggregates.Find(slot)) a->Prefetch();
 
@@ -815,7 +814,7 @@ struct Engine::Impl {
       state.aggregates.Get(slot).Add(spec, e.timestamp, amount(spec));
       state.aggregates.Get(slot).Prune(spec, clock.NowMillis());
     }
-    if (scores && rt && e.name == "Score Adjusted" && !preview_out) {
+    if (scores && rt && adjusted && !preview_out) {
       // Points a journey gives or takes (update: { score: N }): a rule of their own.
       simdjson::dom::element points;
       double p = 0;

@@ -78,6 +78,15 @@ void TraitColumns::Store(Column& c, store::ContactId id, const void* value) {
   uint16_t code = kNull;
   if (value) {
     const rules::Value& v = *static_cast<const rules::Value*>(value);
+    // Most trait changes leave most kept paths as they were: no dictionary lookup then.
+    if (i < c.codes.size() && c.codes[i] > kNull) {
+      const rules::Value& held = c.values[c.codes[i]];
+      if (held.type == v.type &&
+          ((v.type == rules::Type::kBool && held.b == v.b) ||
+           (v.type == rules::Type::kNumber && std::memcmp(&held.num, &v.num, sizeof v.num) == 0) ||
+           (v.type == rules::Type::kString && held.str == v.str)))
+        return;
+    }
     thread_local std::string key;  // reused: no allocation once it has grown
     key.clear();
     switch (v.type) {
