@@ -1286,7 +1286,12 @@ Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId 
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);
   NUDGE_TRY(txn.MoveInstances(from, into));
+  // Timers name the contact: the moved instances' pending ones are queued again under `into`
+  // (those under `from` find nothing and are skipped as stale).
+  const std::vector<int64_t> moved = m.active.IdsOf(from);
   m.active.Move(from, into);
+  for (int64_t id : moved)
+    if (Active* a = m.active.Find(into, id); a && a->wake) m.Schedule(*a, a->wake);
   return Status::Ok();
 }
 
