@@ -21,17 +21,6 @@ constexpr int kDefaultPage = 50;
 constexpr int kMaxPage = 1000;
 constexpr size_t kMaxImportRows = 5000;
 
-Result<int> PageLimit(const Request& req, int fallback) {
-  const std::string text = req.Query("limit");
-  if (text.empty()) return fallback;
-  char* end = nullptr;
-  const long n = std::strtol(text.c_str(), &end, 10);
-  if (*end != '\0' || n < 1 || n > kMaxPage)
-    return Err(
-        Status::Invalid("must be a whole number from 1 to " + std::to_string(kMaxPage), "limit"));
-  return static_cast<int>(n);
-}
-
 // Finds a contact by the key in a URL: its user id, else an anonymous id, else (with '@')
 // its email, else (starting with '+') its phone.
 Result<std::optional<Contact>> FindByKey(store::ReadTxn& t, WorkspaceId ws,
@@ -52,6 +41,29 @@ Status NotFoundContact(const std::string& key) {
 }
 
 }  // namespace
+
+Result<int> PageLimit(const Request& req, int fallback) {
+  const std::string text = req.Query("limit");
+  if (text.empty()) return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(text.c_str(), &end, 10);
+  if (*end != '\0' || n < 1 || n > kMaxPage)
+    return Err(
+        Status::Invalid("must be a whole number from 1 to " + std::to_string(kMaxPage), "limit"));
+  return static_cast<int>(n);
+}
+
+Result<int64_t> IdCursor(const Request& req) {
+  const std::string text = req.Query("cursor");
+  if (text.empty()) return int64_t{0};
+  auto decoded = core::Base64UrlDecode(text);
+  char* end = nullptr;
+  int64_t id = 0;
+  if (decoded) id = std::strtoll(decoded->c_str(), &end, 10);
+  if (!decoded || decoded->empty() || *end != '\0' || id <= 0)
+    return Err(Status::Invalid("is not a cursor this API gave out", "cursor"));
+  return id;
+}
 
 std::optional<WorkspaceId> AdminWorkspace(const store::WorkspaceRegistry& workspaces,
                                           const Request& req, Reply& reply) {
@@ -142,20 +154,13 @@ class AdminApi {
   void ListContacts(WorkspaceId ws, Request& req, Reply reply) {
     auto limit = PageLimit(req, kDefaultPage);
     if (!limit) return reply(ErrorResponse(limit.error()));
-    ContactId after = 0;
-    const std::string cursor = req.Query("cursor");
-    if (!cursor.empty()) {
-      auto decoded = core::Base64UrlDecode(cursor);
-      char* end = nullptr;
-      if (decoded) after = std::strtoll(decoded->c_str(), &end, 10);
-      if (!decoded || decoded->empty() || *end != '\0' || after < 0)
-        return reply(ErrorResponse(Status::Invalid("is not a cursor this API gave out", "cursor")));
-    }
+    auto after = IdCursor(req);
+    if (!after) return reply(ErrorResponse(after.error()));
     json contacts = json::array();
     json next = nullptr;
     int64_t total = 0;
     Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
-      NUDGE_ASSIGN_OR_RETURN(auto rows, t.ListContacts(ws, after, *limit + 1));
+      NUDGE_ASSIGN_OR_RETURN(auto rows, t.ListContacts(ws, *after, *limit + 1));
       NUDGE_ASSIGN_OR_RETURN(total, t.CountContacts(ws));
       const bool more = static_cast<int>(rows.size()) > *limit;
       if (more) rows.pop_back();

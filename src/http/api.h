@@ -59,6 +59,13 @@ Result<std::optional<store::Contact>> FindContactByKey(store::ReadTxn& t, store:
 std::optional<store::WorkspaceId> AdminWorkspace(const store::WorkspaceRegistry& workspaces,
                                                  const Request& req, Reply& reply);
 
+// The `limit` query parameter of a page: `fallback` when absent, a 400 unless a whole number
+// from 1 to 1000.
+Result<int> PageLimit(const Request& req, int fallback);
+// The `cursor` query parameter of a page ordered by id: the id the page continues from (0 when
+// absent), a 400 unless it is a cursor this API gave out (an id, base64url-encoded).
+Result<int64_t> IdCursor(const Request& req);
+
 // An optional field of a JSON object body: `fallback` when it is absent or null, a 400 naming
 // it (`where` + `key`) when it has another type. T: std::string, bool, int64_t or size_t.
 template <typename T>

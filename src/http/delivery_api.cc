@@ -47,16 +47,6 @@ json SuppressionJson(const store::Suppression& s) {
               {"created_at", core::FormatIso8601(s.created_at)}};
 }
 
-Result<int> Limit(const Request& req) {
-  const std::string l = req.Query("limit");
-  if (l.empty()) return 100;
-  char* end = nullptr;
-  const long n = std::strtol(l.c_str(), &end, 10);
-  if (*end || n < 1 || n > 1000)
-    return Err(Status::Invalid("must be a whole number from 1 to 1000", "limit"));
-  return static_cast<int>(n);
-}
-
 // A suppression address as stored: emails lowercased (the whole address: suppression is about
 // mailboxes, and providers treat the local part case-insensitively in practice), phones E.164.
 Result<std::string> NormalizeAddress(const std::string& channel, const std::string& address,
@@ -369,7 +359,7 @@ class DeliveryApi {
   // ---- suppressions ----
 
   void ListSuppressions(WorkspaceId ws, Request& req, Reply reply) {
-    auto limit = Limit(req);
+    auto limit = PageLimit(req, 100);
     if (!limit) return reply(ErrorResponse(limit.error()));
     std::string after;
     if (const std::string cur = req.Query("cursor"); !cur.empty()) {

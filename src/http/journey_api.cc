@@ -89,16 +89,6 @@ std::string SourceOf(const Request& req) {
   return named.empty() ? "request body" : named;
 }
 
-Result<int> Limit(const Request& req) {
-  const std::string l = req.Query("limit");
-  if (l.empty()) return 50;
-  char* end = nullptr;
-  const long n = std::strtol(l.c_str(), &end, 10);
-  if (*end || n < 1 || n > 1000)
-    return Err(Status::Invalid("must be a whole number from 1 to 1000", "limit"));
-  return static_cast<int>(n);
-}
-
 class JourneyApi {
  public:
   explicit JourneyApi(ApiContext& ctx) : ctx_(ctx) {}
@@ -176,9 +166,9 @@ class JourneyApi {
   }
 
   void Instances(WorkspaceId ws, Request& req, Reply reply) {
-    auto limit = Limit(req);
+    auto limit = PageLimit(req, 50);
     if (!limit) return reply(ErrorResponse(limit.error()));
-    auto before = Cursor(req);
+    auto before = IdCursor(req);
     if (!before) return reply(ErrorResponse(before.error()));
     if (!ctx_.journeys->GetJourney(ws, req.params["id"]))
       return reply(ErrorResponse(Status::NotFound("no journey '" + req.params["id"] + "'")));
@@ -222,29 +212,16 @@ class JourneyApi {
                  : ErrorResponse(s));
   }
 
-  // The `cursor` query parameter: the id below which the next page starts (0: none given).
-  static Result<int64_t> Cursor(Request& req) {
-    const std::string c = req.Query("cursor");
-    if (c.empty()) return int64_t{0};
-    auto decoded = core::Base64UrlDecode(c);
-    char* end = nullptr;
-    int64_t id = 0;
-    if (decoded) id = std::strtoll(decoded->c_str(), &end, 10);
-    if (!decoded || decoded->empty() || *end || id <= 0)
-      return Err(Status::Invalid("is not a cursor this API gave out", "cursor"));
-    return id;
-  }
-
   // GET /api/v1/messages?contact=&journey=&status=&limit=&cursor=
   void Messages(WorkspaceId ws, Request& req, Reply reply) {
-    auto limit = Limit(req);
+    auto limit = PageLimit(req, 50);
     if (!limit) return reply(ErrorResponse(limit.error()));
     store::MessageFilter f;
     f.workspace = ws;
     f.limit = *limit + 1;
     if (const std::string j = req.Query("journey"); !j.empty()) f.journey = j;
     if (const std::string st = req.Query("status"); !st.empty()) f.status = st;
-    auto before = Cursor(req);
+    auto before = IdCursor(req);
     if (!before) return reply(ErrorResponse(before.error()));
     f.before_id = *before;
     json out = json::array();

@@ -78,27 +78,15 @@ class SegmentApi {
     const std::string id = req.params["id"];
     if (!ctx_.engine->HasSegment(ws, id))
       return reply(ErrorResponse(Status::NotFound("no segment '" + id + "'")));
-    int limit = 50;
-    if (const std::string l = req.Query("limit"); !l.empty()) {
-      char* end = nullptr;
-      limit = static_cast<int>(std::strtol(l.c_str(), &end, 10));
-      if (*end || limit < 1 || limit > 1000)
-        return reply(
-            ErrorResponse(Status::Invalid("must be a whole number from 1 to 1000", "limit")));
-    }
-    store::ContactId after = 0;
-    if (const std::string c = req.Query("cursor"); !c.empty()) {
-      auto decoded = core::Base64UrlDecode(c);
-      char* end = nullptr;
-      if (decoded) after = std::strtoll(decoded->c_str(), &end, 10);
-      if (!decoded || decoded->empty() || *end)
-        return reply(ErrorResponse(Status::Invalid("is not a cursor this API gave out", "cursor")));
-    }
+    auto limit = PageLimit(req, 50);
+    if (!limit) return reply(ErrorResponse(limit.error()));
+    auto after = IdCursor(req);
+    if (!after) return reply(ErrorResponse(after.error()));
     json members = json::array();
     json next = nullptr;
     Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
-      NUDGE_ASSIGN_OR_RETURN(auto rows, t.ListSegmentMembers(ws, id, after, limit + 1));
-      const bool more = static_cast<int>(rows.size()) > limit;
+      NUDGE_ASSIGN_OR_RETURN(auto rows, t.ListSegmentMembers(ws, id, *after, *limit + 1));
+      const bool more = static_cast<int>(rows.size()) > *limit;
       if (more) rows.pop_back();
       for (const auto& m : rows) {
         NUDGE_ASSIGN_OR_RETURN(auto c, t.GetContact(m.contact));

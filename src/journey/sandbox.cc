@@ -226,7 +226,7 @@ Result<std::vector<store::Message>> Sandbox::Messages() {
 Result<std::vector<store::Instance>> Sandbox::Instances(const std::string& journey) {
   std::vector<store::Instance> out;
   NUDGE_TRY(store_->Read([&](store::ReadTxn& t) -> Status {
-    NUDGE_ASSIGN_OR_RETURN(out, t.ListInstances(ws_, journey, std::nullopt, 1'000'000));
+    NUDGE_ASSIGN_OR_RETURN(out, t.ListInstances(ws_, journey, std::nullopt, 1'000'000, 0));
     return Status::Ok();
   }));
   std::reverse(out.begin(), out.end());

@@ -69,6 +69,12 @@ class ContactAggregates {
                  const std::vector<std::shared_ptr<rules::AggregateSpec>>& specs_by_slot);
   const std::vector<std::pair<int, AggregateState>>& all() const { return slots_; }
   size_t MemoryBytes() const;
+  // Asks the CPU to fetch the slots now (up to 16 cache lines; they are searched soon after).
+  void Prefetch() const {
+    const char* p = reinterpret_cast<const char*>(slots_.data());
+    const char* end = reinterpret_cast<const char*>(slots_.data() + slots_.size());
+    for (int lines = 0; p < end && lines < 16; p += 64, ++lines) __builtin_prefetch(p);
+  }
 
  private:
   std::vector<std::pair<int, AggregateState>> slots_;  // ascending by slot

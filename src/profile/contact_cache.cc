@@ -22,11 +22,9 @@ const std::vector<int>& AggregateRegistry::SlotsFor(std::string_view event) cons
 }
 
 ContactState* ContactCache::Get(store::ContactId id) {
-  const auto index = static_cast<size_t>(id);
-  const size_t chunk = index >> kShift;
-  if (id < 0 || chunk >= chunks_.size() || !chunks_[chunk]) return nullptr;
-  ContactState& s = chunks_[chunk][index & (kChunk - 1)];
-  return s.workspace != 0 ? &s : nullptr;
+  if (id < 0) return nullptr;
+  ContactState* s = states_.Find(static_cast<size_t>(id));
+  return s && s->workspace != 0 ? s : nullptr;
 }
 
 const ContactState* ContactCache::Get(store::ContactId id) const {
@@ -34,11 +32,7 @@ const ContactState* ContactCache::Get(store::ContactId id) const {
 }
 
 ContactState& ContactCache::Ensure(store::ContactId id, store::WorkspaceId ws) {
-  const auto index = static_cast<size_t>(id);
-  const size_t chunk = index >> kShift;
-  if (chunk >= chunks_.size()) chunks_.resize(chunk + 1);
-  if (!chunks_[chunk]) chunks_[chunk] = std::make_unique<ContactState[]>(kChunk);
-  ContactState& slot = chunks_[chunk][index & (kChunk - 1)];
+  ContactState& slot = states_.Make(static_cast<size_t>(id));
   if (slot.workspace == 0) {
     slot = ContactState{};
     slot.workspace = ws;
@@ -50,8 +44,7 @@ ContactState& ContactCache::Ensure(store::ContactId id, store::WorkspaceId ws) {
 void ContactCache::Remove(store::ContactId id) {
   ContactState* s = Get(id);
   if (!s) return;
-  *s = ContactState{};
-  s->workspace = 0;
+  *s = ContactState{};  // workspace 0: none
   --count_;
 }
 
@@ -93,15 +86,10 @@ bool ContactCache::Widen(store::ContactId id, Millis at) {
 }
 
 size_t ContactCache::MemoryBytes() const {
-  size_t n = chunks_.capacity() * sizeof(chunks_[0]);
-  for (const auto& chunk : chunks_) {
-    if (!chunk) continue;
-    n += kChunk * sizeof(ContactState);
-    for (size_t i = 0; i < kChunk; ++i) {
-      const ContactState& s = chunk[i];
-      if (s.workspace != 0) n += s.traits.capacity() + s.aggregates.MemoryBytes();
-    }
-  }
+  size_t n = states_.MemoryBytes();
+  states_.ForEach([&](size_t, const ContactState& s) {
+    if (s.workspace != 0) n += s.traits.capacity() + s.aggregates.MemoryBytes();
+  });
   return n;
 }
 

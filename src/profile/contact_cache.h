@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/chunked.h"
 #include "core/string_map.h"
 #include "profile/aggregates.h"
 #include "rules/condition.h"
@@ -78,21 +79,17 @@ class ContactCache {
   // Contact ids with state, in ascending order, for one workspace (0 = all).
   template <typename F>
   void ForEach(store::WorkspaceId ws, F f) const {
-    for (size_t c = 0; c < chunks_.size(); ++c) {
-      if (!chunks_[c]) continue;
-      for (size_t i = 0; i < kChunk; ++i) {
-        const ContactState& s = chunks_[c][i];
-        if (s.workspace != 0 && (ws == 0 || s.workspace == ws))
-          f(static_cast<store::ContactId>(c * kChunk + i), s);
-      }
-    }
+    states_.ForEach([&](size_t id, const ContactState& s) {
+      if (s.workspace != 0 && (ws == 0 || s.workspace == ws))
+        f(static_cast<store::ContactId>(id), s);
+    });
   }
   size_t size() const { return count_; }
   // One past the highest contact id that may have state.
-  size_t id_bound() const { return chunks_.size() * kChunk; }
+  size_t id_bound() const { return states_.bound(); }
   // Forgets every contact (aggregate slots stay adopted).
   void Clear() {
-    chunks_.clear();
+    states_.Clear();
     merged_into_.clear();
     count_ = 0;
   }
@@ -101,10 +98,7 @@ class ContactCache {
   mutable std::shared_mutex mutex;
 
  private:
-  // States by contact id, in place in chunks of 4,096 (workspace 0: none): one memory access
-  // finds a contact's, and a reference stays valid as contacts are added.
-  static constexpr size_t kShift = 12, kChunk = size_t{1} << kShift;
-  std::vector<std::unique_ptr<ContactState[]>> chunks_;
+  core::Chunked<ContactState> states_;  // by contact id; workspace 0: none
   std::unordered_map<store::ContactId, store::ContactId> merged_into_;
   size_t count_ = 0;
   AggregateRegistry registry_;

@@ -59,6 +59,32 @@ class Env {
   virtual core::Millis LastSeen() const = 0;
 };
 
+// A contact known by its traits alone, at a fixed time: no event, behaviour, segments,
+// subscriptions, score, stage or seen times. Subclasses say what a trait path holds.
+class TraitsEnv : public Env {
+ public:
+  explicit TraitsEnv(core::Millis now) : now_(now) {}
+  virtual Value Trait(std::span<const std::string> path) const = 0;
+
+  core::Millis Now() const final { return now_; }
+  Value Path(Root root, std::span<const std::string> path) const final {
+    return root == Root::kTraits ? Trait(path) : Value::Null();
+  }
+  Value Aggregate(const AggregateSpec&) const final { return Value::Null(); }
+  std::optional<core::Millis> AggregateExpiry(const AggregateSpec&) const final {
+    return std::nullopt;
+  }
+  bool InSegment(std::string_view) const final { return false; }
+  bool Subscribed(std::string_view, std::string_view) const final { return false; }
+  double Score() const final { return 0; }
+  std::string_view Stage() const final { return {}; }
+  core::Millis FirstSeen() const final { return 0; }
+  core::Millis LastSeen() const final { return 0; }
+
+ private:
+  core::Millis now_;
+};
+
 struct CompileOptions {
   // Trigger filters and wait_for conditions have an event: properties.*, context.* and
   // event.* may appear at the top level, not only inside an event term's `where`.

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/chunked.h"
 #include "core/json.h"
 #include "core/string_map.h"
 #include "core/time.h"
@@ -61,36 +62,7 @@ struct Runtime {
   uint8_t qualification = 0;  // 0, 1 = MQL, 2 = SQL
   Millis wake = 0;            // the pending timer, 0 = none
   uint64_t in = 0;            // Segment::bit of each segment it belongs to
-  bool live = false;          // false: no contact state here (RuntimeTable)
-};
-
-// Runtimes by contact id, stored in place in chunks of 4,096: one memory access finds a
-// contact's, where a table of pointers took two, and a reference stays valid as more are
-// added.
-class RuntimeTable {
- public:
-  Runtime& Ensure(size_t i) {
-    const size_t c = i >> kShift;
-    if (c >= chunks_.size()) chunks_.resize(c + 1);
-    if (!chunks_[c]) chunks_[c] = std::make_unique<Runtime[]>(kChunk);
-    Runtime& rt = chunks_[c][i & (kChunk - 1)];
-    rt.live = true;
-    return rt;
-  }
-  Runtime* Find(size_t i) const {
-    const size_t c = i >> kShift;
-    if (c >= chunks_.size() || !chunks_[c]) return nullptr;
-    Runtime& rt = chunks_[c][i & (kChunk - 1)];
-    return rt.live ? &rt : nullptr;
-  }
-  void Reset(size_t i) {
-    if (Runtime* rt = Find(i)) *rt = Runtime{};
-  }
-  void Clear() { chunks_.clear(); }
-
- private:
-  static constexpr size_t kShift = 12, kChunk = size_t{1} << kShift;
-  std::vector<std::unique_ptr<Runtime[]>> chunks_;
+  bool live = false;          // false: an empty slot of Impl::runtime
 };
 
 struct Workspace {
@@ -242,8 +214,8 @@ struct Engine::Impl {
   core::Counter* changes = nullptr;
 
   std::unordered_map<WorkspaceId, std::unique_ptr<Workspace>>
-      workspaces;        // GUARDED_BY(cache.mutex)
-  RuntimeTable runtime;  // by contact id
+      workspaces;                  // GUARDED_BY(cache.mutex)
+  core::Chunked<Runtime> runtime;  // by contact id
 
   // Timers: (due, contact), min first. Stale entries are skipped (Runtime::wake differs).
   mutable std::mutex timer_mutex;
@@ -281,8 +253,31 @@ struct Engine::Impl {
     return it == workspaces.end() ? nullptr : it->second.get();
   }
 
-  Runtime& Rt(ContactId id) { return runtime.Ensure(static_cast<size_t>(id)); }
-  const Runtime* FindRt(ContactId id) const { return runtime.Find(static_cast<size_t>(id)); }
+  Runtime& Rt(ContactId id) {
+    Runtime& rt = runtime.Make(static_cast<size_t>(id));
+    rt.live = true;
+    return rt;
+  }
+  // The contact's runtime, or null when it has none.
+  const Runtime* FindRt(ContactId id) const {
+    const Runtime* rt = runtime.Find(static_cast<size_t>(id));
+    return rt && rt->live ? rt : nullptr;
+  }
+  Runtime* FindRtMutable(ContactId id) {
+    Runtime* rt = runtime.Find(static_cast<size_t>(id));
+    return rt && rt->live ? rt : nullptr;
+  }
+  // The contact is gone from the workspace (erased, or merged into another): out of its
+  // segments' bitmaps and its trait columns. The runtime is the caller's (ForgetRt).
+  void Forget(WorkspaceId wsid, ContactId id) {
+    auto it = workspaces.find(wsid);
+    if (it == workspaces.end()) return;
+    for (auto& s : it->second->segments) s->members.remove(static_cast<uint32_t>(id));
+    it->second->columns.Erase(id);
+  }
+  void ForgetRt(ContactId id) {
+    if (Runtime* rt = FindRtMutable(id)) *rt = Runtime{};
+  }
 
   // ---- scores ----
 
@@ -890,12 +885,7 @@ struct Engine::Impl {
       // name is looked up: they are cold for a random contact among millions.
       Runtime& rt = Rt(id);
       __builtin_prefetch(&rt);
-      {
-        const auto& all = state->aggregates.all();
-        const char* p = reinterpret_cast<const char*>(all.data());
-        const char* end = reinterpret_cast<const char*>(all.data() + all.size());
-        for (int lines = 0; p < end && lines < 16; p += 64, ++lines) __builtin_prefetch(p);
-      }
+      state->aggregates.Prefetch();
       // What nudge derives (Segment Entered, ...) is not the contact being seen.
       EventCause cause{e.name, false};
       if (!std::string_view(e.message_id).starts_with(store::kDerivedPrefix))
@@ -1065,7 +1055,6 @@ struct Engine::Impl {
       });
     };
   }
-  Runtime* FindRtMutable(ContactId id) { return runtime.Find(static_cast<size_t>(id)); }
 
   // A job that evaluates every contact of a workspace, silently (definitions changed);
   // `segment` limits it to one segment, which is marked ready at the end.
@@ -1538,39 +1527,26 @@ namespace {
 
 // What a condition that reads only traits sees when its trait paths are columns: the values
 // of one combination of codes.
-class ColumnEnv final : public rules::Env {
+class ColumnEnv final : public rules::TraitsEnv {
  public:
   ColumnEnv(const TraitColumns& columns, const std::vector<std::vector<std::string>>& paths,
             const std::vector<int>& cols, Millis now)
-      : columns_(columns), paths_(paths), cols_(cols), codes_(cols.size(), 0), now_(now) {}
+      : TraitsEnv(now), columns_(columns), paths_(paths), cols_(cols), codes_(cols.size(), 0) {}
   std::vector<uint16_t>& codes() { return codes_; }
 
-  Millis Now() const override { return now_; }
-  Value Path(Root root, std::span<const std::string> path) const override {
-    if (root != Root::kTraits) return Value::Null();
+  Value Trait(std::span<const std::string> path) const override {
     for (size_t j = 0; j < paths_.size(); ++j)
       if (paths_[j].size() == path.size() &&
           std::equal(path.begin(), path.end(), paths_[j].begin()))
         return columns_.Decode(cols_[j], codes_[j]);
     return Value::Null();
   }
-  Value Aggregate(const AggregateSpec&) const override { return Value::Null(); }
-  std::optional<Millis> AggregateExpiry(const AggregateSpec&) const override {
-    return std::nullopt;
-  }
-  bool InSegment(std::string_view) const override { return false; }
-  bool Subscribed(std::string_view, std::string_view) const override { return false; }
-  double Score() const override { return 0; }
-  std::string_view Stage() const override { return {}; }
-  Millis FirstSeen() const override { return 0; }
-  Millis LastSeen() const override { return 0; }
 
  private:
   const TraitColumns& columns_;
   const std::vector<std::vector<std::string>>& paths_;
   const std::vector<int>& cols_;
   std::vector<uint16_t> codes_;
-  Millis now_;
 };
 
 // A condition that reads traits and nothing else, on paths kept as columns, is evaluated once
@@ -1808,19 +1784,13 @@ Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId 
   {
     std::unique_lock lock(m.cache.mutex);
     NUDGE_TRY(m.Begin(txn));
-    if (const profile::ContactState* st = m.cache.Get(from)) {
-      if (Workspace* ws =
-              m.workspaces.count(st->workspace) ? m.workspaces[st->workspace].get() : nullptr) {
-        for (auto& s : ws->segments) s->members.remove(static_cast<uint32_t>(from));
-        ws->columns.Erase(from);
-      }
-    }
+    if (const profile::ContactState* st = m.cache.Get(from)) m.Forget(st->workspace, from);
     Runtime* src = m.FindRtMutable(from);
     if (src) {
       Runtime& dst = m.Rt(into);
       for (RuleState& r : src->rules) dst.rules.push_back(std::move(r));
       dst.stage = std::max(dst.stage, src->stage);
-      m.runtime.Reset(static_cast<size_t>(from));
+      m.ForgetRt(from);
     }
     m.cache.Merge(from, into);
     if (downstream_) NUDGE_TRY(downstream_->OnContactsMerged(txn, from, into));
@@ -1835,14 +1805,8 @@ Status Engine::OnContactDeleted(store::WriteTxn& txn, ContactId id) {
   {
     std::unique_lock lock(m.cache.mutex);
     NUDGE_TRY(m.Begin(txn));
-    if (const profile::ContactState* st = m.cache.Get(id)) {
-      if (m.workspaces.count(st->workspace)) {
-        for (auto& s : m.workspaces[st->workspace]->segments)
-          s->members.remove(static_cast<uint32_t>(id));
-        m.workspaces[st->workspace]->columns.Erase(id);
-      }
-    }
-    m.runtime.Reset(static_cast<size_t>(id));
+    if (const profile::ContactState* st = m.cache.Get(id)) m.Forget(st->workspace, id);
+    m.ForgetRt(id);
     m.cache.Remove(id);
     if (downstream_) NUDGE_TRY(downstream_->OnContactDeleted(txn, id));
   }

@@ -110,7 +110,6 @@ class Engine final : public profile::ContactObserver {
   // Whether a segment exists (for validating references elsewhere).
   bool HasSegment(store::WorkspaceId ws, const std::string& id) const;
 
-  // Evaluates a condition over the workspace's contacts without saving anything.
   // The trait columns of every workspace (see trait_columns.h): how many paths are kept, and
   // their memory.
   struct ColumnStats {
@@ -118,6 +117,7 @@ class Engine final : public profile::ContactObserver {
     size_t bytes = 0;
   };
   ColumnStats TraitColumnStats() const;
+  // Evaluates a condition over the workspace's contacts without saving anything.
   Result<Preview> PreviewCondition(store::WorkspaceId ws, const std::string& condition,
                                    size_t sample);
   ContactView View(store::ContactId id) const;

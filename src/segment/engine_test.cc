@@ -28,33 +28,19 @@ constexpr Millis kHour = 60 * kMinute;
 constexpr Millis kDay = 24 * kHour;
 
 // Evaluates a condition on a traits document alone, parsed here.
-class DocumentEnv final : public rules::Env {
+class DocumentEnv final : public rules::TraitsEnv {
  public:
-  DocumentEnv(const std::string& traits, Millis now) : now_(now) {
+  DocumentEnv(const std::string& traits, Millis now) : TraitsEnv(now) {
     ok_ = parser_.parse(traits).get(doc_) == simdjson::SUCCESS;
   }
-  Millis Now() const override { return now_; }
-  rules::Value Path(rules::Root root, std::span<const std::string> path) const override {
-    return root == rules::Root::kTraits && ok_ ? rules::Lookup(doc_, path) : rules::Value::Null();
+  rules::Value Trait(std::span<const std::string> path) const override {
+    return ok_ ? rules::Lookup(doc_, path) : rules::Value::Null();
   }
-  rules::Value Aggregate(const rules::AggregateSpec&) const override {
-    return rules::Value::Null();
-  }
-  std::optional<Millis> AggregateExpiry(const rules::AggregateSpec&) const override {
-    return std::nullopt;
-  }
-  bool InSegment(std::string_view) const override { return false; }
-  bool Subscribed(std::string_view, std::string_view) const override { return false; }
-  double Score() const override { return 0; }
-  std::string_view Stage() const override { return {}; }
-  Millis FirstSeen() const override { return 0; }
-  Millis LastSeen() const override { return 0; }
 
  private:
   simdjson::dom::parser parser_;
   simdjson::dom::element doc_;
   bool ok_ = false;
-  Millis now_;
 };
 
 class EngineTest : public ::testing::Test {

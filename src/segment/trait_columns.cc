@@ -73,11 +73,11 @@ void TraitColumns::Write(store::ContactId id, std::string_view traits, bool fill
   }
 }
 
-void TraitColumns::Store(Column& c, store::ContactId id, const void* value) {
+void TraitColumns::Store(Column& c, store::ContactId id, const rules::Value* value) {
   const auto i = static_cast<size_t>(id);
   uint16_t code = kNull;
   if (value) {
-    const rules::Value& v = *static_cast<const rules::Value*>(value);
+    const rules::Value& v = *value;
     // Most trait changes leave most kept paths as they were: no dictionary lookup then.
     if (i < c.codes.size() && c.codes[i] > kNull) {
       const rules::Value& held = c.values[c.codes[i]];
@@ -117,13 +117,10 @@ void TraitColumns::Store(Column& c, store::ContactId id, const void* value) {
           return;
         }
         code = static_cast<uint16_t>(c.values.size());
-        rules::Value stored = v;
-        if (v.type == rules::Type::kString) {
-          c.strings.emplace_back(v.str);
-          stored = rules::Value::String(c.strings.back());
-        }
-        c.values.push_back(stored);
-        c.dictionary.emplace(key, code);
+        const std::string& held = c.dictionary.emplace(key, code).first->first;
+        c.values.push_back(v.type == rules::Type::kString
+                               ? rules::Value::String(std::string_view(held).substr(1))
+                               : v);
       }
     }
   }
@@ -135,7 +132,6 @@ void TraitColumns::Spoil(Column& c) {
   c.spoiled = true;
   std::vector<uint16_t>().swap(c.codes);
   std::vector<rules::Value>().swap(c.values);
-  std::deque<std::string>().swap(c.strings);
   std::unordered_map<std::string, uint16_t>().swap(c.dictionary);
 }
 
@@ -149,7 +145,6 @@ size_t TraitColumns::MemoryBytes() const {
   size_t n = sizeof(*this) + columns_.capacity() * sizeof(Column);
   for (const Column& c : columns_) {
     n += c.codes.capacity() * sizeof(uint16_t) + c.values.capacity() * sizeof(rules::Value);
-    for (const auto& s : c.strings) n += sizeof(std::string) + (s.size() > 15 ? s.capacity() : 0);
     // a node per entry: the key string and the code, plus a bucket pointer
     for (const auto& [k, v] : c.dictionary)
       n += sizeof(std::string) + (k.size() > 15 ? k.capacity() : 0) + 24;

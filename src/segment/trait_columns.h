@@ -15,7 +15,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <span>
 #include <string>
 #include <string_view>
@@ -75,11 +74,12 @@ class TraitColumns {
     bool filled = false;
     bool spoiled = false;
     std::vector<uint16_t> codes;       // by contact id
-    std::vector<rules::Value> values;  // by code; strings point into `strings`
-    std::deque<std::string> strings;
-    std::unordered_map<std::string, uint16_t> dictionary;  // type tag + bytes -> code
+    std::vector<rules::Value> values;  // by code; a string points into its dictionary key
+    // type tag + bytes -> code (a node's key never moves, so values may point into it)
+    std::unordered_map<std::string, uint16_t> dictionary;
   };
-  void Store(Column& c, store::ContactId id, const void* element);
+  // Stores the value a contact holds at the column's path (null: the traits did not parse).
+  void Store(Column& c, store::ContactId id, const rules::Value* value);
   static void Spoil(Column& c);
   void Write(store::ContactId id, std::string_view traits, bool filled_ones);
 

@@ -266,7 +266,7 @@ class ReadTxn {
   // A journey's instances, newest first: ids below `before_id` (0: from the newest).
   virtual Result<std::vector<Instance>> ListInstances(WorkspaceId ws, std::string_view journey,
                                                       std::optional<ContactId> contact, int limit,
-                                                      int64_t before_id = 0) = 0;
+                                                      int64_t before_id) = 0;
   // The contact's instances of a journey (any version, any status), newest first.
   virtual Result<std::vector<Instance>> InstancesOf(ContactId contact,
                                                     std::string_view journey) = 0;
