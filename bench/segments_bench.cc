@@ -83,6 +83,7 @@
 
 #include "bench_util.h"
 #include "core/clock.h"
+#include "core/huge_pages.h"
 #include "core/metrics.h"
 #include "core/time.h"
 #include "ingest/parser.h"
@@ -471,8 +472,18 @@ Status ContactChanged(E& engine, store::WriteTxn& t, const store::Contact& c) {
 
 Status NotifyEngine(segment::Engine& engine, store::WriteTxn& t, WorkspaceId ws,
                     const profile::ApplyResult& applied, EngineTimes& times) {
-  for (const profile::AppliedEvent& a : applied.events) {
+  for (size_t i = 0; i < applied.events.size(); ++i) {
+    const profile::AppliedEvent& a = applied.events[i];
     const ingest::Message& m = *a.message;
+    // The Applier hints the engine once it knows a message's contact, then stores the event
+    // (a few microseconds of SQL) before OnEvent. Here the events are stored already: the
+    // hint comes one event ahead, so the engine's work on this one stands for that SQL.
+    if (i + 1 < applied.events.size()) {
+      ScopeGuard scope(kEngineScope);
+      const double t0 = Now();
+      engine.Prefetch(applied.events[i + 1].contact);
+      times.engine_s += Now() - t0;
+    }
     if (m.type == ingest::MessageType::kIdentify && !m.traits.empty()) {
       NUDGE_ASSIGN_OR_RETURN(auto contact, t.GetContact(a.contact));  // not the engine's
       if (!contact) return Status::Internal("contact vanished");
@@ -737,6 +748,9 @@ struct IncrementalRun {
   EngineTimes engine;
   uint64_t evaluations = 0, changes = 0;
   std::map<std::string, int64_t> derived;  // events the engine stored, by name
+  // The engine's in-memory rate in each quarter of the run (events / (engine_s - its SQL)):
+  // how much the figure moves within one run on this machine.
+  std::vector<double> round_events_per_s_per_core;
 };
 
 int64_t MaxEventId(sqlite3* db) {
@@ -784,6 +798,9 @@ IncrementalRun RunIncremental(store::Store& st, sqlite3* sdb, WorkspaceId ws,
   const SqlClock sql0 = g_sql;
   const double cpu0 = ProcessCpu();
   const int64_t batches = (args.events + args.batch - 1) / args.batch;
+  constexpr int64_t kRounds = 4;
+  int64_t round_accepted = 0;
+  double round_engine_s = 0, round_sql_s = g_sql.seconds[kEngineScope];
   for (int64_t b = 0; b < batches; ++b) {
     clock.Advance(kSecond);
     const Millis now = clock.NowMillis();
@@ -833,6 +850,17 @@ IncrementalRun RunIncremental(store::Store& st, sqlite3* sdb, WorkspaceId ws,
       run.wall_s += d;
     }
     ++run.batches;
+    if (engine && batches >= kRounds && (b + 1) % (batches / kRounds) == 0 &&
+        static_cast<int64_t>(run.round_events_per_s_per_core.size()) < kRounds) {
+      const double eval_s =
+          (times.engine_s - round_engine_s) - (g_sql.seconds[kEngineScope] - round_sql_s);
+      if (eval_s > 0)
+        run.round_events_per_s_per_core.push_back(
+            static_cast<double>(run.accepted - round_accepted) / eval_s);
+      round_accepted = run.accepted;
+      round_engine_s = times.engine_s;
+      round_sql_s = g_sql.seconds[kEngineScope];
+    }
   }
   run.process_cpu_s = ProcessCpu() - cpu0;
   run.applier_sql_s = g_sql.seconds[kApplierScope] - sql0.seconds[kApplierScope];
@@ -880,6 +908,12 @@ json IncrementalJson(const IncrementalRun& r, bool with_engine) {
         {"evaluation_us_per_event", Round(eval_s / ev * 1e6)},
         {"events_per_s_per_core", Round(ev / eval_s)},
         {"events_per_s_per_core_incl_own_sql", Round(ev / r.engine.engine_s)},
+        {"quarters_events_per_s_per_core",
+         [&] {
+           json q = json::array();
+           for (double v : r.round_events_per_s_per_core) q.push_back(Round(v));
+           return q;
+         }()},
         {"contact_evaluations", r.evaluations},
         {"membership_changes", r.changes},
         {"derived_events", r.derived},
@@ -889,7 +923,8 @@ json IncrementalJson(const IncrementalRun& r, bool with_engine) {
          "writer thread; sql_s: the SQLite statements it ran "
          "meanwhile (membership rows, derived events and their processing, stages), timed by a "
          "sqlite3_trace_v2 callback; evaluation_s = seconds - sql_s: aggregates, conditions, "
-         "timers, building derived events, in memory"}};
+         "timers, building derived events, in memory; quarters_events_per_s_per_core: the same "
+         "for each quarter of the run, to show how much it moves on this machine"}};
   }
   return j;
 }
@@ -979,10 +1014,15 @@ int Measure(const Args& args, const std::string& dir, const std::string& db, con
               {"cache_bytes_per_contact", Round(static_cast<double>(cache_bytes) / n)},
               {"rss_mb_per_million_contacts",
                Round(static_cast<double>(rss_after - rss_before) / n * 1e6 / 1048576.0)},
+              {"huge_pages_requested", core::HugePagesRequested()},
+              {"anon_huge_page_bytes", core::AnonHugePageBytes()},
               {"note",
                "VmRSS before and after Engine::Load (store already open); includes SQLite's page "
                "caches (64 MiB writer, 16 MiB per reader), filled during the load, and the "
-               "engine's bitmaps and per-contact runtime beside the ContactCache"}};
+               "engine's bitmaps and per-contact runtime beside the ContactCache. "
+               "huge_pages_requested: malloc was started with transparent huge pages, as "
+               "nudge serve does (core/huge_pages.h; NUDGE_HUGE_PAGES=0 turns it off); "
+               "anon_huge_page_bytes: how much of the memory the kernel backs with them"}};
 
   // ---- segments as stored ----
   std::map<std::string, uint64_t> members;
@@ -1304,6 +1344,8 @@ bool ParseArgs(int argc, char** argv, Args& a) {
 
 int main(int argc, char** argv) {
   using namespace nudge::bench;
+  // The engine measured with the heap nudge serve gives it.
+  nudge::core::ReexecWithHugePages(argv);
   Args args;
   if (!ParseArgs(argc, argv, args)) {
     std::fprintf(stderr,

@@ -35,6 +35,8 @@ class Session {
     } else {
       NUDGE_ASSIGN_OR_RETURN(id, Resolve(m.user_id, m.anonymous_id, m.timestamp));
     }
+    // Storing the event takes a few microseconds: time for the contact's state to arrive.
+    if (observer_) observer_->Prefetch(id);
     store::Event e{0,
                    ws_,
                    id,

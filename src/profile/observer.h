@@ -24,6 +24,10 @@ class ContactObserver {
   virtual Status OnContactsMerged(store::WriteTxn& txn, store::ContactId from,
                                   store::ContactId into) = 0;
   virtual Status OnContactDeleted(store::WriteTxn& txn, store::ContactId id) = 0;
+  // A message for this contact is about to be stored, and its OnEvent follows: the observer
+  // may ask the CPU to fetch the contact's state meanwhile (it is cold for a random contact
+  // among millions). A hint: no effect on what happens, never blocks.
+  virtual void Prefetch(store::ContactId /*id*/) {}
 };
 
 }  // namespace nudge::profile

@@ -40,10 +40,12 @@ struct Segment {
   SegmentDef def;
   int64_t version = 0;
   Millis updated_at = 0;
-  Roaring members;
-  // Membership is also one bit of each member's Runtime::in (bit 0-63; -1 when the workspace
-  // has more segments than that): what evaluation checks, without a bitmap lookup.
+  // Membership is one bit of each member's Runtime::in (bit 0-63), where evaluation finds it
+  // in the cache line it reads anyway; beyond 64 segments in a workspace (bit -1), a bitmap.
   int bit = -1;
+  Roaring members;     // only when bit < 0
+  uint64_t count = 0;  // members
+
   bool computing = false;
 };
 
@@ -125,9 +127,24 @@ struct Workspace {
     bool stage_segments = false;
   } reach;
 
+  // What one event name reaches, from the sets above and the aggregate registry: looked up
+  // once per event instead of once per set (Impl::Plan). Emptied whenever the definitions or
+  // the registry change.
+  struct EventPlan {
+    std::vector<int> slots;          // the aggregate slots it feeds (AggregateRegistry::SlotsFor)
+    std::vector<uint32_t> segments;  // reach.by_event
+    bool score_rule = false;         // an event rule of the scoring names it
+    bool score_event = false;        // in reach.score_events
+    bool stage_event = false;        // in reach.stage_events
+  };
+  static constexpr size_t kMaxPlans = 4096;  // distinct names remembered; others built each time
+  core::StringMap<EventPlan> plans;
+  EventPlan unremembered;
+
   void CollectReach() {
     using C = rules::Condition;
     reach = Reach{};
+    plans.clear();
     for (size_t i = 0; i < segments.size(); ++i) {
       const C& c = *segments[i]->def.condition;
       reach.reads.push_back(c.reads());
@@ -160,7 +177,7 @@ struct Workspace {
 
 // The event an evaluation follows (Evaluate looks only at what it can have changed).
 struct EventCause {
-  std::string_view name;
+  const Workspace::EventPlan* plan = nullptr;  // what its name reaches
   bool seen = false;  // a live event: last_seen (and perhaps first_seen) moved
 };
 
@@ -253,6 +270,26 @@ struct Engine::Impl {
     return it == workspaces.end() ? nullptr : it->second.get();
   }
 
+  // What an event name reaches in a workspace. The reference is valid until the next call
+  // (past kMaxPlans names) or the next change of definitions.
+  const Workspace::EventPlan& Plan(Workspace& ws, std::string_view name) {
+    if (auto it = ws.plans.find(name); it != ws.plans.end()) return it->second;
+    Workspace::EventPlan plan;
+    plan.slots = cache.registry().SlotsFor(name);
+    if (auto it = ws.reach.by_event.find(name); it != ws.reach.by_event.end())
+      plan.segments = it->second;
+    for (const ScoreRule& r : ws.scoring.rules)
+      plan.score_rule = plan.score_rule || (!r.event.empty() && r.event == name);
+    plan.score_event = ws.reach.score_events.contains(name);
+    plan.stage_event = ws.reach.stage_events.contains(name);
+    if (ws.plans.size() >= Workspace::kMaxPlans) return ws.unremembered = std::move(plan);
+    return ws.plans.emplace(std::string(name), std::move(plan)).first->second;
+  }
+  // The aggregate registry changed: every plan may name other slots now.
+  void ForgetPlans() {
+    for (auto& [id, ws] : workspaces) ws->plans.clear();
+  }
+
   Runtime& Rt(ContactId id) {
     Runtime& rt = runtime.Make(static_cast<size_t>(id));
     rt.live = true;
@@ -272,7 +309,7 @@ struct Engine::Impl {
   void Forget(WorkspaceId wsid, ContactId id) {
     auto it = workspaces.find(wsid);
     if (it == workspaces.end()) return;
-    for (auto& s : it->second->segments) s->members.remove(static_cast<uint32_t>(id));
+    for (auto& s : it->second->segments) MarkMember(*s, id, false);
     it->second->columns.Erase(id);
   }
   void ForgetRt(ContactId id) {
@@ -595,19 +632,19 @@ struct Engine::Impl {
     return seg.members.contains(static_cast<uint32_t>(id));
   }
   void MarkMember(Segment& seg, ContactId id, bool in) {
-    const auto key = static_cast<uint32_t>(id);
-    if (in) {
-      seg.members.add(key);
+    bool moved = false;
+    if (seg.bit < 0) {
+      const auto key = static_cast<uint32_t>(id);
+      moved = in ? seg.members.addChecked(key) : seg.members.removeChecked(key);
     } else {
-      seg.members.remove(key);
+      const uint64_t mask = uint64_t{1} << seg.bit;
+      Runtime* rt = in ? &Rt(id) : FindRtMutable(id);
+      if (rt && ((rt->in & mask) != 0) != in) {
+        rt->in ^= mask;
+        moved = true;
+      }
     }
-    if (seg.bit < 0) return;
-    const uint64_t mask = uint64_t{1} << seg.bit;
-    if (in) {
-      Rt(id).in |= mask;
-    } else if (Runtime* rt = FindRtMutable(id)) {
-      rt->in &= ~mask;
-    }
+    if (moved) in ? ++seg.count : --seg.count;
   }
   void AssignBit(Workspace& ws, Segment& seg) {
     seg.bit = -1;
@@ -616,14 +653,19 @@ struct Engine::Impl {
     ws.bits_used |= uint64_t{1} << seg.bit;
   }
   // The segment is going away (deleted, or replaced by a new definition): its bit is cleared
-  // from its members and freed.
+  // from its members and freed. One pass over every runtime (the same bit may mean another
+  // segment in another workspace): redefinitions are rare, events are not.
   void ReleaseBit(Workspace& ws, Segment& seg) {
     if (seg.bit < 0) return;
     const uint64_t mask = uint64_t{1} << seg.bit;
-    for (const uint32_t id : seg.members)
-      if (Runtime* rt = FindRtMutable(static_cast<ContactId>(id))) rt->in &= ~mask;
+    runtime.ForEach([&](size_t id, Runtime& rt) {
+      if (!rt.live || !(rt.in & mask)) return;
+      const ContactState* st = cache.Get(static_cast<ContactId>(id));
+      if (st && st->workspace == ws.id) rt.in &= ~mask;
+    });
     ws.bits_used &= ~mask;
     seg.bit = -1;
+    seg.count = 0;
   }
 
   Status SetMember(store::WriteTxn& txn, WorkspaceId wsid, Segment& seg, ContactId id, bool in,
@@ -670,8 +712,7 @@ struct Engine::Impl {
       if (t && *t > now && (!wake || *t < *wake)) wake = t;
     };
     const Workspace::Reach& reach = ws.reach;
-    const bool score_moved = !cause || reach.score_always ||
-                             reach.score_events.contains(cause->name) ||
+    const bool score_moved = !cause || reach.score_always || cause->plan->score_event ||
                              (cause->seen && (reach.score_reads & C::kReadsSeen));
     // Whether what a condition reads besides its aggregates (Condition::reads) may have moved
     // with the event.
@@ -704,8 +745,7 @@ struct Engine::Impl {
     if (cause) {
       look.assign(ws.segments.size(), 0);
       changed.assign(ws.segments.size(), 0);
-      if (auto it = reach.by_event.find(cause->name); it != reach.by_event.end())
-        for (uint32_t i : it->second) look[i] = 1;
+      for (uint32_t i : cause->plan->segments) look[i] = 1;
     }
     for (size_t i = 0; i < ws.segments.size(); ++i) {
       Segment& seg = *ws.segments[i];
@@ -728,8 +768,7 @@ struct Engine::Impl {
     }
 
     const bool stages_moved = !cause || reads_moved(reach.stage_reads) ||
-                              reach.stage_events.contains(cause->name) ||
-                              (any_changed && reach.stage_segments);
+                              cause->plan->stage_event || (any_changed && reach.stage_segments);
     if (!only && stages_moved) {
       const auto& stages = ws.stages.stages;
       int target = -1;
@@ -744,14 +783,19 @@ struct Engine::Impl {
                                          : "";
         NUDGE_TRY(
             txn.SetContactStage({id, stages[static_cast<size_t>(target)].name, previous, now}));
-        if (!silent)
-          pending.push_back(
-              {id, "Stage Changed",
-               nlohmann::json{{"stage", stages[static_cast<size_t>(target)].name},
-                              {"previous", previous.empty() ? nlohmann::json(nullptr)
-                                                            : nlohmann::json(previous)}}
-                   .dump(),
-               stages[static_cast<size_t>(target)].name});
+        if (!silent) {
+          const std::string& name = stages[static_cast<size_t>(target)].name;
+          std::string props = "{\"previous\":";
+          if (previous.empty()) {
+            props += "null";
+          } else {
+            core::AppendJsonString(props, previous);
+          }
+          props += ",\"stage\":";
+          core::AppendJsonString(props, name);
+          props += '}';
+          pending.push_back({id, "Stage Changed", std::move(props), name});
+        }
         rt.stage = target;
         rt.stage_since = now;
       }
@@ -763,28 +807,28 @@ struct Engine::Impl {
   // Updates the aggregates and scores an event feeds. `slots_only` restricts to some slots (a
   // backfill) and skips scoring.
   // slots_only: feed only these aggregate slots (null: all); scores: award score points.
-  void Feed(const store::Event& e, ContactId id, ContactState& state, Runtime* rt,
-            const std::vector<int>* slots_only, bool scores,
-            std::unordered_map<ContactId, profile::ContactAggregates>* preview_out = nullptr,
-            const std::vector<std::shared_ptr<AggregateSpec>>* preview_specs = nullptr) {
-    const Workspace& ws = Ws(state.workspace);
-    const std::vector<int>& slots = cache.registry().SlotsFor(e.name);
-    bool any_rule = false;
-    if (scores && !preview_out)
-      for (const ScoreRule& r : ws.scoring.rules)
-        any_rule = any_rule || (!r.event.empty() && r.event == e.name);
+  // Returns what the event's name reaches (Plan), valid until the next Plan.
+  const Workspace::EventPlan& Feed(
+      const store::Event& e, ContactId id, ContactState& state, Runtime* rt,
+      const std::vector<int>* slots_only, bool scores,
+      std::unordered_map<ContactId, profile::ContactAggregates>* preview_out = nullptr,
+      const std::vector<std::shared_ptr<AggregateSpec>>* preview_specs = nullptr) {
+    Workspace& ws = Ws(state.workspace);
+    const Workspace::EventPlan& plan = Plan(ws, e.name);
+    const std::vector<int>& slots = plan.slots;
+    const bool any_rule = scores && !preview_out && plan.score_rule;
     bool any_preview = false;
     if (preview_specs)
       for (const auto& s : *preview_specs) any_preview = any_preview || s->event == e.name;
     static constexpr std::string_view kScoreAdjusted = "Score Adjusted";
     const bool adjusted = std::string_view(e.name) == kScoreAdjusted;
-    if (slots.empty() && !any_rule && !any_preview && !adjusted) return;
+    if (slots.empty() && !any_rule && !any_preview && !adjusted) return plan;
     for (int slot : slots)
       if (const profile::AggregateState* a = state.aggregates.Find(slot)) a->Prefetch();
 
     thread_local simdjson::dom::parser parser;
     simdjson::dom::element body;
-    if (parser.parse(e.body).get(body) != simdjson::SUCCESS) return;
+    if (parser.parse(e.body).get(body) != simdjson::SUCCESS) return plan;
     current_event = &body;
     ContactEnv env(*this, ws, id, state, rt, e.timestamp);
     auto amount = [&](const AggregateSpec& spec) {
@@ -798,7 +842,7 @@ struct Engine::Impl {
         (*preview_out)[id].Get(spec->slot).Add(*spec, e.timestamp, amount(*spec));
       }
       current_event = nullptr;
-      return;
+      return plan;
     }
     for (int slot : slots) {
       if (slots_only &&
@@ -825,6 +869,7 @@ struct Engine::Impl {
       }
     }
     current_event = nullptr;
+    return plan;
   }
 
   // Stores the derived events of the last evaluation and processes them in turn.
@@ -887,10 +932,10 @@ struct Engine::Impl {
       __builtin_prefetch(&rt);
       state->aggregates.Prefetch();
       // What nudge derives (Segment Entered, ...) is not the contact being seen.
-      EventCause cause{e.name, false};
+      EventCause cause;
       if (!std::string_view(e.message_id).starts_with(store::kDerivedPrefix))
         cause.seen = cache.Widen(id, e.timestamp);
-      Feed(e, id, *state, &rt, nullptr, true);
+      cause.plan = &Feed(e, id, *state, &rt, nullptr, true);
       NUDGE_TRY(Evaluate(txn, id, /*silent=*/false, nullptr, &cause));
     }
     if (self.downstream_) NUDGE_TRY(self.downstream_->OnEvent(txn, e));
@@ -989,6 +1034,7 @@ struct Engine::Impl {
     std::vector<int> fresh;
     for (const auto& spec : c.aggregates())
       if (cache.registry().Adopt(spec)) fresh.push_back(spec->slot);
+    if (!fresh.empty()) ForgetPlans();
     return fresh;
   }
 
@@ -1306,7 +1352,7 @@ Result<SegmentInfo> Engine::PutSegment(WorkspaceId wsid, SegmentDef def) {
     auto it = ws.by_id.find(def.id);
     if (it != ws.by_id.end() && it->second->version == version) {
       info = {it->second->def, version, it->second->computing ? "computing" : "ready",
-              it->second->members.cardinality(), it->second->updated_at};
+              it->second->count, it->second->updated_at};
       return Status::Ok();
     }
     changed = true;
@@ -1359,7 +1405,8 @@ Status Engine::DeleteSegment(WorkspaceId wsid, const std::string& id) {
     m.ReleaseBit(ws, *it->second);
     std::erase_if(ws.segments, [&](const auto& s) { return s->def.id == id; });
     ws.by_id.erase(id);
-    return Status::Ok();
+    // What events reach is kept by segment position: the positions after it moved.
+    return m.Order(ws);
   });
 }
 
@@ -1368,8 +1415,7 @@ Result<SegmentInfo> Engine::GetSegment(WorkspaceId wsid, const std::string& id) 
   const Workspace* ws = impl_->FindWs(wsid);
   if (!ws || !ws->by_id.count(id)) return Err(Status::NotFound("no segment '" + id + "'"));
   const Segment& s = *ws->by_id.at(id);
-  return SegmentInfo{s.def, s.version, s.computing ? "computing" : "ready", s.members.cardinality(),
-                     s.updated_at};
+  return SegmentInfo{s.def, s.version, s.computing ? "computing" : "ready", s.count, s.updated_at};
 }
 
 std::vector<SegmentInfo> Engine::ListSegments(WorkspaceId wsid) const {
@@ -1377,8 +1423,8 @@ std::vector<SegmentInfo> Engine::ListSegments(WorkspaceId wsid) const {
   std::vector<SegmentInfo> out;
   if (const Workspace* ws = impl_->FindWs(wsid))
     for (const auto& s : ws->segments)
-      out.push_back({s->def, s->version, s->computing ? "computing" : "ready",
-                     s->members.cardinality(), s->updated_at});
+      out.push_back(
+          {s->def, s->version, s->computing ? "computing" : "ready", s->count, s->updated_at});
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.def.id < b.def.id; });
   return out;
@@ -1672,10 +1718,10 @@ ContactView Engine::View(ContactId id) const {
   if (!st) return v;
   const Workspace* ws = impl_->FindWs(st->workspace);
   if (!ws) return v;
-  for (const auto& s : ws->segments)
-    if (s->members.contains(static_cast<uint32_t>(id))) v.segments.push_back(s->def.id);
-  std::sort(v.segments.begin(), v.segments.end());
   const Runtime* rt = impl_->FindRt(id);
+  for (const auto& s : ws->segments)
+    if (impl_->IsMember(*s, id, rt)) v.segments.push_back(s->def.id);
+  std::sort(v.segments.begin(), v.segments.end());
   const Millis now = impl_->clock.NowMillis();
   Impl::ContactEnv env(*impl_, *ws, id, *st, rt, now);
   v.score = impl_->ScoreBreakdown(*ws, rt, env, now);
@@ -1779,6 +1825,13 @@ Status Engine::OnEvent(store::WriteTxn& txn, const store::Event& e) {
   return m.ProcessEvent(txn, e, 0);
 }
 
+void Engine::Prefetch(ContactId id) {
+  const Impl& m = *impl_;
+  m.cache.Prefetch(id);
+  if (id >= 0)
+    if (const Runtime* rt = m.runtime.Find(static_cast<size_t>(id))) __builtin_prefetch(rt);
+}
+
 Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId into) {
   Impl& m = *impl_;
   {
@@ -1868,7 +1921,7 @@ bool Engine::InSegmentLocked(WorkspaceId wsid, const std::string& segment, Conta
   const Workspace* ws = impl_->FindWs(wsid);
   if (!ws) return false;
   auto it = ws->by_id.find(segment);
-  return it != ws->by_id.end() && it->second->members.contains(static_cast<uint32_t>(id));
+  return it != ws->by_id.end() && impl_->IsMember(*it->second, id, impl_->FindRt(id));
 }
 
 ContactId Engine::ResolveLocked(ContactId id) const { return impl_->cache.Resolve(id); }

@@ -135,6 +135,9 @@ class Engine final : public profile::ContactObserver {
   Status OnContactChanged(store::WriteTxn& txn, const store::Contact& contact,
                           std::string_view previous_traits) override;
   Status OnEvent(store::WriteTxn& txn, const store::Event& event) override;
+  // The contact's state and score bookkeeping start coming from memory (called on the
+  // store's writer thread, the only one that changes them).
+  void Prefetch(store::ContactId id) override;
   Status OnContactsMerged(store::WriteTxn& txn, store::ContactId from,
                           store::ContactId into) override;
   Status OnContactDeleted(store::WriteTxn& txn, store::ContactId id) override;

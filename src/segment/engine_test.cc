@@ -137,6 +137,27 @@ class EngineTest : public ::testing::Test {
   std::vector<std::string> SegmentsOf(const std::string& user) {
     return engine_->View(Id(user)).segments;
   }
+  // Every segment's member count equals the number of the workspace's contacts whose view
+  // lists it (what GET /api/v1/segments/{id} says against what each contact says).
+  void ExpectCountsMatchViews(const std::string& when) {
+    std::map<std::string, uint64_t> listed;
+    store::ContactId after = 0;
+    for (int page = 0; page < 10000; ++page) {
+      std::vector<store::Contact> contacts;
+      ASSERT_TRUE(store_
+                      ->Read([&](store::ReadTxn& t) -> Status {
+                        NUDGE_ASSIGN_OR_RETURN(contacts, t.ListContacts(ws_, after, 100));
+                        return Status::Ok();
+                      })
+                      .ok());
+      if (contacts.empty()) break;
+      for (const auto& c : contacts)
+        for (const auto& seg : engine_->View(c.id).segments) ++listed[seg];
+      after = contacts.back().id;
+    }
+    for (const auto& info : engine_->ListSegments(ws_))
+      EXPECT_EQ(info.members, listed[info.def.id]) << info.def.id << " " << when;
+  }
   // The contact's events with this name, oldest first: (name, properties, timestamp).
   std::vector<store::Event> EventsNamed(const std::string& user, const std::string& name) {
     std::vector<store::Event> out;
@@ -632,6 +653,7 @@ condition: not event "Page Viewed" within 1d)");
       ASSERT_EQ(have, brute(u)) << "step " << step << ", contact " << u << " at "
                                 << core::FormatIso8601(clock_.NowMillis());
     }
+    if (step % 25 == 0) ExpectCountsMatchViews("at step " + std::to_string(step));
   }
   // And a restart recomputes the same.
   std::map<std::string, std::vector<std::string>> before;
@@ -639,6 +661,89 @@ condition: not event "Page Viewed" within 1d)");
   Stop();
   Start();
   for (const auto& u : users) EXPECT_EQ(SegmentsOf(u), before[u]) << u;
+  ExpectCountsMatchViews("after a restart");
+}
+
+// Deleting a segment moves the ones after it: events must still reach them.
+TEST_F(EngineTest, SegmentsAfterADeletedOneStillFollowEvents) {
+  PutSegment("id: first\ncondition: traits.plan == \"pro\"");
+  PutSegment("id: viewed\ncondition: event \"Page Viewed\" within 1d");
+  PutSegment(R"(id: bought
+condition: count(event "Order Completed" within 7d) >= 2)");
+  ASSERT_TRUE(engine_->DeleteSegment(ws_, "first").ok());
+  Page("ann", "/pricing");
+  EXPECT_EQ(SegmentsOf("ann"), std::vector<std::string>{"viewed"});
+  Track("ann", "Order Completed");
+  Track("ann", "Order Completed");
+  EXPECT_EQ(SegmentsOf("ann"), (std::vector<std::string>{"bought", "viewed"}));
+  ASSERT_TRUE(engine_->DeleteSegment(ws_, "viewed").ok());
+  Advance(8 * kDay);
+  EXPECT_TRUE(SegmentsOf("ann").empty());
+  Track("ann", "Order Completed");
+  Track("ann", "Order Completed");
+  EXPECT_EQ(SegmentsOf("ann"), std::vector<std::string>{"bought"});
+  ExpectCountsMatchViews("after deletions");
+}
+
+// A workspace keeps the membership of its first 64 segments as bits of each contact's state
+// and the rest in bitmaps: both give the same members and counts through changes, merges,
+// erasures, redefinitions and a restart.
+TEST_F(EngineTest, SegmentsBeyondSixtyFourKeepMembersAndCounts) {
+  constexpr int kSegments = 70;
+  for (int k = 0; k < kSegments; ++k)
+    PutSegment("id: n" + std::to_string(k) + "\ncondition: traits.n >= " + std::to_string(k));
+  auto expect = [&](const std::string& user, int n, const std::string& when) {
+    std::vector<std::string> want;
+    for (int k = 0; k <= n && k < kSegments; ++k) want.push_back("n" + std::to_string(k));
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(SegmentsOf(user), want) << user << " " << when;
+  };
+  auto count = [&](int k) { return engine_->GetSegment(ws_, "n" + std::to_string(k))->members; };
+  Identify("a", {{"n", 69}});
+  Identify("b", {{"n", 66}});
+  Identify("c", {{"n", 3}});
+  expect("a", 69, "at first");
+  expect("b", 66, "at first");
+  EXPECT_EQ(count(0), 3u);
+  EXPECT_EQ(count(66), 2u);
+  EXPECT_EQ(count(69), 1u);
+  ExpectCountsMatchViews("at first");
+
+  // A visitor with n = 68 identifies as c, saying n = 67: one contact left, with n = 67.
+  Send(Endpoint::kIdentify, {{"anonymousId", "v"}, {"traits", {{"n", 68}}}});
+  EXPECT_EQ(count(68), 2u);
+  Send(Endpoint::kIdentify, {{"userId", "c"}, {"anonymousId", "v"}, {"traits", {{"n", 67}}}});
+  expect("c", 67, "after the merge");
+  EXPECT_EQ(count(68), 1u);
+  EXPECT_EQ(count(67), 2u);
+  ExpectCountsMatchViews("after the merge");
+
+  Identify("a", {{"n", 1}});
+  expect("a", 1, "after a change");
+  EXPECT_EQ(count(69), 0u);
+  const store::ContactId b = Id("b");
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](store::WriteTxn& t) -> Status {
+                    NUDGE_TRY(t.DeleteContact(b));
+                    return engine_->OnContactDeleted(t, b);
+                  })
+                  .ok());
+  EXPECT_EQ(count(66), 1u);
+  EXPECT_EQ(count(0), 2u);
+  ExpectCountsMatchViews("after an erasure");
+
+  // Redefined: one segment kept as bits, one in a bitmap.
+  PutSegment("id: n2\ncondition: traits.n >= 50");
+  PutSegment("id: n67\ncondition: traits.n >= 1");
+  EXPECT_EQ(count(2), 1u);
+  EXPECT_EQ(count(67), 2u);
+  ExpectCountsMatchViews("after redefinitions");
+  Stop();
+  Start();
+  EXPECT_EQ(count(2), 1u);
+  EXPECT_EQ(count(67), 2u);
+  EXPECT_EQ(count(0), 2u);
+  ExpectCountsMatchViews("after a restart");
 }
 
 }  // namespace

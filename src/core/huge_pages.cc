@@ -1,0 +1,55 @@
+#include "core/huge_pages.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+namespace nudge::core {
+namespace {
+
+constexpr std::string_view kTunable = "glibc.malloc.hugetlb";
+
+}  // namespace
+
+bool HugePagesRequested() {
+  const char* t = std::getenv("GLIBC_TUNABLES");
+  return t && std::string_view(t).find(std::string(kTunable) + "=1") != std::string_view::npos;
+}
+
+void ReexecWithHugePages(char** argv) {
+  if (const char* off = std::getenv("NUDGE_HUGE_PAGES"); off && std::string_view(off) == "0")
+    return;
+  const char* current = std::getenv("GLIBC_TUNABLES");
+  std::string tunables = current ? current : "";
+  // Set already: by the first execution, or by whoever started us (who then decides).
+  if (tunables.find(kTunable) != std::string::npos) return;
+  if (!tunables.empty()) tunables += ':';
+  tunables += std::string(kTunable) + "=1";
+  if (setenv("GLIBC_TUNABLES", tunables.c_str(), 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  // exec failed (no /proc): go on as we are, without the variable for our children either.
+  if (current) {
+    setenv("GLIBC_TUNABLES", current, 1);
+  } else {
+    unsetenv("GLIBC_TUNABLES");
+  }
+}
+
+long long AnonHugePageBytes() {
+  std::ifstream in("/proc/self/smaps_rollup");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.starts_with("AnonHugePages:")) continue;
+    std::istringstream fields(line.substr(14));
+    long long kb = 0;
+    fields >> kb;
+    return kb * 1024;
+  }
+  return 0;
+}
+
+}  // namespace nudge::core
