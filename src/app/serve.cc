@@ -24,6 +24,7 @@
 #include "channel/sms/sms.h"
 #include "channel/webhook/webhook.h"
 #include "content/library.h"
+#include "core/huge_pages.h"
 #include "core/metrics.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -116,6 +117,12 @@ int RunServe(const Flags& flags) {
   }
   metrics.AddGauge("nudge_contacts_in_memory", "Contacts held in memory.", "",
                    [&cache] { return static_cast<double>(cache.size()); });
+  metrics.AddGauge("nudge_huge_pages_requested",
+                   "1 when the heap was asked for transparent huge pages (NUDGE_HUGE_PAGES).", "",
+                   [] { return core::HugePagesRequested() ? 1.0 : 0.0; });
+  metrics.AddGauge("nudge_anon_huge_page_bytes",
+                   "Memory the kernel backs with transparent huge pages now.", "",
+                   [] { return static_cast<double>(core::AnonHugePageBytes()); });
   // Journeys run downstream of segments: they see segment and stage changes as events.
   journey::Engine journeys(**store, engine, cache, clock, &metrics);
   engine.SetDownstream(&journeys);

@@ -12,6 +12,7 @@ namespace nudge::core {
 namespace {
 
 constexpr std::string_view kTunable = "glibc.malloc.hugetlb";
+constexpr const char* kReexecuted = "NUDGE_HUGE_PAGES_REEXECUTED";
 
 }  // namespace
 
@@ -21,6 +22,11 @@ bool HugePagesRequested() {
 }
 
 void ReexecWithHugePages(char** argv) {
+  // The second execution: never a third, whatever glibc made of the variable.
+  if (std::getenv(kReexecuted)) {
+    unsetenv(kReexecuted);
+    return;
+  }
   if (const char* off = std::getenv("NUDGE_HUGE_PAGES"); off && std::string_view(off) == "0")
     return;
   const char* current = std::getenv("GLIBC_TUNABLES");
@@ -30,8 +36,10 @@ void ReexecWithHugePages(char** argv) {
   if (!tunables.empty()) tunables += ':';
   tunables += std::string(kTunable) + "=1";
   if (setenv("GLIBC_TUNABLES", tunables.c_str(), 1) != 0) return;
+  setenv(kReexecuted, "1", 1);
   execv("/proc/self/exe", argv);
   // exec failed (no /proc): go on as we are, without the variable for our children either.
+  unsetenv(kReexecuted);
   if (current) {
     setenv("GLIBC_TUNABLES", current, 1);
   } else {
