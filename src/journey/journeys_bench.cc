@@ -71,6 +71,7 @@
 
 #include "bench_util.h"
 #include "core/clock.h"
+#include "core/huge_pages.h"
 #include "core/metrics.h"
 #include "ingest/parser.h"
 #include "journey/engine.h"
@@ -1282,6 +1283,8 @@ json Goal(double value, double target, bool at_most, const char* unit) {
 }
 
 int Main(int argc, char** argv) {
+  // The engines measured with the heap nudge serve gives them (core/huge_pages.h).
+  core::ReexecWithHugePages(argv);
   Args a = ParseArgs(argc, argv);
   // Logs go to stderr: stdout holds only the JSON.
   spdlog::set_default_logger(spdlog::stderr_logger_mt("journeys_bench"));

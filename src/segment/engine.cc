@@ -1830,6 +1830,7 @@ void Engine::Prefetch(ContactId id) {
   m.cache.Prefetch(id);
   if (id >= 0)
     if (const Runtime* rt = m.runtime.Find(static_cast<size_t>(id))) __builtin_prefetch(rt);
+  if (downstream_) downstream_->Prefetch(id);
 }
 
 Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId into) {
