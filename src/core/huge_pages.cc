@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -30,7 +31,9 @@ void ReexecWithHugePages(char** argv) {
   if (const char* off = std::getenv("NUDGE_HUGE_PAGES"); off && std::string_view(off) == "0")
     return;
   const char* current = std::getenv("GLIBC_TUNABLES");
-  std::string tunables = current ? current : "";
+  const std::optional<std::string> original =
+      current ? std::optional<std::string>(current) : std::nullopt;
+  std::string tunables = original.value_or("");
   // Set already: by the first execution, or by whoever started us (who then decides).
   if (tunables.find(kTunable) != std::string::npos) return;
   if (!tunables.empty()) tunables += ':';
@@ -40,8 +43,8 @@ void ReexecWithHugePages(char** argv) {
   execv("/proc/self/exe", argv);
   // exec failed (no /proc): go on as we are, without the variable for our children either.
   unsetenv(kReexecuted);
-  if (current) {
-    setenv("GLIBC_TUNABLES", current, 1);
+  if (original) {
+    setenv("GLIBC_TUNABLES", original->c_str(), 1);
   } else {
     unsetenv("GLIBC_TUNABLES");
   }
