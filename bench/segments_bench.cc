@@ -37,7 +37,9 @@
 //      synchronous=FULL), the virtual clock moving 1 s per write (due timers run). In each write
 //      profile::Applier::Apply stores the messages, then the engine's observer methods are
 //      called for what it applied, in order, as the Applier does when the engine is its
-//      observer (OnContactChanged for a trait change, then OnEvent). Times: end to end; inside
+//      observer (OnContactChanged for a trait change, then OnEvent; Engine::Prefetch for the
+//      next event's contact first, the hint the Applier gives while it stores an event, timed
+//      as the engine's). Times: end to end; inside
 //      the engine's calls; the SQL the engine runs meanwhile (sqlite3_trace_v2 on every
 //      connection). Then the same number of messages with no engine at all: the cost of
 //      storing events without segments. Everything here is single-threaded (the store's writer
@@ -46,7 +48,8 @@
 // The figures the aims are about, in the JSON: rebuild.seconds and rebuild.evaluations_per_s;
 // background[].seconds; incremental.with_engine.events_per_s (end to end, SQLite included)
 // beside incremental.without_engine.events_per_s, and incremental.with_engine.engine
-// .events_per_s_per_core (the engine's in-memory work alone); sql[].engine_vs_sql (sql_s of
+// .events_per_s_per_core (the engine's in-memory work alone; quarters_events_per_s_per_core the
+// same per quarter of the run); sql[].engine_vs_sql (sql_s of
 // the SQL query / engine_s of the same segment evaluated alone over every contact) with both
 // counts; load.seconds; memory.*_per_contact; goals: each aim with value/target/met.
 //
