@@ -13,13 +13,14 @@ namespace nudge::core {
 namespace {
 
 constexpr std::string_view kTunable = "glibc.malloc.hugetlb";
+constexpr std::string_view kTunableOn = "glibc.malloc.hugetlb=1";
 constexpr const char* kReexecuted = "NUDGE_HUGE_PAGES_REEXECUTED";
 
 }  // namespace
 
 bool HugePagesRequested() {
   const char* t = std::getenv("GLIBC_TUNABLES");
-  return t && std::string_view(t).find(std::string(kTunable) + "=1") != std::string_view::npos;
+  return t && std::string_view(t).find(kTunableOn) != std::string_view::npos;
 }
 
 void ReexecWithHugePages(char** argv) {
@@ -37,7 +38,7 @@ void ReexecWithHugePages(char** argv) {
   // Set already: by the first execution, or by whoever started us (who then decides).
   if (tunables.find(kTunable) != std::string::npos) return;
   if (!tunables.empty()) tunables += ':';
-  tunables += std::string(kTunable) + "=1";
+  tunables += kTunableOn;
   if (setenv("GLIBC_TUNABLES", tunables.c_str(), 1) != 0) return;
   setenv(kReexecuted, "1", 1);
   execv("/proc/self/exe", argv);

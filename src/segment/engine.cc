@@ -300,10 +300,7 @@ struct Engine::Impl {
     const Runtime* rt = runtime.Find(static_cast<size_t>(id));
     return rt && rt->live ? rt : nullptr;
   }
-  Runtime* FindRtMutable(ContactId id) {
-    Runtime* rt = runtime.Find(static_cast<size_t>(id));
-    return rt && rt->live ? rt : nullptr;
-  }
+  Runtime* FindRtMutable(ContactId id) { return const_cast<Runtime*>(FindRt(id)); }
   // The contact is gone from the workspace (erased, or merged into another): out of its
   // segments' bitmaps and its trait columns. The runtime is the caller's (ForgetRt).
   void Forget(WorkspaceId wsid, ContactId id) {
@@ -926,10 +923,10 @@ struct Engine::Impl {
     const ContactId id = cache.Resolve(e.contact);
     ContactState* state = cache.Get(id);
     if (state) {
-      // The contact's score state and aggregates are fetched from memory while the event's
-      // name is looked up: they are cold for a random contact among millions.
+      // The aggregates are fetched from memory while the event's plan is looked up: they are
+      // cold for a random contact among millions (the state and runtime were hinted earlier:
+      // Engine::Prefetch).
       Runtime& rt = Rt(id);
-      __builtin_prefetch(&rt);
       state->aggregates.Prefetch();
       // What nudge derives (Segment Entered, ...) is not the contact being seen.
       EventCause cause;

@@ -1048,6 +1048,12 @@ struct PendingWrite {
   Store::DoneFn done;
 };
 
+// The checkpoint thread folds the log back from this many frames (16 MB of 4 KB pages) ...
+constexpr int kCheckpointFrames = 4096;
+// ... and from this many (256 MB) it waits for the writer once so that the log starts over.
+constexpr int kRestartFrames = 65536;
+constexpr int64_t kPageBytes = 4096;  // SQLite's default page size, which nudge keeps
+
 class SqliteStore final : public Store {
  public:
   SqliteStore(SqliteOptions options, std::unique_ptr<Db> writer, std::unique_ptr<Db> checkpointer)
@@ -1242,9 +1248,6 @@ class SqliteStore final : public Store {
     for (size_t i = 0; i < group.size(); ++i) group[i].done(std::move(results[i]));
   }
 
-  static constexpr int kCheckpointFrames = 4096;  // 16 MB of 4 KB pages
-  static constexpr int kRestartFrames = 65536;    // 256 MB
-
   SqliteOptions options_;
   std::unique_ptr<Db> writer_db_;      // used by the writer thread only
   std::unique_ptr<Db> checkpoint_db_;  // used by the checkpoint thread only
@@ -1286,10 +1289,12 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
   NUDGE_TRY(sqlite::Migrate(*db));
   NUDGE_TRY(db->Exec("PRAGMA wal_autocheckpoint = 0"));  // the checkpoint thread does it
   // Once a checkpoint has folded the log back, the log file shrinks to this size: as large as
-  // the log may grow before a RESTART checkpoint (kRestartFrames), so that under load the file
-  // is reused rather than truncated and grown again (ftruncate and new blocks cost the writer
-  // thread ~5% in batch ingest at 64 MiB).
-  NUDGE_TRY(db->Exec("PRAGMA journal_size_limit = 268435456"));
+  // the log may grow before a RESTART checkpoint, so that under load the file is reused
+  // rather than truncated and grown again (at 64 MiB, ftruncate was ~5% of the writer thread
+  // in batch ingest).
+  const std::string limit =
+      "PRAGMA journal_size_limit = " + std::to_string(sqlite::kRestartFrames * sqlite::kPageBytes);
+  NUDGE_TRY(db->Exec(limit.c_str()));
   NUDGE_ASSIGN_OR_RETURN(auto checkpointer, sqlite::Db::Open(options.path, /*read_only=*/false));
   NUDGE_TRY(checkpointer->Exec("PRAGMA synchronous = FULL"));
   return std::unique_ptr<Store>(
