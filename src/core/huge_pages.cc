@@ -1,5 +1,6 @@
 #include "core/huge_pages.h"
 
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -24,8 +25,11 @@ bool HugePagesRequested() {
 }
 
 void ReexecWithHugePages(char** argv) {
-  // The second execution: never a third, whatever glibc made of the variable.
-  if (std::getenv(kReexecuted)) {
+  // The second execution: never a third, whatever glibc made of the variable. The kernel
+  // names a process after the file it executes ("exe" here); the first execution's name came
+  // along in the guard, so ps, top, pgrep and the thread names show "nudge" again.
+  if (const char* name = std::getenv(kReexecuted)) {
+    if (*name) prctl(PR_SET_NAME, name, 0, 0, 0);
     unsetenv(kReexecuted);
     return;
   }
@@ -40,7 +44,9 @@ void ReexecWithHugePages(char** argv) {
   if (!tunables.empty()) tunables += ':';
   tunables += kTunableOn;
   if (setenv("GLIBC_TUNABLES", tunables.c_str(), 1) != 0) return;
-  setenv(kReexecuted, "1", 1);
+  std::string name;
+  std::getline(std::ifstream("/proc/self/comm"), name);
+  setenv(kReexecuted, name.c_str(), 1);
   execv("/proc/self/exe", argv);
   // exec failed (no /proc): go on as we are, without the variable for our children either.
   unsetenv(kReexecuted);

@@ -5,6 +5,7 @@
 // /metrics says which (nudge_huge_pages_requested).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { NudgeServer } from './lib/server.mjs';
@@ -38,6 +39,9 @@ describe('nudge serve process', () => {
       // The process spawned is the one serving, still `nudge serve`.
       const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
       assert.equal(cmdline[1], 'serve');
+      // ... and named as before (ps, top, pgrep), not after /proc/self/exe.
+      const comm = fs.readFileSync(`/proc/${pid}/comm`, 'latin1').trim();
+      assert.equal(comm, path.basename(server.bin).slice(0, 15));
       const r = await fetch(`${server.url}/healthz`);
       assert.equal(r.status, 200);
     });
