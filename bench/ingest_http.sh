@@ -11,6 +11,10 @@
 #               request rate it reached at full load (a 3 s calibration run first measures
 #               the latency to subtract from the per-connection pause)
 #   batch       the same with POST /v1/batch, 20 such messages per request (~13 KB)
+#   store       the store's own limit: the same event rows committed by SQLite alone
+#               (bench/sqlite_events.cc, compiled here with g++ -O2) with nudge's events table
+#               and indexes as its database declares them, then the table alone, each with as
+#               many rows per commit and as many rows already stored as nudge's run had
 # Every message carries a unique messageId (run id, wrk thread, counter), so nudge stores
 # every one and never takes the deduplication path; the script checks that it did.
 #
@@ -71,6 +75,15 @@ for tool in wrk nginx curl awk base64 sqlite3; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (scripts/deps.sh bench)"
 done
 [ -x "$nudge_bin" ] || die "no nudge binary at $nudge_bin (build it first)"
+
+# The store's reference (bench/sqlite_events.cc), rebuilt when its source is newer.
+ref_bin="$build/bench/sqlite_events"
+mkdir -p "$build/bench"
+if [ ! -x "$ref_bin" ] || [ "$here/sqlite_events.cc" -nt "$ref_bin" ]; then
+  log "compiling bench/sqlite_events.cc"
+  g++ -O2 -std=c++20 -pthread "$here/sqlite_events.cc" -o "$ref_bin" -lsqlite3 ||
+    die "cannot compile sqlite_events.cc"
+fi
 
 tmp=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/nudge-bench-http.XXXXXX")
 nginx_pid=""
@@ -475,6 +488,30 @@ batch_half=$RUN
 
 ws_final=$(workspace)
 db_bytes=$(du -sb "$data_dir" | cut -f1)
+
+# ---------------------------------------------------------------- the store's own limit
+# The same event rows committed by SQLite alone (bench/sqlite_events.cc): nudge's events
+# table with its indexes, as its database declares them, and the table alone; as many rows
+# already stored as nudge had when the run began, and as many rows per commit as nudge's
+# group commits held on average. nudge idles meanwhile.
+db_ro="file:$data_dir/nudge.db?mode=ro"
+sqlite3 "$db_ro" ".schema events" >"$tmp/events_indexed.sql" || die "cannot read nudge's schema"
+sqlite3 "$db_ro" "SELECT sql || ';' FROM sqlite_schema WHERE type = 'table' AND name = 'events'" \
+  >"$tmp/events_table.sql"
+sqlite3 "$db_ro" "SELECT body FROM events ORDER BY id DESC LIMIT 1" | tr -d '\n' >"$tmp/body.txt"
+# reference LABEL SCHEMA RUN_JSON EVENTS_PER_REQUEST: sets REF (its JSON line).
+reference() {
+  local prefill group
+  prefill=$(jnum "${3#*stored_before}" events)
+  group=$(calc "$(jnum "$3" requests_per_commit) * $4" "%.0f")
+  log "$1: SQLite alone, $group rows per commit after $prefill rows"
+  REF=$("$ref_bin" "$tmp/ref.db" "$2" "$tmp/body.txt" "$prefill" "$group" 2000000 "$duration") ||
+    die "sqlite_events failed ($1)"
+}
+reference track-rows "$tmp/events_indexed.sql" "$track_nudge" 1; ref_track=$REF
+reference batch-rows "$tmp/events_indexed.sql" "$batch_nudge" "$batch_events"; ref_batch=$REF
+reference batch-rows-table-only "$tmp/events_table.sql" "$batch_nudge" "$batch_events"
+ref_batch_table=$REF
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 floor_after=$(commit_floor_ms)
 
@@ -505,6 +542,12 @@ cat <<EOF
  "nudge_vs_nginx_requests":$batch_ratio},
 "half_load":{"track":$track_half,
  "batch":$batch_half},
+"store_reference":{"what":"the same event rows committed by SQLite alone (bench/sqlite_events.cc), WAL, synchronous=FULL, as many rows per commit and already stored as in nudge's run",
+ "track_group_with_indexes":$ref_track,
+ "batch_group_with_indexes":$ref_batch,
+ "batch_group_table_only":$ref_batch_table,
+ "nudge_track_vs_store":$(calc "$track_nudge_rps / $(jnum "$ref_track" rows_per_s)" "%.3f"),
+ "nudge_batch_vs_store":$(calc "$batch_eps / $(jnum "$ref_batch" rows_per_s)" "%.3f")},
 "store_after":{"contacts":$(jnum "$ws_final" contacts),"events":$(jnum "$ws_final" events),"data_dir_bytes":$db_bytes},
 "goals":{
  "track_at_least_half_of_nginx":{"value":$track_ratio,"target":0.5,"met":$(met "$track_ratio >= 0.5")},
