@@ -34,11 +34,11 @@ void AddClientFlags(CLI::App& cmd, Flags& f) {
 // One file to PUT: where it goes and how its errors are named.
 struct Item {
   fs::path file;
-  std::string label;                    // "segments/engaged.yaml"
-  std::string path;                     // "/api/v1/segments/engaged"
-  std::string kind;                     // "segment", "scoring", "stages", "template", "image"
-  std::optional<TemplateDocument> doc;  // templates: the document with its .liquid parts
-  std::optional<json> image;            // images: {"yaml", "assets"}
+  std::string label;                      // "segments/engaged.yaml"
+  std::string path;                       // "/api/v1/segments/engaged"
+  std::string kind;                       // "segment", "scoring", "stages", "template", "image"
+  std::optional<TemplateDocument> doc{};  // templates: the document with its .liquid parts
+  std::optional<json> image{};            // images: {"yaml", "assets"}
 };
 
 int Apply(const Flags& flags, const std::string& dir_text) {

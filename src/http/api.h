@@ -43,7 +43,7 @@ struct ApiContext {
   content::ImageLibrary* images = nullptr;  // image templates and the /i/ route
   // Set by AddPublicRoutes: applies an unsubscribe mailed to delivery.unsubscribe_mailbox
   // (subject "unsubscribe <token>"); `from` is recorded as where it came from.
-  std::function<Status(std::string_view subject, const std::string& from)> mail_unsubscribe;
+  std::function<Status(std::string_view subject, const std::string& from)> mail_unsubscribe{};
   track::SecretBook* secrets = nullptr;
   const channel::ChannelsConfig* channels = nullptr;
   std::string public_url = "http://127.0.0.1:8080";

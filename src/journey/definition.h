@@ -148,9 +148,9 @@ Result<Journey> ParseJourney(std::string_view text, std::string_view source,
 
 struct CheckOptions {
   // Answers whether a template exists; null skips the check.
-  std::function<bool(const std::string&)> template_exists;
+  std::function<bool(const std::string&)> template_exists{};
   // Answers whether a segment exists; null skips the check.
-  std::function<bool(const std::string&)> segment_exists;
+  std::function<bool(const std::string&)> segment_exists{};
 };
 
 // Every problem of the journey's graph and references, each with its position.

@@ -28,7 +28,7 @@ std::optional<int> ParseClock(std::string_view s) {
 }
 
 std::string ClockText(int minute) {
-  char buf[8];
+  char buf[16];  // "HH:MM"; room for any int, so the compiler can tell nothing is cut
   std::snprintf(buf, sizeof buf, "%02d:%02d", minute / 60, minute % 60);
   return buf;
 }
