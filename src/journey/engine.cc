@@ -276,10 +276,13 @@ struct Engine::Impl {
 
   // Walks the journey from step `at` (nullopt: the journey is done) until a step waits or the
   // journey ends. `resume` means the instance is already at `at` and comes back to it (a quiet
-  // hours deferral ending). `late_by`: how late the timer that woke it fired.
+  // hours deferral ending). `late_by`: how late the timer that woke it fired. `started`: the
+  // time the caller already stamped on the instance (entry), so that a wait's deadline counts
+  // from it even when the clock ticks over a millisecond in between.
   Status Run(store::WriteTxn& txn, store::Instance& inst, const Journey& j,
-             std::optional<size_t> at, json& data, Millis late_by, bool resume) {
-    const Millis now = clock.NowMillis();
+             std::optional<size_t> at, json& data, Millis late_by, bool resume,
+             std::optional<Millis> started = std::nullopt) {
+    const Millis now = started ? *started : clock.NowMillis();
     Active* a = active.Find(inst.contact, inst.id);
     for (int guard = 0; guard < 256; ++guard) {
       if (!at) {
@@ -633,7 +636,7 @@ struct Engine::Impl {
     Queue(contact, "Journey Entered",
           {{"journey", js.id}, {"version", js.current}, {"instance", inst.id}},
           "enter:" + std::to_string(inst.id));
-    return Run(txn, inst, j, std::optional<size_t>(0), data, 0, false);
+    return Run(txn, inst, j, std::optional<size_t>(0), data, 0, false, now);
   }
 
   // ---- events ----
