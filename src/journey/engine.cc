@@ -276,13 +276,12 @@ struct Engine::Impl {
 
   // Walks the journey from step `at` (nullopt: the journey is done) until a step waits or the
   // journey ends. `resume` means the instance is already at `at` and comes back to it (a quiet
-  // hours deferral ending). `late_by`: how late the timer that woke it fired. `started`: the
-  // time the caller already stamped on the instance (entry), so that a wait's deadline counts
-  // from it even when the clock ticks over a millisecond in between.
+  // hours deferral ending). `late_by`: how late the timer that woke it fired. `now`: the time
+  // the caller has already stamped on the instance and its step log (entry, a match, a
+  // timeout), so that a wait's deadline counts from it even when the clock has ticked over a
+  // millisecond since.
   Status Run(store::WriteTxn& txn, store::Instance& inst, const Journey& j,
-             std::optional<size_t> at, json& data, Millis late_by, bool resume,
-             std::optional<Millis> started = std::nullopt) {
-    const Millis now = started ? *started : clock.NowMillis();
+             std::optional<size_t> at, json& data, Millis late_by, bool resume, Millis now) {
     Active* a = active.Find(inst.contact, inst.id);
     for (int guard = 0; guard < 256; ++guard) {
       if (!at) {
@@ -699,7 +698,7 @@ struct Engine::Impl {
         NUDGE_TRY(txn.LogStep(*inst, step.id, "matched", now));
         NUDGE_TRY(Run(txn, *inst, j,
                       j.Resolve(a.step, step.on_event.empty() ? step.next : step.on_event), data, 0,
-                      false));
+                      false, now));
       }
     }
     // Journeys this event starts. Only nudge's own segment and stage events are read here
@@ -800,7 +799,7 @@ struct Engine::Impl {
       NUDGE_TRY(txn.LogStep(*inst, step.id, "matched", now));
       NUDGE_TRY(Run(txn, *inst, j,
                     j.Resolve(a.step, step.on_event.empty() ? step.next : step.on_event), data, 0,
-                    false));
+                    false, now));
     }
     return Status::Ok();
   }
@@ -828,16 +827,16 @@ struct Engine::Impl {
     const Millis late_by = now - due;
     switch (a.wait) {
       case Wait::kTimer:
-        return Run(txn, *inst, j, j.Resolve(a.step, step.next), data, late_by, false);
+        return Run(txn, *inst, j, j.Resolve(a.step, step.next), data, late_by, false, now);
       case Wait::kQuiet:
-        return Run(txn, *inst, j, a.step, data, late_by, true);
+        return Run(txn, *inst, j, a.step, data, late_by, true, now);
       case Wait::kCondition:
         if (segments.MatchesLocked(*step.wait_condition, a.contact, nullptr, false)) {
           data.erase("deadline");
           NUDGE_TRY(txn.LogStep(*inst, step.id, "matched", now));
           return Run(txn, *inst, j,
                      j.Resolve(a.step, step.on_event.empty() ? step.next : step.on_event), data,
-                     late_by, false);
+                     late_by, false, now);
         }
         if (data.value("deadline", Millis{0}) > now) {
           Millis wake = data["deadline"].get<Millis>();
@@ -854,7 +853,7 @@ struct Engine::Impl {
         NUDGE_TRY(txn.LogStep(*inst, step.id, "timed_out", now));
         return Run(txn, *inst, j,
                    j.Resolve(a.step, step.on_timeout.empty() ? step.next : step.on_timeout), data,
-                   late_by, false);
+                   late_by, false, now);
       case Wait::kNone:
         return Status::Ok();
     }

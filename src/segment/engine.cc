@@ -655,11 +655,12 @@ struct Engine::Impl {
   void ReleaseBit(Workspace& ws, Segment& seg) {
     if (seg.bit < 0) return;
     const uint64_t mask = uint64_t{1} << seg.bit;
-    runtime.ForEach([&](size_t id, Runtime& rt) {
-      if (!rt.live || !(rt.in & mask)) return;
-      const ContactState* st = cache.Get(static_cast<ContactId>(id));
-      if (st && st->workspace == ws.id) rt.in &= ~mask;
-    });
+    if (seg.count > 0)  // no member, no bit set anywhere
+      runtime.ForEach([&](size_t id, Runtime& rt) {
+        if (!rt.live || !(rt.in & mask)) return;
+        const ContactState* st = cache.Get(static_cast<ContactId>(id));
+        if (st && st->workspace == ws.id) rt.in &= ~mask;
+      });
     ws.bits_used &= ~mask;
     seg.bit = -1;
     seg.count = 0;
