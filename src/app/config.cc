@@ -162,9 +162,12 @@ Status ApplyFile(const std::string& path, Config& c) {
             c.max_message_bytes = static_cast<size_t>(n);
           } else if (lk == "max_batch_bytes") {
             c.max_batch_bytes = static_cast<size_t>(n);
+          } else if (lk == "max_backlog_events") {
+            c.max_backlog_events = static_cast<size_t>(n);
           } else {
-            return Status::Invalid("unknown setting (known: max_message_bytes, max_batch_bytes)",
-                                   lwhere);
+            return Status::Invalid(
+                "unknown setting (known: max_message_bytes, max_batch_bytes, max_backlog_events)",
+                lwhere);
           }
         }
       } else {

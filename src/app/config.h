@@ -23,6 +23,8 @@ struct Config {
   std::optional<std::string> admin_key;
   size_t max_message_bytes = 32 * 1024;
   size_t max_batch_bytes = 500 * 1024;
+  // Events acknowledged and not yet applied before /v1/* answers 503 (limits.max_backlog_events).
+  size_t max_backlog_events = 262144;
   // The base of tracking, unsubscribe and image links in messages; default: http://<listen>.
   std::string public_url;
   // delivery.hold / NUDGE_DELIVERY_HOLD: messages stay `queued` and nothing is sent (rehearsing

@@ -28,10 +28,12 @@
 #include "core/metrics.h"
 #include "http/api.h"
 #include "http/server.h"
+#include "ingest/pipeline.h"
 #include "journey/engine.h"
 #include "profile/applier.h"
 #include "profile/contact_cache.h"
 #include "segment/engine.h"
+#include "store/inbox.h"
 #include "store/store.h"
 #include "store/workspaces.h"
 #include "track/links.h"
@@ -197,16 +199,42 @@ int RunServe(const Flags& flags) {
   }
 
   profile::Applier applier(profile::ProfileOptions{config->default_region}, &engine);
-  http::ApiContext ctx{**store, workspaces,
-                       applier, metrics,
-                       clock,   {config->max_message_bytes, config->max_batch_bytes, 1024},
-                       &engine, &journeys};
+  const ingest::Limits limits{config->max_message_bytes, config->max_batch_bytes, 1024};
+
+  // Tracking requests are acknowledged once they are in the inbox (DATA/inbox.db), then
+  // applied to the store in order; what a crash left unapplied is applied now.
+  int64_t applied_mark = 0;
+  Status read_mark = (*store)->Read([&](store::ReadTxn& t) -> Status {
+    NUDGE_ASSIGN_OR_RETURN(applied_mark, t.GetMark(store::kInboxAppliedMark));
+    return Status::Ok();
+  });
+  const std::string inbox_path = (std::filesystem::path(config->data) / "inbox.db").string();
+  Result<std::unique_ptr<store::Inbox>> inbox = Err(read_mark);
+  if (read_mark.ok())
+    inbox = store::Inbox::Open({.path = inbox_path, .applied = applied_mark, .metrics = &metrics});
+  std::optional<ingest::Pipeline> pipeline;
+  if (inbox) {
+    pipeline.emplace(**store, **inbox, applier, metrics,
+                     ingest::PipelineOptions{config->max_backlog_events, limits});
+    if (auto started = pipeline->Start(); !started) inbox = Err(started.error());
+  }
+  if (!inbox) {
+    spdlog::error("cannot open the inbox {}: {}", inbox_path, inbox.error().ToString());
+    pipeline.reset();
+    dispatcher.Stop(0);
+    journeys.Stop();
+    engine.Stop();
+    (*store)->Close();
+    return 1;
+  }
+  http::ApiContext ctx{**store, workspaces, applier, metrics, clock, limits, &engine, &journeys};
   ctx.templates = &templates;
   ctx.images = &images;
   ctx.delivery = &dispatcher;
   ctx.secrets = &secrets;
   ctx.channels = &config->channels;
   ctx.public_url = public_url;
+  ctx.pipeline = &*pipeline;
   http::Router router;
   http::AddTrackingRoutes(router, ctx);
   http::AddAdminRoutes(router, ctx);
@@ -314,6 +342,8 @@ int RunServe(const Flags& flags) {
   spdlog::info("{}: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
   server.Quiesce();
   server.Stop(10000);
+  // Apply what was acknowledged; what a slow disk leaves after 30 s waits in the inbox.
+  pipeline->Stop(30000);
   if (listener) listener->Stop();
   stop_maildir = true;
   if (maildir_thread.joinable()) maildir_thread.join();
@@ -324,6 +354,7 @@ int RunServe(const Flags& flags) {
   channels.ShutdownAll(2000);
   engine.Stop();
   (*store)->Close();
+  (*inbox)->Close();
   spdlog::info("stopped; every acknowledged event is committed");
   return 0;
 }

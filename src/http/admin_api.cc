@@ -381,7 +381,7 @@ Result<std::optional<Contact>> FindContactByKey(store::ReadTxn& t, WorkspaceId w
 void AddAdminRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<AdminApi>(ctx);
   auto bind = [api, &ctx](void (AdminApi::*m)(WorkspaceId, Request&, Reply)) {
-    return AdminRoute(api, ctx.workspaces, m);
+    return AdminRoute(api, ctx, m);
   };
   router.Add("GET", "/api/v1/contacts", bind(&AdminApi::ListContacts))
       .Add("POST", "/api/v1/contacts/import", bind(&AdminApi::ImportContacts), 16 << 20)

@@ -18,8 +18,10 @@
 #include "content/library.h"
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "http/respond.h"
 #include "http/server.h"
 #include "ingest/parser.h"
+#include "ingest/pipeline.h"
 #include "journey/engine.h"
 #include "profile/applier.h"
 #include "segment/engine.h"
@@ -47,6 +49,9 @@ struct ApiContext {
   track::SecretBook* secrets = nullptr;
   const channel::ChannelsConfig* channels = nullptr;
   std::string public_url = "http://127.0.0.1:8080";
+  // Where tracking requests go (the inbox, then the store); admin reads wait on it. Needed by
+  // AddTrackingRoutes.
+  ingest::Pipeline* pipeline = nullptr;
 };
 
 // Finds a contact by the key in a URL: its user id, else an anonymous id, else (with '@') its
@@ -93,13 +98,24 @@ Result<T> OptionalField(const nlohmann::json& body, const std::string& key, T fa
   return it->get<T>();
 }
 
-// An admin route: `method` of `api` runs with the workspace of the request's admin key.
+// An admin route: `method` of `api` runs with the workspace of the request's admin key, once
+// every tracking request acknowledged before it has been applied (so that what a client was
+// told is stored, it reads back).
 template <class Api>
-Handler AdminRoute(const std::shared_ptr<Api>& api, const store::WorkspaceRegistry& workspaces,
+Handler AdminRoute(const std::shared_ptr<Api>& api, const ApiContext& ctx,
                    void (Api::*method)(store::WorkspaceId, Request&, Reply)) {
-  return [api, &workspaces, method](Request& req, Reply reply) {
-    if (auto ws = AdminWorkspace(workspaces, req, reply))
-      ((*api).*method)(*ws, req, std::move(reply));
+  return [api, &ctx, method](Request& req, Reply reply) {
+    auto ws = AdminWorkspace(ctx.workspaces, req, reply);
+    if (!ws) return;
+    if (!ctx.pipeline) return ((*api).*method)(*ws, req, std::move(reply));
+    // `req` lives in its connection, which `reply` keeps alive until it is called.
+    ctx.pipeline->AfterApplied([api, method, ws = *ws, &req, reply]() mutable {
+      try {
+        ((*api).*method)(ws, req, reply);
+      } catch (const std::exception& e) {
+        reply(ErrorResponse(Status::Internal(std::string("the request failed: ") + e.what())));
+      }
+    });
   };
 }
 

@@ -52,8 +52,13 @@ class ApiTest : public ::testing::Test {
         *store::OpenSqliteStore({.path = (dir_ / "n.db").string(), .metrics = &metrics_}));
     workspaces_ = std::make_unique<store::WorkspaceRegistry>(*store_, clock_);
     ASSERT_TRUE(workspaces_->Bootstrap(std::string("wk"), std::string("ak")));
+    inbox_ = std::move(*store::Inbox::Open({.path = (dir_ / "inbox.db").string()}));
+    pipeline_ = std::make_unique<ingest::Pipeline>(*store_, *inbox_, applier_, metrics_,
+                                                   ingest::PipelineOptions{});
+    ASSERT_TRUE(pipeline_->Start());
     ctx_ = std::make_unique<ApiContext>(
         ApiContext{*store_, *workspaces_, applier_, metrics_, clock_, {}});
+    ctx_->pipeline = pipeline_.get();
     Router router;
     AddTrackingRoutes(router, *ctx_);
     AddAdminRoutes(router, *ctx_);
@@ -64,7 +69,9 @@ class ApiTest : public ::testing::Test {
   }
   void TearDown() override {
     server_->Stop();
+    pipeline_->Stop(10000);
     store_->Close();
+    inbox_->Close();
     std::filesystem::remove_all(dir_);
   }
 
@@ -106,6 +113,8 @@ class ApiTest : public ::testing::Test {
   core::MetricsRegistry metrics_;
   profile::Applier applier_{profile::ProfileOptions{}};
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::Inbox> inbox_;
+  std::unique_ptr<ingest::Pipeline> pipeline_;
   std::unique_ptr<store::WorkspaceRegistry> workspaces_;
   std::unique_ptr<ApiContext> ctx_;
   std::unique_ptr<Server> server_;

@@ -440,7 +440,7 @@ class DeliveryApi {
 void AddDeliveryRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<DeliveryApi>(ctx);
   auto bind = [api, &ctx](void (DeliveryApi::*m)(WorkspaceId, Request&, Reply)) {
-    return AdminRoute(api, ctx.workspaces, m);
+    return AdminRoute(api, ctx, m);
   };
   router.Add("GET", "/api/v1/templates", bind(&DeliveryApi::ListTemplates))
       .Add("PUT", "/api/v1/templates/{id}", bind(&DeliveryApi::PutTemplate), 1 << 20)

@@ -264,7 +264,7 @@ class JourneyApi {
 void AddJourneyRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<JourneyApi>(ctx);
   auto bind = [api, &ctx](void (JourneyApi::*m)(WorkspaceId, Request&, Reply)) {
-    return AdminRoute(api, ctx.workspaces, m);
+    return AdminRoute(api, ctx, m);
   };
   router.Add("GET", "/api/v1/journeys", bind(&JourneyApi::List))
       .Add("PUT", "/api/v1/journeys/{id}", bind(&JourneyApi::Put))

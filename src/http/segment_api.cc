@@ -168,7 +168,7 @@ class SegmentApi {
 void AddSegmentRoutes(Router& router, ApiContext& ctx) {
   auto api = std::make_shared<SegmentApi>(ctx);
   auto bind = [api, &ctx](void (SegmentApi::*m)(WorkspaceId, Request&, Reply)) {
-    return AdminRoute(api, ctx.workspaces, m);
+    return AdminRoute(api, ctx, m);
   };
   router.Add("GET", "/api/v1/segments", bind(&SegmentApi::List))
       .Add("POST", "/api/v1/segments/preview", bind(&SegmentApi::Preview))

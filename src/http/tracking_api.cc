@@ -1,5 +1,6 @@
 // POST /v1/{identify,track,page,screen,group,alias,batch}: Segment's HTTP Tracking API.
-// A 200 is sent only after the store has committed the messages.
+// A 200 is sent only once the request is committed to the inbox (ingest::Pipeline), from
+// which it is applied to contacts in order; nothing acknowledged is lost.
 #include <memory>
 
 #include "http/api.h"
@@ -14,17 +15,15 @@ class TrackingApi {
   explicit TrackingApi(ApiContext& ctx) : ctx_(ctx) {
     auto& m = ctx.metrics;
     const char* help = "Tracking requests refused, by reason (a refused batch counts once).";
-    accepted_ = &m.GetCounter("nudge_events_accepted_total", "Events stored.");
-    duplicates_ = &m.GetCounter("nudge_events_duplicate_total",
-                                "Events skipped because their messageId was already stored.");
     invalid_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"invalid\"}");
     too_large_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"too_large\"}");
     bad_gzip_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"bad_gzip\"}");
     unauthorized_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"unauthorized\"}");
     unavailable_ = &m.GetCounter("nudge_events_rejected_total", help, "{reason=\"unavailable\"}");
-    latency_ = &m.GetHistogram("nudge_ingest_ack_seconds",
-                               "From a tracking request's arrival to its durable acknowledgement.",
-                               {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
+    latency_ = &m.GetHistogram(
+        "nudge_ingest_ack_seconds",
+        "From a tracking request's arrival to its durable acknowledgement (inbox commit).",
+        {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
   }
 
   void CountTooLarge() { too_large_->Add(); }
@@ -68,22 +67,17 @@ class TrackingApi {
     if (!ws && parsed->write_key) ws = ctx_.workspaces.ByWriteKey(*parsed->write_key);
     if (!ws) return Unauthorized(reply);
 
-    auto messages = std::make_shared<std::vector<ingest::Message>>(std::move(parsed->messages));
-    if (messages->empty()) return reply(Ok());
-    auto result = std::make_shared<profile::ApplyResult>();
+    if (parsed->messages.empty()) return reply(Ok());
+    const size_t n = parsed->messages.size();
+    std::string raw = decompressed.empty() ? std::move(req.body) : std::move(decompressed);
     const int64_t started = core::MonotonicMicros();
-    ctx_.store.Write(
-        [this, ws = *ws, messages, result](store::WriteTxn& txn) -> Status {
-          NUDGE_ASSIGN_OR_RETURN(*result, ctx_.applier.Apply(txn, ws, *messages));
-          return Status::Ok();
-        },
-        [this, messages, result, started, reply = std::move(reply)](Status status) {
+    ctx_.pipeline->Accept(
+        *ws, endpoint, req.received_at, std::move(raw), std::move(parsed->messages),
+        [this, n, started, reply = std::move(reply)](Status status) {
           if (!status.ok()) {
-            unavailable_->Add(messages->size());
+            unavailable_->Add(n);
             return reply(ErrorResponse(status));
           }
-          accepted_->Add(result->accepted);
-          duplicates_->Add(result->duplicates);
           latency_->Observe(static_cast<double>(core::MonotonicMicros() - started) / 1e6);
           reply(Ok());
         });
@@ -104,8 +98,6 @@ class TrackingApi {
   }
 
   ApiContext& ctx_;
-  core::Counter* accepted_;
-  core::Counter* duplicates_;
   core::Counter* invalid_;
   core::Counter* too_large_;
   core::Counter* bad_gzip_;

@@ -363,17 +363,28 @@ std::optional<MessageType> ParseMessageType(std::string_view name) {
   return std::nullopt;
 }
 
+namespace {
+
+constexpr std::array<std::pair<std::string_view, Endpoint>, 8> kPaths{{
+    {"/v1/identify", Endpoint::kIdentify},
+    {"/v1/track", Endpoint::kTrack},
+    {"/v1/page", Endpoint::kPage},
+    {"/v1/screen", Endpoint::kScreen},
+    {"/v1/group", Endpoint::kGroup},
+    {"/v1/alias", Endpoint::kAlias},
+    {"/v1/batch", Endpoint::kBatch},
+    {"/v1/import", Endpoint::kBatch},  // Segment's older name for batch
+}};
+
+}  // namespace
+
+std::string_view EndpointPath(Endpoint endpoint) {
+  for (auto [p, e] : kPaths)
+    if (e == endpoint) return p;
+  return "/v1/batch";
+}
+
 std::optional<Endpoint> EndpointFromPath(std::string_view path) {
-  static constexpr std::array<std::pair<std::string_view, Endpoint>, 8> kPaths{{
-      {"/v1/identify", Endpoint::kIdentify},
-      {"/v1/track", Endpoint::kTrack},
-      {"/v1/page", Endpoint::kPage},
-      {"/v1/screen", Endpoint::kScreen},
-      {"/v1/group", Endpoint::kGroup},
-      {"/v1/alias", Endpoint::kAlias},
-      {"/v1/batch", Endpoint::kBatch},
-      {"/v1/import", Endpoint::kBatch},  // Segment's older name for batch
-  }};
   if (path.size() > 1 && path.back() == '/') path.remove_suffix(1);
   for (auto [p, e] : kPaths)
     if (p == path) return e;

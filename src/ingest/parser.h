@@ -24,6 +24,7 @@ namespace nudge::ingest {
 // The endpoint a body arrived at: one message type, or a batch of any.
 enum class Endpoint { kIdentify, kTrack, kPage, kScreen, kGroup, kAlias, kBatch };
 std::optional<Endpoint> EndpointFromPath(std::string_view path);  // "/v1/track" -> kTrack
+std::string_view EndpointPath(Endpoint endpoint);                 // kTrack -> "/v1/track"
 
 struct Limits {
   size_t max_message_bytes = 32 * 1024;  // Segment: 32 KB per call

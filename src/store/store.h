@@ -288,6 +288,8 @@ class ReadTxn {
                                                             std::string_view after_address,
                                                             int limit) = 0;
   virtual Result<std::optional<std::string>> GetSecret(WorkspaceId ws, std::string_view name) = 0;
+  // A position the store keeps in step with its writes (kInboxAppliedMark); 0 when never set.
+  virtual Result<int64_t> GetMark(std::string_view name) = 0;
   virtual Result<std::optional<Message>> GetMessage(int64_t id) = 0;
   // The message whose Message-ID header is this (bounces and complaints name it).
   virtual Result<std::optional<Message>> FindMessageByHeader(std::string_view message_id) = 0;
@@ -372,6 +374,7 @@ class WriteTxn : public ReadTxn {
   virtual Result<bool> RemoveSuppression(WorkspaceId ws, std::string_view channel,
                                          std::string_view address) = 0;
   virtual Status PutSecret(WorkspaceId ws, std::string_view name, std::string_view value) = 0;
+  virtual Status SetMark(std::string_view name, int64_t value) = 0;
   // Counts a bounce for the contact; returns the soft-bounce count after it.
   virtual Result<int64_t> CountBounce(ContactId id, bool hard, Millis at) = 0;
 

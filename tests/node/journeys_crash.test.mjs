@@ -90,9 +90,12 @@ describe('journeys and crashes', () => {
       while (next < batches.length) await postBatch(s, batches[next++]);
     };
     await Promise.all([sender(), sender()]);
+    // Acknowledged events are applied in order after their acknowledgement; an admin read
+    // answers once every one of them is (each started its instance in the commit applying it).
+    await s.get('/api/v1/journeys/crash/instances?limit=1');
     const ingestMs = Date.now() - t0;
 
-    // Every acknowledged event started its instance in the same commit; kill while they wait.
+    // Kill while they wait.
     await s.kill();
     const [instances, waitingAtW1, withTimer] = await row(
       s,

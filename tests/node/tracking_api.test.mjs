@@ -862,6 +862,9 @@ describe('tracking API over raw HTTP', { timeout: 120_000 }, () => {
     assert.equal((await ws.send('/v1/track', Buffer.from([0x1f, 0x8b, 0, 0, 0]))).status, 400);
     assert.equal((await ws.send('/v1/track', track(user), { key: 'wk_nope' })).status, 401);
 
+    // Events are counted as they are applied, after the acknowledgement; an admin read answers
+    // once everything acknowledged before it is.
+    assert.equal((await ws.events(user)).length, 3);
     const after = await server.metrics();
     assert.equal(delta(after, 'nudge_events_accepted_total'), 3);
     assert.equal(delta(after, 'nudge_events_duplicate_total'), 1);

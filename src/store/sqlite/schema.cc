@@ -209,6 +209,12 @@ CREATE TABLE bounce_counts(
   hard INTEGER NOT NULL DEFAULT 0,
   updated_at INTEGER NOT NULL);
 )sql",
+    // 5: positions the store keeps in step with its own writes (how far the inbox is applied).
+    R"sql(
+CREATE TABLE marks(
+  name TEXT PRIMARY KEY,
+  value INTEGER NOT NULL) WITHOUT ROWID;
+)sql",
 };
 
 constexpr int kVersion = static_cast<int>(std::size(kMigrations));

@@ -10,6 +10,7 @@
 
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "store/sqlite/checkpointer.h"
 #include "store/sqlite/db.h"
 #include "store/sqlite/schema.h"
 #include "store/store.h"
@@ -570,6 +571,14 @@ class Txn final : public WriteTxn {
     return std::optional<std::string>(q->Text(0));
   }
 
+  Result<int64_t> GetMark(std::string_view name) override {
+    NUDGE_STMT(q, "SELECT value FROM marks WHERE name = ?");
+    q->Bind(1, name);
+    auto row = q->Step();
+    if (!row) return Err(row.error());
+    return *row ? q->Int(0) : 0;
+  }
+
   Result<std::optional<Message>> GetMessage(int64_t id) override {
     NUDGE_STMT(q, "SELECT " NUDGE_MESSAGE_COLUMNS " FROM messages WHERE id = ?");
     q->Bind(1, id);
@@ -754,6 +763,12 @@ class Txn final : public WriteTxn {
   Status PutSecret(WorkspaceId ws, std::string_view name, std::string_view value) override {
     NUDGE_STMT(q, "INSERT OR REPLACE INTO secrets(ws, name, value) VALUES(?, ?, ?)");
     q->Bind(1, ws).Bind(2, name).Bind(3, value);
+    return q->Exec();
+  }
+
+  Status SetMark(std::string_view name, int64_t value) override {
+    NUDGE_STMT(q, "INSERT OR REPLACE INTO marks(name, value) VALUES(?, ?)");
+    q->Bind(1, name).Bind(2, value);
     return q->Exec();
   }
 
@@ -1048,18 +1063,13 @@ struct PendingWrite {
   Store::DoneFn done;
 };
 
-// The checkpoint thread folds the log back from this many frames (16 MB of 4 KB pages) ...
-constexpr int kCheckpointFrames = 4096;
-// ... and from this many (256 MB) it waits for the writer once so that the log starts over.
-constexpr int kRestartFrames = 65536;
-constexpr int64_t kPageBytes = 4096;  // SQLite's default page size, which nudge keeps
-
 class SqliteStore final : public Store {
  public:
-  SqliteStore(SqliteOptions options, std::unique_ptr<Db> writer, std::unique_ptr<Db> checkpointer)
+  SqliteStore(SqliteOptions options, std::unique_ptr<Db> writer,
+              std::unique_ptr<Checkpointer> checkpointer)
       : options_(std::move(options)),
         writer_db_(std::move(writer)),
-        checkpoint_db_(std::move(checkpointer)) {
+        checkpointer_(std::move(checkpointer)) {
     if (options_.metrics) {
       commit_latency_ = &options_.metrics->GetHistogram(
           "nudge_store_commit_seconds", "Time to commit one group of writes, fsync included.",
@@ -1071,12 +1081,7 @@ class SqliteStore final : public Store {
                                  "{queue=\"store_writer\"}",
                                  [this] { return static_cast<double>(Stats().queued_writes); });
     }
-    // Checkpoints (copying the WAL back into the database file, with its fsync) run on their
-    // own thread so that the writer never pays for them; the WAL hook tells it how far the
-    // log has grown.
-    sqlite3_wal_hook(writer_db_->raw(), &SqliteStore::OnWal, this);
     thread_ = std::thread([this] { WriterLoop(); });
-    checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
   }
 
   ~SqliteStore() override { Close(); }
@@ -1131,17 +1136,7 @@ class SqliteStore final : public Store {
     }
     std::lock_guard join_lock(join_mutex_);
     if (thread_.joinable()) thread_.join();
-    {
-      std::lock_guard lock(checkpoint_mutex_);
-      checkpoint_stop_ = true;
-      checkpoint_cv_.notify_all();
-    }
-    if (checkpoint_thread_.joinable()) {
-      checkpoint_thread_.join();
-      // Fold the whole log back so that a clean stop leaves one self-contained file.
-      sqlite3_wal_checkpoint_v2(checkpoint_db_->raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
-                                nullptr);
-    }
+    checkpointer_->Stop();
   }
 
   StoreStats Stats() const override {
@@ -1154,32 +1149,6 @@ class SqliteStore final : public Store {
     NUDGE_ASSIGN_OR_RETURN(auto db, Db::Open(options_.path, /*read_only=*/true));
     NUDGE_TRY(db->Exec("PRAGMA query_only = ON; PRAGMA cache_size = -16384;"));
     return db;
-  }
-
-  static int OnWal(void* self, sqlite3*, const char*, int frames) {
-    auto* store = static_cast<SqliteStore*>(self);
-    if (frames >= kCheckpointFrames) {
-      std::lock_guard lock(store->checkpoint_mutex_);
-      store->wal_frames_ = frames;
-      store->checkpoint_cv_.notify_one();
-    }
-    return SQLITE_OK;
-  }
-
-  void CheckpointLoop() {
-    std::unique_lock lock(checkpoint_mutex_);
-    while (!checkpoint_stop_) {
-      checkpoint_cv_.wait_for(lock, std::chrono::seconds(1));
-      if (checkpoint_stop_) break;
-      const int frames = std::exchange(wal_frames_, 0);
-      lock.unlock();
-      // PASSIVE never blocks the writer or readers. When the log has run far ahead anyway
-      // (a long reader held it), RESTART waits for the writer once so that it starts over.
-      const int mode =
-          frames >= kRestartFrames ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
-      sqlite3_wal_checkpoint_v2(checkpoint_db_->raw(), nullptr, mode, nullptr, nullptr);
-      lock.lock();
-    }
   }
 
   void WriterLoop() {
@@ -1249,14 +1218,8 @@ class SqliteStore final : public Store {
   }
 
   SqliteOptions options_;
-  std::unique_ptr<Db> writer_db_;      // used by the writer thread only
-  std::unique_ptr<Db> checkpoint_db_;  // used by the checkpoint thread only
-
-  std::mutex checkpoint_mutex_;
-  std::condition_variable checkpoint_cv_;
-  int wal_frames_ = 0;            // GUARDED_BY(checkpoint_mutex_)
-  bool checkpoint_stop_ = false;  // GUARDED_BY(checkpoint_mutex_)
-  std::thread checkpoint_thread_;
+  std::unique_ptr<Db> writer_db_;  // used by the writer thread only
+  std::unique_ptr<Checkpointer> checkpointer_;
   core::Histogram* commit_latency_ = nullptr;
   core::Histogram* group_size_ = nullptr;
 
@@ -1287,16 +1250,7 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
   NUDGE_TRY(db->Exec("PRAGMA cache_size = -65536"));
   NUDGE_TRY(db->Exec("PRAGMA temp_store = MEMORY"));
   NUDGE_TRY(sqlite::Migrate(*db));
-  NUDGE_TRY(db->Exec("PRAGMA wal_autocheckpoint = 0"));  // the checkpoint thread does it
-  // Once a checkpoint has folded the log back, the log file shrinks to this size: as large as
-  // the log may grow before a RESTART checkpoint, so that under load the file is reused
-  // rather than truncated and grown again (at 64 MiB, ftruncate was ~5% of the writer thread
-  // in batch ingest).
-  const std::string limit =
-      "PRAGMA journal_size_limit = " + std::to_string(sqlite::kRestartFrames * sqlite::kPageBytes);
-  NUDGE_TRY(db->Exec(limit.c_str()));
-  NUDGE_ASSIGN_OR_RETURN(auto checkpointer, sqlite::Db::Open(options.path, /*read_only=*/false));
-  NUDGE_TRY(checkpointer->Exec("PRAGMA synchronous = FULL"));
+  NUDGE_ASSIGN_OR_RETURN(auto checkpointer, sqlite::Checkpointer::Attach(options.path, *db));
   return std::unique_ptr<Store>(
       new sqlite::SqliteStore(options, std::move(db), std::move(checkpointer)));
 }

@@ -1,0 +1,290 @@
+#include "ingest/pipeline.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include "profile/applier.h"
+
+namespace nudge::ingest {
+namespace {
+
+// Requests handed to the store at once: enough to fill its largest groups, few enough that
+// other writers (timers, the admin API) do not queue behind a whole backlog.
+constexpr size_t kMaxInStore = 2048;
+constexpr int kMaxRetryMs = 5000;
+
+}  // namespace
+
+Pipeline::Pipeline(store::Store& store, store::Inbox& inbox, const profile::Applier& applier,
+                   core::MetricsRegistry& metrics, PipelineOptions options)
+    : store_(store), inbox_(inbox), applier_(applier), options_(std::move(options)) {
+  accepted_ = &metrics.GetCounter("nudge_events_accepted_total", "Events stored.");
+  duplicates_ = &metrics.GetCounter("nudge_events_duplicate_total",
+                                    "Events skipped because their messageId was already stored.");
+  skipped_ = &metrics.GetCounter(
+      "nudge_ingest_skipped_total",
+      "Acknowledged requests that could not be applied for good (each one is logged).");
+  retries_ = &metrics.GetCounter(
+      "nudge_ingest_apply_retries_total",
+      "Times applying acknowledged requests failed and was tried again from the first unapplied.");
+  apply_lag_ = &metrics.GetHistogram(
+      "nudge_ingest_apply_lag_seconds",
+      "From a tracking request's acceptance to its events being applied to contacts.",
+      {0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30});
+  metrics.AddGauge("nudge_queue_depth", "Work waiting in a queue.", "{queue=\"ingest_backlog\"}",
+                   [this] { return static_cast<double>(BacklogEvents()); });
+}
+
+Pipeline::~Pipeline() { Stop(0); }
+
+Result<int64_t> Pipeline::Start() {
+  int64_t mark = 0;
+  NUDGE_TRY(store_.Read([&](store::ReadTxn& t) -> Status {
+    NUDGE_ASSIGN_OR_RETURN(mark, t.GetMark(store::kInboxAppliedMark));
+    return Status::Ok();
+  }));
+  int64_t queued = 0;
+  std::lock_guard lock(mutex_);
+  applied_ = acknowledged_ = mark;
+  NUDGE_TRY(inbox_.Scan(mark, [&](const store::InboxRecord& r) -> Status {
+    auto entry = std::make_shared<Entry>();
+    entry->id = r.id;
+    entry->ws = r.workspace;
+    entry->accepted_us = core::MonotonicMicros();
+    Status problem = Status::Invalid("unknown endpoint", r.endpoint);
+    if (const auto endpoint = EndpointFromPath(r.endpoint)) {
+      auto parsed = ParseRequest(*endpoint, r.body, r.received_at, options_.limits);
+      if (parsed) {
+        entry->messages = std::move(parsed->messages);
+      } else {
+        problem = parsed.error();
+      }
+    }
+    if (entry->messages.empty()) {
+      // Only a change of limits between the acknowledgement and now can get here.
+      spdlog::error("inbox request {} ({}) no longer parses and is skipped: {}", r.id, r.endpoint,
+                    problem.ToString());
+      skipped_->Add();
+      entry->skip = true;
+    }
+    backlog_events_ += entry->messages.size();
+    unsubmitted_.push_back(std::move(entry));
+    acknowledged_ = r.id;
+    ++queued;
+    return Status::Ok();
+  }));
+  if (queued > 0)
+    spdlog::info("applying {} acknowledged requests left in the inbox (after id {})", queued, mark);
+  feeder_ = std::thread([this] { FeederLoop(); });
+  return queued;
+}
+
+void Pipeline::Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis received_at,
+                      std::string body, std::vector<Message> messages, Done done) {
+  const size_t n = messages.size();
+  const size_t backlog = backlog_events_.load();
+  if (backlog > 0 && backlog + n > options_.max_backlog_events) {
+    return done(Status::Unavailable("nudge is " + std::to_string(backlog) +
+                                    " events behind (ingest backlog full); retry after a second"));
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return done(Status::Unavailable("the server is shutting down; retry"));
+  }
+  backlog_events_ += n;
+  auto entry = std::make_shared<Entry>();
+  entry->ws = ws;
+  entry->accepted_us = core::MonotonicMicros();
+  entry->messages = std::move(messages);
+  store::InboxRecord record{0, ws, std::string(EndpointPath(endpoint)), received_at,
+                            std::move(body)};
+  inbox_.Append(std::move(record), [this, entry, n, done = std::move(done)](Result<int64_t> id) {
+    if (!id) {
+      backlog_events_ -= n;
+      return done(id.error());
+    }
+    entry->id = *id;
+    Acknowledged(entry);
+    done(Status::Ok());
+  });
+}
+
+void Pipeline::Acknowledged(const std::shared_ptr<Entry>& entry) {
+  std::lock_guard lock(mutex_);
+  acknowledged_ = entry->id;
+  unsubmitted_.push_back(entry);
+  if (in_store_.size() < kMaxInStore && !failure_seen_) cv_.notify_one();
+}
+
+void Pipeline::AfterApplied(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mutex_);
+    if (acknowledged_ > applied_) {
+      waiters_.emplace(acknowledged_, std::move(fn));
+      return;
+    }
+  }
+  fn();
+}
+
+std::vector<std::function<void()>> Pipeline::TakeReadyWaiters() {
+  std::vector<std::function<void()>> ready;
+  while (!waiters_.empty() && waiters_.begin()->first <= applied_) {
+    ready.push_back(std::move(waiters_.begin()->second));
+    waiters_.erase(waiters_.begin());
+  }
+  return ready;
+}
+
+void Pipeline::FeederLoop() {
+  pthread_setname_np(pthread_self(), "ingest");
+  std::unique_lock lock(mutex_);
+  int retry_ms = 0;
+  auto can_submit = [this] {
+    return !failure_seen_ && !unsubmitted_.empty() && in_store_.size() < kMaxInStore;
+  };
+  auto has_work = [&] {
+    return can_submit() || (failure_seen_ && unfinished_ == 0) ||
+           (!waiters_.empty() && waiters_.begin()->first <= applied_);
+  };
+  auto drained = [this] { return unsubmitted_.empty() && in_store_.empty(); };
+  std::chrono::steady_clock::time_point deadline{};
+  for (;;) {
+    if (!stopping_) {
+      cv_.wait(lock, [&] { return stopping_ || has_work(); });
+    }
+    if (stopping_) {
+      if (deadline == std::chrono::steady_clock::time_point{}) deadline = stop_deadline_;
+      cv_.wait_until(lock, deadline, [&] { return drained() || has_work(); });
+      if (drained() || std::chrono::steady_clock::now() >= deadline) break;
+    }
+    if (auto ready = TakeReadyWaiters(); !ready.empty()) {
+      lock.unlock();
+      for (auto& fn : ready) fn();
+      lock.lock();
+      continue;
+    }
+    if (failure_seen_ && unfinished_ == 0) {
+      // Every write from the failed one on was refused: hand them all again, in order.
+      bool transient = false;
+      for (auto& e : in_store_) {
+        if (e->own_failure) {
+          if (e->transient) {
+            transient = true;
+          } else {
+            spdlog::error("inbox request {} could not be applied and is skipped", e->id);
+            skipped_->Add();
+            e->skip = true;
+          }
+        }
+        e->state = State::kInStore;
+        e->own_failure = e->transient = false;
+      }
+      unsubmitted_.insert(unsubmitted_.begin(), in_store_.begin(), in_store_.end());
+      in_store_.clear();
+      failure_seen_ = false;
+      ++generation_;
+      retries_->Add();
+      if (transient) {
+        retry_ms = std::min(std::max(retry_ms * 2, 100), kMaxRetryMs);
+        cv_.wait_for(lock, std::chrono::milliseconds(retry_ms), [this] { return stopping_; });
+      }
+      continue;
+    }
+    if (!can_submit()) continue;
+    std::vector<std::shared_ptr<Entry>> batch;
+    while (!unsubmitted_.empty() && in_store_.size() < kMaxInStore) {
+      batch.push_back(unsubmitted_.front());
+      in_store_.push_back(std::move(unsubmitted_.front()));
+      unsubmitted_.pop_front();
+    }
+    unfinished_ += batch.size();
+    const uint64_t generation = generation_;
+    lock.unlock();
+    for (auto& e : batch) {
+      store_.Write(
+          [this, e, generation](store::WriteTxn& t) { return ApplyOne(t, *e, generation); },
+          [this, e, generation](Status s) { Finished(e, generation, s); });
+    }
+    if (retry_ms > 0) retry_ms /= 2;
+    lock.lock();
+  }
+  waiters_.clear();  // the server has stopped: nobody is waiting for these answers
+}
+
+Status Pipeline::ApplyOne(store::WriteTxn& txn, Entry& entry, uint64_t generation) {
+  if (failed_generation_ == generation)
+    return Status::Unavailable("an earlier tracking request is not applied yet");
+  auto fail = [&](const Status& s) {
+    entry.own_failure = true;
+    entry.transient = s.code() == Code::kUnavailable;
+    failed_generation_ = generation;
+    spdlog::warn("applying inbox request {} failed: {}", entry.id, s.ToString());
+    return s;
+  };
+  if (!entry.skip) {
+    auto result = applier_.Apply(txn, entry.ws, entry.messages);
+    if (!result) return fail(result.error());
+    entry.accepted = result->accepted;
+    entry.duplicates = result->duplicates;
+  }
+  if (Status s = txn.SetMark(store::kInboxAppliedMark, entry.id); !s.ok()) return fail(s);
+  return Status::Ok();
+}
+
+void Pipeline::Finished(const std::shared_ptr<Entry>& entry, uint64_t generation,
+                        const Status& status) {
+  // Runs on the store's writer thread, before its next group: a failed commit stops the rest
+  // of this generation from applying.
+  if (!status.ok()) failed_generation_ = generation;
+  size_t events = 0, accepted = 0, duplicates = 0;
+  int64_t applied = 0;
+  const int64_t now = core::MonotonicMicros();
+  {
+    std::lock_guard lock(mutex_);
+    --unfinished_;
+    if (status.ok()) {
+      entry->state = State::kApplied;
+    } else {
+      entry->state = State::kFailed;
+      failure_seen_ = true;
+    }
+    while (!in_store_.empty() && in_store_.front()->state == State::kApplied) {
+      const Entry& e = *in_store_.front();
+      applied_ = e.id;
+      events += e.messages.size();
+      accepted += e.accepted;
+      duplicates += e.duplicates;
+      apply_lag_->Observe(static_cast<double>(now - e.accepted_us) / 1e6);
+      in_store_.pop_front();
+    }
+    applied = applied_;
+    const bool wake = (failure_seen_ && unfinished_ == 0) ||
+                      (!waiters_.empty() && waiters_.begin()->first <= applied_) ||
+                      (in_store_.size() <= kMaxInStore / 2 && !unsubmitted_.empty()) ||
+                      (stopping_ && unsubmitted_.empty() && in_store_.empty());
+    if (wake) cv_.notify_one();
+  }
+  backlog_events_ -= events;
+  accepted_->Add(accepted);
+  duplicates_->Add(duplicates);
+  inbox_.Release(applied);
+}
+
+void Pipeline::Stop(int timeout_ms) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      stopping_ = true;
+      stop_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    }
+    cv_.notify_all();
+  }
+  if (feeder_.joinable()) feeder_.join();
+}
+
+}  // namespace nudge::ingest

@@ -1,0 +1,276 @@
+#include "ingest/pipeline.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "profile/applier.h"
+
+namespace nudge::ingest {
+namespace {
+
+// The body of one track call for `user` with messageId `id`.
+std::string Track(const std::string& user, const std::string& id) {
+  return R"({"type":"track","event":"Signed Up","userId":")" + user + R"(","messageId":")" + id +
+         R"("})";
+}
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("nudge_pipeline_test_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto s = store::OpenSqliteStore({.path = (dir_ / "nudge.db").string()});
+    ASSERT_TRUE(s) << s.error().ToString();
+    store_ = std::move(*s);
+    ASSERT_TRUE(store_
+                    ->WriteSync([&](store::WriteTxn& t) -> Status {
+                      auto id = t.InsertWorkspace({0, "w", "wk", "ak", 1});
+                      if (!id) return id.error();
+                      ws_ = *id;
+                      return Status::Ok();
+                    })
+                    .ok());
+  }
+  void TearDown() override {
+    StopPipeline();
+    store_->Close();
+    std::filesystem::remove_all(dir_);
+  }
+
+  int64_t Mark() {
+    int64_t mark = -1;
+    EXPECT_TRUE(store_
+                    ->Read([&](store::ReadTxn& t) -> Status {
+                      NUDGE_ASSIGN_OR_RETURN(mark, t.GetMark(store::kInboxAppliedMark));
+                      return Status::Ok();
+                    })
+                    .ok());
+    return mark;
+  }
+  std::unique_ptr<store::Inbox> OpenInbox() {
+    auto inbox = store::Inbox::Open({.path = (dir_ / "inbox.db").string(), .applied = Mark()});
+    EXPECT_TRUE(inbox) << inbox.error().ToString();
+    return inbox ? std::move(*inbox) : nullptr;
+  }
+  // Opens the inbox and starts a pipeline on it; returns what Start queued.
+  int64_t StartPipeline(size_t max_backlog = 1 << 20) {
+    inbox_ = OpenInbox();
+    pipeline_ = std::make_unique<Pipeline>(*store_, *inbox_, applier_, metrics_,
+                                           PipelineOptions{max_backlog, {}});
+    auto queued = pipeline_->Start();
+    EXPECT_TRUE(queued) << queued.error().ToString();
+    return queued ? *queued : -1;
+  }
+  void StopPipeline() {
+    if (pipeline_) pipeline_->Stop(10000);
+    pipeline_.reset();
+    if (inbox_) inbox_->Close();
+    inbox_.reset();
+  }
+  Status Accept(const std::string& body) {
+    auto parsed = ParseRequest(Endpoint::kTrack, body, 1000);
+    EXPECT_TRUE(parsed);
+    std::promise<Status> done;
+    pipeline_->Accept(ws_, Endpoint::kTrack, 1000, body, std::move(parsed->messages),
+                      [&](Status s) { done.set_value(std::move(s)); });
+    return done.get_future().get();
+  }
+  // Waits through AfterApplied, then counts the workspace's events.
+  int64_t AppliedEvents() {
+    std::promise<void> applied;
+    pipeline_->AfterApplied([&] { applied.set_value(); });
+    applied.get_future().get();
+    int64_t n = -1;
+    EXPECT_TRUE(store_
+                    ->Read([&](store::ReadTxn& t) -> Status {
+                      NUDGE_ASSIGN_OR_RETURN(n, t.CountEvents(ws_));
+                      return Status::Ok();
+                    })
+                    .ok());
+    return n;
+  }
+  // Queues a store write that waits for `release`: what the pipeline hands the store waits.
+  void HoldWriter(std::promise<void>& release) {
+    std::shared_future<void> released = release.get_future().share();
+    store_->Write(
+        [released](store::WriteTxn&) {
+          released.wait();
+          return Status::Ok();
+        },
+        [](Status) {});
+  }
+  int64_t InboxRows(int64_t after = 0) {
+    auto inbox = OpenInbox();
+    int64_t n = 0;
+    EXPECT_TRUE(inbox
+                    ->Scan(after,
+                           [&](const store::InboxRecord&) {
+                             ++n;
+                             return Status::Ok();
+                           })
+                    .ok());
+    inbox->Close();
+    return n;
+  }
+
+  std::filesystem::path dir_;
+  core::MetricsRegistry metrics_;
+  profile::Applier applier_{profile::ProfileOptions{}};
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::Inbox> inbox_;
+  std::unique_ptr<Pipeline> pipeline_;
+  store::WorkspaceId ws_ = 0;
+};
+
+TEST_F(PipelineTest, AcknowledgedRequestsAreAppliedInOrderAndReadsWaitForThem) {
+  EXPECT_EQ(StartPipeline(), 0);
+  for (int i = 0; i < 50; ++i)
+    ASSERT_TRUE(Accept(Track("u" + std::to_string(i % 5), "m" + std::to_string(i))).ok());
+  ASSERT_TRUE(Accept(Track("u0", "m7")).ok());  // a duplicate, skipped when applied
+  EXPECT_EQ(AppliedEvents(), 50);
+  EXPECT_EQ(Mark(), 51);  // the store knows how far it applied the inbox
+  EXPECT_EQ(pipeline_->BacklogEvents(), 0u);
+  StopPipeline();
+  EXPECT_EQ(StartPipeline(), 0) << "nothing applied twice after a clean stop";
+  EXPECT_EQ(AppliedEvents(), 50);
+}
+
+TEST_F(PipelineTest, RowsLeftInTheInboxAreAppliedAtStartExactlyOnce) {
+  // Acknowledged rows that were never applied: what a crash between the inbox commit and the
+  // store commit leaves.
+  {
+    auto inbox = OpenInbox();
+    for (int i = 0; i < 20; ++i) {
+      std::promise<Result<int64_t>> done;
+      inbox->Append({0, ws_, "/v1/track", 1000, Track("late", "late-" + std::to_string(i))},
+                    [&](Result<int64_t> id) { done.set_value(std::move(id)); });
+      auto id = done.get_future().get();
+      ASSERT_TRUE(id);
+      EXPECT_EQ(*id, i + 1);
+    }
+    // A row that no longer parses is skipped; the rows after it are applied.
+    std::promise<Result<int64_t>> done;
+    inbox->Append({0, ws_, "/v1/track", 1000, R"({"type":"track"})"},
+                  [&](Result<int64_t> id) { done.set_value(std::move(id)); });
+    ASSERT_TRUE(done.get_future().get());
+    std::promise<Result<int64_t>> last;
+    inbox->Append({0, ws_, "/v1/track", 1000, Track("late", "late-last")},
+                  [&](Result<int64_t> id) { last.set_value(std::move(id)); });
+    ASSERT_TRUE(last.get_future().get());
+    inbox->Close();
+  }
+  EXPECT_EQ(StartPipeline(), 22);
+  EXPECT_EQ(AppliedEvents(), 21);
+  EXPECT_EQ(Mark(), 22);
+  ASSERT_TRUE(Accept(Track("late", "after")).ok());
+  EXPECT_EQ(AppliedEvents(), 22);
+  EXPECT_EQ(Mark(), 23) << "ids go on after the replayed rows";
+  StopPipeline();
+  EXPECT_EQ(InboxRows(), 0) << "applied rows are deleted";
+  EXPECT_EQ(StartPipeline(), 0);
+  EXPECT_EQ(AppliedEvents(), 22);
+}
+
+TEST_F(PipelineTest, IdsAreNeverGivenTwiceOnceTheInboxIsEmpty) {
+  StartPipeline();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Accept(Track("u", "a" + std::to_string(i))).ok());
+  EXPECT_EQ(AppliedEvents(), 3);
+  StopPipeline();
+  ASSERT_EQ(InboxRows(), 0);
+  StartPipeline();
+  ASSERT_TRUE(Accept(Track("u", "b")).ok());
+  EXPECT_EQ(AppliedEvents(), 4);
+  EXPECT_EQ(Mark(), 4);
+}
+
+TEST_F(PipelineTest, AFullBacklogRefusesWithUnavailableUntilItIsApplied) {
+  StartPipeline(/*max_backlog=*/2);
+  // Hold the store's writer: acknowledged requests wait in the backlog behind it.
+  std::promise<void> release;
+  HoldWriter(release);
+  ASSERT_TRUE(Accept(Track("u", "1")).ok());
+  ASSERT_TRUE(Accept(Track("u", "2")).ok());
+  EXPECT_EQ(pipeline_->BacklogEvents(), 2u);
+  Status full = Accept(Track("u", "3"));
+  EXPECT_EQ(full.code(), Code::kUnavailable) << full.ToString();
+  EXPECT_NE(full.message().find("backlog"), std::string::npos) << full.ToString();
+  release.set_value();
+  EXPECT_EQ(AppliedEvents(), 2);
+  EXPECT_TRUE(Accept(Track("u", "3")).ok());
+  EXPECT_EQ(AppliedEvents(), 3);
+}
+
+TEST_F(PipelineTest, StopAppliesTheBacklogFirst) {
+  StartPipeline();
+  std::promise<void> release;
+  HoldWriter(release);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Accept(Track("u", std::to_string(i))).ok());
+  std::thread stopper([&] { pipeline_->Stop(10000); });
+  release.set_value();
+  stopper.join();
+  EXPECT_EQ(Mark(), 10);
+  EXPECT_EQ(pipeline_->BacklogEvents(), 0u);
+  std::promise<Status> refused;
+  auto parsed = ParseRequest(Endpoint::kTrack, Track("u", "late"), 1000);
+  pipeline_->Accept(ws_, Endpoint::kTrack, 1000, Track("u", "late"), std::move(parsed->messages),
+                    [&](Status s) { refused.set_value(std::move(s)); });
+  EXPECT_EQ(refused.get_future().get().code(), Code::kUnavailable);
+}
+
+// Fails the event "flaky" with kUnavailable twice (a busy or full disk), and "broken" always
+// with kInternal (a bug).
+class FlakyObserver final : public profile::ContactObserver {
+ public:
+  Status OnContactCreated(store::WriteTxn&, const store::Contact&) override { return {}; }
+  Status OnContactChanged(store::WriteTxn&, const store::Contact&, std::string_view) override {
+    return {};
+  }
+  Status OnEvent(store::WriteTxn&, const store::Event& e) override {
+    if (e.message_id == "flaky" && flaky_left > 0) {
+      --flaky_left;
+      return Status::Unavailable("disk full");
+    }
+    if (e.message_id == "broken") return Status::Internal("a bug");
+    return {};
+  }
+  Status OnContactsMerged(store::WriteTxn&, store::ContactId, store::ContactId) override {
+    return {};
+  }
+  Status OnContactDeleted(store::WriteTxn&, store::ContactId) override { return {}; }
+  int flaky_left = 2;  // store writer thread only
+};
+
+TEST_F(PipelineTest, TransientFailuresAreRetriedInOrderAndBrokenRequestsSkipped) {
+  FlakyObserver observer;
+  applier_ = profile::Applier(profile::ProfileOptions{}, &observer);
+  StartPipeline();
+  for (const char* id : {"a", "flaky", "b", "broken", "c"})
+    ASSERT_TRUE(Accept(Track("u", id)).ok());
+  EXPECT_EQ(AppliedEvents(), 4);
+  std::vector<std::string> order;
+  ASSERT_TRUE(store_
+                  ->Read([&](store::ReadTxn& t) -> Status {
+                    NUDGE_ASSIGN_OR_RETURN(auto events,
+                                           t.EventsAfter(ws_, 0, 10, store::EventOrigin::kAll));
+                    for (const auto& e : events) order.push_back(e.message_id);
+                    return Status::Ok();
+                  })
+                  .ok());
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "flaky", "b", "c"}));
+  EXPECT_EQ(Mark(), 5);
+  EXPECT_EQ(observer.flaky_left, 0);
+  EXPECT_GE(metrics_.GetCounter("nudge_ingest_apply_retries_total", "").Value(), 3u);
+  EXPECT_EQ(metrics_.GetCounter("nudge_ingest_skipped_total", "").Value(), 1u);
+  StopPipeline();
+}
+
+}  // namespace
+}  // namespace nudge::ingest
