@@ -15,12 +15,19 @@
 #               (bench/sqlite_events.cc, compiled here with g++ -O2) with nudge's events table
 #               and indexes as its database declares them, then the table alone, each with as
 #               many rows per commit and as many rows already stored as nudge's run had
+# Acknowledged, then applied: nudge answers a request once it is committed to its ingest inbox
+# and applies it to the store afterwards, in order (docs/ingest.md). Each nudge run reports the
+# acknowledged rate (wrk's) and the applied rate: events stored / (run + the time the backlog
+# took to drain after it). nudge runs with limits.max_backlog_events = BENCH_MAX_BACKLOG
+# (4,000,000) so that no full-load run is refused with 503; half load is half the applied rate
+# (above it the backlog only grows).
 # Every message carries a unique messageId (run id, wrk thread, counter), so nudge stores
 # every one and never takes the deduplication path; the script checks that it did.
 #
 # Durability check, after every nudge run (a run that fails it is a failed benchmark):
 #   - wrk saw no socket error, no timeout and no non-2xx response;
-#   - the events stored (GET /api/v1/workspace, before/after) are at least the events wrk got
+#   - the events stored (GET /api/v1/workspace, before/after; it answers once every
+#     acknowledged request is applied) are at least the events wrk got
 #     an acknowledgement for and at most the events wrk sent. wrk stops on a timer, so up to
 #     one request per connection is in flight at the end: the server commits it, wrk does not
 #     count it. Exact equality is checked against the server's own counter instead:
@@ -30,7 +37,8 @@
 # Settings (environment):
 #   BENCH_WRK_THREADS=1  BENCH_WRK_CONNECTIONS=256  the same for nginx and nudge, every run
 #   BENCH_DURATION=10    seconds per measured run;  BENCH_WARMUP=2;  BENCH_CALIBRATE=3
-#   BENCH_HALF=0.5       the fraction of the full-load rate for the latency runs
+#   BENCH_HALF=0.5       the fraction of the applied rate for the latency runs
+#   BENCH_MAX_BACKLOG=4000000  nudge's limits.max_backlog_events during the runs
 #   BENCH_TMPDIR=/var/tmp   where the temporary nginx and nudge directories go. It must be a
 #                        real disk: on tmpfs fsync costs nothing and the figures mean little
 #                        (the output names the file system type).
