@@ -242,37 +242,35 @@ void Pipeline::Finished(const std::shared_ptr<Entry>& entry, uint64_t generation
   // of this generation from applying.
   if (!status.ok()) failed_generation_ = generation;
   size_t events = 0, accepted = 0, duplicates = 0;
-  int64_t applied = 0;
   const int64_t now = core::MonotonicMicros();
-  {
-    std::lock_guard lock(mutex_);
-    --unfinished_;
-    if (status.ok()) {
-      entry->state = State::kApplied;
-    } else {
-      entry->state = State::kFailed;
-      failure_seen_ = true;
-    }
-    while (!in_store_.empty() && in_store_.front()->state == State::kApplied) {
-      const Entry& e = *in_store_.front();
-      applied_ = e.id;
-      events += e.messages.size();
-      accepted += e.accepted;
-      duplicates += e.duplicates;
-      apply_lag_->Observe(static_cast<double>(now - e.accepted_us) / 1e6);
-      in_store_.pop_front();
-    }
-    applied = applied_;
-    const bool wake = (failure_seen_ && unfinished_ == 0) ||
-                      (!waiters_.empty() && waiters_.begin()->first <= applied_) ||
-                      (in_store_.size() <= kMaxInStore / 2 && !unsubmitted_.empty()) ||
-                      (stopping_ && unsubmitted_.empty() && in_store_.empty());
-    if (wake) cv_.notify_one();
+  // Everything under the lock: once the backlog is empty the feeder may return from Stop, and
+  // the pipeline and its inbox may be gone.
+  std::lock_guard lock(mutex_);
+  --unfinished_;
+  if (status.ok()) {
+    entry->state = State::kApplied;
+  } else {
+    entry->state = State::kFailed;
+    failure_seen_ = true;
+  }
+  while (!in_store_.empty() && in_store_.front()->state == State::kApplied) {
+    const Entry& e = *in_store_.front();
+    applied_ = e.id;
+    events += e.messages.size();
+    accepted += e.accepted;
+    duplicates += e.duplicates;
+    apply_lag_->Observe(static_cast<double>(now - e.accepted_us) / 1e6);
+    in_store_.pop_front();
   }
   backlog_events_ -= events;
   accepted_->Add(accepted);
   duplicates_->Add(duplicates);
-  inbox_.Release(applied);
+  inbox_.Release(applied_);
+  const bool wake = (failure_seen_ && unfinished_ == 0) ||
+                    (!waiters_.empty() && waiters_.begin()->first <= applied_) ||
+                    (in_store_.size() <= kMaxInStore / 2 && !unsubmitted_.empty()) ||
+                    (stopping_ && unsubmitted_.empty() && in_store_.empty());
+  if (wake) cv_.notify_one();
 }
 
 void Pipeline::Stop(int timeout_ms) {

@@ -78,16 +78,19 @@ class PipelineTest : public ::testing::Test {
   Status Accept(const std::string& body) {
     auto parsed = ParseRequest(Endpoint::kTrack, body, 1000);
     EXPECT_TRUE(parsed);
-    std::promise<Status> done;
+    // Shared with the callback: set_value may still be running when get() returns.
+    auto done = std::make_shared<std::promise<Status>>();
+    auto result = done->get_future();
     pipeline_->Accept(ws_, Endpoint::kTrack, 1000, body, std::move(parsed->messages),
-                      [&](Status s) { done.set_value(std::move(s)); });
-    return done.get_future().get();
+                      [done](Status s) { done->set_value(std::move(s)); });
+    return result.get();
   }
   // Waits through AfterApplied, then counts the workspace's events.
   int64_t AppliedEvents() {
-    std::promise<void> applied;
-    pipeline_->AfterApplied([&] { applied.set_value(); });
-    applied.get_future().get();
+    auto applied = std::make_shared<std::promise<void>>();
+    auto result = applied->get_future();
+    pipeline_->AfterApplied([applied] { applied->set_value(); });
+    result.get();
     int64_t n = -1;
     EXPECT_TRUE(store_
                     ->Read([&](store::ReadTxn& t) -> Status {
@@ -96,6 +99,14 @@ class PipelineTest : public ::testing::Test {
                     })
                     .ok());
     return n;
+  }
+  // Appends a /v1/track row to the inbox and waits for its commit.
+  Result<int64_t> AppendRow(store::Inbox& inbox, const std::string& body) {
+    auto done = std::make_shared<std::promise<Result<int64_t>>>();
+    auto result = done->get_future();
+    inbox.Append({0, ws_, "/v1/track", 1000, body},
+                 [done](Result<int64_t> id) { done->set_value(std::move(id)); });
+    return result.get();
   }
   // Queues a store write that waits for `release`: what the pipeline hands the store waits.
   void HoldWriter(std::promise<void>& release) {
@@ -149,22 +160,13 @@ TEST_F(PipelineTest, RowsLeftInTheInboxAreAppliedAtStartExactlyOnce) {
   {
     auto inbox = OpenInbox();
     for (int i = 0; i < 20; ++i) {
-      std::promise<Result<int64_t>> done;
-      inbox->Append({0, ws_, "/v1/track", 1000, Track("late", "late-" + std::to_string(i))},
-                    [&](Result<int64_t> id) { done.set_value(std::move(id)); });
-      auto id = done.get_future().get();
+      auto id = AppendRow(*inbox, Track("late", "late-" + std::to_string(i)));
       ASSERT_TRUE(id);
       EXPECT_EQ(*id, i + 1);
     }
     // A row that no longer parses is skipped; the rows after it are applied.
-    std::promise<Result<int64_t>> done;
-    inbox->Append({0, ws_, "/v1/track", 1000, R"({"type":"track"})"},
-                  [&](Result<int64_t> id) { done.set_value(std::move(id)); });
-    ASSERT_TRUE(done.get_future().get());
-    std::promise<Result<int64_t>> last;
-    inbox->Append({0, ws_, "/v1/track", 1000, Track("late", "late-last")},
-                  [&](Result<int64_t> id) { last.set_value(std::move(id)); });
-    ASSERT_TRUE(last.get_future().get());
+    ASSERT_TRUE(AppendRow(*inbox, R"({"type":"track"})"));
+    ASSERT_TRUE(AppendRow(*inbox, Track("late", "late-last")));
     inbox->Close();
   }
   EXPECT_EQ(StartPipeline(), 22);
