@@ -10,7 +10,8 @@
 //   any batch was not acknowledged with 200 {"success":true} or the timeout cut the run short.
 //
 // A batch whose connection fails before its answer is sent again on a new connection
-// (at most 5 times): the messageIds make the retry idempotent on the server.
+// (at most 5 times): the messageIds make the retry idempotent on the server. A 503 (nudge's
+// ingest backlog is full) is sent again after its Retry-After second, until the timeout.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -151,7 +152,7 @@ int main(int argc, char** argv) {
 
   const long batches = (o.contacts + o.batch - 1) / o.batch;
   std::atomic<long> next{0};
-  std::atomic<long> acked{0}, retries{0}, failed{0}, requests{0};
+  std::atomic<long> acked{0}, retries{0}, backoffs{0}, failed{0}, requests{0};
   std::atomic<unsigned long long> body_bytes{0};
   const std::string head = "POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(o.port) +
                            "\r\nContent-Type: application/json\r\nAuthorization: Basic " + o.auth +
@@ -222,6 +223,14 @@ int main(int argc, char** argv) {
             fd = -1;
             continue;
           }
+          if (status == 503 && (o.timeout == 0 || elapsed() < o.timeout)) {
+            // The ingest backlog is full: wait the Retry-After second and send it again, as
+            // the Segment SDKs do; this is not an attempt.
+            ++backoffs;
+            --attempt;
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+            continue;
+          }
           if (status != 200 || reply.find("\"success\":true") == std::string::npos) {
             std::fprintf(stderr, "gen_identify: batch %ld: HTTP %d %s\n", b, status,
                          reply.substr(0, 300).c_str());
@@ -248,11 +257,12 @@ int main(int argc, char** argv) {
   const long sent_batches = std::min(next.load(), batches);
   std::printf(
       "{\"contacts\":%ld,\"acknowledged\":%ld,\"batch\":%ld,\"connections\":%d,"
-      "\"requests\":%ld,\"retries\":%ld,\"failed_batches\":%ld,\"timed_out\":%s,"
+      "\"requests\":%ld,\"retries\":%ld,\"busy_retries\":%ld,\"failed_batches\":%ld,"
+      "\"timed_out\":%s,"
       "\"seconds\":%.3f,\"contacts_per_s\":%.1f,\"avg_message_bytes\":%.1f,"
       "\"progress\":[%s]}\n",
       o.contacts, acked.load(), o.batch, o.connections, requests.load(), retries.load(),
-      failed.load(), timed_out ? "true" : "false", seconds,
+      backoffs.load(), failed.load(), timed_out ? "true" : "false", seconds,
       static_cast<double>(acked.load()) / seconds,
       sent_batches > 0 ? static_cast<double>(body_bytes.load()) /
                              static_cast<double>(std::min(o.contacts, sent_batches * o.batch))

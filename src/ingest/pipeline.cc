@@ -1,5 +1,6 @@
 #include "ingest/pipeline.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
@@ -16,6 +17,9 @@ namespace {
 // other writers (timers, the admin API) do not queue behind a whole backlog.
 constexpr size_t kMaxInStore = 2048;
 constexpr int kMaxRetryMs = 5000;
+// Once a backlog of at least this many events has been applied, the memory it held is given
+// back to the system (malloc_trim): a burst should not leave the server larger for good.
+constexpr size_t kTrimAfterEvents = 65536;
 
 }  // namespace
 
@@ -117,6 +121,7 @@ void Pipeline::Acknowledged(const std::shared_ptr<Entry>& entry) {
   std::lock_guard lock(mutex_);
   acknowledged_ = entry->id;
   unsubmitted_.push_back(entry);
+  peak_backlog_ = std::max(peak_backlog_, backlog_events_.load());
   if (in_store_.size() < kMaxInStore && !failure_seen_) cv_.notify_one();
 }
 
@@ -149,6 +154,7 @@ void Pipeline::FeederLoop() {
   };
   auto has_work = [&] {
     return can_submit() || (failure_seen_ && unfinished_ == 0) ||
+           (peak_backlog_ >= kTrimAfterEvents && backlog_events_.load() == 0) ||
            (!waiters_.empty() && waiters_.begin()->first <= applied_);
   };
   auto drained = [this] { return unsubmitted_.empty() && in_store_.empty(); };
@@ -161,6 +167,13 @@ void Pipeline::FeederLoop() {
       if (deadline == std::chrono::steady_clock::time_point{}) deadline = stop_deadline_;
       cv_.wait_until(lock, deadline, [&] { return drained() || has_work(); });
       if (drained() || std::chrono::steady_clock::now() >= deadline) break;
+    }
+    if (peak_backlog_ >= kTrimAfterEvents && backlog_events_.load() == 0) {
+      peak_backlog_ = 0;
+      lock.unlock();
+      malloc_trim(0);
+      lock.lock();
+      continue;
     }
     if (auto ready = TakeReadyWaiters(); !ready.empty()) {
       lock.unlock();
@@ -267,6 +280,7 @@ void Pipeline::Finished(const std::shared_ptr<Entry>& entry, uint64_t generation
   duplicates_->Add(duplicates);
   inbox_.Release(applied_);
   const bool wake = (failure_seen_ && unfinished_ == 0) ||
+                    (peak_backlog_ >= kTrimAfterEvents && backlog_events_.load() == 0) ||
                     (!waiters_.empty() && waiters_.begin()->first <= applied_) ||
                     (in_store_.size() <= kMaxInStore / 2 && !unsubmitted_.empty()) ||
                     (stopping_ && unsubmitted_.empty() && in_store_.empty());

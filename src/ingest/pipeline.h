@@ -127,6 +127,7 @@ class Pipeline {
   bool failure_seen_ = false;  // GUARDED_BY(mutex_): a write of in_store_ failed
   int64_t acknowledged_ = 0;   // GUARDED_BY(mutex_): highest id acked
   int64_t applied_ = 0;        // GUARDED_BY(mutex_): every id up to it
+  size_t peak_backlog_ = 0;    // GUARDED_BY(mutex_): the largest backlog since the last trim
   uint64_t generation_ = 1;    // GUARDED_BY(mutex_)
   std::multimap<int64_t, std::function<void()>> waiters_;  // GUARDED_BY(mutex_), by target
   bool stopping_ = false;                                  // GUARDED_BY(mutex_)
