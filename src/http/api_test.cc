@@ -193,6 +193,8 @@ TEST_F(ApiTest, ContactsPageWithCursorsAndEraseForGood) {
 TEST_F(ApiTest, MetricsCountAcceptedAndRejected) {
   Track("/v1/track", R"({"userId":"m","event":"A"})");
   Track("/v1/track", R"({"userId":"m"})");
+  // Events are counted as they are applied; an admin read answers once they are.
+  EXPECT_EQ(Admin("GET", "/api/v1/workspace").body["events"], 1);
   CURL* c = curl_easy_init();
   std::string raw;
   const std::string url = "http://127.0.0.1:" + std::to_string(server_->port()) + "/metrics";
