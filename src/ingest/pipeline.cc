@@ -82,7 +82,7 @@ Result<int64_t> Pipeline::Start() {
     return Status::Ok();
   }));
   if (queued > 0)
-    spdlog::info("applying {} acknowledged requests left in the inbox (after id {})", queued, mark);
+    spdlog::warn("applying {} acknowledged requests left in the inbox (after id {})", queued, mark);
   feeder_ = std::thread([this] { FeederLoop(); });
   return queued;
 }

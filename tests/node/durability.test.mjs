@@ -6,6 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 
 import { NudgeServer } from './lib/server.mjs';
@@ -114,6 +117,10 @@ async function waitForAcks(stream, count, timeoutMs = 15_000) {
 }
 
 async function storedCounts(server) {
+  // Requests acknowledged before a crash may still be in the inbox, applied after the start;
+  // an admin read answers once every acknowledged request is applied. (A server stopped with
+  // SIGTERM or SIGINT applied everything before it exited.)
+  if (server.proc) await server.get('/api/v1/workspace');
   const rows = await server.sql(
     "select message_id, count(*) from events where message_id not like 'nudge:%' group by message_id",
   );
@@ -209,6 +216,8 @@ describe('durability', { timeout: 240_000 }, () => {
 
       await server.start(); // same data directory
       const counts = await storedCounts(server);
+      const replayed = /applying (\d+) acknowledged requests left in the inbox/.exec(server.log);
+      t.diagnostic(`${replayed ? replayed[1] : 0} acknowledged requests were applied from the inbox after the restart`);
       checkStored(batches, counts, `after SIGKILL (${acked}/${batches.length} batches acknowledged)`);
       const storedUnacked = batches.filter((b) => b.status !== 'acked' && b.stored).length;
       t.diagnostic(`${storedUnacked} unacknowledged batches were stored whole`);
@@ -229,6 +238,43 @@ describe('durability', { timeout: 240_000 }, () => {
       assert.deepEqual(exit, { code: 0, signal: null }, server.log);
     });
   }
+
+  test('requests acknowledged but not applied at a crash are applied once at the next start', async () => {
+    // What a crash between the inbox commit (the acknowledgement) and the store commit leaves:
+    // rows in DATA/inbox.db past the position the store recorded.
+    const server = await new NudgeServer().start();
+    servers.push(server);
+    const first = makeBatch('inbox-before', 0, 0);
+    assert.equal((await post(server, first)).status, 200);
+    await server.get('/api/v1/workspace');
+    await server.stop();
+    const [mark] = await server.sql("select coalesce((select value from marks where name = 'inbox_applied'), 0)");
+    const [ws] = await server.sql("select id from workspaces where name = 'default'");
+    const left = makeBatch('inbox-left', 0, 1);
+    const track = { userId: 'inbox-left-track', event: 'Left Behind', messageId: 'inbox-left-track-1' };
+    const quote = (text) => `'${text.replaceAll("'", "''")}'`;
+    const rows = [
+      [Number(mark) + 1, '/v1/batch', left.text],
+      [Number(mark) + 2, '/v1/track', JSON.stringify(track)],
+    ];
+    const insert = rows
+      .map(([id, endpoint, body]) => `insert into inbox values(${id}, ${ws}, '${endpoint}', ${Date.now()}, ${quote(body)});`)
+      .join('\n');
+    await promisify(execFile)('sqlite3', [path.join(server.dataDir, 'inbox.db'), insert]);
+
+    await server.start();
+    const counts = await storedCounts(server);
+    const trackBatch = { client: 0, n: 2, ids: [track.messageId], status: 'acked' };
+    checkStored([{ ...first, status: 'acked' }, { ...left, status: 'acked' }, trackBatch], counts, 'after the restart');
+    assert.equal(counts.get('inbox-left-track-1'), 1);
+    assert.match(server.log, /applying 2 acknowledged requests left in the inbox/);
+    // Once applied, a restart applies nothing again.
+    await server.stop();
+    await server.start();
+    assert.deepEqual(await storedCounts(server), counts);
+    assert.equal(server.log.match(/left in the inbox/g).length, 1, server.log);
+    await server.stop();
+  });
 
   for (const signal of ['SIGTERM', 'SIGINT']) {
     test(`${signal} during a stream drains, commits every acknowledged event and exits 0`, async (t) => {
