@@ -203,15 +203,12 @@ int RunServe(const Flags& flags) {
 
   // Tracking requests are acknowledged once they are in the inbox (DATA/inbox.db), then
   // applied to the store in order; what a crash left unapplied is applied now.
-  int64_t applied_mark = 0;
-  Status read_mark = (*store)->Read([&](store::ReadTxn& t) -> Status {
-    NUDGE_ASSIGN_OR_RETURN(applied_mark, t.GetMark(store::kInboxAppliedMark));
-    return Status::Ok();
-  });
   const std::string inbox_path = (std::filesystem::path(config->data) / "inbox.db").string();
-  Result<std::unique_ptr<store::Inbox>> inbox = Err(read_mark);
-  if (read_mark.ok())
-    inbox = store::Inbox::Open({.path = inbox_path, .applied = applied_mark, .metrics = &metrics});
+  const auto applied_mark = (*store)->ReadMark(store::kInboxAppliedMark);
+  Result<std::unique_ptr<store::Inbox>> inbox =
+      applied_mark
+          ? store::Inbox::Open({.path = inbox_path, .applied = *applied_mark, .metrics = &metrics})
+          : Err(applied_mark.error());
   std::optional<ingest::Pipeline> pipeline;
   if (inbox) {
     pipeline.emplace(**store, **inbox, applier, metrics,

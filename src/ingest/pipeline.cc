@@ -46,11 +46,7 @@ Pipeline::Pipeline(store::Store& store, store::Inbox& inbox, const profile::Appl
 Pipeline::~Pipeline() { Stop(0); }
 
 Result<int64_t> Pipeline::Start() {
-  int64_t mark = 0;
-  NUDGE_TRY(store_.Read([&](store::ReadTxn& t) -> Status {
-    NUDGE_ASSIGN_OR_RETURN(mark, t.GetMark(store::kInboxAppliedMark));
-    return Status::Ok();
-  }));
+  NUDGE_ASSIGN_OR_RETURN(const int64_t mark, store_.ReadMark(store::kInboxAppliedMark));
   int64_t queued = 0;
   std::lock_guard lock(mutex_);
   applied_ = acknowledged_ = mark;
@@ -136,6 +132,15 @@ void Pipeline::AfterApplied(std::function<void()> fn) {
   fn();
 }
 
+bool Pipeline::TrimDue() const {
+  return peak_backlog_ >= kTrimAfterEvents && backlog_events_.load() == 0;
+}
+
+bool Pipeline::ChoresDue() const {
+  return (failure_seen_ && unfinished_ == 0) || TrimDue() ||
+         (!waiters_.empty() && waiters_.begin()->first <= applied_);
+}
+
 std::vector<std::function<void()>> Pipeline::TakeReadyWaiters() {
   std::vector<std::function<void()>> ready;
   while (!waiters_.empty() && waiters_.begin()->first <= applied_) {
@@ -152,23 +157,17 @@ void Pipeline::FeederLoop() {
   auto can_submit = [this] {
     return !failure_seen_ && !unsubmitted_.empty() && in_store_.size() < kMaxInStore;
   };
-  auto has_work = [&] {
-    return can_submit() || (failure_seen_ && unfinished_ == 0) ||
-           (peak_backlog_ >= kTrimAfterEvents && backlog_events_.load() == 0) ||
-           (!waiters_.empty() && waiters_.begin()->first <= applied_);
-  };
+  auto has_work = [&] { return can_submit() || ChoresDue(); };
   auto drained = [this] { return unsubmitted_.empty() && in_store_.empty(); };
-  std::chrono::steady_clock::time_point deadline{};
   for (;;) {
     if (!stopping_) {
       cv_.wait(lock, [&] { return stopping_ || has_work(); });
     }
     if (stopping_) {
-      if (deadline == std::chrono::steady_clock::time_point{}) deadline = stop_deadline_;
-      cv_.wait_until(lock, deadline, [&] { return drained() || has_work(); });
-      if (drained() || std::chrono::steady_clock::now() >= deadline) break;
+      cv_.wait_until(lock, stop_deadline_, [&] { return drained() || has_work(); });
+      if (drained() || std::chrono::steady_clock::now() >= stop_deadline_) break;
     }
-    if (peak_backlog_ >= kTrimAfterEvents && backlog_events_.load() == 0) {
+    if (TrimDue()) {
       peak_backlog_ = 0;
       lock.unlock();
       malloc_trim(0);
@@ -194,8 +193,7 @@ void Pipeline::FeederLoop() {
             e->skip = true;
           }
         }
-        e->state = State::kInStore;
-        e->own_failure = e->transient = false;
+        e->applied = e->own_failure = e->transient = false;
       }
       unsubmitted_.insert(unsubmitted_.begin(), in_store_.begin(), in_store_.end());
       in_store_.clear();
@@ -260,13 +258,9 @@ void Pipeline::Finished(const std::shared_ptr<Entry>& entry, uint64_t generation
   // the pipeline and its inbox may be gone.
   std::lock_guard lock(mutex_);
   --unfinished_;
-  if (status.ok()) {
-    entry->state = State::kApplied;
-  } else {
-    entry->state = State::kFailed;
-    failure_seen_ = true;
-  }
-  while (!in_store_.empty() && in_store_.front()->state == State::kApplied) {
+  entry->applied = status.ok();
+  if (!status.ok()) failure_seen_ = true;
+  while (!in_store_.empty() && in_store_.front()->applied) {
     const Entry& e = *in_store_.front();
     applied_ = e.id;
     events += e.messages.size();
@@ -279,10 +273,9 @@ void Pipeline::Finished(const std::shared_ptr<Entry>& entry, uint64_t generation
   accepted_->Add(accepted);
   duplicates_->Add(duplicates);
   inbox_.Release(applied_);
-  const bool wake = (failure_seen_ && unfinished_ == 0) ||
-                    (peak_backlog_ >= kTrimAfterEvents && backlog_events_.load() == 0) ||
-                    (!waiters_.empty() && waiters_.begin()->first <= applied_) ||
-                    (in_store_.size() <= kMaxInStore / 2 && !unsubmitted_.empty()) ||
+  // Handing more to the store waits until half of what it holds is done, so that the feeder
+  // wakes once per many writes.
+  const bool wake = ChoresDue() || (in_store_.size() <= kMaxInStore / 2 && !unsubmitted_.empty()) ||
                     (stopping_ && unsubmitted_.empty() && in_store_.empty());
   if (wake) cv_.notify_one();
 }

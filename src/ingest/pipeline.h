@@ -81,7 +81,6 @@ class Pipeline {
   size_t BacklogEvents() const { return backlog_events_.load(); }
 
  private:
-  enum class State { kInStore, kApplied, kFailed };
   struct Entry {
     int64_t id = 0;
     store::WorkspaceId ws = 0;
@@ -89,7 +88,7 @@ class Pipeline {
     std::vector<Message> messages;
     // Set on the store's writer thread, read there and (after the write finished) by the
     // feeder under mutex_.
-    State state = State::kInStore;
+    bool applied = false;
     bool own_failure = false;  // applying it failed (not refused for an earlier failure)
     bool transient = false;    // ... with kUnavailable
     bool skip = false;         // failed for good: the write only moves the applied mark
@@ -102,6 +101,11 @@ class Pipeline {
   void Finished(const std::shared_ptr<Entry>& entry, uint64_t generation, const Status& status);
   // Waiters whose target is applied, taken out of waiters_.
   std::vector<std::function<void()>> TakeReadyWaiters();
+  // Under mutex_: a backlog large enough to trim after has drained.
+  bool TrimDue() const;
+  // Under mutex_: the feeder has something to do besides handing requests to the store (run
+  // waiters, trim, hand failed requests again).
+  bool ChoresDue() const;
 
   store::Store& store_;
   store::Inbox& inbox_;

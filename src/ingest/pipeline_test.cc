@@ -46,14 +46,9 @@ class PipelineTest : public ::testing::Test {
   }
 
   int64_t Mark() {
-    int64_t mark = -1;
-    EXPECT_TRUE(store_
-                    ->Read([&](store::ReadTxn& t) -> Status {
-                      NUDGE_ASSIGN_OR_RETURN(mark, t.GetMark(store::kInboxAppliedMark));
-                      return Status::Ok();
-                    })
-                    .ok());
-    return mark;
+    auto mark = store_->ReadMark(store::kInboxAppliedMark);
+    EXPECT_TRUE(mark) << mark.error().ToString();
+    return mark ? *mark : -1;
   }
   std::unique_ptr<store::Inbox> OpenInbox() {
     auto inbox = store::Inbox::Open({.path = (dir_ / "inbox.db").string(), .applied = Mark()});

@@ -34,7 +34,7 @@ inline constexpr const char* kInboxAppliedMark = "inbox_applied";
 struct InboxRecord {
   int64_t id = 0;  // assigned by Append; increases with every row, never reused
   int64_t workspace = 0;
-  std::string endpoint;  // "track", "batch", ... (the path after /v1/)
+  std::string endpoint;  // "/v1/track", "/v1/batch", ... (ingest::EndpointPath)
   core::Millis received_at = 0;
   std::string body;  // the request body as parsed (gzip already undone)
 };

@@ -21,4 +21,13 @@ Status Store::WriteSync(WriteFn fn) {
   return future.get();
 }
 
+Result<int64_t> Store::ReadMark(std::string_view name) {
+  int64_t mark = 0;
+  NUDGE_TRY(Read([&](ReadTxn& t) -> Status {
+    NUDGE_ASSIGN_OR_RETURN(mark, t.GetMark(name));
+    return Status::Ok();
+  }));
+  return mark;
+}
+
 }  // namespace nudge::store

@@ -417,6 +417,8 @@ class Store {
   Status WriteSync(WriteFn fn);
 
   virtual Status Read(const std::function<Status(ReadTxn&)>& fn) = 0;
+  // ReadTxn::GetMark in a read of its own.
+  Result<int64_t> ReadMark(std::string_view name);
 
   // Commits everything queued, then stops the writer. Idempotent.
   virtual void Close() = 0;
