@@ -1,6 +1,8 @@
 // libFuzzer target: the Segment request parser (every endpoint) and the gzip inflater over
 // arbitrary bytes. Besides the sanitizers' findings it checks what the rest of nudge relies on:
-// an accepted single-message call holds one message, and every stored body is a JSON object.
+// CheckRequest (run before a request is acknowledged) accepts exactly what ParseRequest (run
+// when it is applied) accepts, with the same error and message count; an accepted
+// single-message call holds one message; every stored body is a JSON object.
 #include <simdjson.h>
 
 #include <cstddef>
@@ -30,10 +32,15 @@ void ParseAll(std::string_view body) {
   for (Endpoint endpoint : kEndpoints) {
     for (const auto& limits : {nudge::ingest::Limits{}, small}) {
       auto parsed = nudge::ingest::ParseRequest(endpoint, body, kReceivedAt, limits);
+      auto checked = nudge::ingest::CheckRequest(endpoint, body, limits);
+      Check(bool(parsed) == bool(checked));
       if (!parsed) {
         Check(!parsed.error().ok() && !parsed.error().message().empty());
+        Check(parsed.error().ToString() == checked.error().ToString());
         continue;
       }
+      Check(checked->messages == parsed->messages.size());
+      Check(checked->write_key == parsed->write_key);
       if (endpoint != Endpoint::kBatch) Check(parsed->messages.size() == 1);
       for (const auto& m : parsed->messages) {
         simdjson::dom::parser parser;

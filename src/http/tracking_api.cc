@@ -59,20 +59,21 @@ class TrackingApi {
       if (!ws) return Unauthorized(reply);
     }
 
-    auto parsed = ingest::ParseRequest(endpoint, body, req.received_at, ctx_.limits);
-    if (!parsed) {
-      (parsed.error().code() == Code::kTooLarge ? too_large_ : invalid_)->Add();
-      return reply(ErrorResponse(parsed.error()));
+    // Checked here, built into messages when applied (from the body stored in the inbox).
+    auto checked = ingest::CheckRequest(endpoint, body, ctx_.limits);
+    if (!checked) {
+      (checked.error().code() == Code::kTooLarge ? too_large_ : invalid_)->Add();
+      return reply(ErrorResponse(checked.error()));
     }
-    if (!ws && parsed->write_key) ws = ctx_.workspaces.ByWriteKey(*parsed->write_key);
+    if (!ws && checked->write_key) ws = ctx_.workspaces.ByWriteKey(*checked->write_key);
     if (!ws) return Unauthorized(reply);
 
-    if (parsed->messages.empty()) return reply(Ok());
-    const size_t n = parsed->messages.size();
+    if (checked->messages == 0) return reply(Ok());
+    const size_t n = checked->messages;
     std::string raw = decompressed.empty() ? std::move(req.body) : std::move(decompressed);
     const int64_t started = core::MonotonicMicros();
     ctx_.pipeline->Accept(
-        *ws, endpoint, req.received_at, std::move(raw), std::move(parsed->messages),
+        *ws, endpoint, req.received_at, std::move(raw), n,
         [this, n, started, reply = std::move(reply)](Status status) {
           if (!status.ok()) {
             unavailable_->Add(n);

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <array>
+#include <charconv>
 
 #include "core/crypto.h"
 #include "core/json.h"
@@ -15,10 +16,6 @@ namespace {
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
-
-// Server fields (messageId, timestamp, receivedAt, ...) a stored body may carry beyond what
-// the client sent; the per-message limit applies to the client's part.
-constexpr size_t kServerFieldsSlack = 320;
 
 struct BatchDefaults {
   std::optional<Millis> sent_at;
@@ -58,8 +55,63 @@ std::optional<element> Field(object obj, std::string_view key) {
   return value;
 }
 
+// A message's fields that the checks read, found in one pass over the message (each lookup
+// by name would be a pass of its own). Like at_key, the first of duplicate keys counts; a
+// null value counts as absent.
+class Fields {
+ public:
+  explicit Fields(object obj) : obj_(obj) {
+    for (auto [key, value] : obj) {
+      const int i = Index(key);
+      if (i < 0 || (seen_ & (1u << i))) continue;
+      seen_ |= 1u << i;
+      if (value.type() != element_type::NULL_VALUE) slots_[i] = value;
+    }
+  }
+
+  std::optional<element> Get(std::string_view key) const {
+    const int i = Index(key);
+    return i < 0 ? Field(obj_, key) : slots_[i];
+  }
+  object obj() const { return obj_; }
+
+ private:
+  static int Index(std::string_view key) {
+    auto is = [&](std::string_view k, int i) { return key == k ? i : -1; };
+    switch (key.size()) {
+      case 4:
+        return key == "type" ? 0 : is("name", 1);
+      case 5:
+        return is("event", 2);
+      case 6:
+        return key == "userId" ? 3 : key == "sentAt" ? 4 : is("traits", 5);
+      case 7:
+        return key == "context" ? 6 : is("groupId", 7);
+      case 9:
+        return key == "messageId" ? 8 : is("timestamp", 9);
+      case 10:
+        return key == "properties" ? 10 : is("previousId", 11);
+      case 11:
+        return is("anonymousId", 12);
+      case 12:
+        return is("integrations", 13);
+      case 17:
+        return is("originalTimestamp", 14);
+      default:
+        return -1;
+    }
+  }
+
+  object obj_;
+  uint32_t seen_ = 0;
+  std::array<std::optional<element>, 15> slots_{};
+};
+
+std::optional<element> Field(const Fields& fields, std::string_view key) { return fields.Get(key); }
+
 // An identifier: a non-empty string, or an integer (SDKs in typed languages send numbers).
-Result<std::optional<std::string>> IdField(object obj, const char* key, const Limits& limits) {
+Result<std::optional<std::string>> IdField(const Fields& obj, const char* key,
+                                           const Limits& limits) {
   auto value = Field(obj, key);
   if (!value) return std::optional<std::string>();
   std::string out;
@@ -86,7 +138,8 @@ Result<std::optional<std::string>> IdField(object obj, const char* key, const Li
   return std::optional<std::string>(std::move(out));
 }
 
-Result<std::optional<Millis>> TimeField(object obj, const char* key) {
+template <typename Obj>
+Result<std::optional<Millis>> TimeField(const Obj& obj, const char* key) {
   auto value = Field(obj, key);
   if (!value) return std::optional<Millis>();
   if (value->type() != element_type::STRING)
@@ -98,7 +151,8 @@ Result<std::optional<Millis>> TimeField(object obj, const char* key) {
   return std::optional<Millis>(*ms);
 }
 
-Status RequireObject(object obj, const char* key) {
+template <typename Obj>
+Status RequireObject(const Obj& obj, const char* key) {
   auto value = Field(obj, key);
   if (value && value->type() != element_type::OBJECT)
     return WrongType(key, "an object", value->type());
@@ -127,9 +181,65 @@ bool IsOneOf(std::string_view key, std::initializer_list<std::string_view> keys)
   return false;
 }
 
+size_t JsonStringSize(std::string_view s) {
+  size_t n = s.size() + 2;
+  for (const unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      n += 1;
+    } else if (c < 0x20) {
+      n += 5;  // \u00XX (a few have two-character escapes; the bound need not be exact)
+    }
+  }
+  return n;
+}
+
+template <typename T>
+size_t DecimalSize(T v) {
+  char buf[32];
+  return static_cast<size_t>(std::to_chars(buf, buf + sizeof buf, v).ptr - buf);
+}
+
+// The size of a value written as minified JSON: what the per-message limit measures. Computed
+// from the parsed value, without writing it, so that a request can be checked on the HTTP
+// thread and its messages built later. Never more than the value's text as sent, give or take
+// a number written in the long way (1e5), so a body within the limit needs no measuring.
+size_t MinifiedSize(const element& e) {
+  switch (e.type()) {
+    case element_type::ARRAY: {
+      size_t n = 2, count = 0;
+      for (element item : simdjson::dom::array(e)) {
+        n += MinifiedSize(item);
+        ++count;
+      }
+      return n + (count > 0 ? count - 1 : 0);
+    }
+    case element_type::OBJECT: {
+      size_t n = 2, count = 0;
+      for (auto [key, value] : object(e)) {
+        n += JsonStringSize(key) + 1 + MinifiedSize(value);
+        ++count;
+      }
+      return n + (count > 0 ? count - 1 : 0);
+    }
+    case element_type::STRING:
+      return JsonStringSize(std::string_view(e));
+    case element_type::INT64:
+      return DecimalSize(int64_t(e));
+    case element_type::UINT64:
+      return DecimalSize(uint64_t(e));
+    case element_type::DOUBLE:
+      return DecimalSize(double(e));
+    case element_type::BOOL:
+      return bool(e) ? 4 : 5;
+    case element_type::NULL_VALUE:
+      return 4;
+  }
+  return 0;
+}
+
 // A page or screen call's properties, completed from context.page the way analytics.js
 // fills them, so `properties.path` works whichever SDK sent the view.
-std::string PageProperties(object msg, const std::optional<element>& context,
+std::string PageProperties(const Fields& msg, const std::optional<element>& context,
                            const std::optional<std::string>& name) {
   std::string out = "{";
   std::optional<object> props;
@@ -156,13 +266,20 @@ std::string PageProperties(object msg, const std::optional<element>& context,
   return out;
 }
 
+// Checks one message and, when `build` is set, fills in the whole Message (its stored body
+// included); otherwise only what the checks need. The checks are the same either way, so a
+// message that passes without `build` passes with it. `measure`: check its size (needed only
+// when the body it came in is larger than a message may be).
 Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
                              const BatchDefaults& defaults, Millis received_at,
-                             const Limits& limits) {
+                             const Limits& limits, bool build, bool measure) {
   if (el.type() != element_type::OBJECT)
     return Err(Status::Invalid("a message must be a JSON object, not " +
                                std::string(TypeName(el.type()))));
-  const object obj(el);
+  if (measure && MinifiedSize(el) > limits.max_message_bytes)
+    return Err(Status(Code::kTooLarge, "a message may not exceed " +
+                                           std::to_string(limits.max_message_bytes) + " bytes"));
+  const Fields obj{object(el)};
   Message m;
   m.received_at = received_at;
 
@@ -184,7 +301,11 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
   NUDGE_ASSIGN_OR_RETURN(m.user_id, IdField(obj, "userId", limits));
   NUDGE_ASSIGN_OR_RETURN(m.anonymous_id, IdField(obj, "anonymousId", limits));
   NUDGE_ASSIGN_OR_RETURN(auto message_id, IdField(obj, "messageId", limits));
-  m.message_id = message_id ? std::move(*message_id) : core::NewUuid();
+  if (message_id) {
+    m.message_id = std::move(*message_id);
+  } else if (build) {
+    m.message_id = core::NewUuid();
+  }
   if (m.message_id.starts_with("nudge:"))
     return Err(
         Status::Invalid("messageIds starting with \"nudge:\" are reserved for events nudge "
@@ -239,10 +360,6 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
     case MessageType::kAlias:
       break;
   }
-  if (m.type == MessageType::kIdentify || m.type == MessageType::kGroup) {
-    if (auto t = Field(obj, "traits")) m.traits = simdjson::minify(*t);
-  }
-
   NUDGE_ASSIGN_OR_RETURN(auto timestamp, TimeField(obj, "timestamp"));
   NUDGE_ASSIGN_OR_RETURN(auto original, TimeField(obj, "originalTimestamp"));
   NUDGE_ASSIGN_OR_RETURN(auto sent_at, TimeField(obj, "sentAt"));
@@ -255,7 +372,11 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
   } else {
     m.timestamp = received_at;
   }
+  if (!build) return m;
 
+  if (m.type == MessageType::kIdentify || m.type == MessageType::kGroup) {
+    if (auto t = Field(obj, "traits")) m.traits = simdjson::minify(*t);
+  }
   std::optional<element> context = Field(obj, "context");
   if (!context) context = defaults.context;
 
@@ -273,7 +394,7 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
     AppendKey(out, "properties");
     out += PageProperties(obj, context, page_name);
   }
-  for (auto [key, value] : obj) {
+  for (auto [key, value] : obj.obj()) {
     if (IsOneOf(key, {"type", "messageId", "userId", "anonymousId", "previousId", "groupId",
                       "timestamp", "originalTimestamp", "sentAt", "receivedAt", "writeKey",
                       "context", "integrations"}))
@@ -294,10 +415,6 @@ Result<Message> ParseMessage(element el, std::optional<MessageType> implied,
   if (sent_at) AppendStr(out, "sentAt", core::FormatIso8601(*sent_at));
   AppendStr(out, "receivedAt", core::FormatIso8601(received_at));
   out += '}';
-
-  if (out.size() > limits.max_message_bytes + kServerFieldsSlack)
-    return Err(Status(Code::kTooLarge, "a message may not exceed " +
-                                           std::to_string(limits.max_message_bytes) + " bytes"));
   return m;
 }
 
@@ -395,8 +512,12 @@ size_t MaxBodyBytes(Endpoint endpoint, const Limits& limits) {
   return endpoint == Endpoint::kBatch ? limits.max_batch_bytes : limits.max_message_bytes;
 }
 
-Result<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view body, Millis received_at,
-                                   const Limits& limits) {
+namespace {
+
+// ParseRequest and CheckRequest: the same checks, with the messages built into `out` or only
+// counted. Returns how many messages the body holds.
+Result<size_t> ParseBody(Endpoint endpoint, std::string_view body, Millis received_at,
+                         const Limits& limits, bool build, ParsedRequest& out) {
   thread_local simdjson::dom::parser parser;
   element root;
   if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS)
@@ -405,13 +526,14 @@ Result<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view body, Mil
     return Err(Status::Invalid(
         "the body must be a JSON object, not " + std::string(TypeName(root.type())), "body"));
   const object top(root);
-  ParsedRequest out;
   NUDGE_ASSIGN_OR_RETURN(out.write_key, WriteKeyField(top));
+  const bool measure = body.size() > limits.max_message_bytes;
 
   if (endpoint != Endpoint::kBatch) {
-    NUDGE_ASSIGN_OR_RETURN(auto m, ParseMessage(root, TypeOf(endpoint), {}, received_at, limits));
-    out.messages.push_back(std::move(m));
-    return out;
+    NUDGE_ASSIGN_OR_RETURN(
+        auto m, ParseMessage(root, TypeOf(endpoint), {}, received_at, limits, build, measure));
+    if (build) out.messages.push_back(std::move(m));
+    return size_t{1};
   }
 
   BatchDefaults defaults;
@@ -424,13 +546,32 @@ Result<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view body, Mil
   if (!batch) return Err(Status::Invalid("is required", "batch"));
   if (batch->type() != element_type::ARRAY)
     return Err(WrongType("batch", "an array", batch->type()));
-  size_t index = 0;
+  size_t count = 0;
   for (element item : simdjson::dom::array(*batch)) {
-    auto m = ParseMessage(item, std::nullopt, defaults, received_at, limits);
-    if (!m) return Err(m.error().WithPrefix("batch[" + std::to_string(index) + "]"));
-    out.messages.push_back(std::move(*m));
-    ++index;
+    auto m = ParseMessage(item, std::nullopt, defaults, received_at, limits, build, measure);
+    if (!m) return Err(m.error().WithPrefix("batch[" + std::to_string(count) + "]"));
+    if (build) out.messages.push_back(std::move(*m));
+    ++count;
   }
+  return count;
+}
+
+}  // namespace
+
+Result<ParsedRequest> ParseRequest(Endpoint endpoint, std::string_view body, Millis received_at,
+                                   const Limits& limits) {
+  ParsedRequest out;
+  NUDGE_TRY(ParseBody(endpoint, body, received_at, limits, /*build=*/true, out));
+  return out;
+}
+
+Result<CheckedRequest> CheckRequest(Endpoint endpoint, std::string_view body,
+                                    const Limits& limits) {
+  ParsedRequest parsed;
+  CheckedRequest out;
+  NUDGE_ASSIGN_OR_RETURN(out.messages,
+                         ParseBody(endpoint, body, 0, limits, /*build=*/false, parsed));
+  out.write_key = std::move(parsed.write_key);
   return out;
 }
 

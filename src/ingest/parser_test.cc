@@ -20,10 +20,16 @@ Message ParseOne(Endpoint e, const std::string& body) {
   return r->messages[0];
 }
 
+// ParseRequest's error, which CheckRequest (what the HTTP thread runs before acknowledging)
+// must give too: a request it lets through must build.
 Status ParseError(Endpoint e, const std::string& body) {
   auto r = ParseRequest(e, body, kNow);
   EXPECT_FALSE(r) << "expected an error for " << body;
-  return r ? Status::Ok() : r.error();
+  auto checked = CheckRequest(e, body);
+  EXPECT_FALSE(checked) << "CheckRequest let through " << body;
+  if (r || checked) return Status::Ok();
+  EXPECT_EQ(checked.error().ToString(), r.error().ToString());
+  return r.error();
 }
 
 TEST(Parser, TrackKeepsTheClientFieldsAndDropsTheWriteKey) {
@@ -143,6 +149,45 @@ TEST(Parser, OversizedMessagesInABatchAreRefused) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), Code::kTooLarge);
   EXPECT_EQ(r.error().where(), "batch[0]");
+  EXPECT_EQ(CheckRequest(Endpoint::kBatch, R"({"batch":[{"type":"track","userId":"u","event":"E",)"
+                                           R"("properties":{"p":")" +
+                                               big + R"("}}]})")
+                .error()
+                .where(),
+            "batch[0]");
+}
+
+TEST(Parser, CheckRequestCountsWhatParseRequestBuilds) {
+  const std::string batch = R"({"writeKey":"wk","context":{"ip":"1.2.3.4"},"batch":[
+      {"type":"identify","userId":"u","traits":{"email":"a@b.c"}},
+      {"type":"page","anonymousId":"a","name":"Home"},
+      {"type":"track","userId":"u","event":"E","properties":{"x":[1,2.5,"\n",null,true]}}]})";
+  auto checked = CheckRequest(Endpoint::kBatch, batch);
+  ASSERT_TRUE(checked) << checked.error().ToString();
+  EXPECT_EQ(checked->messages, 3u);
+  EXPECT_EQ(*checked->write_key, "wk");
+  EXPECT_EQ(ParseRequest(Endpoint::kBatch, batch, kNow)->messages.size(), 3u);
+  EXPECT_EQ(CheckRequest(Endpoint::kBatch, R"({"batch":[]})")->messages, 0u);
+}
+
+TEST(Parser, TheMessageLimitIsOnTheMinifiedMessage) {
+  // {"type":"track","userId":"u","event":"E","properties":{"p":"…"}} is 63 bytes besides the
+  // string; whitespace between tokens does not count.
+  const size_t limit = Limits{}.max_message_bytes;
+  auto body = [](size_t fill) {
+    return R"({"batch":[ {"type": "track", "userId": "u", "event": "E", "properties": {"p": ")" +
+           std::string(fill, 'x') + R"("}} ]})";
+  };
+  for (size_t fill : {limit - 63, limit - 62}) {
+    const bool fits = fill + 63 <= limit;
+    auto parsed = ParseRequest(Endpoint::kBatch, body(fill), kNow);
+    auto checked = CheckRequest(Endpoint::kBatch, body(fill));
+    EXPECT_EQ(bool(parsed), fits) << fill;
+    EXPECT_EQ(bool(checked), fits) << fill;
+    if (!fits) {
+      EXPECT_EQ(checked.error().code(), Code::kTooLarge);
+    }
+  }
 }
 
 TEST(Parser, EndpointsFromPaths) {

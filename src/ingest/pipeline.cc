@@ -55,23 +55,26 @@ Result<int64_t> Pipeline::Start() {
     entry->id = r.id;
     entry->ws = r.workspace;
     entry->accepted_us = core::MonotonicMicros();
+    entry->received_at = r.received_at;
     Status problem = Status::Invalid("unknown endpoint", r.endpoint);
     if (const auto endpoint = EndpointFromPath(r.endpoint)) {
-      auto parsed = ParseRequest(*endpoint, r.body, r.received_at, options_.limits);
-      if (parsed) {
-        entry->messages = std::move(parsed->messages);
+      entry->endpoint = *endpoint;
+      auto checked = CheckRequest(*endpoint, r.body, options_.limits);
+      if (checked) {
+        entry->events = checked->messages;
+        entry->body = r.body;
       } else {
-        problem = parsed.error();
+        problem = checked.error();
       }
     }
-    if (entry->messages.empty()) {
+    if (entry->events == 0) {
       // Only a change of limits between the acknowledgement and now can get here.
       spdlog::error("inbox request {} ({}) no longer parses and is skipped: {}", r.id, r.endpoint,
                     problem.ToString());
       skipped_->Add();
-      entry->skip = true;
+      entry->skip = entry->built = true;
     }
-    backlog_events_ += entry->messages.size();
+    backlog_events_ += entry->events;
     unsubmitted_.push_back(std::move(entry));
     acknowledged_ = r.id;
     ++queued;
@@ -84,8 +87,8 @@ Result<int64_t> Pipeline::Start() {
 }
 
 void Pipeline::Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis received_at,
-                      std::string body, std::vector<Message> messages, Done done) {
-  const size_t n = messages.size();
+                      std::string body, size_t events, Done done) {
+  const size_t n = events;
   const size_t backlog = backlog_events_.load();
   if (backlog > 0 && backlog + n > options_.max_backlog_events) {
     return done(Status::Unavailable("nudge is " + std::to_string(backlog) +
@@ -99,18 +102,37 @@ void Pipeline::Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis rec
   auto entry = std::make_shared<Entry>();
   entry->ws = ws;
   entry->accepted_us = core::MonotonicMicros();
-  entry->messages = std::move(messages);
+  entry->endpoint = endpoint;
+  entry->received_at = received_at;
+  entry->events = n;
   store::InboxRecord record{0, ws, std::string(EndpointPath(endpoint)), received_at,
                             std::move(body)};
-  inbox_.Append(std::move(record), [this, entry, n, done = std::move(done)](Result<int64_t> id) {
+  inbox_.Append(std::move(record), [this, entry, n, done = std::move(done)](
+                                       Result<int64_t> id, store::InboxRecord record) {
     if (!id) {
       backlog_events_ -= n;
       return done(id.error());
     }
     entry->id = *id;
+    entry->body = std::move(record.body);
     Acknowledged(entry);
     done(Status::Ok());
   });
+}
+
+void Pipeline::Build(Entry& entry) {
+  entry.built = true;
+  auto parsed = ParseRequest(entry.endpoint, entry.body, entry.received_at, options_.limits);
+  std::string().swap(entry.body);
+  if (parsed && parsed->messages.size() == entry.events) {
+    entry.messages = std::move(parsed->messages);
+    return;
+  }
+  // CheckRequest passed this body; ParseRequest makes the same checks.
+  spdlog::error("inbox request {} passed its checks but does not parse and is skipped: {}",
+                entry.id, parsed ? "a different message count" : parsed.error().ToString());
+  skipped_->Add();
+  entry.skip = true;
 }
 
 void Pipeline::Acknowledged(const std::shared_ptr<Entry>& entry) {
@@ -217,6 +239,7 @@ void Pipeline::FeederLoop() {
     const uint64_t generation = generation_;
     lock.unlock();
     for (auto& e : batch) {
+      if (!e->built) Build(*e);
       store_.Write(
           [this, e, generation](store::WriteTxn& t) { return ApplyOne(t, *e, generation); },
           [this, e, generation](Status s) { Finished(e, generation, s); });
@@ -263,7 +286,7 @@ void Pipeline::Finished(const std::shared_ptr<Entry>& entry, uint64_t generation
   while (!in_store_.empty() && in_store_.front()->applied) {
     const Entry& e = *in_store_.front();
     applied_ = e.id;
-    events += e.messages.size();
+    events += e.events;
     accepted += e.accepted;
     duplicates += e.duplicates;
     apply_lag_->Observe(static_cast<double>(now - e.accepted_us) / 1e6);

@@ -1,8 +1,10 @@
 // Pipeline: how an accepted tracking request becomes durable, then applied.
 //
-//   HTTP thread     Accept(): the request, parsed and authenticated, is queued for the inbox
+//   HTTP thread     Accept(): the request, checked (CheckRequest) and authenticated, is queued
+//                   for the inbox
 //   inbox thread    commits it (fsync) -> the client gets its 200 -> queued for applying
-//   feeder thread   hands requests to the store in inbox order, one write each
+//   feeder thread   builds the messages (ParseRequest) and hands requests to the store in
+//                   inbox order, one write each
 //   store writer    applies the messages (events, contacts, segments, journeys, outbox) and
 //                   moves the store's applied mark to the request's inbox id, in one
 //                   transaction -> the inbox may delete the row
@@ -65,9 +67,10 @@ class Pipeline {
 
   // Makes the request durable; `done` runs (on the inbox thread) once it is, with Ok, or with
   // the error to answer (kUnavailable when the backlog is full or the inbox failed).
-  // `messages` must be what ParseRequest(endpoint, body, received_at) gives.
+  // The body must have passed CheckRequest (with the pipeline's limits), which counted its
+  // `events`.
   void Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis received_at, std::string body,
-              std::vector<Message> messages, Done done);
+              size_t events, Done done);
 
   // Runs `fn` once every request acknowledged before this call has been applied: at once
   // (on the calling thread) when nothing is waiting, else on the feeder thread.
@@ -85,6 +88,13 @@ class Pipeline {
     int64_t id = 0;
     store::WorkspaceId ws = 0;
     int64_t accepted_us = 0;  // monotonic, when Accept was called
+    Endpoint endpoint = Endpoint::kBatch;
+    core::Millis received_at = 0;
+    size_t events = 0;
+    // The request as stored; the feeder thread builds `messages` from it (and lets it go)
+    // before the first hand to the store.
+    std::string body;
+    bool built = false;
     std::vector<Message> messages;
     // Set on the store's writer thread, read there and (after the write finished) by the
     // feeder under mutex_.
@@ -96,6 +106,8 @@ class Pipeline {
   };
 
   void Acknowledged(const std::shared_ptr<Entry>& entry);
+  // On the feeder thread: builds the entry's messages, or marks it to be skipped.
+  void Build(Entry& entry);
   void FeederLoop();
   Status ApplyOne(store::WriteTxn& txn, Entry& entry, uint64_t generation);
   void Finished(const std::shared_ptr<Entry>& entry, uint64_t generation, const Status& status);

@@ -71,12 +71,12 @@ class PipelineTest : public ::testing::Test {
     inbox_.reset();
   }
   Status Accept(const std::string& body) {
-    auto parsed = ParseRequest(Endpoint::kTrack, body, 1000);
-    EXPECT_TRUE(parsed);
+    auto checked = CheckRequest(Endpoint::kTrack, body);
+    EXPECT_TRUE(checked);
     // Shared with the callback: set_value may still be running when get() returns.
     auto done = std::make_shared<std::promise<Status>>();
     auto result = done->get_future();
-    pipeline_->Accept(ws_, Endpoint::kTrack, 1000, body, std::move(parsed->messages),
+    pipeline_->Accept(ws_, Endpoint::kTrack, 1000, body, checked->messages,
                       [done](Status s) { done->set_value(std::move(s)); });
     return result.get();
   }
@@ -99,8 +99,9 @@ class PipelineTest : public ::testing::Test {
   Result<int64_t> AppendRow(store::Inbox& inbox, const std::string& body) {
     auto done = std::make_shared<std::promise<Result<int64_t>>>();
     auto result = done->get_future();
-    inbox.Append({0, ws_, "/v1/track", 1000, body},
-                 [done](Result<int64_t> id) { done->set_value(std::move(id)); });
+    inbox.Append({0, ws_, "/v1/track", 1000, body}, [done](Result<int64_t> id, store::InboxRecord) {
+      done->set_value(std::move(id));
+    });
     return result.get();
   }
   // Queues a store write that waits for `release`: what the pipeline hands the store waits.
@@ -147,6 +148,48 @@ TEST_F(PipelineTest, AcknowledgedRequestsAreAppliedInOrderAndReadsWaitForThem) {
   StopPipeline();
   EXPECT_EQ(StartPipeline(), 0) << "nothing applied twice after a clean stop";
   EXPECT_EQ(AppliedEvents(), 50);
+}
+
+TEST_F(PipelineTest, MessagesAreBuiltFromTheStoredBodyWhenApplied) {
+  StartPipeline();
+  // Checked on acceptance, built by the feeder: the batch's context is inherited, a missing
+  // messageId minted, the write key dropped.
+  const std::string body = R"({"writeKey":"wk","context":{"ip":"10.1.2.3"},"batch":[
+      {"type":"identify","userId":"ann","traits":{"plan":"pro"},"messageId":"i1"},
+      {"type":"track","userId":"ann","event":"Order Completed","properties":{"total":12.5}},
+      {"type":"page","userId":"ann","context":{"page":{"path":"/pricing"}},"messageId":"p1"}]})";
+  auto checked = CheckRequest(Endpoint::kBatch, body);
+  ASSERT_TRUE(checked);
+  auto done = std::make_shared<std::promise<Status>>();
+  auto result = done->get_future();
+  pipeline_->Accept(ws_, Endpoint::kBatch, 5000, body, checked->messages,
+                    [done](Status s) { done->set_value(std::move(s)); });
+  ASSERT_TRUE(result.get().ok());
+  EXPECT_EQ(AppliedEvents(), 3);
+  std::vector<store::Event> events;
+  ASSERT_TRUE(store_
+                  ->Read([&](store::ReadTxn& t) -> Status {
+                    NUDGE_ASSIGN_OR_RETURN(auto id, t.FindContactIdByUserId(ws_, "ann"));
+                    if (!id) return Status::NotFound("ann");
+                    NUDGE_ASSIGN_OR_RETURN(events, t.ListEvents(*id, 10));
+                    return Status::Ok();
+                  })
+                  .ok());
+  ASSERT_EQ(events.size(), 3u);
+  int minted = 0;
+  for (const auto& e : events) {
+    EXPECT_EQ(e.received_at, 5000);
+    // A message's own context replaces the batch's.
+    EXPECT_EQ(e.body.find(R"("ip":"10.1.2.3")") != std::string::npos, e.name != "Page Viewed")
+        << e.body;
+    EXPECT_EQ(e.body.find("writeKey"), std::string::npos) << e.body;
+    if (e.name == "Order Completed") {
+      EXPECT_EQ(e.message_id.size(), 36u);
+      ++minted;
+    }
+    if (e.name == "Page Viewed") EXPECT_NE(e.body.find(R"("path":"/pricing")"), std::string::npos);
+  }
+  EXPECT_EQ(minted, 1);
 }
 
 TEST_F(PipelineTest, RowsLeftInTheInboxAreAppliedAtStartExactlyOnce) {
@@ -216,8 +259,7 @@ TEST_F(PipelineTest, StopAppliesTheBacklogFirst) {
   EXPECT_EQ(Mark(), 10);
   EXPECT_EQ(pipeline_->BacklogEvents(), 0u);
   std::promise<Status> refused;
-  auto parsed = ParseRequest(Endpoint::kTrack, Track("u", "late"), 1000);
-  pipeline_->Accept(ws_, Endpoint::kTrack, 1000, Track("u", "late"), std::move(parsed->messages),
+  pipeline_->Accept(ws_, Endpoint::kTrack, 1000, Track("u", "late"), 1,
                     [&](Status s) { refused.set_value(std::move(s)); });
   EXPECT_EQ(refused.get_future().get().code(), Code::kUnavailable);
 }

@@ -6,6 +6,7 @@
 #include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <queue>
 #include <set>
 #include <shared_mutex>
@@ -646,18 +647,19 @@ struct Engine::Impl {
     return p.is_object() && p.contains(key) && p[key].is_string() ? p[key].get<std::string>() : "";
   }
 
-  bool Triggers(const journey::Trigger& t, const store::Event& e, const json& body,
-                ContactId contact) {
+  // `body` gives the event's body parsed (only the segment and stage triggers read it).
+  bool Triggers(const journey::Trigger& t, const store::Event& e,
+                const std::function<const json&()>& body, ContactId contact) {
     switch (t.kind) {
       case TriggerKind::kEvent:
         return e.name == t.event &&
                (!t.where || segments.MatchesLocked(*t.where, contact, &e.body, false));
       case TriggerKind::kSegmentEntered:
-        return e.name == "Segment Entered" && Prop(body, "segment") == t.segment;
+        return e.name == "Segment Entered" && Prop(body(), "segment") == t.segment;
       case TriggerKind::kSegmentExited:
-        return e.name == "Segment Exited" && Prop(body, "segment") == t.segment;
+        return e.name == "Segment Exited" && Prop(body(), "segment") == t.segment;
       case TriggerKind::kStageChanged:
-        return e.name == "Stage Changed" && (t.stage.empty() || Prop(body, "stage") == t.stage);
+        return e.name == "Stage Changed" && (t.stage.empty() || Prop(body(), "stage") == t.stage);
       default:
         return false;
     }
@@ -701,11 +703,14 @@ struct Engine::Impl {
                       false, now));
       }
     }
-    // Journeys this event starts. Only nudge's own segment and stage events are read here
-    // (event triggers match through the condition engine), so most events are not parsed.
-    const bool derived =
-        e.name == "Segment Entered" || e.name == "Segment Exited" || e.name == "Stage Changed";
-    const json body = derived ? json::parse(e.body, nullptr, false) : json();
+    // Journeys this event starts. Only a segment or stage trigger reads the body of nudge's
+    // own events (event triggers match through the condition engine), and it is parsed only
+    // then: every new contact enters segments and a stage, most with no journey waiting.
+    std::optional<json> parsed;
+    const std::function<const json&()> body = [&]() -> const json& {
+      if (!parsed) parsed = json::parse(e.body, nullptr, false);
+      return *parsed;
+    };
     for (auto& [key, js] : journeys) {
       if (js.ws != e.workspace || js.status != kActive) continue;
       if (!Triggers(js.def().trigger, e, body, contact)) continue;

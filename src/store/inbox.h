@@ -50,7 +50,9 @@ struct InboxOptions {
 
 class Inbox {
  public:
-  using AppendDone = std::function<void(Result<int64_t> id)>;
+  // Gets the record back (its id set when written), so that the caller need not keep a copy
+  // of the body while it is written.
+  using AppendDone = std::function<void(Result<int64_t> id, InboxRecord record)>;
 
   static Result<std::unique_ptr<Inbox>> Open(const InboxOptions& options);
   virtual ~Inbox() = default;

@@ -69,7 +69,7 @@ class SqliteInbox final : public Inbox {
         return;
       }
     }
-    done(Err(Status::Unavailable("the inbox is closed")));
+    done(Err(Status::Unavailable("the inbox is closed")), std::move(record));
   }
 
   Status Scan(int64_t after, const std::function<Status(const InboxRecord&)>& fn) override {
@@ -149,13 +149,16 @@ class SqliteInbox final : public Inbox {
     }
     if (!s.ok()) {
       next_id_ = first;  // the ids were not written; give them again
-      for (auto& p : group) p.done(Err(s));
+      for (auto& p : group) p.done(Err(s), std::move(p.record));
       return;
     }
     if (release > 0) deleted_ = release;
     if (commit_latency_ && !group.empty())
       commit_latency_->Observe(static_cast<double>(core::MonotonicMicros() - start) / 1e6);
-    for (size_t i = 0; i < group.size(); ++i) group[i].done(first + static_cast<int64_t>(i));
+    for (size_t i = 0; i < group.size(); ++i) {
+      group[i].record.id = first + static_cast<int64_t>(i);
+      group[i].done(group[i].record.id, std::move(group[i].record));
+    }
   }
 
   Status Insert(std::vector<PendingAppend>& group) {
