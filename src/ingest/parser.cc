@@ -201,8 +201,8 @@ size_t DecimalSize(T v) {
 
 // The size of a value written as minified JSON: what the per-message limit measures. Computed
 // from the parsed value, without writing it, so that a request can be checked on the HTTP
-// thread and its messages built later. Never more than the value's text as sent, give or take
-// a number written in the long way (1e5), so a body within the limit needs no measuring.
+// thread and its messages built later. Never more than the value's text as sent, but for a
+// number in exponent form (1e5 measures as 1e+05), so a body within the limit is not measured.
 size_t MinifiedSize(const element& e) {
   switch (e.type()) {
     case element_type::ARRAY: {
