@@ -204,20 +204,22 @@ int RunServe(const Flags& flags) {
   // Tracking requests are acknowledged once they are in the inbox (DATA/inbox.db), then
   // applied to the store in order; what a crash left unapplied is applied now.
   const std::string inbox_path = (std::filesystem::path(config->data) / "inbox.db").string();
-  const auto applied_mark = (*store)->ReadMark(store::kInboxAppliedMark);
-  Result<std::unique_ptr<store::Inbox>> inbox =
-      applied_mark
-          ? store::Inbox::Open({.path = inbox_path, .applied = *applied_mark, .metrics = &metrics})
-          : Err(applied_mark.error());
+  std::unique_ptr<store::Inbox> inbox;
   std::optional<ingest::Pipeline> pipeline;
-  if (inbox) {
-    pipeline.emplace(**store, **inbox, applier, metrics,
+  const Status ingest_started = [&]() -> Status {
+    NUDGE_ASSIGN_OR_RETURN(const int64_t applied, (*store)->ReadMark(store::kInboxAppliedMark));
+    NUDGE_ASSIGN_OR_RETURN(
+        inbox, store::Inbox::Open({.path = inbox_path, .applied = applied, .metrics = &metrics}));
+    pipeline.emplace(**store, *inbox, applier, metrics,
                      ingest::PipelineOptions{config->max_backlog_events, limits});
-    if (auto started = pipeline->Start(); !started) inbox = Err(started.error());
-  }
-  if (!inbox) {
-    spdlog::error("cannot open the inbox {}: {}", inbox_path, inbox.error().ToString());
+    NUDGE_TRY(pipeline->Start());
+    return Status::Ok();
+  }();
+  if (!ingest_started.ok()) {
+    spdlog::error("cannot start ingest from the inbox {}: {}", inbox_path,
+                  ingest_started.ToString());
     pipeline.reset();
+    if (inbox) inbox->Close();
     dispatcher.Stop(0);
     journeys.Stop();
     engine.Stop();
@@ -351,7 +353,7 @@ int RunServe(const Flags& flags) {
   channels.ShutdownAll(2000);
   engine.Stop();
   (*store)->Close();
-  (*inbox)->Close();
+  inbox->Close();
   spdlog::info("stopped; every acknowledged event is committed");
   return 0;
 }

@@ -52,17 +52,13 @@ Result<int64_t> Pipeline::Start() {
   applied_ = acknowledged_ = mark;
   NUDGE_TRY(inbox_.Scan(mark, [&](const store::InboxRecord& r) -> Status {
     auto entry = std::make_shared<Entry>();
-    entry->id = r.id;
-    entry->ws = r.workspace;
+    entry->record = r;
     entry->accepted_us = core::MonotonicMicros();
-    entry->received_at = r.received_at;
     Status problem = Status::Invalid("unknown endpoint", r.endpoint);
     if (const auto endpoint = EndpointFromPath(r.endpoint)) {
-      entry->endpoint = *endpoint;
       auto checked = CheckRequest(*endpoint, r.body, options_.limits);
       if (checked) {
         entry->events = checked->messages;
-        entry->body = r.body;
       } else {
         problem = checked.error();
       }
@@ -73,6 +69,7 @@ Result<int64_t> Pipeline::Start() {
                     problem.ToString());
       skipped_->Add();
       entry->skip = entry->built = true;
+      entry->record.body.clear();
     }
     backlog_events_ += entry->events;
     unsubmitted_.push_back(std::move(entry));
@@ -88,9 +85,8 @@ Result<int64_t> Pipeline::Start() {
 
 void Pipeline::Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis received_at,
                       std::string body, size_t events, Done done) {
-  const size_t n = events;
   const size_t backlog = backlog_events_.load();
-  if (backlog > 0 && backlog + n > options_.max_backlog_events) {
+  if (backlog > 0 && backlog + events > options_.max_backlog_events) {
     return done(Status::Unavailable("nudge is " + std::to_string(backlog) +
                                     " events behind (ingest backlog full); retry after a second"));
   }
@@ -98,23 +94,19 @@ void Pipeline::Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis rec
     std::lock_guard lock(mutex_);
     if (stopping_) return done(Status::Unavailable("the server is shutting down; retry"));
   }
-  backlog_events_ += n;
+  backlog_events_ += events;
   auto entry = std::make_shared<Entry>();
-  entry->ws = ws;
   entry->accepted_us = core::MonotonicMicros();
-  entry->endpoint = endpoint;
-  entry->received_at = received_at;
-  entry->events = n;
+  entry->events = events;
   store::InboxRecord record{0, ws, std::string(EndpointPath(endpoint)), received_at,
                             std::move(body)};
-  inbox_.Append(std::move(record), [this, entry, n, done = std::move(done)](
+  inbox_.Append(std::move(record), [this, entry, done = std::move(done)](
                                        Result<int64_t> id, store::InboxRecord record) {
     if (!id) {
-      backlog_events_ -= n;
+      backlog_events_ -= entry->events;
       return done(id.error());
     }
-    entry->id = *id;
-    entry->body = std::move(record.body);
+    entry->record = std::move(record);  // its id set
     Acknowledged(entry);
     done(Status::Ok());
   });
@@ -122,22 +114,25 @@ void Pipeline::Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis rec
 
 void Pipeline::Build(Entry& entry) {
   entry.built = true;
-  auto parsed = ParseRequest(entry.endpoint, entry.body, entry.received_at, options_.limits);
-  std::string().swap(entry.body);
+  const store::InboxRecord& r = entry.record;
+  const auto endpoint = EndpointFromPath(r.endpoint);
+  Result<ParsedRequest> parsed = Err(Status::Invalid("unknown endpoint", r.endpoint));
+  if (endpoint) parsed = ParseRequest(*endpoint, r.body, r.received_at, options_.limits);
+  std::string().swap(entry.record.body);
   if (parsed && parsed->messages.size() == entry.events) {
     entry.messages = std::move(parsed->messages);
     return;
   }
   // CheckRequest passed this body; ParseRequest makes the same checks.
-  spdlog::error("inbox request {} passed its checks but does not parse and is skipped: {}",
-                entry.id, parsed ? "a different message count" : parsed.error().ToString());
+  spdlog::error("inbox request {} passed its checks but does not parse and is skipped: {}", r.id,
+                parsed ? "a different message count" : parsed.error().ToString());
   skipped_->Add();
   entry.skip = true;
 }
 
 void Pipeline::Acknowledged(const std::shared_ptr<Entry>& entry) {
   std::lock_guard lock(mutex_);
-  acknowledged_ = entry->id;
+  acknowledged_ = entry->record.id;
   unsubmitted_.push_back(entry);
   peak_backlog_ = std::max(peak_backlog_, backlog_events_.load());
   if (in_store_.size() < kMaxInStore && !failure_seen_) cv_.notify_one();
@@ -210,7 +205,7 @@ void Pipeline::FeederLoop() {
           if (e->transient) {
             transient = true;
           } else {
-            spdlog::error("inbox request {} could not be applied and is skipped", e->id);
+            spdlog::error("inbox request {} could not be applied and is skipped", e->record.id);
             skipped_->Add();
             e->skip = true;
           }
@@ -257,16 +252,16 @@ Status Pipeline::ApplyOne(store::WriteTxn& txn, Entry& entry, uint64_t generatio
     entry.own_failure = true;
     entry.transient = s.code() == Code::kUnavailable;
     failed_generation_ = generation;
-    spdlog::warn("applying inbox request {} failed: {}", entry.id, s.ToString());
+    spdlog::warn("applying inbox request {} failed: {}", entry.record.id, s.ToString());
     return s;
   };
   if (!entry.skip) {
-    auto result = applier_.Apply(txn, entry.ws, entry.messages);
+    auto result = applier_.Apply(txn, entry.record.workspace, entry.messages);
     if (!result) return fail(result.error());
     entry.accepted = result->accepted;
     entry.duplicates = result->duplicates;
   }
-  if (Status s = txn.SetMark(store::kInboxAppliedMark, entry.id); !s.ok()) return fail(s);
+  if (Status s = txn.SetMark(store::kInboxAppliedMark, entry.record.id); !s.ok()) return fail(s);
   return Status::Ok();
 }
 
@@ -285,7 +280,7 @@ void Pipeline::Finished(const std::shared_ptr<Entry>& entry, uint64_t generation
   if (!status.ok()) failure_seen_ = true;
   while (!in_store_.empty() && in_store_.front()->applied) {
     const Entry& e = *in_store_.front();
-    applied_ = e.id;
+    applied_ = e.record.id;
     events += e.events;
     accepted += e.accepted;
     duplicates += e.duplicates;

@@ -85,15 +85,12 @@ class Pipeline {
 
  private:
   struct Entry {
-    int64_t id = 0;
-    store::WorkspaceId ws = 0;
+    // The request as stored in the inbox (id, workspace, endpoint, arrival, body). The feeder
+    // thread builds `messages` from the body (and lets the body go) before the first hand to
+    // the store.
+    store::InboxRecord record;
     int64_t accepted_us = 0;  // monotonic, when Accept was called
-    Endpoint endpoint = Endpoint::kBatch;
-    core::Millis received_at = 0;
     size_t events = 0;
-    // The request as stored; the feeder thread builds `messages` from it (and lets it go)
-    // before the first hand to the store.
-    std::string body;
     bool built = false;
     std::vector<Message> messages;
     // Set on the store's writer thread, read there and (after the write finished) by the

@@ -70,13 +70,15 @@ class PipelineTest : public ::testing::Test {
     if (inbox_) inbox_->Close();
     inbox_.reset();
   }
-  Status Accept(const std::string& body) {
-    auto checked = CheckRequest(Endpoint::kTrack, body);
+  // Accepts a body that passes CheckRequest and waits for the answer.
+  Status Accept(const std::string& body, Endpoint endpoint = Endpoint::kTrack,
+                Millis received_at = 1000) {
+    auto checked = CheckRequest(endpoint, body);
     EXPECT_TRUE(checked);
     // Shared with the callback: set_value may still be running when get() returns.
     auto done = std::make_shared<std::promise<Status>>();
     auto result = done->get_future();
-    pipeline_->Accept(ws_, Endpoint::kTrack, 1000, body, checked->messages,
+    pipeline_->Accept(ws_, endpoint, received_at, body, checked ? checked->messages : 0,
                       [done](Status s) { done->set_value(std::move(s)); });
     return result.get();
   }
@@ -158,13 +160,7 @@ TEST_F(PipelineTest, MessagesAreBuiltFromTheStoredBodyWhenApplied) {
       {"type":"identify","userId":"ann","traits":{"plan":"pro"},"messageId":"i1"},
       {"type":"track","userId":"ann","event":"Order Completed","properties":{"total":12.5}},
       {"type":"page","userId":"ann","context":{"page":{"path":"/pricing"}},"messageId":"p1"}]})";
-  auto checked = CheckRequest(Endpoint::kBatch, body);
-  ASSERT_TRUE(checked);
-  auto done = std::make_shared<std::promise<Status>>();
-  auto result = done->get_future();
-  pipeline_->Accept(ws_, Endpoint::kBatch, 5000, body, checked->messages,
-                    [done](Status s) { done->set_value(std::move(s)); });
-  ASSERT_TRUE(result.get().ok());
+  ASSERT_TRUE(Accept(body, Endpoint::kBatch, 5000).ok());
   EXPECT_EQ(AppliedEvents(), 3);
   std::vector<store::Event> events;
   ASSERT_TRUE(store_
@@ -258,10 +254,7 @@ TEST_F(PipelineTest, StopAppliesTheBacklogFirst) {
   stopper.join();
   EXPECT_EQ(Mark(), 10);
   EXPECT_EQ(pipeline_->BacklogEvents(), 0u);
-  std::promise<Status> refused;
-  pipeline_->Accept(ws_, Endpoint::kTrack, 1000, Track("u", "late"), 1,
-                    [&](Status s) { refused.set_value(std::move(s)); });
-  EXPECT_EQ(refused.get_future().get().code(), Code::kUnavailable);
+  EXPECT_EQ(Accept(Track("u", "late")).code(), Code::kUnavailable);
 }
 
 // Fails the event "flaky" with kUnavailable twice (a busy or full disk), and "broken" always

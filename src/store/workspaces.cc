@@ -88,13 +88,12 @@ std::optional<WorkspaceId> WorkspaceRegistry::ByWriteKey(std::string_view key) c
   // An SDK sends the same key with every request: the hash of the last key seen on this
   // thread is kept (compared in constant time, so that it tells nothing about that key).
   thread_local std::string last_key, last_hash;
-  if (last_hash.empty() || !core::ConstantTimeEquals(key, last_key)) {
+  if (!core::ConstantTimeEquals(key, last_key)) {  // never equal at first: `key` is not empty
     last_hash = core::Sha256Hex(key);
     last_key.assign(key);
   }
-  const std::string& hash = last_hash;
   std::shared_lock lock(mutex_);
-  auto it = write_keys_.find(hash);
+  auto it = write_keys_.find(last_hash);
   if (it == write_keys_.end()) return std::nullopt;
   return it->second;
 }
