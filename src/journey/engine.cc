@@ -1,5 +1,6 @@
 #include "journey/engine.h"
 
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
@@ -135,6 +136,76 @@ std::string ExcerptBody(const std::string& body) {
   return out.dump();
 }
 
+// An instance's data column: the trigger event's body stays text (it is most of the bytes, and
+// only branch conditions read it, as text); the few other fields (visit, deadline, deferred,
+// variants, trigger_event_id) are parsed. A timer's fire reads and writes it, so the trigger is
+// neither parsed nor printed again.
+struct Data {
+  json fields = json::object();
+  std::string trigger;  // JSON text of the trigger event; empty when there is none
+};
+
+Data ParseDataSlowly(const std::string& text) {
+  Data d;
+  json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return d;
+  if (auto t = j.find("trigger"); t != j.end()) {
+    if (t->is_object()) d.trigger = t->dump();
+    j.erase(t);
+  }
+  d.fields = std::move(j);
+  return d;
+}
+
+Data ParseData(const std::string& text) {
+  namespace od = simdjson::ondemand;
+  thread_local od::parser parser;
+  const simdjson::padded_string padded(text);
+  od::document doc;
+  od::object object;
+  if (parser.iterate(padded).get(doc) || doc.get_object().get(object)) return ParseDataSlowly(text);
+  Data d;
+  for (auto field : object) {
+    std::string_view key_view, raw;
+    od::value value;
+    od::json_type type;
+    if (field.unescaped_key().get(key_view)) return ParseDataSlowly(text);
+    const std::string key(key_view);
+    if (field.value().get(value) || value.type().get(type)) return ParseDataSlowly(text);
+    if (type == od::json_type::object) {
+      od::object o;
+      if (value.get_object().get(o) || o.raw_json().get(raw)) return ParseDataSlowly(text);
+    } else if (type == od::json_type::array) {
+      od::array a;
+      if (value.get_array().get(a) || a.raw_json().get(raw)) return ParseDataSlowly(text);
+    } else {
+      raw = value.raw_json_token();
+    }
+    if (key == "trigger") {
+      if (type == od::json_type::object) d.trigger.assign(raw);
+      continue;
+    }
+    json v = json::parse(raw, nullptr, false);
+    if (v.is_discarded()) return ParseDataSlowly(text);
+    d.fields[key] = std::move(v);
+  }
+  return d;
+}
+
+std::string DumpData(const Data& d) {
+  std::string fields = d.fields.is_object() ? d.fields.dump() : "{}";
+  if (d.trigger.empty()) return fields;
+  std::string out = "{\"trigger\":";
+  out += d.trigger;
+  if (fields.size() > 2) {
+    out += ',';
+    out.append(fields, 1);
+  } else {
+    out += '}';
+  }
+  return out;
+}
+
 uint64_t Hash64(std::string_view s) {
   const std::string h = core::Sha256Hex(s);
   return std::stoull(h.substr(0, 15), nullptr, 16);
@@ -251,8 +322,8 @@ struct Engine::Impl {
              const std::string& reason, const std::string& step_outcome, Millis now) {
     if (!inst.step.empty()) NUDGE_TRY(txn.LogStep(inst, inst.step, step_outcome, now));
     // A message held back for quiet hours would otherwise wait for an instance that is gone.
-    if (const json data = json::parse(inst.data, nullptr, false);
-        data.is_object() && data.contains("deferred") && data["deferred"].is_number_integer()) {
+    if (const json data = ParseData(inst.data).fields;
+        data.contains("deferred") && data["deferred"].is_number_integer()) {
       NUDGE_TRY(txn.UpdateMessageStatusIf(
           data["deferred"].get<int64_t>(), "deferred_quiet_hours", "cancelled", now,
           "the journey ended (" + reason + ") before quiet hours were over"));
@@ -282,13 +353,13 @@ struct Engine::Impl {
   // timeout), so that a wait's deadline counts from it even when the clock has ticked over a
   // millisecond since.
   Status Run(store::WriteTxn& txn, store::Instance& inst, const Journey& j,
-             std::optional<size_t> at, json& data, Millis late_by, bool resume, Millis now) {
+             std::optional<size_t> at, Data& data, Millis late_by, bool resume, Millis now) {
     Active* a = active.Find(inst.contact, inst.id);
     for (int guard = 0; guard < 256; ++guard) {
       if (!at) {
         if (!inst.step.empty()) NUDGE_TRY(txn.LogStep(inst, inst.step, "completed", now));
         inst.step.clear();
-        inst.data = data.dump();
+        inst.data = DumpData(data);
         return End(txn, inst, "completed", "completed", "completed", now);
       }
       const Step& step = j.steps[*at];
@@ -301,9 +372,9 @@ struct Engine::Impl {
                  {"instance", inst.id},
                  {"step", inst.step}},
                 "step:" + std::to_string(inst.id) + ":" + inst.step + ":" +
-                    std::to_string(data.value("visit", 0)));
+                    std::to_string(data.fields.value("visit", 0)));
         }
-        data["visit"] = data.value("visit", 0) + 1;
+        data.fields["visit"] = data.fields.value("visit", 0) + 1;
         inst.step = step.id;
         inst.step_since = now;
         NUDGE_TRY(txn.LogStep(inst, step.id, "entered", now));
@@ -316,7 +387,7 @@ struct Engine::Impl {
         a->wake = 0;
       }
       inst.wake_at.reset();
-      const int64_t visit = data.value("visit", 0);
+      const int64_t visit = data.fields.value("visit", 0);
       std::optional<size_t> next = j.Resolve(*at, step.next);
 
       switch (step.kind) {
@@ -332,16 +403,16 @@ struct Engine::Impl {
           m.template_id = step.template_id;
           m.idempotency_key = Key(inst, step.id, visit);
           m.created_at = m.send_at = m.updated_at = now;
-          m.payload = json{{"trigger_event_id", data.value("trigger_event_id", 0)}}.dump();
+          m.payload = json{{"trigger_event_id", data.fields.value("trigger_event_id", 0)}}.dump();
           const Policies& pol = PoliciesOf(inst.workspace);
-          if (data.contains("deferred")) {
+          if (data.fields.contains("deferred")) {
             // Quiet hours are over: the deferred message goes out now.
             // Unless delivery already took it when its send_at came.
             NUDGE_ASSIGN_OR_RETURN(bool released, txn.UpdateMessageStatusIf(
-                                                      data["deferred"].get<int64_t>(),
+                                                      data.fields["deferred"].get<int64_t>(),
                                                       "deferred_quiet_hours", "queued", now, ""));
             if (released) Queued(txn);
-            data.erase("deferred");
+            data.fields.erase("deferred");
             NUDGE_TRY(txn.LogStep(inst, step.id, "sent", now));
           } else if (late_by > j.max_lateness) {
             m.status = "skipped_late";
@@ -359,7 +430,7 @@ struct Engine::Impl {
             m.detail = "quiet hours in " + TimeZoneOf(inst.workspace, inst.contact);
             NUDGE_ASSIGN_OR_RETURN(bool inserted, txn.InsertMessage(m));
             if (inserted && messages) messages->Add();
-            data["deferred"] = m.id;
+            data.fields["deferred"] = m.id;
             inst.wake_at = until;
             if (a) {
               a->wait = Wait::kQuiet;
@@ -405,7 +476,7 @@ struct Engine::Impl {
                            {"method", step.method},
                            {"body", step.body},
                            {"headers", headers},
-                           {"trigger_event_id", data.value("trigger_event_id", 0)}}
+                           {"trigger_event_id", data.fields.value("trigger_event_id", 0)}}
                           .dump();
           m.status = late_by > j.max_lateness ? "skipped_late" : "queued";
           NUDGE_ASSIGN_OR_RETURN(bool inserted, txn.InsertMessage(m));
@@ -443,10 +514,10 @@ struct Engine::Impl {
         }
         case StepKind::kWaitFor: {
           const Millis deadline = now + step.timeout;
-          data["deadline"] = deadline;
+          data.fields["deadline"] = deadline;
           if (step.wait_condition) {
             if (segments.MatchesLocked(*step.wait_condition, inst.contact, nullptr, false)) {
-              data.erase("deadline");
+              data.fields.erase("deadline");
               NUDGE_TRY(txn.LogStep(inst, step.id, "matched", now));
               at = j.Resolve(*at, step.on_event.empty() ? step.next : step.on_event);
               break;
@@ -470,8 +541,7 @@ struct Engine::Impl {
           return Save(txn, inst, data);
         }
         case StepKind::kBranch: {
-          const std::string trigger = data.contains("trigger") ? data["trigger"].dump() : "";
-          const std::string* body = trigger.empty() ? nullptr : &trigger;
+          const std::string* body = data.trigger.empty() ? nullptr : &data.trigger;
           std::string target = step.else_next;
           for (const auto& c : step.cases) {
             if (segments.MatchesLocked(*c.when, inst.contact, body, false)) {
@@ -497,7 +567,7 @@ struct Engine::Impl {
               break;
             }
           }
-          data["variants"][step.id] = chosen->name;
+          data.fields["variants"][step.id] = chosen->name;
           Queue(inst.contact, "Experiment Viewed",
                 {{"journey", inst.journey},
                  {"step", step.id},
@@ -516,15 +586,15 @@ struct Engine::Impl {
         case StepKind::kExit:
           NUDGE_TRY(txn.LogStep(inst, step.id, "completed", now));
           inst.step.clear();
-          inst.data = data.dump();
+          inst.data = DumpData(data);
           return End(txn, inst, "exited", "exit step", "exited", now);
       }
     }
     return Status::Internal("journey " + inst.journey + " ran 256 steps without waiting");
   }
 
-  Status Save(store::WriteTxn& txn, store::Instance& inst, const json& data) {
-    inst.data = data.dump();
+  Status Save(store::WriteTxn& txn, store::Instance& inst, const Data& data) {
+    inst.data = DumpData(data);
     inst.updated_at = clock.NowMillis();
     return txn.UpdateInstance(inst);
   }
@@ -617,13 +687,15 @@ struct Engine::Impl {
     inst.status = kActive;
     inst.entered_at = inst.updated_at = inst.step_since = now;
     inst.trigger_key = trigger_key;
-    json data = json::object();
+    Data data;
     if (trigger_body) {
-      json t = json::parse(ExcerptBody(*trigger_body), nullptr, false);
-      if (!t.is_discarded()) data["trigger"] = std::move(t);
+      std::string t = ExcerptBody(*trigger_body);
+      thread_local simdjson::dom::parser checker;
+      simdjson::dom::object parsed;
+      if (!checker.parse(t).get(parsed)) data.trigger = std::move(t);
     }
-    data["trigger_event_id"] = trigger_event_id;
-    inst.data = data.dump();
+    data.fields["trigger_event_id"] = trigger_event_id;
+    inst.data = DumpData(data);
     NUDGE_ASSIGN_OR_RETURN(inst.id, txn.InsertInstance(inst));
     if (entered) entered->Add();
     Active a;
@@ -695,8 +767,8 @@ struct Engine::Impl {
         if (!hit) continue;
         NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
         if (!inst) continue;
-        json data = json::parse(inst->data, nullptr, false);
-        data.erase("deadline");
+        Data data = ParseData(inst->data);
+        data.fields.erase("deadline");
         NUDGE_TRY(txn.LogStep(*inst, step.id, "matched", now));
         NUDGE_TRY(Run(txn, *inst, j,
                       j.Resolve(a.step, step.on_event.empty() ? step.next : step.on_event), data, 0,
@@ -799,8 +871,8 @@ struct Engine::Impl {
         continue;
       NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
       if (!inst) continue;
-      json data = json::parse(inst->data, nullptr, false);
-      data.erase("deadline");
+      Data data = ParseData(inst->data);
+      data.fields.erase("deadline");
       NUDGE_TRY(txn.LogStep(*inst, step.id, "matched", now));
       NUDGE_TRY(Run(txn, *inst, j,
                     j.Resolve(a.step, step.on_event.empty() ? step.next : step.on_event), data, 0,
@@ -827,8 +899,7 @@ struct Engine::Impl {
     if (lateness) lateness->Observe(static_cast<double>(now - due) / 1000.0);
     const Journey& j = *js->versions.at(a.version);
     const Step& step = j.steps[a.step];
-    json data = json::parse(inst->data, nullptr, false);
-    if (!data.is_object()) data = json::object();
+    Data data = ParseData(inst->data);
     const Millis late_by = now - due;
     switch (a.wait) {
       case Wait::kTimer:
@@ -837,14 +908,14 @@ struct Engine::Impl {
         return Run(txn, *inst, j, a.step, data, late_by, true, now);
       case Wait::kCondition:
         if (segments.MatchesLocked(*step.wait_condition, a.contact, nullptr, false)) {
-          data.erase("deadline");
+          data.fields.erase("deadline");
           NUDGE_TRY(txn.LogStep(*inst, step.id, "matched", now));
           return Run(txn, *inst, j,
                      j.Resolve(a.step, step.on_event.empty() ? step.next : step.on_event), data,
                      late_by, false, now);
         }
-        if (data.value("deadline", Millis{0}) > now) {
-          Millis wake = data["deadline"].get<Millis>();
+        if (data.fields.value("deadline", Millis{0}) > now) {
+          Millis wake = data.fields["deadline"].get<Millis>();
           if (auto change = segments.NextChangeLocked(*step.wait_condition, a.contact);
               change && *change < wake)
             wake = *change;
@@ -854,7 +925,7 @@ struct Engine::Impl {
         }
         [[fallthrough]];
       case Wait::kEvent:
-        data.erase("deadline");
+        data.fields.erase("deadline");
         NUDGE_TRY(txn.LogStep(*inst, step.id, "timed_out", now));
         return Run(txn, *inst, j,
                    j.Resolve(a.step, step.on_timeout.empty() ? step.next : step.on_timeout), data,

@@ -37,7 +37,7 @@
 //    wall time of those RunDue calls. Checked: one queued second-email per instance.
 // 3. reference: raw SQLite (sqlite3 C API, prepared INSERTs, WAL, synchronous=FULL, one
 //    transaction per 2000 fires as RunDue writes them) inserting the same number of rows into
-//    tables with the same DDL as journey_instances, messages, journey_steps (and events, for
+//    tables with the same DDL as journey_instances, messages, journey_step_log (and events, for
 //    the variant that also writes the derived events the engine stores), the rows sampled
 //    from what the engine wrote: rows/s and "fires/s" at the storage's own limit.
 //
@@ -554,7 +554,7 @@ std::vector<int> AssignJourneys(int64_t contacts, uint64_t seed) {
 
 std::map<std::string, int64_t> TableCounts(Sql& db) {
   std::map<std::string, int64_t> out;
-  for (const char* t : {"contacts", "events", "journey_instances", "journey_steps", "messages",
+  for (const char* t : {"contacts", "events", "journey_instances", "journey_step_log", "messages",
                         "stage_history", "segment_members", "identities"})
     out[t] = db.Int(std::string("SELECT count(*) FROM ") + t);
   return out;
@@ -1024,7 +1024,7 @@ json RunPart2(const Args& a, const std::string& db_path, const json& p1,
     out["fires"] = f;
     out["fire_row_deltas"] = {
         {"messages", after.at("messages") - before.at("messages")},
-        {"journey_steps", after.at("journey_steps") - before.at("journey_steps")},
+        {"journey_step_log", after.at("journey_step_log") - before.at("journey_step_log")},
         {"events", after.at("events") - before.at("events")}};
   }
   if (fires != static_cast<uint64_t>(instances))
@@ -1170,7 +1170,7 @@ json RunReference(const std::string& src_path, const std::string& path, int64_t 
   tables.emplace_back(
       SampleTable(src, "messages", "WHERE step = 'second-email'", "idempotency_key", 10000),
       messages_per);
-  tables.emplace_back(SampleTable(src, "journey_steps", "", "", 10000), steps_per);
+  tables.emplace_back(SampleTable(src, "journey_step_log", "", "", 10000), steps_per);
   if (events_per > 0)
     tables.emplace_back(
         SampleTable(src, "events", "WHERE message_id LIKE 'nudge:%'", "message_id", 10000),
@@ -1363,7 +1363,7 @@ int Main(int argc, char** argv) {
   const double messages_per =
       static_cast<double>(p2["fire_row_deltas"]["messages"].get<int64_t>()) / nf;
   const double steps_per =
-      static_cast<double>(p2["fire_row_deltas"]["journey_steps"].get<int64_t>()) / nf;
+      static_cast<double>(p2["fire_row_deltas"]["journey_step_log"].get<int64_t>()) / nf;
   const double events_per =
       static_cast<double>(p2["fire_row_deltas"]["events"].get<int64_t>()) / nf;
   json ref;

@@ -215,6 +215,40 @@ CREATE TABLE marks(
   name TEXT PRIMARY KEY,
   value INTEGER NOT NULL) WITHOUT ROWID;
 )sql",
+    // 6: the journey step log as one row per instance and write (its entries a JSON array of
+    // [step, outcome, at]) and the per-step counts kept as counters, in place of a row per entry
+    // with two indexes; journey_steps stays as a view of the entries. Existing entries move
+    // over in their order.
+    R"sql(
+CREATE TABLE journey_step_counts(
+  ws INTEGER NOT NULL,
+  journey TEXT NOT NULL,
+  step TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY(ws, journey, step, outcome)) WITHOUT ROWID;
+INSERT INTO journey_step_counts(ws, journey, step, outcome, n)
+  SELECT ws, journey, step, outcome, count(*) FROM journey_steps
+  GROUP BY ws, journey, step, outcome;
+
+CREATE TABLE journey_step_log(
+  instance_id INTEGER NOT NULL,
+  entries TEXT NOT NULL);
+INSERT INTO journey_step_log(instance_id, entries)
+  SELECT instance_id, json_group_array(json_array(step, outcome, at))
+  FROM (SELECT instance_id, step, outcome, at FROM journey_steps ORDER BY instance_id, rowid)
+  GROUP BY instance_id;
+CREATE INDEX journey_step_log_instance ON journey_step_log(instance_id);
+DROP TABLE journey_steps;
+
+-- The entries one per row, for queries by hand (the instances of erased contacts left out).
+CREATE VIEW journey_steps AS
+  SELECT l.instance_id AS instance_id, i.ws AS ws, i.journey AS journey, i.version AS version,
+         json_extract(e.value, '$[0]') AS step, json_extract(e.value, '$[1]') AS outcome,
+         json_extract(e.value, '$[2]') AS at
+  FROM journey_step_log l JOIN journey_instances i ON i.id = l.instance_id
+  JOIN json_each(l.entries) e;
+)sql",
 };
 
 constexpr int kVersion = static_cast<int>(std::size(kMigrations));

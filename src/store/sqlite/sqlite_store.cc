@@ -1,14 +1,18 @@
 // The SQLite implementation of Store: WAL mode, synchronous=FULL, one writer thread that
 // commits queued writes in groups, and a small pool of read connections.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "core/clock.h"
+#include "core/json.h"
 #include "core/metrics.h"
 #include "store/sqlite/checkpointer.h"
 #include "store/sqlite/db.h"
@@ -489,17 +493,33 @@ class Txn final : public WriteTxn {
 
   Result<std::vector<StepCount>> JourneyStepCounts(WorkspaceId ws,
                                                    std::string_view journey) override {
-    NUDGE_STMT(q,
-               "SELECT step, outcome, count(*) FROM journey_steps WHERE ws = ? AND journey = ? "
-               "GROUP BY step, outcome");
+    NUDGE_TRY(FlushStepLog());
+    NUDGE_STMT(q, "SELECT step, outcome, n FROM journey_step_counts WHERE ws = ? AND journey = ?");
     q->Bind(1, ws).Bind(2, journey);
-    return Collect<StepCount>(q, [](Stmt& s) { return StepCount{s.Text(0), s.Text(1), s.Int(2)}; });
+    NUDGE_ASSIGN_OR_RETURN(std::vector<StepCount> out, Collect<StepCount>(q, [](Stmt& s) {
+                             return StepCount{s.Text(0), s.Text(1), s.Int(2)};
+                           }));
+    // Inside a write: the counts this group has not written yet.
+    for (const auto* counts : {&group_counts_, &write_counts_}) {
+      for (const auto& [key, n] : *counts) {
+        if (std::get<0>(key) != ws || std::get<1>(key) != journey) continue;
+        auto it = std::find_if(out.begin(), out.end(), [&](const StepCount& c) {
+          return c.step == std::get<2>(key) && c.outcome == std::get<3>(key);
+        });
+        if (it == out.end()) it = out.insert(out.end(), {std::get<2>(key), std::get<3>(key), 0});
+        it->count += n;
+      }
+    }
+    return out;
   }
 
   Result<std::vector<std::tuple<std::string, std::string, Millis>>> InstanceSteps(
       int64_t instance) override {
+    NUDGE_TRY(FlushStepLog());
     NUDGE_STMT(q,
-               "SELECT step, outcome, at FROM journey_steps WHERE instance_id = ? ORDER BY rowid");
+               "SELECT json_extract(e.value, '$[0]'), json_extract(e.value, '$[1]'), "
+               "json_extract(e.value, '$[2]') FROM journey_step_log l, json_each(l.entries) e "
+               "WHERE l.instance_id = ? ORDER BY l.rowid, e.key");
     q->Bind(1, instance);
     return Collect<std::tuple<std::string, std::string, Millis>>(
         q, [](Stmt& s) { return std::make_tuple(s.Text(0), s.Text(1), s.Int(2)); });
@@ -679,12 +699,69 @@ class Txn final : public WriteTxn {
 
   Status LogStep(const Instance& i, std::string_view step, std::string_view outcome,
                  Millis at) override {
+    steps_.push_back({i.id, i.workspace, i.journey, std::string(step), std::string(outcome), at});
+    return Status::Ok();
+  }
+
+  // Writes the step log entries of the current write: one row per instance, its entries in the
+  // order they were logged; and counts them towards the group's per-step counts.
+  Status FlushStepLog() {
+    if (steps_.empty()) return Status::Ok();
+    std::vector<StepEntry> entries = std::exchange(steps_, {});
+    std::stable_sort(entries.begin(), entries.end(), [](const StepEntry& a, const StepEntry& b) {
+      return a.instance < b.instance;
+    });
+    NUDGE_STMT(q, "INSERT INTO journey_step_log(instance_id, entries) VALUES(?, ?)");
+    std::string json;
+    for (size_t k = 0; k < entries.size();) {
+      const int64_t instance = entries[k].instance;
+      json.assign(1, '[');
+      for (; k < entries.size() && entries[k].instance == instance; ++k) {
+        const StepEntry& e = entries[k];
+        if (json.size() > 1) json += ',';
+        json += '[';
+        core::AppendJsonString(json, e.step);
+        json += ',';
+        core::AppendJsonString(json, e.outcome);
+        json += ',';
+        json += std::to_string(e.at);
+        json += ']';
+        ++write_counts_[{e.ws, e.journey, e.step, e.outcome}];
+      }
+      json += ']';
+      q->Reset();
+      q->Bind(1, instance).Bind(2, json);
+      NUDGE_TRY(q->Exec());
+    }
+    return Status::Ok();
+  }
+
+  // The current write is kept (its counts join the group's) or rolled back (its entries and
+  // counts are dropped).
+  void KeepWrite() {
+    for (auto& [key, n] : write_counts_) group_counts_[key] += n;
+    write_counts_.clear();
+  }
+  void DropWrite() {
+    steps_.clear();
+    write_counts_.clear();
+  }
+
+  // Adds the group's per-step counts, once per (workspace, journey, step, outcome), before its
+  // commit.
+  Status FlushStepCounts() {
     NUDGE_STMT(q,
-               "INSERT INTO journey_steps(instance_id, ws, journey, version, step, outcome, at) "
-               "VALUES(?, ?, ?, ?, ?, ?, ?)");
-    q->Bind(1, i.id).Bind(2, i.workspace).Bind(3, i.journey).Bind(4, i.version).Bind(5, step);
-    q->Bind(6, outcome).Bind(7, at);
-    return q->Exec();
+               "INSERT INTO journey_step_counts(ws, journey, step, outcome, n) "
+               "VALUES(?, ?, ?, ?, ?) ON CONFLICT(ws, journey, step, outcome) DO UPDATE SET "
+               "n = n + excluded.n");
+    for (const auto& [key, n] : group_counts_) {
+      q->Reset();
+      q->Bind(1, std::get<0>(key)).Bind(2, std::get<1>(key)).Bind(3, std::get<2>(key));
+      q->Bind(4, std::get<3>(key)).Bind(5, n);
+      NUDGE_TRY(q->Exec());
+    }
+    group_counts_.clear();
+    return Status::Ok();
   }
 
   Result<bool> InsertMessage(Message& m) override {
@@ -1051,9 +1128,20 @@ class Txn final : public WriteTxn {
     return Status::Ok();
   }
 
+  struct StepEntry {
+    int64_t instance;
+    WorkspaceId ws;
+    std::string journey, step, outcome;
+    Millis at;
+  };
+  using CountKey = std::tuple<WorkspaceId, std::string, std::string, std::string>;
+
   Db& db_;
   std::vector<std::function<void()>> on_commit_;
   std::vector<std::function<void()>> on_rollback_;
+  std::vector<StepEntry> steps_;              // logged by the current write
+  std::map<CountKey, int64_t> write_counts_;  // of the current write's flushed entries
+  std::map<CountKey, int64_t> group_counts_;  // of the kept writes, not yet written
 };
 
 #undef NUDGE_STMT
@@ -1185,20 +1273,24 @@ class SqliteStore final : public Store {
     for (size_t i = 0; i < group.size(); ++i) {
       Status s = db.Exec("SAVEPOINT w");
       if (s.ok()) s = group[i].fn(txn);
+      if (s.ok()) s = txn.FlushStepLog();
       auto write_hooks = txn.TakeOnCommit();
       auto write_undo = txn.TakeOnRollback();
+      if (s.ok()) s = db.Exec("RELEASE w");
       if (s.ok()) {
-        s = db.Exec("RELEASE w");
+        txn.KeepWrite();
         for (auto& h : write_hooks) hooks.push_back(std::move(h));
         for (auto& u : write_undo) undo.push_back(std::move(u));
       } else {
+        txn.DropWrite();
         (void)db.Exec("ROLLBACK TO w");
         (void)db.Exec("RELEASE w");
         for (auto it = write_undo.rbegin(); it != write_undo.rend(); ++it) (*it)();
       }
       results[i] = std::move(s);
     }
-    Status commit = db.Exec("COMMIT");
+    Status commit = txn.FlushStepCounts();
+    if (commit.ok()) commit = db.Exec("COMMIT");
     if (!commit.ok()) {
       (void)db.Exec("ROLLBACK");
       for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();

@@ -1,9 +1,13 @@
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "store/store.h"
 
@@ -106,6 +110,127 @@ TEST_F(SqliteStoreTest, AFailedWriteLeavesNoTraceAndSparesItsGroup) {
                     return Status::Ok();
                   })
                   .ok());
+}
+
+// The step log keeps each instance's entries in order across writes and groups, counts them per
+// step and outcome, and drops those of a write that failed.
+TEST_F(SqliteStoreTest, StepLogKeepsOrderAndCountsAndForgetsAFailedWrite) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  Instance one, two;
+  one.id = 7;
+  two.id = 8;
+  one.workspace = two.workspace = ws;
+  one.journey = two.journey = "welcome";
+  std::atomic<int> done{0};
+  Status failed;
+  auto write = [&](std::vector<std::tuple<Instance*, std::string, std::string>> entries,
+                   bool fail) {
+    store_->Write(
+        [entries, fail](WriteTxn& t) -> Status {
+          Millis at = 100;
+          for (const auto& [inst, step, outcome] : entries)
+            NUDGE_TRY(t.LogStep(*inst, step, outcome, at++));
+          return fail ? Status::Invalid("refused after logging") : Status::Ok();
+        },
+        [&, fail](Status s) {
+          if (fail) failed = s;
+          ++done;
+        });
+  };
+  write({{&one, "pause", "entered"},
+         {&two, "pause", "entered"},
+         {&one, "pause", "completed"},
+         {&one, "send \"a\"", "entered"}},
+        false);
+  write({{&one, "ghost", "entered"}, {&two, "ghost", "entered"}}, true);
+  write({{&two, "pause", "completed"}, {&one, "send \"a\"", "sent"}}, false);
+  while (done < 3) std::this_thread::yield();
+  EXPECT_EQ(failed.code(), Code::kInvalidArgument);
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    // Inside a write: what it logged so far is read back too.
+                    NUDGE_TRY(t.LogStep(two, "last", "entered", 500));
+                    auto steps = t.InstanceSteps(8);
+                    EXPECT_TRUE(steps);
+                    EXPECT_EQ(steps->size(), 3u);
+                    auto counts = t.JourneyStepCounts(ws, "welcome");
+                    EXPECT_TRUE(counts);
+                    int64_t last = 0;
+                    for (const auto& c : *counts)
+                      if (c.step == "last") last = c.count;
+                    EXPECT_EQ(last, 1);
+                    return Status::Ok();
+                  })
+                  .ok());
+  Reopen();
+  using Entry = std::tuple<std::string, std::string, Millis>;
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadTxn& t) -> Status {
+                    auto a = t.InstanceSteps(7);
+                    EXPECT_TRUE(a);
+                    EXPECT_EQ(*a, (std::vector<Entry>{{"pause", "entered", 100},
+                                                      {"pause", "completed", 102},
+                                                      {"send \"a\"", "entered", 103},
+                                                      {"send \"a\"", "sent", 101}}));
+                    auto b = t.InstanceSteps(8);
+                    EXPECT_TRUE(b);
+                    EXPECT_EQ(*b, (std::vector<Entry>{{"pause", "entered", 101},
+                                                      {"pause", "completed", 100},
+                                                      {"last", "entered", 500}}));
+                    auto counts = t.JourneyStepCounts(ws, "welcome");
+                    EXPECT_TRUE(counts);
+                    std::map<std::string, int64_t> got;
+                    for (const auto& c : *counts) got[c.step + "/" + c.outcome] = c.count;
+                    EXPECT_EQ(got, (std::map<std::string, int64_t>{{"last/entered", 1},
+                                                                   {"pause/completed", 2},
+                                                                   {"pause/entered", 2},
+                                                                   {"send \"a\"/entered", 1},
+                                                                   {"send \"a\"/sent", 1}}));
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
+// A database from before the compact step log (schema 5: one row per entry) keeps its entries,
+// in order, and its counts.
+TEST_F(SqliteStoreTest, StepLogRowsOfSchemaFiveMoveOver) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  store_.reset();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "nudge.db").c_str(), &db), SQLITE_OK);
+    const char* sql = R"sql(
+      DROP VIEW journey_steps; DROP TABLE journey_step_log; DROP TABLE journey_step_counts;
+      CREATE TABLE journey_steps(instance_id INTEGER NOT NULL, ws INTEGER NOT NULL,
+        journey TEXT NOT NULL, version INTEGER NOT NULL, step TEXT NOT NULL,
+        outcome TEXT NOT NULL, at INTEGER NOT NULL);
+      INSERT INTO journey_steps VALUES(3, 1, 'welcome', 1, 'pause', 'entered', 20),
+        (4, 1, 'welcome', 1, 'pause', 'entered', 21), (3, 1, 'welcome', 1, 'pause', 'completed', 10),
+        (3, 1, 'welcome', 1, 'mail', 'entered', 10);
+      PRAGMA user_version = 5;)sql";
+    char* error = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &error), SQLITE_OK) << error;
+    sqlite3_close(db);
+  }
+  Reopen();
+  using Entry = std::tuple<std::string, std::string, Millis>;
+  ASSERT_TRUE(
+      store_
+          ->Read([&](ReadTxn& t) -> Status {
+            auto steps = t.InstanceSteps(3);
+            EXPECT_TRUE(steps);
+            EXPECT_EQ(*steps, (std::vector<Entry>{{"pause", "entered", 20},
+                                                  {"pause", "completed", 10},
+                                                  {"mail", "entered", 10}}));
+            auto counts = t.JourneyStepCounts(ws, "welcome");
+            EXPECT_TRUE(counts);
+            std::map<std::string, int64_t> got;
+            for (const auto& c : *counts) got[c.step + "/" + c.outcome] = c.count;
+            EXPECT_EQ(got, (std::map<std::string, int64_t>{
+                               {"mail/entered", 1}, {"pause/completed", 1}, {"pause/entered", 2}}));
+            return Status::Ok();
+          })
+          .ok());
 }
 
 TEST_F(SqliteStoreTest, CommittedWritesSurviveReopen) {
