@@ -125,8 +125,8 @@ struct Emit {
 };
 
 std::string ExcerptBody(const std::string& body) {
-  // The triggering event rides along in the instance (templates and branches read it);
-  // very large events are cut to their properties.
+  // A trigger that is not a stored event rides along in the instance (branches read it); a
+  // very large one is cut to the fields that name it.
   if (body.size() <= 16 * 1024) return body;
   json j = json::parse(body, nullptr, false);
   if (!j.is_object()) return "{}";
@@ -136,10 +136,11 @@ std::string ExcerptBody(const std::string& body) {
   return out.dump();
 }
 
-// An instance's data column: the trigger event's body stays text (it is most of the bytes, and
-// only branch conditions read it, as text); the few other fields (visit, deadline, deferred,
-// variants, trigger_event_id) are parsed. A timer's fire reads and writes it, so the trigger is
-// neither parsed nor printed again.
+// An instance's data column: the few fields (visit, deadline, deferred, variants,
+// trigger_event_id) parsed, and the trigger event's body as text when the instance carries it
+// (a trigger that is not a stored event, and instances written before stored triggers were
+// read back by id); only branch conditions read it, as text, so it is neither parsed nor
+// printed again when a timer's fire reads and writes the instance.
 struct Data {
   json fields = json::object();
   std::string trigger;  // JSON text of the trigger event; empty when there is none
@@ -541,7 +542,13 @@ struct Engine::Impl {
           return Save(txn, inst, data);
         }
         case StepKind::kBranch: {
+          std::optional<store::Event> trigger;
           const std::string* body = data.trigger.empty() ? nullptr : &data.trigger;
+          if (const int64_t id = data.fields.value("trigger_event_id", int64_t{0});
+              !body && id > 0) {
+            NUDGE_ASSIGN_OR_RETURN(trigger, txn.GetEvent(id));
+            if (trigger) body = &trigger->body;
+          }
           std::string target = step.else_next;
           for (const auto& c : step.cases) {
             if (segments.MatchesLocked(*c.when, inst.contact, body, false)) {
@@ -688,7 +695,9 @@ struct Engine::Impl {
     inst.entered_at = inst.updated_at = inst.step_since = now;
     inst.trigger_key = trigger_key;
     Data data;
-    if (trigger_body) {
+    // A stored trigger event is read back by its id when a branch needs it; only a trigger that
+    // is not stored (a date reached) rides along in the instance.
+    if (trigger_body && trigger_event_id <= 0) {
       std::string t = ExcerptBody(*trigger_body);
       thread_local simdjson::dom::parser checker;
       simdjson::dom::object parsed;
