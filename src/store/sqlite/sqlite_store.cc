@@ -678,13 +678,25 @@ class Txn final : public WriteTxn {
     return db_.LastInsertRowid();
   }
 
+  // An instance's workspace, journey, version, contact, entry time and trigger key are set when
+  // it is inserted (a merge moves the contact); an update writes only what moves, so that the
+  // indexes on the fixed columns are left alone, and the status (indexed) only when it changes.
   Status UpdateInstance(const Instance& i) override {
-    NUDGE_STMT(q,
-               "UPDATE journey_instances SET ws = ?, journey = ?, version = ?, contact_id = ?, "
-               "status = ?, step = ?, step_since = ?, wake_at = ?, entered_at = ?, "
-               "updated_at = ?, trigger_key = ?, data = ? WHERE id = ?");
-    BindInstance(*q, i);
-    q->Bind(13, i.id);
+    {
+      NUDGE_STMT(q,
+                 "UPDATE journey_instances SET step = ?, step_since = ?, wake_at = ?, "
+                 "updated_at = ?, data = ? WHERE id = ?");
+      q->Bind(1, i.step).Bind(2, i.step_since);
+      if (i.wake_at) {
+        q->Bind(3, *i.wake_at);
+      } else {
+        q->Bind(3, std::optional<std::string>());
+      }
+      q->Bind(4, i.updated_at).Bind(5, i.data).Bind(6, i.id);
+      NUDGE_TRY(q->Exec());
+    }
+    NUDGE_STMT(q, "UPDATE journey_instances SET status = ? WHERE id = ? AND status IS NOT ?");
+    q->Bind(1, i.status).Bind(2, i.id).Bind(3, i.status);
     return q->Exec();
   }
 
