@@ -1032,9 +1032,11 @@ class Txn final : public WriteTxn {
       NUDGE_TRY(q->Exec());
     }
     NUDGE_TRY(ForgetContactState(id));
-    // Erasure takes the journeys' record of the person and the messages to them too; the
-    // anonymous step counts stay.
-    for (const char* sql : {"DELETE FROM journey_instances WHERE contact_id = ?",
+    // Erasure takes the journeys' record of the person (instances and their step log) and the
+    // messages to them too; the anonymous step counts stay.
+    for (const char* sql : {"DELETE FROM journey_step_log WHERE instance_id IN "
+                            "(SELECT id FROM journey_instances WHERE contact_id = ?)",
+                            "DELETE FROM journey_instances WHERE contact_id = ?",
                             "DELETE FROM messages WHERE contact_id = ?",
                             "DELETE FROM subscriptions WHERE contact_id = ?",
                             "DELETE FROM consent_log WHERE contact_id = ?",

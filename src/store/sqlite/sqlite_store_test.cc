@@ -191,6 +191,48 @@ TEST_F(SqliteStoreTest, StepLogKeepsOrderAndCountsAndForgetsAFailedWrite) {
                   .ok());
 }
 
+// Erasing a contact takes its instances' step log with them; the per-step counts stay.
+TEST_F(SqliteStoreTest, ErasureTakesTheStepLogAndKeepsTheCounts) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  int64_t kept = 0, erased = 0;
+  ContactId gone = 0;
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    for (int k = 0; k < 2; ++k) {
+                      Contact c;
+                      c.workspace = ws;
+                      c.user_id = k == 0 ? "stays" : "goes";
+                      NUDGE_ASSIGN_OR_RETURN(ContactId id, t.InsertContact(c));
+                      Instance i;
+                      i.workspace = ws;
+                      i.journey = "welcome";
+                      i.version = 1;
+                      i.contact = id;
+                      i.status = "active";
+                      NUDGE_ASSIGN_OR_RETURN(i.id, t.InsertInstance(i));
+                      NUDGE_TRY(t.LogStep(i, "pause", "entered", 10));
+                      (k == 0 ? kept : erased) = i.id;
+                      if (k == 1) gone = id;
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+  ASSERT_TRUE(store_->WriteSync([&](WriteTxn& t) { return t.DeleteContact(gone); }).ok());
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadTxn& t) -> Status {
+                    EXPECT_EQ(t.InstanceSteps(kept)->size(), 1u);
+                    EXPECT_TRUE(t.InstanceSteps(erased)->empty());
+                    auto counts = t.JourneyStepCounts(ws, "welcome");
+                    EXPECT_TRUE(counts);
+                    EXPECT_EQ(counts->size(), 1u);
+                    if (!counts->empty()) {
+                      EXPECT_EQ(counts->front().count, 2);
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
 // A database from before the compact step log (schema 5: one row per entry) keeps its entries,
 // in order, and its counts.
 TEST_F(SqliteStoreTest, StepLogRowsOfSchemaFiveMoveOver) {
