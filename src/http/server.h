@@ -97,9 +97,11 @@ class Server {
   Status Start();
   // The port bound (useful with port 0).
   uint16_t port() const { return port_; }
-  // Starts draining: no new connections; requests arriving on open ones are answered 503
-  // with "Connection: close", and so is every response from now on.
+  // Starts draining: new connections are closed as soon as they are accepted; requests
+  // arriving on open ones are answered 503 with "Connection: close", and so is every response
+  // from now on.
   void Quiesce();
+  bool draining() const { return draining_.load(); }
   // Waits up to `timeout_ms` for the requests in flight to be answered (answering 503 to those
   // still waiting after that), then closes every connection and stops. Idempotent.
   void Stop(int timeout_ms = 10000);
@@ -119,6 +121,8 @@ class Server {
 
   MHD_Daemon* daemon_ = nullptr;
   uint16_t port_ = 0;
+  // Set by Quiesce: connections accepted from then on are closed at once (the accept policy),
+  // and requests on open ones are answered 503.
   std::atomic<bool> draining_{false};
   std::atomic<int> suspended_{0};  // connections suspended and not yet resumed by the daemon
   std::mutex pending_mutex_;

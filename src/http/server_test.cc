@@ -3,7 +3,10 @@
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <thread>
+#include <vector>
 
 namespace nudge::http {
 namespace {
@@ -18,8 +21,9 @@ size_t Collect(char* d, size_t s, size_t n, void* out) {
   return s * n;
 }
 
+// `answered`: whether the server must answer (false: a connection it turns away).
 Got Fetch(uint16_t port, const std::string& method, const std::string& path,
-          const std::string& body = "") {
+          const std::string& body = "", bool answered = true) {
   CURL* c = curl_easy_init();
   Got got;
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
@@ -34,7 +38,10 @@ Got Fetch(uint16_t port, const std::string& method, const std::string& path,
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Collect);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &got.body);
   curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-  EXPECT_EQ(curl_easy_perform(c), CURLE_OK);
+  const CURLcode done = curl_easy_perform(c);
+  if (answered) {
+    EXPECT_EQ(done, CURLE_OK);
+  }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &got.status);
   curl_slist_free_all(h);
   curl_easy_cleanup(c);
@@ -100,6 +107,49 @@ TEST_F(ServerTest, UnknownPathsWrongMethodsAndOversizedBodies) {
   EXPECT_EQ(big.status, 413);
   EXPECT_NE(big.body.find("exceeds 10 bytes"), std::string::npos);
   EXPECT_EQ(Fetch(server_->port(), "POST", "/small", "0123456789").status, 200);
+}
+
+// Draining: a request in flight is answered, a new connection is turned away, and stopping
+// never aborts the process, over many rounds with clients busy while the server drains.
+// (MHD_quiesce_daemon, used before, raced the daemon's epoll threads for the listening socket
+// and aborted the process about once in a few hundred stops of the unit tests; too rarely for
+// this loop to catch it every time, but it runs the drain the way that went wrong.)
+TEST(ServerDrain, InFlightAnsweredNewConnectionsTurnedAwayAcrossManyStops) {
+  core::SystemClock clock;
+  for (int round = 0; round < 60; ++round) {
+    Router r;
+    r.Add("GET", "/fast", [](Request&, Reply reply) { reply(Response{}); });
+    r.Add("GET", "/slow", [](Request&, Reply reply) {
+      std::thread([reply = std::move(reply)]() mutable {
+        std::this_thread::sleep_for(std::chrono::milliseconds(30));
+        Response resp;
+        resp.body = "done";
+        reply(std::move(resp));
+      }).detach();
+    });
+    Server server(ServerOptions{"127.0.0.1:0", 2, 10}, std::move(r), clock, nullptr);
+    ASSERT_TRUE(server.Start().ok());
+    const uint16_t port = server.port();
+    Got in_flight;
+    std::thread client([&] { in_flight = Fetch(port, "GET", "/slow"); });
+    std::atomic<bool> busy{true};
+    std::vector<std::thread> load;
+    for (int k = 0; k < 3; ++k)
+      load.emplace_back([&] {
+        for (int n = 0; n < 200 && busy.load(); ++n) Fetch(port, "GET", "/fast", "", false);
+      });
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    server.Quiesce();
+    if (round % 10 == 0) {
+      const Got late = Fetch(port, "GET", "/slow", "", /*answered=*/false);
+      EXPECT_EQ(late.status, 0) << "round " << round << ": a new connection was served";
+    }
+    client.join();
+    EXPECT_NE(in_flight.status, 0) << "round " << round << ": the request in flight was dropped";
+    busy = false;
+    for (auto& t : load) t.join();
+    server.Stop(2000);
+  }
 }
 
 TEST(ParseListen, AcceptsHostPortAndRejectsNonsense) {
