@@ -48,6 +48,16 @@ Got Fetch(uint16_t port, const std::string& method, const std::string& path,
   return got;
 }
 
+// Answers `body` after `ms` from a thread of its own, as a handler that waits on other work.
+void AnswerLater(Reply reply, int ms, std::string body) {
+  std::thread([reply = std::move(reply), ms, body = std::move(body)]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    Response resp;
+    resp.body = std::move(body);
+    reply(std::move(resp));
+  }).detach();
+}
+
 class ServerTest : public ::testing::Test {
  protected:
   void Start(Router router) {
@@ -78,14 +88,7 @@ TEST_F(ServerTest, RoutesCaptureSegmentsAndEchoBodies) {
 
 TEST_F(ServerTest, RepliesMayComeLaterFromAnotherThread) {
   Router r;
-  r.Add("GET", "/slow", [](Request&, Reply reply) {
-    std::thread([reply = std::move(reply)]() mutable {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      Response resp;
-      resp.body = "late";
-      reply(std::move(resp));
-    }).detach();
-  });
+  r.Add("GET", "/slow", [](Request&, Reply reply) { AnswerLater(std::move(reply), 50, "late"); });
   Start(std::move(r));
   // Several at once: a waiting reply must not hold up the others.
   std::vector<std::thread> clients;
@@ -119,14 +122,7 @@ TEST(ServerDrain, InFlightAnsweredNewConnectionsTurnedAwayAcrossManyStops) {
   for (int round = 0; round < 60; ++round) {
     Router r;
     r.Add("GET", "/fast", [](Request&, Reply reply) { reply(Response{}); });
-    r.Add("GET", "/slow", [](Request&, Reply reply) {
-      std::thread([reply = std::move(reply)]() mutable {
-        std::this_thread::sleep_for(std::chrono::milliseconds(30));
-        Response resp;
-        resp.body = "done";
-        reply(std::move(resp));
-      }).detach();
-    });
+    r.Add("GET", "/slow", [](Request&, Reply reply) { AnswerLater(std::move(reply), 30, "done"); });
     Server server(ServerOptions{"127.0.0.1:0", 2, 10}, std::move(r), clock, nullptr);
     ASSERT_TRUE(server.Start().ok());
     const uint16_t port = server.port();

@@ -146,39 +146,28 @@ struct Data {
   std::string trigger;  // JSON text of the trigger event; empty when there is none
 };
 
-Data ParseDataSlowly(const std::string& text) {
-  Data d;
-  json j = json::parse(text, nullptr, false);
-  if (!j.is_object()) return d;
-  if (auto t = j.find("trigger"); t != j.end()) {
-    if (t->is_object()) d.trigger = t->dump();
-    j.erase(t);
-  }
-  d.fields = std::move(j);
-  return d;
-}
-
+// Data that does not parse (nudge writes all of it) reads as empty.
 Data ParseData(const std::string& text) {
   namespace od = simdjson::ondemand;
   thread_local od::parser parser;
   const simdjson::padded_string padded(text);
   od::document doc;
   od::object object;
-  if (parser.iterate(padded).get(doc) || doc.get_object().get(object)) return ParseDataSlowly(text);
+  if (parser.iterate(padded).get(doc) || doc.get_object().get(object)) return Data{};
   Data d;
   for (auto field : object) {
     std::string_view key_view, raw;
     od::value value;
     od::json_type type;
-    if (field.unescaped_key().get(key_view)) return ParseDataSlowly(text);
+    if (field.unescaped_key().get(key_view)) return Data{};
     const std::string key(key_view);
-    if (field.value().get(value) || value.type().get(type)) return ParseDataSlowly(text);
+    if (field.value().get(value) || value.type().get(type)) return Data{};
     if (type == od::json_type::object) {
       od::object o;
-      if (value.get_object().get(o) || o.raw_json().get(raw)) return ParseDataSlowly(text);
+      if (value.get_object().get(o) || o.raw_json().get(raw)) return Data{};
     } else if (type == od::json_type::array) {
       od::array a;
-      if (value.get_array().get(a) || a.raw_json().get(raw)) return ParseDataSlowly(text);
+      if (value.get_array().get(a) || a.raw_json().get(raw)) return Data{};
     } else {
       raw = value.raw_json_token();
     }
@@ -187,14 +176,14 @@ Data ParseData(const std::string& text) {
       continue;
     }
     json v = json::parse(raw, nullptr, false);
-    if (v.is_discarded()) return ParseDataSlowly(text);
+    if (v.is_discarded()) return Data{};
     d.fields[key] = std::move(v);
   }
   return d;
 }
 
 std::string DumpData(const Data& d) {
-  std::string fields = d.fields.is_object() ? d.fields.dump() : "{}";
+  const std::string fields = d.fields.dump();
   if (d.trigger.empty()) return fields;
   std::string out = "{\"trigger\":";
   out += d.trigger;
@@ -696,13 +685,9 @@ struct Engine::Impl {
     inst.trigger_key = trigger_key;
     Data data;
     // A stored trigger event is read back by its id when a branch needs it; only a trigger that
-    // is not stored (a date reached) rides along in the instance.
-    if (trigger_body && trigger_event_id <= 0) {
-      std::string t = ExcerptBody(*trigger_body);
-      thread_local simdjson::dom::parser checker;
-      simdjson::dom::object parsed;
-      if (!checker.parse(t).get(parsed)) data.trigger = std::move(t);
-    }
+    // is not stored rides along in the instance, and that is always JSON nudge wrote (a date
+    // reached, a trait changed, an API call).
+    if (trigger_body && trigger_event_id <= 0) data.trigger = ExcerptBody(*trigger_body);
     data.fields["trigger_event_id"] = trigger_event_id;
     inst.data = DumpData(data);
     NUDGE_ASSIGN_OR_RETURN(inst.id, txn.InsertInstance(inst));

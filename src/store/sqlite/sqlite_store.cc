@@ -762,6 +762,7 @@ class Txn final : public WriteTxn {
   // Adds the group's per-step counts, once per (workspace, journey, step, outcome), before its
   // commit.
   Status FlushStepCounts() {
+    if (group_counts_.empty()) return Status::Ok();
     NUDGE_STMT(q,
                "INSERT INTO journey_step_counts(ws, journey, step, outcome, n) "
                "VALUES(?, ?, ?, ?, ?) ON CONFLICT(ws, journey, step, outcome) DO UPDATE SET "
