@@ -121,8 +121,12 @@ TEST(ServerDrain, InFlightAnsweredNewConnectionsTurnedAwayAcrossManyStops) {
   core::SystemClock clock;
   for (int round = 0; round < 60; ++round) {
     Router r;
+    std::atomic<int> slow_arrived{0};
     r.Add("GET", "/fast", [](Request&, Reply reply) { reply(Response{}); });
-    r.Add("GET", "/slow", [](Request&, Reply reply) { AnswerLater(std::move(reply), 30, "done"); });
+    r.Add("GET", "/slow", [&slow_arrived](Request&, Reply reply) {
+      ++slow_arrived;
+      AnswerLater(std::move(reply), 30, "done");
+    });
     Server server(ServerOptions{"127.0.0.1:0", 2, 10}, std::move(r), clock, nullptr);
     ASSERT_TRUE(server.Start().ok());
     const uint16_t port = server.port();
@@ -134,7 +138,11 @@ TEST(ServerDrain, InFlightAnsweredNewConnectionsTurnedAwayAcrossManyStops) {
       load.emplace_back([&] {
         for (int n = 0; n < 200 && busy.load(); ++n) Fetch(port, "GET", "/fast", "", false);
       });
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    // Drain once the slow request is in flight (on a busy machine it may take a while to
+    // arrive; a request that arrives after the drain began is rightly turned away).
+    for (int waited = 0; waited < 5000 && slow_arrived.load() == 0; ++waited)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    EXPECT_EQ(slow_arrived.load(), 1) << "round " << round << ": the slow request never arrived";
     server.Quiesce();
     if (round % 10 == 0) {
       const Got late = Fetch(port, "GET", "/slow", "", /*answered=*/false);

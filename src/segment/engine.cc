@@ -885,8 +885,20 @@ struct Engine::Impl {
       e.name = p.name;
       e.timestamp = now;
       e.received_at = now;
-      e.message_id = Engine::StableEventId(p.name, p.key, p.contact);
-      if (!p.stable) e.message_id += ":" + cause;
+      // Stable ids are checked for duplicates; the others end in their cause, are unique by
+      // construction and are not (store::kUncheckedDerivedPrefix).
+      if (p.stable) {
+        e.message_id = Engine::StableEventId(p.name, p.key, p.contact);
+      } else {
+        e.message_id = std::string(store::kUncheckedDerivedPrefix);
+        e.message_id += p.name;
+        e.message_id += ':';
+        e.message_id += p.key;
+        e.message_id += ':';
+        e.message_id += std::to_string(p.contact);
+        e.message_id += ':';
+        e.message_id += cause;
+      }
       // Written by hand (keys in the order a JSON document would sort them): derived events
       // are most of what a busy segment writes.
       const std::string at = core::FormatIso8601(now);

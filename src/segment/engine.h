@@ -197,7 +197,9 @@ class Engine final : public profile::ContactObserver {
   // Stores a derived event on the contact and processes it like any other event (segments,
   // then downstream). `key` makes its messageId unique and stable.
   // stable: the event's messageId is "nudge:<name>:<key>:<contact>", so emitting the same key
-  // again stores nothing (StableEventId tells whether it was stored already).
+  // again stores nothing (StableEventId tells whether it was stored already). Otherwise it is
+  // "nudge:~<name>:<key>:<contact>:<cause>", unique by its cause and not checked for
+  // duplicates by the store.
   Status EmitLocked(store::WriteTxn& txn, store::ContactId id, const std::string& name,
                     const std::string& properties_json, const std::string& key,
                     bool stable = false);

@@ -197,6 +197,13 @@ condition: count(event "Page Viewed" where properties.path == "/pricing" within 
   ASSERT_EQ(entered.size(), 1u);
   EXPECT_EQ(json::parse(entered[0].body)["properties"]["segment"], "pricing-3x");
   EXPECT_EQ(entered[0].timestamp, t0 + 2 * kDay);
+  // Its messageId names it, its contact and its cause (the third visit), under the prefix the
+  // store does not check for duplicates; the body carries the same id.
+  const std::string third_visit = std::to_string(EventsNamed("ann", "Page Viewed").back().id);
+  EXPECT_EQ(entered[0].message_id, std::string(store::kUncheckedDerivedPrefix) +
+                                       "Segment Entered:pricing-3x:" + std::to_string(Id("ann")) +
+                                       ":" + third_visit);
+  EXPECT_EQ(json::parse(entered[0].body)["messageId"], entered[0].message_id);
 
   // The first visit turns seven days old at t0 + 7d: the contact leaves then, not later.
   Advance(5 * kDay - kMinute);

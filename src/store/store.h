@@ -79,6 +79,10 @@ struct Event {
 // whose messageIds start with the reserved "nudge:").
 enum class EventOrigin { kAll = 0, kClient = 1, kNudge = 2 };
 inline constexpr std::string_view kDerivedPrefix = "nudge:";
+// Derived events whose messageId ends in what caused them (an event's id, a time and a
+// sequence number) are unique by construction; the store does not check them for duplicates
+// (the SQLite store leaves them out of its messageId index, migration 7).
+inline constexpr std::string_view kUncheckedDerivedPrefix = "nudge:~";
 
 struct Definition {
   WorkspaceId workspace = 0;
@@ -225,7 +229,8 @@ class ReadTxn {
   virtual Result<int64_t> CountEvents(WorkspaceId ws, EventOrigin origin = EventOrigin::kAll) = 0;
   // One event by its row id (a message's trigger event); nullopt when erased.
   virtual Result<std::optional<Event>> GetEvent(int64_t id) = 0;
-  // True when this workspace already stored a message with this id.
+  // True when this workspace already stored a message with this id (false for ids under
+  // kUncheckedDerivedPrefix, which are not checked).
   virtual Result<bool> HasMessage(WorkspaceId ws, std::string_view message_id) = 0;
 
   // Streams every contact (all workspaces) in id order.

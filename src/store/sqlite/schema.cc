@@ -249,6 +249,15 @@ CREATE VIEW journey_steps AS
   FROM journey_step_log l JOIN journey_instances i ON i.id = l.instance_id
   JOIN json_each(l.entries) e;
 )sql",
+    // 7: events nudge derives whose messageIds are unique by construction (they end in what
+    // caused them; store::kUncheckedDerivedPrefix) leave the messageId index: they were most of
+    // its entries and never a duplicate. The index keeps client events and the derived events
+    // that are emitted again on purpose and must be stored once (an email's feedback).
+    R"sql(
+DROP INDEX events_message;
+CREATE UNIQUE INDEX events_message ON events(ws, message_id)
+  WHERE substr(message_id, 1, 7) <> 'nudge:~';
+)sql",
 };
 
 constexpr int kVersion = static_cast<int>(std::size(kMigrations));

@@ -306,7 +306,10 @@ class Txn final : public WriteTxn {
   }
 
   Result<bool> HasMessage(WorkspaceId ws, std::string_view message_id) override {
-    NUDGE_STMT(q, "SELECT 1 FROM events WHERE ws = ? AND message_id = ?");
+    // The condition lets SQLite use the partial messageId index (migration 7).
+    NUDGE_STMT(q,
+               "SELECT 1 FROM events WHERE ws = ? AND message_id = ? AND "
+               "substr(message_id, 1, 7) <> 'nudge:~'");
     q->Bind(1, ws).Bind(2, message_id);
     return q->Step();
   }
@@ -1101,7 +1104,8 @@ class Txn final : public WriteTxn {
     NUDGE_STMT(q,
                "INSERT INTO events(ws, contact_id, message_id, type, name, timestamp, "
                "received_at, body) VALUES(?, ?, ?, ?, ?, ?, ?, ?) "
-               "ON CONFLICT(ws, message_id) DO NOTHING");
+               "ON CONFLICT(ws, message_id) WHERE substr(message_id, 1, 7) <> 'nudge:~' "
+               "DO NOTHING");
     q->Bind(1, e.workspace).Bind(2, e.contact).Bind(3, e.message_id).Bind(4, e.type);
     q->Bind(5, e.name).Bind(6, e.timestamp).Bind(7, e.received_at).Bind(8, e.body);
     NUDGE_TRY(q->Exec());

@@ -270,6 +270,76 @@ TEST_F(SqliteStoreTest, StepLogRowsOfSchemaFiveMoveOver) {
                   .ok());
 }
 
+// Schema 7: derived events under the unchecked prefix leave the messageId index, which keeps
+// deduplicating client events and stable derived ids, including those stored before it.
+TEST_F(SqliteStoreTest, UncheckedDerivedEventsLeaveTheMessageIdIndex) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  const std::string stable = "nudge:Email Delivered:m7:1";
+  auto insert = [&](const std::string& message_id) {
+    bool inserted = false;
+    Status s = store_->WriteSync([&](WriteTxn& t) -> Status {
+      Event e{0, ws, 1, message_id, "track", "Signed Up", 10, 10, "{}"};
+      auto r = t.InsertEvent(e);
+      if (!r) return r.error();
+      inserted = *r;
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return inserted;
+  };
+  ASSERT_TRUE(insert("m1"));
+  ASSERT_TRUE(insert(stable));
+  store_.reset();
+  {  // back to schema 6: the index over every event
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ / "nudge.db").c_str(), &db), SQLITE_OK);
+    const char* sql = R"sql(
+      DROP INDEX events_message;
+      CREATE UNIQUE INDEX events_message ON events(ws, message_id);
+      PRAGMA user_version = 6;)sql";
+    char* error = nullptr;
+    ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &error), SQLITE_OK) << error;
+    sqlite3_close(db);
+  }
+  Reopen();
+  EXPECT_FALSE(insert("m1"));
+  EXPECT_FALSE(insert(stable));
+  const std::string unchecked = std::string(kUncheckedDerivedPrefix) + "Segment Entered:s:1:42";
+  EXPECT_TRUE(insert(unchecked));
+  EXPECT_TRUE(insert(unchecked));  // not checked: its cause makes it unique in practice
+  EXPECT_TRUE(insert("m2"));
+  EXPECT_FALSE(insert("m2"));
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadTxn& t) -> Status {
+                    EXPECT_TRUE(*t.HasMessage(ws, stable));
+                    EXPECT_TRUE(*t.HasMessage(ws, "m2"));
+                    EXPECT_FALSE(*t.HasMessage(ws, "m3"));
+                    EXPECT_EQ(*t.CountEvents(ws, EventOrigin::kAll), 5);
+                    return Status::Ok();
+                  })
+                  .ok());
+  store_.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "nudge.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT count(*) FROM events INDEXED BY events_message "
+                               "WHERE substr(message_id, 1, 7) <> 'nudge:~'",
+                               -1, &q, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(q, 0), 3);  // m1, the stable id and m2: no unchecked one
+  sqlite3_finalize(q);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT count(*) FROM events WHERE message_id GLOB 'nudge:~*'",
+                               -1, &q, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(q, 0), 2);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+}
+
 TEST_F(SqliteStoreTest, CommittedWritesSurviveReopen) {
   const WorkspaceId ws = MakeWorkspace("a");
   ASSERT_TRUE(store_
