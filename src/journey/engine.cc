@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "core/crypto.h"
+#include "core/json.h"
 #include "core/time.h"
 #include "profile/applier.h"
 #include "profile/traits.h"
@@ -120,8 +121,52 @@ struct DateTimer {
 struct Emit {
   ContactId contact;
   std::string name;
-  json properties;
+  std::string properties;  // a JSON object's text
   std::string key;
+};
+
+// A derived event's properties: a flat JSON object written by hand, the keys in the order
+// given (callers give them sorted, as a JSON document prints them). Derived events are most of
+// what a timer's fire writes; building and printing a document for each cost more than the rest
+// of its engine work.
+class Props {
+ public:
+  Props& Str(std::string_view key, std::string_view value) {
+    Key(key);
+    if (core::IsValidUtf8(value)) {
+      core::AppendJsonString(out_, value);
+    } else {
+      out_ += json(std::string(value)).dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+    return *this;
+  }
+  Props& Int(std::string_view key, int64_t value) {
+    Key(key);
+    out_ += std::to_string(value);
+    return *this;
+  }
+  Props& Bool(std::string_view key, bool value) {
+    Key(key);
+    out_ += value ? "true" : "false";
+    return *this;
+  }
+  Props& Number(std::string_view key, double value) {
+    Key(key);
+    out_ += json(value).dump();
+    return *this;
+  }
+  std::string Text() {  // once, at the end
+    out_ += '}';
+    return std::move(out_);
+  }
+
+ private:
+  void Key(std::string_view key) {
+    if (out_.size() > 1) out_ += ',';
+    core::AppendJsonString(out_, key);
+    out_ += ':';
+  }
+  std::string out_ = "{";
 };
 
 std::string ExcerptBody(const std::string& body) {
@@ -288,7 +333,7 @@ struct Engine::Impl {
 
   void Forget(ContactId contact, int64_t id) { active.Erase(contact, id); }
 
-  void Queue(ContactId contact, std::string name, json properties, std::string key) {
+  void Queue(ContactId contact, std::string name, std::string properties, std::string key) {
     emits.push_back({contact, std::move(name), std::move(properties), std::move(key)});
   }
 
@@ -297,7 +342,7 @@ struct Engine::Impl {
     for (int round = 0; round < 8 && !emits.empty(); ++round) {
       std::vector<Emit> batch = std::exchange(emits, {});
       for (Emit& e : batch)
-        NUDGE_TRY(segments.EmitLocked(txn, e.contact, e.name, e.properties.dump(), e.key));
+        NUDGE_TRY(segments.EmitLocked(txn, e.contact, e.name, e.properties, e.key));
     }
     return Status::Ok();
   }
@@ -308,8 +353,11 @@ struct Engine::Impl {
 
   // ---- running instances ----
 
+  // `finished_step`: the step a completed instance finished (its step is already cleared and
+  // logged), for the Journey Exited event.
   Status End(store::WriteTxn& txn, store::Instance& inst, const std::string& status,
-             const std::string& reason, const std::string& step_outcome, Millis now) {
+             const std::string& reason, const std::string& step_outcome, Millis now,
+             const std::string& finished_step = {}) {
     if (!inst.step.empty()) NUDGE_TRY(txn.LogStep(inst, inst.step, step_outcome, now));
     // A message held back for quiet hours would otherwise wait for an instance that is gone.
     if (const json data = ParseData(inst.data).fields;
@@ -318,7 +366,7 @@ struct Engine::Impl {
           data["deferred"].get<int64_t>(), "deferred_quiet_hours", "cancelled", now,
           "the journey ended (" + reason + ") before quiet hours were over"));
     }
-    const std::string last_step = inst.step;
+    const std::string last_step = inst.step.empty() ? finished_step : inst.step;
     inst.status = status;
     inst.step.clear();
     inst.wake_at.reset();
@@ -326,12 +374,14 @@ struct Engine::Impl {
     NUDGE_TRY(txn.UpdateInstance(inst));
     Forget(inst.contact, inst.id);
     Queue(inst.contact, "Journey Exited",
-          {{"journey", inst.journey},
-           {"version", inst.version},
-           {"instance", inst.id},
-           {"step", last_step},
-           {"reason", reason},
-           {"converted", status == "converted"}},
+          Props()
+              .Bool("converted", status == "converted")
+              .Int("instance", inst.id)
+              .Str("journey", inst.journey)
+              .Str("reason", reason)
+              .Str("step", last_step)
+              .Int("version", inst.version)
+              .Text(),
           "exit:" + std::to_string(inst.id));
     return Status::Ok();
   }
@@ -348,19 +398,21 @@ struct Engine::Impl {
     for (int guard = 0; guard < 256; ++guard) {
       if (!at) {
         if (!inst.step.empty()) NUDGE_TRY(txn.LogStep(inst, inst.step, "completed", now));
-        inst.step.clear();
+        const std::string finished = std::exchange(inst.step, {});
         inst.data = DumpData(data);
-        return End(txn, inst, "completed", "completed", "completed", now);
+        return End(txn, inst, "completed", "completed", "completed", now, finished);
       }
       const Step& step = j.steps[*at];
       if (!resume || inst.step != step.id) {
         if (!inst.step.empty() && inst.step != step.id) {
           NUDGE_TRY(txn.LogStep(inst, inst.step, "completed", now));
           Queue(inst.contact, "Journey Step Completed",
-                {{"journey", inst.journey},
-                 {"version", inst.version},
-                 {"instance", inst.id},
-                 {"step", inst.step}},
+                Props()
+                    .Int("instance", inst.id)
+                    .Str("journey", inst.journey)
+                    .Str("step", inst.step)
+                    .Int("version", inst.version)
+                    .Text(),
                 "step:" + std::to_string(inst.id) + ":" + inst.step + ":" +
                     std::to_string(data.fields.value("visit", 0)));
         }
@@ -565,11 +617,13 @@ struct Engine::Impl {
           }
           data.fields["variants"][step.id] = chosen->name;
           Queue(inst.contact, "Experiment Viewed",
-                {{"journey", inst.journey},
-                 {"step", step.id},
-                 {"experiment", step.experiment.empty() ? step.id : step.experiment},
-                 {"variant", chosen->name},
-                 {"instance", inst.id}},
+                Props()
+                    .Str("experiment", step.experiment.empty() ? step.id : step.experiment)
+                    .Int("instance", inst.id)
+                    .Str("journey", inst.journey)
+                    .Str("step", step.id)
+                    .Str("variant", chosen->name)
+                    .Text(),
                 "split:" + std::to_string(inst.id) + ":" + step.id + ":" + std::to_string(visit));
           at = j.Resolve(*at, chosen->next);
           break;
@@ -644,7 +698,11 @@ struct Engine::Impl {
     }
     if (step.score != 0)
       Queue(inst.contact, "Score Adjusted",
-            {{"points", step.score}, {"journey", inst.journey}, {"step", step.id}},
+            Props()
+                .Str("journey", inst.journey)
+                .Number("points", step.score)
+                .Str("step", step.id)
+                .Text(),
             "score:" + std::to_string(inst.id) + ":" + step.id);
     return Status::Ok();
   }
@@ -700,7 +758,7 @@ struct Engine::Impl {
     active.Add(a);
     if (entered_id) *entered_id = inst.id;
     Queue(contact, "Journey Entered",
-          {{"journey", js.id}, {"version", js.current}, {"instance", inst.id}},
+          Props().Int("instance", inst.id).Str("journey", js.id).Int("version", js.current).Text(),
           "enter:" + std::to_string(inst.id));
     return Run(txn, inst, j, std::optional<size_t>(0), data, 0, false, now);
   }

@@ -239,16 +239,31 @@ class Scenario {
             << kv.first.Scalar();
     } else if (verb == "expect_events") {
       // { to: ann, names: [Journey Entered, ...] } -- the contact's events with these names,
-      // in order, among all its events.
+      // in order, among all its events; optionally `properties: [{...}, ...]`, what each of
+      // them must have in its properties (values and types), in the same order.
       auto events = box_->Events(Contact(arg["to"].Scalar()));
       ASSERT_TRUE(events);
       std::set<std::string> names;
       for (const auto& n : arg["names"]) names.insert(n.Scalar());
       std::vector<std::string> got, want;
+      std::vector<const store::Event*> matched;
       for (const auto& e : *events)
-        if (names.count(e.name)) got.push_back(e.name);
+        if (names.count(e.name)) {
+          got.push_back(e.name);
+          matched.push_back(&e);
+        }
       for (const auto& n : arg["sequence"]) want.push_back(n.Scalar());
       EXPECT_EQ(got, want);
+      if (arg["properties"]) {
+        ASSERT_EQ(arg["properties"].size(), matched.size());
+        for (size_t i = 0; i < matched.size(); ++i) {
+          const json body = json::parse(matched[i]->body, nullptr, false);
+          ASSERT_TRUE(body.is_object() && body.contains("properties")) << matched[i]->body;
+          std::string why;
+          EXPECT_TRUE(Matches(body["properties"], ToJson(arg["properties"][i]), why))
+              << matched[i]->name << " #" << i << ": " << why << " in " << matched[i]->body;
+        }
+      }
     } else if (verb == "expect_stats") {
       // { journey: id, steps: { step: { entered: 1, waiting: 0, ... } } }
       auto stats = box_->journeys().Stats(box_->workspace(), arg["journey"].Scalar());

@@ -1952,8 +1952,7 @@ Status Engine::EmitLocked(store::WriteTxn& txn, ContactId id, const std::string&
   }
   // Only this event: the segment changes waiting to be stored keep their place.
   std::vector<Pending> saved = std::exchange(m.pending, {});
-  m.pending.push_back(
-      {id, name, nlohmann::json::accept(properties_json) ? properties_json : "{}", key, stable});
+  m.pending.push_back({id, name, properties_json, key, stable});
   Status s = m.FlushPending(txn, m.current_depth, m.Cause("j"));
   m.pending = std::move(saved);
   return s;
@@ -1987,7 +1986,8 @@ Status Engine::ApplyConsent(const store::ConsentRecord& record, const std::strin
     NUDGE_TRY(m.Evaluate(txn, r.subscription.contact, false));
     NUDGE_TRY(m.FlushPending(txn, 0, m.Cause("consent")));
     if (event.empty()) return Status::Ok();
-    return EmitLocked(txn, r.subscription.contact, event, properties_json,
+    return EmitLocked(txn, r.subscription.contact, event,
+                      nlohmann::json::accept(properties_json) ? properties_json : "{}",
                       r.source + ":" + m.Cause("c"));
   });
 }
@@ -2000,7 +2000,8 @@ Status Engine::Emit(store::ContactId id, const std::string& name,
     NUDGE_TRY(m.Begin(txn));
     const ContactId resolved = m.cache.Resolve(id);
     if (!m.cache.Get(resolved)) return Status::NotFound("no contact " + std::to_string(id));
-    return EmitLocked(txn, resolved, name, properties_json, key);
+    return EmitLocked(txn, resolved, name,
+                      nlohmann::json::accept(properties_json) ? properties_json : "{}", key);
   });
 }
 

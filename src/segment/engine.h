@@ -195,7 +195,8 @@ class Engine final : public profile::ContactObserver {
   // The contact's traits (JSON text), or null when it has no state.
   const std::string* TraitsLocked(store::ContactId id) const;
   // Stores a derived event on the contact and processes it like any other event (segments,
-  // then downstream). `key` makes its messageId unique and stable.
+  // then downstream). `key` makes its messageId unique and stable. properties_json must be a
+  // JSON object's text (it is stored as given; Emit and ApplyConsent check theirs).
   // stable: the event's messageId is "nudge:<name>:<key>:<contact>", so emitting the same key
   // again stores nothing (StableEventId tells whether it was stored already). Otherwise it is
   // "nudge:~<name>:<key>:<contact>:<cause>", unique by its cause and not checked for
