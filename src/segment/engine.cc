@@ -887,18 +887,10 @@ struct Engine::Impl {
       e.received_at = now;
       // Stable ids are checked for duplicates; the others end in their cause, are unique by
       // construction and are not (store::kUncheckedDerivedPrefix).
-      if (p.stable) {
-        e.message_id = Engine::StableEventId(p.name, p.key, p.contact);
-      } else {
-        e.message_id = std::string(store::kUncheckedDerivedPrefix);
-        e.message_id += p.name;
-        e.message_id += ':';
-        e.message_id += p.key;
-        e.message_id += ':';
-        e.message_id += std::to_string(p.contact);
-        e.message_id += ':';
-        e.message_id += cause;
-      }
+      e.message_id =
+          Engine::DerivedEventId(p.stable ? store::kDerivedPrefix : store::kUncheckedDerivedPrefix,
+                                 p.name, p.key, p.contact);
+      if (!p.stable) e.message_id += ":" + cause;
       // Written by hand (keys in the order a JSON document would sort them): derived events
       // are most of what a busy segment writes.
       const std::string at = core::FormatIso8601(now);

@@ -25,6 +25,7 @@
 #include <queue>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -206,7 +207,18 @@ class Engine final : public profile::ContactObserver {
                     bool stable = false);
   static std::string StableEventId(const std::string& name, const std::string& key,
                                    store::ContactId id) {
-    return "nudge:" + name + ":" + key + ":" + std::to_string(id);
+    return DerivedEventId(store::kDerivedPrefix, name, key, id);
+  }
+  // "<prefix><name>:<key>:<contact>"
+  static std::string DerivedEventId(std::string_view prefix, const std::string& name,
+                                    const std::string& key, store::ContactId id) {
+    std::string out(prefix);
+    out += name;
+    out += ':';
+    out += key;
+    out += ':';
+    out += std::to_string(id);
+    return out;
   }
   // A downstream observer changed the contact (a journey's update step): re-evaluate.
   Status ContactChangedLocked(store::WriteTxn& txn, const store::Contact& contact);

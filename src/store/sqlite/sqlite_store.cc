@@ -28,6 +28,11 @@ namespace {
   if (!var##_prepared) return Err(var##_prepared.error()); \
   StmtUse var(**var##_prepared)
 
+// The rows the messageId index holds (migration 7): all but the derived events under
+// kUncheckedDerivedPrefix. A query by messageId names it so that SQLite can use the index.
+#define NUDGE_CHECKED_MESSAGE_ID "substr(message_id, 1, 7) <> 'nudge:~'"
+static_assert(kUncheckedDerivedPrefix == "nudge:~");
+
 // A contact's first and last seen times widen with its events' times; they are read from the
 // events index rather than written on every event, which keeps ingest to one insert per event.
 #define NUDGE_CONTACT_COLUMNS                                                                    \
@@ -306,10 +311,8 @@ class Txn final : public WriteTxn {
   }
 
   Result<bool> HasMessage(WorkspaceId ws, std::string_view message_id) override {
-    // The condition lets SQLite use the partial messageId index (migration 7).
-    NUDGE_STMT(q,
-               "SELECT 1 FROM events WHERE ws = ? AND message_id = ? AND "
-               "substr(message_id, 1, 7) <> 'nudge:~'");
+    NUDGE_STMT(
+        q, "SELECT 1 FROM events WHERE ws = ? AND message_id = ? AND " NUDGE_CHECKED_MESSAGE_ID);
     q->Bind(1, ws).Bind(2, message_id);
     return q->Step();
   }
@@ -1104,8 +1107,7 @@ class Txn final : public WriteTxn {
     NUDGE_STMT(q,
                "INSERT INTO events(ws, contact_id, message_id, type, name, timestamp, "
                "received_at, body) VALUES(?, ?, ?, ?, ?, ?, ?, ?) "
-               "ON CONFLICT(ws, message_id) WHERE substr(message_id, 1, 7) <> 'nudge:~' "
-               "DO NOTHING");
+               "ON CONFLICT(ws, message_id) WHERE " NUDGE_CHECKED_MESSAGE_ID " DO NOTHING");
     q->Bind(1, e.workspace).Bind(2, e.contact).Bind(3, e.message_id).Bind(4, e.type);
     q->Bind(5, e.name).Bind(6, e.timestamp).Bind(7, e.received_at).Bind(8, e.body);
     NUDGE_TRY(q->Exec());
@@ -1164,6 +1166,7 @@ class Txn final : public WriteTxn {
 };
 
 #undef NUDGE_STMT
+#undef NUDGE_CHECKED_MESSAGE_ID
 
 struct PendingWrite {
   Store::WriteFn fn;
