@@ -11,6 +11,9 @@
 --                                 n > 1 sends {"batch":[n messages]}
 --   delay_ms=<x>                  pause before each request on a connection (float, ms); 0 or
 --                                 absent = closed loop at full speed (no delay() hook at all)
+--   pause=exp                     draw each pause from an exponential distribution of mean
+--                                 delay_ms (independent clients, Poisson arrivals) instead of
+--                                 pausing delay_ms every time
 --   label=<text>                  copied into the JSON line
 --
 -- Output (from done(), main thread): one line starting with "WRK_JSON " followed by a JSON
@@ -152,7 +155,17 @@ function common.install(default_path, default_events)
     -- wrk's timers have millisecond resolution: round the delay up or down at random so
     -- that its mean is delay_ms.
     local d = tonumber(a.delay_ms or "0")
-    if d > 0 then
+    if d > 0 and a.pause == "exp" then
+      -- Independent clients: each pause drawn from an exponential distribution of mean d, so
+      -- that the connections' requests arrive as a Poisson stream instead of in step.
+      local log = math.log
+      delay = function()
+        local x = -d * log(1 - random())
+        local base = math.floor(x)
+        if random() < x - base then return base + 1 end
+        return base
+      end
+    elseif d > 0 then
       local base = math.floor(d)
       local frac = d - base
       delay = function()

@@ -115,6 +115,12 @@ struct Server::Connection {
 
 namespace {
 
+// Memory per connection (headers, the read buffer, the answer's head). libmicrohttpd zeroes
+// all of it after every request: at its default of 32 KB that was 13% of the HTTP threads'
+// time on /v1/track, 7% at 16 KB. Request headers up to about 15 KB fit (431 above); bodies
+// stream through in pieces whatever their size.
+constexpr size_t kConnectionMemory = 16 * 1024;
+
 MHD_Result Queue(MHD_Connection* conn, const Response& r, bool close) {
   MHD_Response* resp = MHD_create_response_from_buffer(
       r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
@@ -219,7 +225,8 @@ Status Server::Start() {
       MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned>(std::max(1, options_.threads)),
       MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(options_.connection_timeout_seconds),
       MHD_OPTION_CONNECTION_LIMIT, 10000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-      MHD_OPTION_NOTIFY_COMPLETED, &CompletedHandler, this, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_COMPLETED, &CompletedHandler, this, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      kConnectionMemory, MHD_OPTION_END);
   if (!daemon_)
     return Status::Unavailable("cannot listen on " + options_.listen +
                                " (is the address in use or not on this machine?)");

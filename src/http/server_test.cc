@@ -22,14 +22,16 @@ size_t Collect(char* d, size_t s, size_t n, void* out) {
 }
 
 // `answered`: whether the server must answer (false: a connection it turns away).
+// `header`: one more request header line ("Name: value"), if not empty.
 Got Fetch(uint16_t port, const std::string& method, const std::string& path,
-          const std::string& body = "", bool answered = true) {
+          const std::string& body = "", bool answered = true, const std::string& header = "") {
   CURL* c = curl_easy_init();
   Got got;
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + path;
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
   curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   curl_slist* h = curl_slist_append(nullptr, "Expect:");
+  if (!header.empty()) h = curl_slist_append(h, header.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
   if (!body.empty()) {
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
@@ -110,6 +112,22 @@ TEST_F(ServerTest, UnknownPathsWrongMethodsAndOversizedBodies) {
   EXPECT_EQ(big.status, 413);
   EXPECT_NE(big.body.find("exceeds 10 bytes"), std::string::npos);
   EXPECT_EQ(Fetch(server_->port(), "POST", "/small", "0123456789").status, 200);
+}
+
+TEST_F(ServerTest, LargeHeadersFitUpToTheirLimitAndPastItAre431) {
+  Router r;
+  r.Add("POST", "/h", [](Request& req, Reply reply) {
+    Response resp;
+    resp.body = std::to_string(req.Header("x-big").size());
+    reply(std::move(resp));
+  });
+  Start(std::move(r));
+  Got fits = Fetch(server_->port(), "POST", "/h", "{}", true, "X-Big: " + std::string(12000, 'a'));
+  EXPECT_EQ(fits.status, 200);
+  EXPECT_EQ(fits.body, "12000");
+  Got past = Fetch(server_->port(), "POST", "/h", "{}", true, "X-Big: " + std::string(24000, 'a'));
+  EXPECT_EQ(past.status, 431);
+  EXPECT_EQ(Fetch(server_->port(), "POST", "/h", "{}").body, "0") << "the server goes on serving";
 }
 
 // Draining: a request in flight is answered, a new connection is turned away, and stopping
