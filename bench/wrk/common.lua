@@ -152,26 +152,22 @@ function common.install(default_path, default_events)
       end
     end
 
-    -- wrk's timers have millisecond resolution: round the delay up or down at random so
-    -- that its mean is delay_ms.
+    -- wrk's timers have millisecond resolution: a pause of x ms is rounded up or down at
+    -- random so that its mean is x.
+    local floor = math.floor
+    local function whole_ms(x)
+      local base = floor(x)
+      if random() < x - base then return base + 1 end
+      return base
+    end
     local d = tonumber(a.delay_ms or "0")
     if d > 0 and a.pause == "exp" then
       -- Independent clients: each pause drawn from an exponential distribution of mean d, so
       -- that the connections' requests arrive as a Poisson stream instead of in step.
       local log = math.log
-      delay = function()
-        local x = -d * log(1 - random())
-        local base = math.floor(x)
-        if random() < x - base then return base + 1 end
-        return base
-      end
+      delay = function() return whole_ms(-d * log(1 - random())) end
     elseif d > 0 then
-      local base = math.floor(d)
-      local frac = d - base
-      delay = function()
-        if random() < frac then return base + 1 end
-        return base
-      end
+      delay = function() return whole_ms(d) end
     end
   end
 

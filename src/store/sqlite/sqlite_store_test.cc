@@ -46,22 +46,25 @@ class SqliteStoreTest : public ::testing::Test {
     return id;
   }
 
-  // Runs SQL on the database file directly, the store closed (to build an older schema).
-  void ExecRaw(const char* sql) {
+  // The database file opened directly, the store closed; the caller closes it.
+  sqlite3* OpenRaw() {
     store_.reset();
     sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open((dir_ / "nudge.db").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_open((dir_ / "nudge.db").c_str(), &db), SQLITE_OK);
+    return db;
+  }
+  // Runs SQL on the database file directly (to build an older schema).
+  void ExecRaw(const char* sql) {
+    sqlite3* db = OpenRaw();
     char* error = nullptr;
     const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &error);
     EXPECT_EQ(rc, SQLITE_OK) << (error ? error : "");
     sqlite3_free(error);
     sqlite3_close(db);
   }
-  // The integer a query on the database file returns, the store closed.
+  // The integer a query on the database file returns.
   int64_t RawInt(const char* sql) {
-    store_.reset();
-    sqlite3* db = nullptr;
-    EXPECT_EQ(sqlite3_open((dir_ / "nudge.db").c_str(), &db), SQLITE_OK);
+    sqlite3* db = OpenRaw();
     sqlite3_stmt* q = nullptr;
     EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &q, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     const int64_t v = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int64(q, 0) : -1;
