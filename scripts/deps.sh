@@ -7,7 +7,7 @@ want=${1:-build}
 build_pkgs=(g++ cmake ninja-build pkg-config make
   libsqlite3-dev libmicrohttpd-dev libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev
   libcurl4-openssl-dev libssl-dev libphonenumber-dev libexpected-dev libcli11-dev
-  libspdlog-dev libgtest-dev libgmock-dev zlib1g-dev libre2-dev libroaring-dev libcctz-dev tzdata
+  libspdlog-dev libgtest-dev libgmock-dev zlib1g-dev libzstd-dev libre2-dev libroaring-dev libcctz-dev tzdata
   libopendkim-dev libvips-dev libpango1.0-dev libfontconfig-dev libqrencode-dev fonts-dejavu-core)
 test_pkgs=(clang-14 libclang-rt-14-dev clang-format sqlite3 python3 curl ruby ruby-liquid
   postfix python3-dkim zbar-tools)

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <utility>
 
+#include "ingest/body_codec.h"
 #include "profile/applier.h"
 
 namespace nudge::ingest {
@@ -20,6 +21,15 @@ constexpr int kMaxRetryMs = 5000;
 // Once a backlog of at least this many events has been applied, the memory it held is given
 // back to the system (malloc_trim): a burst should not leave the server larger for good.
 constexpr size_t kTrimAfterEvents = 65536;
+
+// The body of a stored request as it was received: the record's own, or its compressed
+// form expanded into `expanded`.
+Result<std::string_view> ReceivedBody(const store::InboxRecord& r, Endpoint endpoint,
+                                      const Limits& limits, std::string& expanded) {
+  if (!r.compressed) return std::string_view(r.body);
+  NUDGE_ASSIGN_OR_RETURN(expanded, DecompressBody(r.body, MaxBodyBytes(endpoint, limits)));
+  return std::string_view(expanded);
+}
 
 }  // namespace
 
@@ -56,7 +66,10 @@ Result<int64_t> Pipeline::Start() {
     entry->accepted_us = core::MonotonicMicros();
     Status problem = Status::Invalid("unknown endpoint", r.endpoint);
     if (const auto endpoint = EndpointFromPath(r.endpoint)) {
-      auto checked = CheckRequest(*endpoint, r.body, options_.limits);
+      std::string expanded;
+      auto body = ReceivedBody(r, *endpoint, options_.limits, expanded);
+      auto checked = body ? CheckRequest(*endpoint, *body, options_.limits)
+                          : Result<CheckedRequest>(Err(body.error()));
       if (checked) {
         entry->events = checked->messages;
       } else {
@@ -98,8 +111,14 @@ void Pipeline::Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis rec
   auto entry = std::make_shared<Entry>();
   entry->accepted_us = core::MonotonicMicros();
   entry->events = events;
-  store::InboxRecord record{0, ws, std::string(EndpointPath(endpoint)), received_at,
-                            std::move(body)};
+  // Compressed here, on the HTTP thread, so that the inbox's single thread writes less.
+  const bool compress = body.size() >= kCompressFrom;
+  store::InboxRecord record{0,
+                            ws,
+                            std::string(EndpointPath(endpoint)),
+                            received_at,
+                            compress ? CompressBody(body) : std::move(body),
+                            compress};
   inbox_.Append(std::move(record), [this, entry, done = std::move(done)](
                                        Result<int64_t> id, store::InboxRecord record) {
     if (!id) {
@@ -117,7 +136,12 @@ void Pipeline::Build(Entry& entry) {
   const store::InboxRecord& r = entry.record;
   const auto endpoint = EndpointFromPath(r.endpoint);
   Result<ParsedRequest> parsed = Err(Status::Invalid("unknown endpoint", r.endpoint));
-  if (endpoint) parsed = ParseRequest(*endpoint, r.body, r.received_at, options_.limits);
+  if (endpoint) {
+    std::string expanded;
+    auto body = ReceivedBody(r, *endpoint, options_.limits, expanded);
+    parsed = body ? ParseRequest(*endpoint, *body, r.received_at, options_.limits)
+                  : Result<ParsedRequest>(Err(body.error()));
+  }
   std::string().swap(entry.record.body);
   if (parsed && parsed->messages.size() == entry.events) {
     entry.messages = std::move(parsed->messages);

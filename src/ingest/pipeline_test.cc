@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "ingest/body_codec.h"
 #include "profile/applier.h"
 
 namespace nudge::ingest {
@@ -98,12 +99,13 @@ class PipelineTest : public ::testing::Test {
     return n;
   }
   // Appends a /v1/track row to the inbox and waits for its commit.
-  Result<int64_t> AppendRow(store::Inbox& inbox, const std::string& body) {
+  Result<int64_t> AppendRow(store::Inbox& inbox, const std::string& body,
+                            const std::string& endpoint = "/v1/track", bool compressed = false) {
     auto done = std::make_shared<std::promise<Result<int64_t>>>();
     auto result = done->get_future();
-    inbox.Append({0, ws_, "/v1/track", 1000, body}, [done](Result<int64_t> id, store::InboxRecord) {
-      done->set_value(std::move(id));
-    });
+    inbox.Append(
+        {0, ws_, endpoint, 1000, body, compressed},
+        [done](Result<int64_t> id, store::InboxRecord) { done->set_value(std::move(id)); });
     return result.get();
   }
   // Queues a store write that waits for `release`: what the pipeline hands the store waits.
@@ -213,6 +215,68 @@ TEST_F(PipelineTest, RowsLeftInTheInboxAreAppliedAtStartExactlyOnce) {
   EXPECT_EQ(InboxRows(), 0) << "applied rows are deleted";
   EXPECT_EQ(StartPipeline(), 0);
   EXPECT_EQ(AppliedEvents(), 22);
+}
+
+// A /v1/batch body of `n` track calls of ~200 bytes each, for `user`.
+std::string Batch(const std::string& user, const std::string& prefix, int n) {
+  std::string body = R"({"batch":[)";
+  for (int i = 0; i < n; ++i) {
+    if (i > 0) body += ',';
+    body += R"({"type":"track","event":"Product Viewed","userId":")" + user + R"(","messageId":")" +
+            prefix + std::to_string(i) + R"(","properties":{"product_id":"sku-)" +
+            std::to_string(1000 + i) +
+            R"(","name":"Ergonomic Office Chair","price":249.99,"currency":"USD"}})";
+  }
+  return body + "]}";
+}
+
+TEST_F(PipelineTest, LargeBodiesAreStoredCompressedAndAppliedFromThere) {
+  StartPipeline();
+  std::promise<void> release;
+  HoldWriter(release);  // nothing is applied until released: the rows stay in the inbox
+  const std::string batch = Batch("ann", "b", 20);
+  ASSERT_GE(batch.size(), kCompressFrom);
+  ASSERT_TRUE(Accept(batch, Endpoint::kBatch).ok());
+  const std::string small = Track("ann", "t1");
+  ASSERT_LT(small.size(), kCompressFrom);
+  ASSERT_TRUE(Accept(small).ok());
+  {
+    auto inbox = OpenInbox();
+    std::vector<store::InboxRecord> rows;
+    ASSERT_TRUE(inbox
+                    ->Scan(0,
+                           [&](const store::InboxRecord& r) {
+                             rows.push_back(r);
+                             return Status::Ok();
+                           })
+                    .ok());
+    inbox->Close();
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_TRUE(rows[0].compressed);
+    EXPECT_LT(rows[0].body.size(), batch.size() / 3) << "the acknowledged batch is stored smaller";
+    auto expanded = DecompressBody(rows[0].body, batch.size());
+    ASSERT_TRUE(expanded) << expanded.error().ToString();
+    EXPECT_EQ(*expanded, batch);
+    EXPECT_FALSE(rows[1].compressed);
+    EXPECT_EQ(rows[1].body, small);
+  }
+  release.set_value();
+  EXPECT_EQ(AppliedEvents(), 21);
+}
+
+TEST_F(PipelineTest, CompressedRowsLeftInTheInboxAreAppliedAtStartAndCorruptOnesSkipped) {
+  {
+    auto inbox = OpenInbox();
+    ASSERT_TRUE(AppendRow(*inbox, CompressBody(Batch("bob", "c", 12)), "/v1/batch", true));
+    std::string corrupt = CompressBody(Batch("bob", "d", 12));
+    corrupt.resize(corrupt.size() / 2);  // a frame cut short
+    ASSERT_TRUE(AppendRow(*inbox, corrupt, "/v1/batch", true));
+    ASSERT_TRUE(AppendRow(*inbox, Track("bob", "plain"), "/v1/track", false));
+    inbox->Close();
+  }
+  EXPECT_EQ(StartPipeline(), 3);
+  EXPECT_EQ(AppliedEvents(), 13) << "the corrupt row is skipped, the rows around it applied";
+  EXPECT_EQ(Mark(), 3);
 }
 
 TEST_F(PipelineTest, IdsAreNeverGivenTwiceOnceTheInboxIsEmpty) {

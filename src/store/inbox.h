@@ -36,7 +36,10 @@ struct InboxRecord {
   int64_t workspace = 0;
   std::string endpoint;  // "/v1/track", "/v1/batch", ... (ingest::EndpointPath)
   core::Millis received_at = 0;
-  std::string body;  // the request body as parsed (gzip already undone)
+  std::string body;  // the request body as parsed (gzip already undone) ...
+  // ... or, when set, a zstd frame of it (ingest/body_codec.h). Stored as a BLOB, where a
+  // body kept as it came is TEXT, so that rows written either way read back as written.
+  bool compressed = false;
 };
 
 struct InboxOptions {

@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS inbox(
   ws INTEGER NOT NULL,
   endpoint TEXT NOT NULL,
   received_at INTEGER NOT NULL,
-  body TEXT NOT NULL);
+  body TEXT NOT NULL);  -- as received (TEXT), or a zstd frame of it (BLOB)
 )sql";
 
 // Applied rows are deleted a few at a time, in the commits that append: each deletes up to
@@ -90,7 +90,10 @@ class SqliteInbox final : public Inbox {
     for (;;) {
       NUDGE_ASSIGN_OR_RETURN(bool row, q->Step());
       if (!row) return Status::Ok();
-      InboxRecord r{q->Int(0), q->Int(1), q->Text(2), q->Int(3), q->Text(4)};
+      const bool compressed = q->IsBlob(4);
+      InboxRecord r{
+          q->Int(0), q->Int(1), q->Text(2), q->Int(3), compressed ? q->Blob(4) : q->Text(4),
+          compressed};
       NUDGE_TRY(fn(r));
     }
   }
@@ -180,7 +183,11 @@ class SqliteInbox final : public Inbox {
       StmtUse q(*stmt);
       const InboxRecord& r = p.record;
       q->Bind(1, next_id_++).Bind(2, r.workspace).Bind(3, r.endpoint).Bind(4, r.received_at);
-      q->Bind(5, r.body);
+      if (r.compressed) {
+        q->BindBlob(5, r.body);
+      } else {
+        q->Bind(5, r.body);
+      }
       NUDGE_TRY(q->Exec());
     }
     return Status::Ok();
