@@ -8,7 +8,7 @@
 namespace nudge::ingest {
 namespace {
 
-constexpr int kLevel = 1;  // ~500 MB/s on one core for JSON; level 3 gains ~10% for 2x time
+constexpr int kLevel = 1;  // `zstd -b1` on this project's VM: 550 MB/s in, 1.5 GB/s out
 
 struct CCtxFree {
   void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
@@ -27,13 +27,15 @@ std::string CompressBody(std::string_view body) {
     ZSTD_CCtx_setParameter(c.get(), ZSTD_c_checksumFlag, 1);
     return c;
   }();
-  std::string out(ZSTD_compressBound(body.size()), '\0');
-  const size_t n = ZSTD_compress2(ctx.get(), out.data(), out.size(), body.data(), body.size());
+  // Into a buffer kept by the thread, then copied out at its size: one allocation per body.
+  thread_local std::string scratch;
+  const size_t bound = ZSTD_compressBound(body.size());
+  if (scratch.size() < bound) scratch.resize(bound);
+  const size_t n =
+      ZSTD_compress2(ctx.get(), scratch.data(), scratch.size(), body.data(), body.size());
   // Compressing into a buffer of ZSTD_compressBound bytes cannot fail but for memory.
   if (ZSTD_isError(n)) throw std::bad_alloc();
-  out.resize(n);
-  out.shrink_to_fit();
-  return out;
+  return scratch.substr(0, n);
 }
 
 Result<std::string> DecompressBody(std::string_view frame, size_t max_output) {

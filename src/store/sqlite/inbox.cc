@@ -123,8 +123,7 @@ class SqliteInbox final : public Inbox {
       {
         std::unique_lock lock(mutex_);
         // Rows left to delete: come back soon to delete some even if nothing arrives.
-        const auto pause = released_ > deleted_ ? std::chrono::milliseconds(kIdlePause)
-                                                : std::chrono::milliseconds(1000);
+        const auto pause = released_ > deleted_ ? kIdlePause : std::chrono::milliseconds(1000);
         cv_.wait_for(lock, pause, [this] { return closing_ || !queue_.empty(); });
         const size_t n = std::min(queue_.size(), static_cast<size_t>(options_.max_rows_per_commit));
         group.reserve(n);

@@ -306,15 +306,17 @@ TEST_F(SqliteStoreTest, UncheckedDerivedEventsLeaveTheMessageIdIndex) {
     EXPECT_TRUE(s.ok()) << s.ToString();
     return inserted;
   };
+  // 1 when the messageId index is partial (schema 7), 0 when it holds every event.
+  auto index_partial = [&] {
+    return RawInt("SELECT partial FROM pragma_index_list('events') WHERE name = 'events_message'");
+  };
   ASSERT_TRUE(insert("m1"));
   ASSERT_TRUE(insert(stable));
   ExecRaw(R"sql(
       DROP INDEX events_message;
       CREATE UNIQUE INDEX events_message ON events(ws, message_id);
       PRAGMA user_version = 6;)sql");  // back to schema 6: the index over every event
-  EXPECT_EQ(RawInt("SELECT partial FROM pragma_index_list('events') "
-                   "WHERE name = 'events_message'"),
-            0);
+  EXPECT_EQ(index_partial(), 0);
   Reopen();
   EXPECT_FALSE(insert("m1"));
   EXPECT_FALSE(insert(stable));
@@ -333,9 +335,7 @@ TEST_F(SqliteStoreTest, UncheckedDerivedEventsLeaveTheMessageIdIndex) {
                   })
                   .ok());
   // The migration made the index partial: the unchecked ids are not in it.
-  EXPECT_EQ(RawInt("SELECT partial FROM pragma_index_list('events') "
-                   "WHERE name = 'events_message'"),
-            1);
+  EXPECT_EQ(index_partial(), 1);
 }
 
 TEST_F(SqliteStoreTest, CommittedWritesSurviveReopen) {
