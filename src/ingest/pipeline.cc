@@ -259,9 +259,12 @@ void Pipeline::FeederLoop() {
     lock.unlock();
     for (auto& e : batch) {
       if (!e->built) Build(*e);
+      // Applied without a savepoint each: a failure rolls back its group, and everything from
+      // the failed request on is handed again below, as after a failed commit.
       store_.Write(
           [this, e, generation](store::WriteTxn& t) { return ApplyOne(t, *e, generation); },
-          [this, e, generation](Status s) { Finished(e, generation, s); });
+          [this, e, generation](Status s) { Finished(e, generation, s); },
+          store::Store::Isolation::kWithGroup);
     }
     if (retry_ms > 0) retry_ms /= 2;
     lock.lock();

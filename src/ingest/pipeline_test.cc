@@ -321,6 +321,20 @@ TEST_F(PipelineTest, StopAppliesTheBacklogFirst) {
   EXPECT_EQ(Accept(Track("u", "late")).code(), Code::kUnavailable);
 }
 
+// The messageIds of a workspace's stored events, in the order they were stored.
+std::vector<std::string> StoredMessageIds(store::Store& store, store::WorkspaceId ws) {
+  std::vector<std::string> ids;
+  EXPECT_TRUE(store
+                  .Read([&](store::ReadTxn& t) -> Status {
+                    NUDGE_ASSIGN_OR_RETURN(auto events,
+                                           t.EventsAfter(ws, 0, 10, store::EventOrigin::kAll));
+                    for (const auto& e : events) ids.push_back(e.message_id);
+                    return Status::Ok();
+                  })
+                  .ok());
+  return ids;
+}
+
 // Fails the event "flaky" with kUnavailable twice (a busy or full disk), and "broken" always
 // with kInternal (a bug).
 class FlakyObserver final : public profile::ContactObserver {
@@ -351,19 +365,30 @@ TEST_F(PipelineTest, TransientFailuresAreRetriedInOrderAndBrokenRequestsSkipped)
   for (const char* id : {"a", "flaky", "b", "broken", "c"})
     ASSERT_TRUE(Accept(Track("u", id)).ok());
   EXPECT_EQ(AppliedEvents(), 4);
-  std::vector<std::string> order;
-  ASSERT_TRUE(store_
-                  ->Read([&](store::ReadTxn& t) -> Status {
-                    NUDGE_ASSIGN_OR_RETURN(auto events,
-                                           t.EventsAfter(ws_, 0, 10, store::EventOrigin::kAll));
-                    for (const auto& e : events) order.push_back(e.message_id);
-                    return Status::Ok();
-                  })
-                  .ok());
-  EXPECT_EQ(order, (std::vector<std::string>{"a", "flaky", "b", "c"}));
+  EXPECT_EQ(StoredMessageIds(*store_, ws_), (std::vector<std::string>{"a", "flaky", "b", "c"}));
   EXPECT_EQ(Mark(), 5);
   EXPECT_EQ(observer.flaky_left, 0);
   EXPECT_GE(metrics_.GetCounter("nudge_ingest_apply_retries_total", "").Value(), 3u);
+  EXPECT_EQ(metrics_.GetCounter("nudge_ingest_skipped_total", "").Value(), 1u);
+  StopPipeline();
+}
+
+// The same requests acknowledged while the writer is held reach the store together: a failure
+// rolls back the writes of its group before it too (no savepoint each), and they are handed
+// again with the rest.
+TEST_F(PipelineTest, AFailureInsideAGroupRollsItBackAndEverythingIsAppliedOnceInOrder) {
+  FlakyObserver observer;
+  applier_ = profile::Applier(profile::ProfileOptions{}, &observer);
+  StartPipeline();
+  std::promise<void> release;
+  HoldWriter(release);
+  for (const char* id : {"a", "flaky", "b", "broken", "c"})
+    ASSERT_TRUE(Accept(Track("u", id)).ok());
+  release.set_value();
+  EXPECT_EQ(AppliedEvents(), 4);
+  EXPECT_EQ(StoredMessageIds(*store_, ws_), (std::vector<std::string>{"a", "flaky", "b", "c"}));
+  EXPECT_EQ(Mark(), 5);
+  EXPECT_EQ(observer.flaky_left, 0);
   EXPECT_EQ(metrics_.GetCounter("nudge_ingest_skipped_total", "").Value(), 1u);
   StopPipeline();
 }

@@ -503,7 +503,8 @@ FeedResult Feed(store::Store& st, const profile::Applier& applier, WorkspaceId w
               }
             }
             done.fetch_add(1, std::memory_order_release);
-          });
+          },
+          store::Store::Isolation::kWithGroup);  // as the ingest pipeline writes
     }
     last_submit = Mono();
   }

@@ -4,8 +4,9 @@
 // Writes are functions run on the store's single writer thread inside a transaction that
 // is shared with other writes queued at the same moment (group commit). A write's `done`
 // callback runs only after its transaction is durably committed (or failed), which is what
-// lets the HTTP layer acknowledge an event only once it is on disk. Each write runs inside
-// its own savepoint: a write that fails leaves no trace and does not fail its neighbours.
+// lets the HTTP layer acknowledge an event only once it is on disk. A write runs inside its
+// own savepoint, so that one that fails leaves no trace and does not fail its neighbours,
+// unless it is queued to share its group's fate (Isolation::kWithGroup, below).
 //
 // Reads run on a pooled read connection in a snapshot transaction, concurrently with writes.
 //
@@ -414,10 +415,23 @@ class Store {
 
   virtual ~Store() = default;
 
+  // How a failed write is undone.
+  //  kAlone: the write runs in a savepoint of its own, so its failure undoes only it and the
+  //    rest of its group commits.
+  //  kWithGroup: no savepoint of its own. A savepoint costs a copy of every database page
+  //    the write touches (for an event that starts a journey, a fifth of the writer's
+  //    instructions and a tenth of its time). Should
+  //    the write fail, its whole group rolls back, as when a commit fails: the failed write is
+  //    done with its error, every other write of the group with kUnavailable (those after it
+  //    never ran), and the caller hands them again. A group holds writes of one kind only, in
+  //    the order they were queued.
+  enum class Isolation { kAlone, kWithGroup };
+
   // Queues fn for the writer thread; done(status) runs on the writer thread after the commit
   // (status is fn's failure, or the commit's). done must be quick and must not write.
   // After Close(), done is called at once with kUnavailable.
-  virtual void Write(WriteFn fn, DoneFn done) = 0;
+  virtual void Write(WriteFn fn, DoneFn done, Isolation isolation) = 0;
+  void Write(WriteFn fn, DoneFn done) { Write(std::move(fn), std::move(done), Isolation::kAlone); }
   // Write and wait for the commit.
   Status WriteSync(WriteFn fn);
 

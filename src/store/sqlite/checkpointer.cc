@@ -1,5 +1,7 @@
 #include "store/sqlite/checkpointer.h"
 
+#include <pthread.h>
+
 #include <chrono>
 #include <utility>
 
@@ -18,7 +20,10 @@ Result<std::unique_ptr<Checkpointer>> Checkpointer::Attach(const std::string& pa
 }
 
 Checkpointer::Checkpointer(std::unique_ptr<Db> db) : db_(std::move(db)) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "checkpoint");
+    Loop();
+  });
 }
 
 Checkpointer::~Checkpointer() { Stop(); }

@@ -72,4 +72,10 @@ Result<Stmt*> Db::Prepare(const char* sql) {
   return out;
 }
 
+Status Db::Run(const char* sql) {
+  NUDGE_ASSIGN_OR_RETURN(Stmt * stmt, Prepare(sql));
+  StmtUse use(*stmt);
+  return stmt->Exec();
+}
+
 }  // namespace nudge::store::sqlite

@@ -96,6 +96,9 @@ class Db {
   // The statement for this SQL text, prepared once per connection. `sql` must be a string
   // literal (its address is the cache key).
   Result<Stmt*> Prepare(const char* sql);
+  // Runs one statement (a string literal, as for Prepare) through its cached prepared
+  // statement: for the transaction control the writer runs several times per group.
+  Status Run(const char* sql);
   sqlite3* raw() { return db_; }
   int64_t Changes() const { return sqlite3_changes64(db_); }
   int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }

@@ -1,5 +1,7 @@
 // The SQLite implementation of Store: WAL mode, synchronous=FULL, one writer thread that
 // commits queued writes in groups, and a small pool of read connections.
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -1171,6 +1173,7 @@ class Txn final : public WriteTxn {
 struct PendingWrite {
   Store::WriteFn fn;
   Store::DoneFn done;
+  Store::Isolation isolation = Store::Isolation::kAlone;
 };
 
 class SqliteStore final : public Store {
@@ -1191,16 +1194,20 @@ class SqliteStore final : public Store {
                                  "{queue=\"store_writer\"}",
                                  [this] { return static_cast<double>(Stats().queued_writes); });
     }
-    thread_ = std::thread([this] { WriterLoop(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "store-writer");
+      WriterLoop();
+    });
   }
 
   ~SqliteStore() override { Close(); }
 
-  void Write(WriteFn fn, DoneFn done) override {
+  using Store::Write;
+  void Write(WriteFn fn, DoneFn done, Isolation isolation) override {
     {
       std::lock_guard lock(mutex_);
       if (!closing_) {
-        queue_.push_back({std::move(fn), std::move(done)});
+        queue_.push_back({std::move(fn), std::move(done), isolation});
         cv_.notify_one();
         return;
       }
@@ -1269,10 +1276,12 @@ class SqliteStore final : public Store {
         std::unique_lock lock(mutex_);
         cv_.wait(lock, [this] { return closing_ || !queue_.empty(); });
         if (queue_.empty() && closing_) return;
+        // A group is a run of writes of one isolation, in order.
         const size_t n =
             std::min(queue_.size(), static_cast<size_t>(options_.max_writes_per_commit));
+        const Isolation isolation = queue_.front().isolation;
         group.reserve(n);
-        for (size_t i = 0; i < n; ++i) {
+        for (size_t i = 0; i < n && queue_.front().isolation == isolation; ++i) {
           group.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
@@ -1285,36 +1294,46 @@ class SqliteStore final : public Store {
     const int64_t start = core::MonotonicMicros();
     std::vector<Status> results(group.size());
     std::vector<std::function<void()>> hooks;
-    Status begin = db.Exec("BEGIN IMMEDIATE");
+    Status begin = db.Run("BEGIN IMMEDIATE");
     if (!begin.ok()) {
       for (auto& w : group) w.done(begin);
       return;
     }
     Txn txn(db);
     std::vector<std::function<void()>> undo;  // of the writes kept so far, if the commit fails
+    const bool alone = group.front().isolation == Isolation::kAlone;
     for (size_t i = 0; i < group.size(); ++i) {
-      Status s = db.Exec("SAVEPOINT w");
+      Status s = alone ? db.Run("SAVEPOINT w") : Status::Ok();
       if (s.ok()) s = group[i].fn(txn);
       if (s.ok()) s = txn.FlushStepLog();
       auto write_hooks = txn.TakeOnCommit();
       auto write_undo = txn.TakeOnRollback();
-      if (s.ok()) s = db.Exec("RELEASE w");
+      if (s.ok() && alone) s = db.Run("RELEASE w");
       if (s.ok()) {
         txn.KeepWrite();
         for (auto& h : write_hooks) hooks.push_back(std::move(h));
         for (auto& u : write_undo) undo.push_back(std::move(u));
-      } else {
+      } else if (alone) {
         txn.DropWrite();
-        (void)db.Exec("ROLLBACK TO w");
-        (void)db.Exec("RELEASE w");
+        (void)db.Run("ROLLBACK TO w");
+        (void)db.Run("RELEASE w");
         for (auto it = write_undo.rbegin(); it != write_undo.rend(); ++it) (*it)();
+      } else {
+        // The group goes with it: nothing of it is kept, nothing after it runs.
+        for (auto& u : write_undo) undo.push_back(std::move(u));
+        (void)db.Run("ROLLBACK");
+        for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
+        const Status others = Status::Unavailable("rolled back with a failed write of its group (" +
+                                                  s.ToString() + ")");
+        for (size_t k = 0; k < group.size(); ++k) group[k].done(k == i ? s : others);
+        return;
       }
       results[i] = std::move(s);
     }
     Status commit = txn.FlushStepCounts();
-    if (commit.ok()) commit = db.Exec("COMMIT");
+    if (commit.ok()) commit = db.Run("COMMIT");
     if (!commit.ok()) {
-      (void)db.Exec("ROLLBACK");
+      (void)db.Run("ROLLBACK");
       for (auto it = undo.rbegin(); it != undo.rend(); ++it) (*it)();
       for (auto& w : group) w.done(commit);
       return;

@@ -149,6 +149,83 @@ TEST_F(SqliteStoreTest, AFailedWriteLeavesNoTraceAndSparesItsGroup) {
                   .ok());
 }
 
+// Writes queued with Isolation::kWithGroup share their group's fate: one failing undoes the
+// writes before it, the ones after it never run, and each is told so; writes of the other kind
+// queued beside them are grouped apart and kept.
+TEST_F(SqliteStoreTest, AFailedWriteWithItsGroupRollsTheGroupBackAndSparesTheOtherKind) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  auto insert = [ws](const std::string& user) {
+    return [ws, user](WriteTxn& t) -> Status {
+      Contact c;
+      c.workspace = ws;
+      c.user_id = user;
+      auto r = t.InsertContact(c);
+      return r ? Status::Ok() : r.error();
+    };
+  };
+  // Hold the writer so that everything below is queued before it takes its next group.
+  std::atomic<bool> holding{false}, release{false};
+  std::atomic<int> done{0};
+  store_->Write(
+      [&](WriteTxn&) -> Status {
+        holding = true;
+        while (!release) std::this_thread::yield();
+        return Status::Ok();
+      },
+      [&](Status) { ++done; });
+  while (!holding) std::this_thread::yield();
+  std::map<std::string, Status> result;
+  std::atomic<bool> after_ran{false};
+  auto record = [&](const std::string& name) {
+    return [&, name](Status s) {
+      result[name] = s;
+      ++done;
+    };
+  };
+  using I = Store::Isolation;
+  store_->Write(insert("before"), record("before"), I::kWithGroup);
+  store_->Write(
+      [&](WriteTxn& t) -> Status {
+        NUDGE_TRY(insert("failing")(t));
+        return Status::Invalid("refused after writing");
+      },
+      record("failing"), I::kWithGroup);
+  store_->Write(
+      [&](WriteTxn& t) -> Status {
+        after_ran = true;
+        return insert("after")(t);
+      },
+      record("after"), I::kWithGroup);
+  store_->Write(insert("alone"), record("alone"), I::kAlone);
+  release = true;
+  while (done < 5) std::this_thread::yield();
+  EXPECT_EQ(result["failing"].code(), Code::kInvalidArgument);
+  EXPECT_EQ(result["before"].code(), Code::kUnavailable) << result["before"].ToString();
+  EXPECT_EQ(result["after"].code(), Code::kUnavailable);
+  EXPECT_FALSE(after_ran);
+  EXPECT_TRUE(result["alone"].ok()) << result["alone"].ToString();
+  // Handed again without the failed one, the others are kept.
+  std::atomic<int> again{0};
+  for (const char* user : {"before", "after"})
+    store_->Write(
+        insert(user),
+        [&](Status s) {
+          EXPECT_TRUE(s.ok()) << s.ToString();
+          ++again;
+        },
+        I::kWithGroup);
+  while (again < 2) std::this_thread::yield();
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadTxn& t) -> Status {
+                    EXPECT_FALSE(*t.FindContactByUserId(ws, "failing"));
+                    EXPECT_TRUE(*t.FindContactByUserId(ws, "before"));
+                    EXPECT_TRUE(*t.FindContactByUserId(ws, "after"));
+                    EXPECT_TRUE(*t.FindContactByUserId(ws, "alone"));
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
 // The step log keeps each instance's entries in order across writes and groups, counts them per
 // step and outcome, and drops those of a write that failed.
 TEST_F(SqliteStoreTest, StepLogKeepsOrderAndCountsAndForgetsAFailedWrite) {
