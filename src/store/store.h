@@ -420,11 +420,10 @@ class Store {
   //    rest of its group commits.
   //  kWithGroup: no savepoint of its own. A savepoint costs a copy of every database page
   //    the write touches (for an event that starts a journey, a fifth of the writer's
-  //    instructions and a tenth of its time). Should
-  //    the write fail, its whole group rolls back, as when a commit fails: the failed write is
-  //    done with its error, every other write of the group with kUnavailable (those after it
-  //    never ran), and the caller hands them again. A group holds writes of one kind only, in
-  //    the order they were queued.
+  //    instructions and a tenth of its time). Should the write fail, its whole group rolls
+  //    back, as when a commit fails: the failed write is done with its error, every other
+  //    write of the group with kUnavailable (those after it never ran), and the caller hands
+  //    them again. A group holds writes of one kind only, in the order they were queued.
   enum class Isolation { kAlone, kWithGroup };
 
   // Queues fn for the writer thread; done(status) runs on the writer thread after the commit

@@ -97,7 +97,7 @@ class Db {
   // literal (its address is the cache key).
   Result<Stmt*> Prepare(const char* sql);
   // Runs one statement (a string literal, as for Prepare) through its cached prepared
-  // statement: for the transaction control the writer runs several times per group.
+  // statement: for transaction control, run once or more per transaction.
   Status Run(const char* sql);
   sqlite3* raw() { return db_; }
   int64_t Changes() const { return sqlite3_changes64(db_); }

@@ -151,12 +151,12 @@ class SqliteInbox final : public Inbox {
   void Commit(std::vector<PendingAppend>& group, int64_t release) {
     const int64_t start = core::MonotonicMicros();
     const int64_t first = next_id_;
-    Status s = db_->Exec("BEGIN IMMEDIATE");
+    Status s = db_->Run("BEGIN IMMEDIATE");
     if (s.ok()) {
       s = Insert(group);
       if (s.ok() && release > 0) s = Delete(release);
-      if (s.ok()) s = db_->Exec("COMMIT");
-      if (!s.ok()) (void)db_->Exec("ROLLBACK");
+      if (s.ok()) s = db_->Run("COMMIT");
+      if (!s.ok()) (void)db_->Run("ROLLBACK");
     }
     if (!s.ok()) {
       next_id_ = first;  // the ids were not written; give them again
@@ -230,7 +230,10 @@ Result<std::unique_ptr<Inbox>> Inbox::Open(const InboxOptions& options) {
                            db->Prepare("SELECT ifnull(min(id), 0), ifnull(max(id), 0) FROM inbox"));
     sqlite::StmtUse q(*stmt);
     NUDGE_ASSIGN_OR_RETURN(bool row, q->Step());
-    if (row) first = q->Int(0), last = q->Int(1);
+    if (row) {
+      first = q->Int(0);
+      last = q->Int(1);
+    }
   }
   last = std::max(last, options.applied);
   NUDGE_ASSIGN_OR_RETURN(auto checkpointer, sqlite::Checkpointer::Attach(options.path, *db));

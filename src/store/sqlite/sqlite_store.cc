@@ -1229,11 +1229,11 @@ class SqliteStore final : public Store {
       if (!opened) return opened.error();
       db = std::move(*opened);
     }
-    Status status = db->Exec("BEGIN");
+    Status status = db->Run("BEGIN");
     if (status.ok()) {
       Txn txn(*db);
       status = fn(txn);
-      Status end = db->Exec("COMMIT");
+      Status end = db->Run("COMMIT");
       if (status.ok()) status = end;
     }
     std::lock_guard lock(readers_mutex_);
