@@ -49,7 +49,7 @@ struct Active {
   int64_t id = 0;
   ContactId contact = 0;
   Millis wake = 0;                   // 0 = no timer
-  const JourneyState* js = nullptr;  // journeys are never erased, so the pointer stays valid
+  const JourneyState* js = nullptr;  // journeys are erased only by a reload, which clears these
   int32_t version = 0;
   uint16_t step = 0;
   Wait wait = Wait::kNone;
@@ -933,6 +933,155 @@ struct Engine::Impl {
     return Status::Ok();
   }
 
+  // ---- loading, and reloading after a rollback ----
+
+  // What the store holds of journeys: Load reads it at start, Reload after a rollback.
+  struct Stored {
+    std::vector<store::JourneyRecord> records;
+    std::vector<store::Definition> policies;
+    std::vector<store::Instance> instances;
+    // The definitions of every current version and of every version an instance is on;
+    // only those not already in memory when `have` is given.
+    std::map<std::tuple<WorkspaceId, std::string, int64_t>, std::string> bodies;
+  };
+
+  Status ReadStored(
+      store::ReadTxn& t, Stored& out,
+      const std::function<bool(WorkspaceId, const std::string&, int64_t)>& have = nullptr) {
+    NUDGE_ASSIGN_OR_RETURN(out.records, t.ListJourneys(0));
+    NUDGE_ASSIGN_OR_RETURN(out.policies, t.AllDefinitions("policies"));
+    NUDGE_TRY(t.ScanActiveInstances([&](const store::Instance& i) -> Status {
+      out.instances.push_back(i);
+      return Status::Ok();
+    }));
+    std::set<std::tuple<WorkspaceId, std::string, int64_t>> needed;
+    for (const auto& r : out.records) needed.insert({r.workspace, r.journey, r.version});
+    for (const auto& i : out.instances) needed.insert({i.workspace, i.journey, i.version});
+    for (const auto& [ws, id, version] : needed) {
+      if (have && have(ws, id, version)) continue;
+      NUDGE_ASSIGN_OR_RETURN(auto body, t.GetJourneyVersion(ws, id, version));
+      if (body) out.bodies[{ws, id, version}] = *body;
+    }
+    return Status::Ok();
+  }
+
+  Status SetPolicies(const std::vector<store::Definition>& stored) {
+    std::map<WorkspaceId, Policies> parsed;
+    for (const auto& d : stored) {
+      auto p = ParsePolicies(d.body, "stored policies");
+      if (!p) return p.error();
+      parsed[d.workspace] = std::move(*p);
+    }
+    policies = std::move(parsed);
+    return Status::Ok();
+  }
+
+  // The active instances into memory, each with its timer; then the date triggers from the
+  // contacts' traits. Holds cache.mutex (shared at least) and mu.
+  void AddInstances(const std::vector<store::Instance>& instances) {
+    for (const auto& i : instances) {
+      JourneyState* js = Find(i.workspace, i.journey);
+      if (!js || !js->versions.count(i.version)) {
+        spdlog::error("journey instance {} is on {} version {}, which is not loaded", i.id,
+                      i.journey, i.version);
+        continue;
+      }
+      const Journey& j = *js->versions.at(i.version);
+      auto step = j.index.find(i.step);
+      if (step == j.index.end()) continue;
+      Active a;
+      a.id = i.id;
+      a.contact = i.contact;
+      a.js = js;
+      a.version = static_cast<int32_t>(i.version);
+      a.step = static_cast<uint16_t>(step->second);
+      const Step& s = j.steps[step->second];
+      if (i.wake_at) {
+        a.wait = s.kind == StepKind::kWait   ? Wait::kTimer
+                 : s.kind == StepKind::kSend ? Wait::kQuiet
+                 : s.wait_condition          ? Wait::kCondition
+                                             : Wait::kEvent;
+      }
+      Active& added = active.Add(a);
+      if (i.wake_at) Schedule(added, *i.wake_at);
+    }
+    cache.ForEach(0, [&](ContactId id, const profile::ContactState& st) {
+      ScheduleDates(st.workspace, id, st.traits);
+    });
+  }
+
+  // Every write that changes the engine's memory starts here (cache.mutex and mu held). Should
+  // the write roll back (its own failure, or its group's), memory no longer matches the store:
+  // an instance it started would wait in memory only, one it ended would never move again.
+  // The next write then reloads from the store first, and one is queued at once so that timers
+  // taken off the heap by a failed fire come back without waiting for traffic.
+  Status Begin(store::WriteTxn& txn) {
+    if (needs_reload) NUDGE_TRY(Reload(txn));
+    txn.OnRollback([this] {
+      needs_reload = true;
+      if (std::exchange(reload_queued, true)) return;
+      store.Write(
+          [this](store::WriteTxn& t) -> Status {
+            std::unique_lock cache_lock(cache.mutex);
+            std::lock_guard lock(mu);
+            reload_queued = false;
+            return needs_reload ? Reload(t) : Status::Ok();
+          },
+          [](Status s) {
+            // kUnavailable: the store is closing; the next start loads everything anyway.
+            if (!s.ok() && s.code() != Code::kUnavailable)
+              spdlog::error("reloading journeys after a rollback: {}", s.ToString());
+          });
+    });
+    return Status::Ok();
+  }
+  // Both only on the writer thread (writes and their rollback hooks run there).
+  bool needs_reload = false;
+  bool reload_queued = false;
+
+  // Memory from the store, read through the write's own transaction: it holds what the writes
+  // before this one in its group changed. Definitions already in memory are kept (a version
+  // that was never stored is dropped); instances, timers and date triggers are rebuilt.
+  Status Reload(store::ReadTxn& t) {
+    spdlog::warn("a write rolled back; reloading journey instances and timers from the store");
+    Stored stored;
+    NUDGE_TRY(ReadStored(t, stored, [&](WorkspaceId ws, const std::string& id, int64_t v) {
+      const JourneyState* js = Find(ws, id);
+      return js && js->versions.count(v);
+    }));
+    NUDGE_TRY(SetPolicies(stored.policies));
+    active = ActiveSet();
+    emits.clear();
+    date_scheduled.clear();
+    {
+      std::lock_guard lock(timer_mutex);
+      timers = {};
+      date_timers = {};
+    }
+    // No instance points at a journey now, so one that was never stored can go.
+    std::map<std::pair<WorkspaceId, std::string>, const store::JourneyRecord*> records;
+    for (const auto& r : stored.records) records[{r.workspace, r.journey}] = &r;
+    std::erase_if(journeys, [&](const auto& kv) { return !records.count(kv.first); });
+    for (auto& [key, js] : journeys) {
+      const store::JourneyRecord& r = *records.at(key);
+      std::erase_if(js.versions, [&](const auto& v) { return v.first > r.version; });
+      std::erase_if(js.sources, [&](const auto& v) { return v.first > r.version; });
+      js.current = r.version;
+      js.status = r.status;
+      js.updated_at = r.updated_at;
+    }
+    // Memory runs ahead of the store, so it has every stored version; should one be missing
+    // all the same, its instances are left alone (logged) rather than run on a guess.
+    for (const auto& [key, body] : stored.bodies)
+      spdlog::error("journey {} version {} is stored but was not in memory", std::get<1>(key),
+                    std::get<2>(key));
+    std::erase_if(journeys,
+                  [](const auto& kv) { return !kv.second.versions.count(kv.second.current); });
+    AddInstances(stored.instances);
+    needs_reload = false;
+    return Status::Ok();
+  }
+
   // ---- timers ----
 
   Status Fire(store::WriteTxn& txn, ContactId contact, int64_t id, Millis due) {
@@ -1042,27 +1191,9 @@ void Engine::Stop() {
 
 Status Engine::Load() {
   Impl& m = *impl_;
-  std::vector<store::JourneyRecord> records;
-  std::vector<store::Definition> policies;
-  std::vector<store::Instance> instances;
-  std::map<std::tuple<WorkspaceId, std::string, int64_t>, std::string> bodies;
-  NUDGE_TRY(m.store.Read([&](store::ReadTxn& t) -> Status {
-    NUDGE_ASSIGN_OR_RETURN(records, t.ListJourneys(0));
-    NUDGE_ASSIGN_OR_RETURN(policies, t.AllDefinitions("policies"));
-    NUDGE_TRY(t.ScanActiveInstances([&](const store::Instance& i) -> Status {
-      instances.push_back(i);
-      return Status::Ok();
-    }));
-    std::set<std::tuple<WorkspaceId, std::string, int64_t>> needed;
-    for (const auto& r : records) needed.insert({r.workspace, r.journey, r.version});
-    for (const auto& i : instances) needed.insert({i.workspace, i.journey, i.version});
-    for (const auto& [ws, id, version] : needed) {
-      NUDGE_ASSIGN_OR_RETURN(auto body, t.GetJourneyVersion(ws, id, version));
-      if (body) bodies[{ws, id, version}] = *body;
-    }
-    return Status::Ok();
-  }));
-  for (const auto& d : policies) {
+  Impl::Stored stored;
+  NUDGE_TRY(m.store.Read([&](store::ReadTxn& t) -> Status { return m.ReadStored(t, stored); }));
+  for (const auto& d : stored.policies) {
     auto p = ParsePolicies(d.body, "stored policies");
     if (!p) return p.error();
     std::set<std::string> doi;
@@ -1070,12 +1201,8 @@ Status Engine::Load() {
     m.segments.SetDoubleOptIn(d.workspace, std::move(doi));
   }
   std::lock_guard lock(m.mu);
-  for (const auto& d : policies) {
-    auto p = ParsePolicies(d.body, "stored policies");
-    if (!p) return p.error();
-    m.policies[d.workspace] = *p;
-  }
-  for (const auto& r : records) {
+  NUDGE_TRY(m.SetPolicies(stored.policies));
+  for (const auto& r : stored.records) {
     JourneyState& js = m.journeys[{r.workspace, r.journey}];
     js.ws = r.workspace;
     js.id = r.journey;
@@ -1083,7 +1210,7 @@ Status Engine::Load() {
     js.status = r.status;
     js.updated_at = r.updated_at;
   }
-  for (const auto& [key, body] : bodies) {
+  for (const auto& [key, body] : stored.bodies) {
     const auto& [ws, id, version] = key;
     auto j = ParseJourney(body, "stored journey " + id, std::string_view(id));
     if (!j) return j.error();
@@ -1098,32 +1225,7 @@ Status Engine::Load() {
       for (const auto& c : def->Conditions()) m.segments.Adopt(*c);
   {
     std::shared_lock cache_lock(m.cache.mutex);
-    for (const auto& i : instances) {
-      JourneyState* js = m.Find(i.workspace, i.journey);
-      if (!js || !js->versions.count(i.version)) continue;
-      const Journey& j = *js->versions.at(i.version);
-      auto step = j.index.find(i.step);
-      if (step == j.index.end()) continue;
-      Active a;
-      a.id = i.id;
-      a.contact = i.contact;
-      a.js = js;
-      a.version = static_cast<int32_t>(i.version);
-      a.step = static_cast<uint16_t>(step->second);
-      const Step& s = j.steps[step->second];
-      if (i.wake_at) {
-        a.wait = s.kind == StepKind::kWait   ? Wait::kTimer
-                 : s.kind == StepKind::kSend ? Wait::kQuiet
-                 : s.wait_condition          ? Wait::kCondition
-                                             : Wait::kEvent;
-      }
-      Active& added = m.active.Add(a);
-      if (i.wake_at) m.Schedule(added, *i.wake_at);
-    }
-    // Date triggers come back from the contacts' traits.
-    m.cache.ForEach(0, [&](ContactId id, const profile::ContactState& st) {
-      m.ScheduleDates(st.workspace, id, st.traits);
-    });
+    m.AddInstances(stored.instances);
   }
   spdlog::info("loaded {} journeys and {} active journey instances", m.journeys.size(),
                m.active.size());
@@ -1152,6 +1254,7 @@ Result<JourneyInfo> Engine::PutJourney(WorkspaceId ws, std::string_view text,
   NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock cache_lock(m.cache.mutex);
     std::lock_guard lock(m.mu);
+    NUDGE_TRY(m.Begin(txn));
     const Millis now = m.clock.NowMillis();
     JourneyState& js = m.journeys[{ws, def->id}];
     const bool fresh = js.versions.empty();
@@ -1221,6 +1324,7 @@ Status Engine::SetStatus(WorkspaceId ws, const std::string& id, const std::strin
   return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock cache_lock(m.cache.mutex);
     std::lock_guard lock(m.mu);
+    NUDGE_TRY(m.Begin(txn));
     JourneyState* js = m.Find(ws, id);
     if (!js || js->versions.empty()) return Status::NotFound("no journey '" + id + "'");
     if (js->status == status) return Status::Ok();
@@ -1296,7 +1400,9 @@ void Engine::SetOutboxListener(std::function<void()> listener) {
 Status Engine::PutPolicies(WorkspaceId ws, Policies policies) {
   Impl& m = *impl_;
   NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    std::unique_lock cache_lock(m.cache.mutex);
     std::lock_guard lock(m.mu);
+    NUDGE_TRY(m.Begin(txn));
     NUDGE_ASSIGN_OR_RETURN(int64_t v, txn.PutDefinition(ws, "policies", "policies",
                                                         ToJson(policies), m.clock.NowMillis()));
     (void)v;
@@ -1322,6 +1428,7 @@ Result<int64_t> Engine::Trigger(WorkspaceId ws, const std::string& id, ContactId
   NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock cache_lock(m.cache.mutex);
     std::lock_guard lock(m.mu);
+    NUDGE_TRY(m.Begin(txn));
     JourneyState* js = m.Find(ws, id);
     if (!js || js->versions.empty()) return Status::NotFound("no journey '" + id + "'");
     if (js->def().trigger.kind != TriggerKind::kApi)
@@ -1363,6 +1470,7 @@ Status Engine::RunDue() {
     NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
       std::unique_lock cache_lock(m.cache.mutex);
       std::lock_guard lock(m.mu);
+      NUDGE_TRY(m.Begin(txn));
       for (size_t k = start; k < std::min(due.size(), start + 2000); ++k) {
         const InstanceTimer& t = due[k];
         if (const Active* a = m.active.Find(t.contact, t.id))
@@ -1393,6 +1501,7 @@ size_t Engine::PendingTimers() const {
 
 Status Engine::OnContactCreated(store::WriteTxn& txn, const store::Contact& c) {
   std::lock_guard lock(impl_->mu);
+  NUDGE_TRY(impl_->Begin(txn));
   impl_->ScheduleDates(c.workspace, c.id, c.traits);
   return Status::Ok();
 }
@@ -1401,6 +1510,7 @@ Status Engine::OnContactChanged(store::WriteTxn& txn, const store::Contact& c,
                                 std::string_view previous_traits) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);
+  NUDGE_TRY(m.Begin(txn));
   NUDGE_TRY(m.HandleChange(txn, c, previous_traits));
   return m.FlushEmits(txn);
 }
@@ -1408,6 +1518,7 @@ Status Engine::OnContactChanged(store::WriteTxn& txn, const store::Contact& c,
 Status Engine::OnEvent(store::WriteTxn& txn, const store::Event& e) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);
+  NUDGE_TRY(m.Begin(txn));
   NUDGE_TRY(m.HandleEvent(txn, e));
   return m.FlushEmits(txn);
 }
@@ -1415,6 +1526,7 @@ Status Engine::OnEvent(store::WriteTxn& txn, const store::Event& e) {
 Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId into) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);
+  NUDGE_TRY(m.Begin(txn));
   NUDGE_TRY(txn.MoveInstances(from, into));
   // Timers name the contact: the moved instances' pending ones are queued again under `into`
   // (those under `from` find nothing and are skipped as stale).
@@ -1428,6 +1540,7 @@ Status Engine::OnContactsMerged(store::WriteTxn& txn, ContactId from, ContactId 
 Status Engine::OnContactDeleted(store::WriteTxn& txn, ContactId id) {
   Impl& m = *impl_;
   std::lock_guard lock(m.mu);
+  NUDGE_TRY(m.Begin(txn));
   // The store erased the instances with the contact; forget them here too.
   for (int64_t iid : m.active.IdsOf(id)) m.Forget(id, iid);
   std::erase_if(m.date_scheduled, [&](const auto& kv) { return kv.first.first == id; });

@@ -147,7 +147,7 @@ Status Sandbox::ApplyDirectory(const std::string& dir_text) {
   return Status::Ok();
 }
 
-Status Sandbox::Send(const std::string& message_json) {
+Result<std::vector<ingest::Message>> Sandbox::Parse(const std::string& message_json) {
   NUDGE_ASSIGN_OR_RETURN(
       auto parsed, ingest::ParseRequest(ingest::Endpoint::kBatch,
                                         "{\"batch\":[" + message_json + "]}", clock_.NowMillis()));
@@ -161,8 +161,13 @@ Status Sandbox::Send(const std::string& message_json) {
       m.message_id = id;
     }
   }
+  return std::move(parsed.messages);
+}
+
+Status Sandbox::Send(const std::string& message_json) {
+  NUDGE_ASSIGN_OR_RETURN(auto messages, Parse(message_json));
   return store_->WriteSync([&](store::WriteTxn& t) -> Status {
-    NUDGE_ASSIGN_OR_RETURN(auto r, applier_->Apply(t, ws_, parsed.messages));
+    NUDGE_ASSIGN_OR_RETURN(auto r, applier_->Apply(t, ws_, messages));
     (void)r;
     return Status::Ok();
   });

@@ -42,6 +42,10 @@ class Sandbox {
 
   // Sends one Segment message (a JSON object with its "type"), as received now.
   Status Send(const std::string& message_json);
+  // The message as Send parses it, for a caller that applies it in a write of its own
+  // (with applier()), as the ingest pipeline does.
+  Result<std::vector<ingest::Message>> Parse(const std::string& message_json);
+  profile::Applier& applier() { return *applier_; }
   // Moves the clock to `t` (never back), firing every timer due on the way at its time.
   Status AdvanceTo(Millis t);
   Status Advance(Millis delta) { return AdvanceTo(Now() + delta); }

@@ -959,11 +959,13 @@ struct Engine::Impl {
   uint64_t sequence = 0;
 
   // Every write that changes memory starts here (cache.mutex held). Should the write roll back,
-  // memory no longer matches the store: the next write rebuilds it from the store first.
+  // memory no longer matches the store: the next write rebuilds it from the store first,
+  // reading through its own transaction, which holds what the writes before it in its group
+  // changed (a reader's connection would see only what is committed).
   Status Begin(store::WriteTxn& txn) {
     if (needs_reload) {
       spdlog::warn("a write rolled back; reloading contacts, segments and scores from the store");
-      NUDGE_TRY(LoadState());
+      NUDGE_TRY(LoadState(&txn));
       needs_reload = false;
     }
     txn.OnRollback([this] { needs_reload = true; });
@@ -971,7 +973,8 @@ struct Engine::Impl {
   }
   bool needs_reload = false;
 
-  Status LoadState();
+  // Reads through `within` when given (a write's transaction), else in reads of its own.
+  Status LoadState(store::ReadTxn* within = nullptr);
 
   // ---- definitions ----
 
@@ -1198,8 +1201,11 @@ void Engine::Stop() {
 
 // Loads definitions, contacts, memberships and stages from the store and replays the events.
 // Runs with cache.mutex held exclusively.
-Status Engine::Impl::LoadState() {
+Status Engine::Impl::LoadState(store::ReadTxn* within) {
   Impl& m = *this;
+  const auto read = [&](const std::function<Status(store::ReadTxn&)>& fn) {
+    return within ? fn(*within) : m.store.Read(fn);
+  };
   m.workspaces.clear();
   m.runtime.Clear();
   m.cache.Clear();
@@ -1208,7 +1214,7 @@ Status Engine::Impl::LoadState() {
     m.timers = {};
   }
   std::vector<store::Definition> segments, scorings, stages;
-  NUDGE_TRY(m.store.Read([&](store::ReadTxn& t) -> Status {
+  NUDGE_TRY(read([&](store::ReadTxn& t) -> Status {
     NUDGE_ASSIGN_OR_RETURN(segments, t.AllDefinitions("segment"));
     NUDGE_ASSIGN_OR_RETURN(scorings, t.AllDefinitions("scoring"));
     NUDGE_ASSIGN_OR_RETURN(stages, t.AllDefinitions("stages"));
@@ -1248,7 +1254,7 @@ Status Engine::Impl::LoadState() {
 
   const int64_t start = core::MonotonicMicros();
   size_t contacts = 0, events = 0;
-  NUDGE_TRY(m.store.Read([&](store::ReadTxn& t) -> Status {
+  NUDGE_TRY(read([&](store::ReadTxn& t) -> Status {
     NUDGE_TRY(t.ScanContacts([&](const store::Contact& c) -> Status {
       profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
       st.traits = c.traits;
