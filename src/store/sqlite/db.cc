@@ -13,7 +13,19 @@ Status SqliteError(sqlite3* db, int rc, std::string_view what) {
   return Status::Internal(std::move(msg));
 }
 
+void Stmt::NullUnbound() {
+  if (params_ < 0) {
+    params_ = sqlite3_bind_parameter_count(stmt_);
+    all_ = params_ >= 64 ? ~uint64_t{0} : (uint64_t{1} << params_) - 1;
+  }
+  if (bound_ == all_ || params_ > 64) return;  // past 64: cleared at every Reset instead
+  for (int i = 1; i <= params_; ++i)
+    if (!((bound_ >> (i - 1)) & 1)) sqlite3_bind_null(stmt_, i);
+  bound_ = all_;
+}
+
 Result<bool> Stmt::Step() {
+  NullUnbound();
   const int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;

@@ -22,34 +22,67 @@ class Stmt {
   Stmt(const Stmt&) = delete;
   Stmt& operator=(const Stmt&) = delete;
 
-  // Binds are 1-based, in the order of the `?` in the SQL.
+  // Binds are 1-based, in the order of the `?` in the SQL. A parameter left unbound in a use
+  // is NULL.
+  //
+  // Text and blobs held by the caller in a std::string (an lvalue) are bound without a copy
+  // (SQLITE_STATIC): the string must stay as it is until the statement has run, which it does
+  // when it outlives the StmtUse or the Exec. Temporaries, views and C strings are copied.
+  // Copying every bound string (and freeing the copies when the bindings were cleared) was a
+  // tenth of the store writer's instructions for an event that starts a journey.
   Stmt& Bind(int i, int64_t v) {
+    Mark(i);
     sqlite3_bind_int64(stmt_, i, v);
     return *this;
   }
   Stmt& Bind(int i, std::string_view v) {
+    Mark(i);
     sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  Stmt& Bind(int i, const std::string& v) {
+    Mark(i);
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& Bind(int i, std::string&& v) { return Bind(i, std::string_view(v)); }
+  Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
   Stmt& Bind(int i, const std::optional<std::string>& v) {
+    if (v) return Bind(i, *v);
+    return BindNull(i);
+  }
+  Stmt& Bind(int i, std::optional<std::string>&& v) {
     if (v) return Bind(i, std::string_view(*v));
+    return BindNull(i);
+  }
+  Stmt& BindNull(int i) {
+    Mark(i);
     sqlite3_bind_null(stmt_, i);
     return *this;
   }
-  Stmt& Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
-  Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
   Stmt& BindBlob(int i, std::string_view v) {
+    Mark(i);
     sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  Stmt& BindBlob(int i, const std::string& v) {
+    Mark(i);
+    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+    return *this;
+  }
+  Stmt& BindBlob(int i, std::string&& v) { return BindBlob(i, std::string_view(v)); }
 
   // Steps once: true while a row is available, false when done; errors as Status.
   Result<bool> Step();
   // Runs to completion, ignoring rows.
   Status Exec();
+  // Ready for the next use. The bindings are not cleared (that freed and zeroed every one):
+  // the next use binds its parameters, and those it leaves are bound to NULL before it runs.
+  // (A statement not yet run, or with more than 64 parameters, has its bindings cleared.)
   void Reset() {
     sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
+    if (params_ < 0 || params_ > 64) sqlite3_clear_bindings(stmt_);
+    bound_ = 0;
   }
 
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
@@ -71,11 +104,20 @@ class Stmt {
   }
 
  private:
+  void Mark(int i) {
+    if (i <= 64) bound_ |= uint64_t{1} << (i - 1);
+  }
+  // Binds NULL to every parameter this use left unbound (at its first step).
+  void NullUnbound();
+
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+  uint64_t bound_ = 0;  // the parameters (the first 64) bound since the last Reset
+  uint64_t all_ = 0;    // every parameter's bit
+  int params_ = -1;     // the statement's parameters, counted at its first step
 };
 
-// A statement in use: resets it (and clears its bindings) when the scope ends.
+// A statement in use: resets it when the scope ends.
 class StmtUse {
  public:
   explicit StmtUse(Stmt& s) : s_(s) {}
