@@ -938,7 +938,7 @@ struct Engine::Impl {
   // What the store holds of journeys: Load reads it at start, Reload after a rollback.
   struct Stored {
     std::vector<store::JourneyRecord> records;
-    std::vector<store::Definition> policies;
+    std::map<WorkspaceId, Policies> policies;
     std::vector<store::Instance> instances;
     // The definitions of every current version and of every version an instance is on;
     // only those not already in memory when `have` is given.
@@ -949,7 +949,12 @@ struct Engine::Impl {
       store::ReadTxn& t, Stored& out,
       const std::function<bool(WorkspaceId, const std::string&, int64_t)>& have = nullptr) {
     NUDGE_ASSIGN_OR_RETURN(out.records, t.ListJourneys(0));
-    NUDGE_ASSIGN_OR_RETURN(out.policies, t.AllDefinitions("policies"));
+    NUDGE_ASSIGN_OR_RETURN(auto policies, t.AllDefinitions("policies"));
+    for (const auto& d : policies) {
+      auto p = ParsePolicies(d.body, "stored policies");
+      if (!p) return p.error();
+      out.policies[d.workspace] = std::move(*p);
+    }
     NUDGE_TRY(t.ScanActiveInstances([&](const store::Instance& i) -> Status {
       out.instances.push_back(i);
       return Status::Ok();
@@ -962,17 +967,6 @@ struct Engine::Impl {
       NUDGE_ASSIGN_OR_RETURN(auto body, t.GetJourneyVersion(ws, id, version));
       if (body) out.bodies[{ws, id, version}] = *body;
     }
-    return Status::Ok();
-  }
-
-  Status SetPolicies(const std::vector<store::Definition>& stored) {
-    std::map<WorkspaceId, Policies> parsed;
-    for (const auto& d : stored) {
-      auto p = ParsePolicies(d.body, "stored policies");
-      if (!p) return p.error();
-      parsed[d.workspace] = std::move(*p);
-    }
-    policies = std::move(parsed);
     return Status::Ok();
   }
 
@@ -1049,7 +1043,7 @@ struct Engine::Impl {
       const JourneyState* js = Find(ws, id);
       return js && js->versions.count(v);
     }));
-    NUDGE_TRY(SetPolicies(stored.policies));
+    policies = std::move(stored.policies);
     active = ActiveSet();
     emits.clear();
     date_scheduled.clear();
@@ -1193,15 +1187,13 @@ Status Engine::Load() {
   Impl& m = *impl_;
   Impl::Stored stored;
   NUDGE_TRY(m.store.Read([&](store::ReadTxn& t) -> Status { return m.ReadStored(t, stored); }));
-  for (const auto& d : stored.policies) {
-    auto p = ParsePolicies(d.body, "stored policies");
-    if (!p) return p.error();
+  for (const auto& [ws, p] : stored.policies) {
     std::set<std::string> doi;
-    for (const auto& [channel, tmpl] : p->double_opt_in) doi.insert(channel);
-    m.segments.SetDoubleOptIn(d.workspace, std::move(doi));
+    for (const auto& [channel, tmpl] : p.double_opt_in) doi.insert(channel);
+    m.segments.SetDoubleOptIn(ws, std::move(doi));
   }
   std::lock_guard lock(m.mu);
-  NUDGE_TRY(m.SetPolicies(stored.policies));
+  m.policies = std::move(stored.policies);
   for (const auto& r : stored.records) {
     JourneyState& js = m.journeys[{r.workspace, r.journey}];
     js.ws = r.workspace;

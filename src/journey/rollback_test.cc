@@ -81,17 +81,17 @@ class RollbackTest : public ::testing::Test {
   }
 
   std::string Traits(const std::string& user) {
-    auto events = box_->store().Read([&](store::ReadTxn& t) -> Status {
+    std::string traits;
+    const Status read = box_->store().Read([&](store::ReadTxn& t) -> Status {
       NUDGE_ASSIGN_OR_RETURN(auto c, t.GetContact(box_->ContactOf(user)));
-      traits_ = c ? c->traits : "";
+      if (c) traits = c->traits;
       return Status::Ok();
     });
-    EXPECT_TRUE(events.ok()) << events.ToString();
-    return traits_;
+    EXPECT_TRUE(read.ok()) << read.ToString();
+    return traits;
   }
 
   std::unique_ptr<Sandbox> box_;
-  std::string traits_;
 };
 
 TEST_F(RollbackTest, AnInstanceStartedByARolledBackWriteIsNotLeftWaiting) {

@@ -35,41 +35,21 @@ class Stmt {
     sqlite3_bind_int64(stmt_, i, v);
     return *this;
   }
-  Stmt& Bind(int i, std::string_view v) {
-    Mark(i);
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& Bind(int i, const std::string& v) {
-    Mark(i);
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-    return *this;
-  }
+  Stmt& Bind(int i, std::string_view v) { return Bytes(i, v, false, SQLITE_TRANSIENT); }
+  Stmt& Bind(int i, const std::string& v) { return Bytes(i, v, false, SQLITE_STATIC); }
   Stmt& Bind(int i, std::string&& v) { return Bind(i, std::string_view(v)); }
   Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
-  Stmt& Bind(int i, const std::optional<std::string>& v) {
-    if (v) return Bind(i, *v);
-    return BindNull(i);
-  }
+  Stmt& Bind(int i, const std::optional<std::string>& v) { return v ? Bind(i, *v) : BindNull(i); }
   Stmt& Bind(int i, std::optional<std::string>&& v) {
-    if (v) return Bind(i, std::string_view(*v));
-    return BindNull(i);
+    return v ? Bind(i, std::string_view(*v)) : BindNull(i);
   }
   Stmt& BindNull(int i) {
     Mark(i);
     sqlite3_bind_null(stmt_, i);
     return *this;
   }
-  Stmt& BindBlob(int i, std::string_view v) {
-    Mark(i);
-    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& BindBlob(int i, const std::string& v) {
-    Mark(i);
-    sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-    return *this;
-  }
+  Stmt& BindBlob(int i, std::string_view v) { return Bytes(i, v, true, SQLITE_TRANSIENT); }
+  Stmt& BindBlob(int i, const std::string& v) { return Bytes(i, v, true, SQLITE_STATIC); }
   Stmt& BindBlob(int i, std::string&& v) { return BindBlob(i, std::string_view(v)); }
 
   // Steps once: true while a row is available, false when done; errors as Status.
@@ -106,6 +86,16 @@ class Stmt {
  private:
   void Mark(int i) {
     if (i <= 64) bound_ |= uint64_t{1} << (i - 1);
+  }
+  // Text or a blob; `how` is SQLITE_STATIC (no copy) or SQLITE_TRANSIENT (a copy).
+  Stmt& Bytes(int i, std::string_view v, bool blob, sqlite3_destructor_type how) {
+    Mark(i);
+    if (blob) {
+      sqlite3_bind_blob(stmt_, i, v.data(), static_cast<int>(v.size()), how);
+    } else {
+      sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), how);
+    }
+    return *this;
   }
   // Binds NULL to every parameter this use left unbound (at its first step).
   void NullUnbound();
