@@ -206,6 +206,8 @@ TEST_F(ApiTest, MetricsCountAcceptedAndRejected) {
   EXPECT_NE(raw.find("nudge_events_accepted_total 1"), std::string::npos) << raw;
   EXPECT_NE(raw.find("nudge_events_rejected_total{reason=\"invalid\"} 1"), std::string::npos);
   EXPECT_NE(raw.find("nudge_store_commit_seconds_bucket"), std::string::npos);
+  EXPECT_NE(raw.find("nudge_store_log_restart_seconds_count 0"), std::string::npos);
+  EXPECT_NE(raw.find("nudge_store_log_restarts_refused_total 0"), std::string::npos);
 }
 
 }  // namespace

@@ -5,21 +5,25 @@
 #include <chrono>
 #include <utility>
 
+#include "core/clock.h"
+
 namespace nudge::store::sqlite {
 
-Result<std::unique_ptr<Checkpointer>> Checkpointer::Attach(const std::string& path, Db& writer) {
+Result<std::unique_ptr<Checkpointer>> Checkpointer::Attach(const std::string& path, Db& writer,
+                                                           CheckpointLimits limits) {
   NUDGE_TRY(writer.Exec("PRAGMA wal_autocheckpoint = 0"));
   const std::string limit =
-      "PRAGMA journal_size_limit = " + std::to_string(kRestartFrames * kPageBytes);
+      "PRAGMA journal_size_limit = " + std::to_string(limits.restart_frames * kPageBytes);
   NUDGE_TRY(writer.Exec(limit.c_str()));
   NUDGE_ASSIGN_OR_RETURN(auto db, Db::Open(path, /*read_only=*/false));
   NUDGE_TRY(db->Exec("PRAGMA synchronous = FULL"));
-  std::unique_ptr<Checkpointer> c(new Checkpointer(std::move(db)));
+  std::unique_ptr<Checkpointer> c(new Checkpointer(std::move(db), writer, limits));
   sqlite3_wal_hook(writer.raw(), &Checkpointer::OnWal, c.get());
   return c;
 }
 
-Checkpointer::Checkpointer(std::unique_ptr<Db> db) : db_(std::move(db)) {
+Checkpointer::Checkpointer(std::unique_ptr<Db> db, Db& writer, CheckpointLimits limits)
+    : db_(std::move(db)), writer_(writer), limits_(limits), next_restart_(limits.restart_frames) {
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "checkpoint");
     Loop();
@@ -39,26 +43,72 @@ void Checkpointer::Stop() {
   sqlite3_wal_checkpoint_v2(db_->raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
 }
 
+void Checkpointer::AddMetrics(core::MetricsRegistry& metrics, const std::string& prefix,
+                              const std::string& what) {
+  restart_seconds_ = &metrics.GetHistogram(
+      prefix + "_log_restart_seconds",
+      "Time the " + what +
+          "'s writer spent restarting the database's log (WAL) between two transactions, "
+          "waiting for the checkpoint in progress included.",
+      {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
+  refused_metric_ = &metrics.GetCounter(
+      prefix + "_log_restarts_refused_total",
+      "Restarts of the " + what + "'s log (WAL) put off because a reader still read from it.");
+}
+
 int Checkpointer::OnWal(void* self, sqlite3*, const char*, int frames) {
-  if (frames >= kCheckpointFrames) {
-    auto* c = static_cast<Checkpointer*>(self);
+  auto* c = static_cast<Checkpointer*>(self);
+  c->writer_frames_ = frames;
+  if (frames >= c->limits_.checkpoint_frames) {
     std::lock_guard lock(c->mutex_);
-    c->frames_ = frames;
+    c->due_ = true;
     c->cv_.notify_one();
   }
   return SQLITE_OK;
 }
 
+void Checkpointer::BeforeWrite() {
+  if (writer_frames_ < next_restart_) return;
+  const bool force = writer_frames_ >= limits_.force_restart_frames;
+  // The thread is far behind: restarting now would make the writer fold back the rest itself.
+  if (!force && writer_frames_ - backfilled_.load() > limits_.restart_lag) return;
+  const int64_t start = core::MonotonicMicros();
+  std::lock_guard lock(run_mutex_);  // the thread's checkpoint in progress ends first
+  // No waiting for readers still on the log unless forced: the checkpoint then goes as far as
+  // it can without them and says SQLITE_BUSY, and the writer tries again further on.
+  sqlite3_busy_timeout(writer_.raw(), force ? limits_.force_wait_ms : 0);
+  const int rc = sqlite3_wal_checkpoint_v2(writer_.raw(), nullptr, SQLITE_CHECKPOINT_RESTART,
+                                           nullptr, nullptr);
+  sqlite3_busy_timeout(writer_.raw(), kBusyTimeoutMs);
+  if (restart_seconds_)
+    restart_seconds_->Observe(static_cast<double>(core::MonotonicMicros() - start) / 1e6);
+  if (rc == SQLITE_OK) {
+    restarts_.fetch_add(1, std::memory_order_relaxed);
+    writer_frames_ = 0;
+    backfilled_.store(0);
+    next_restart_ = limits_.restart_frames;
+  } else {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    if (refused_metric_) refused_metric_->Add();
+    // A forced attempt waited: the next one comes only after as much log again.
+    next_restart_ = writer_frames_ + (force ? limits_.restart_frames : limits_.checkpoint_frames);
+  }
+}
+
 void Checkpointer::Loop() {
   std::unique_lock lock(mutex_);
   while (!stop_) {
-    cv_.wait_for(lock, std::chrono::seconds(1));
+    cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || due_; });
     if (stop_) break;
-    const int frames = std::exchange(frames_, 0);
+    due_ = false;
     lock.unlock();
-    const int mode =
-        frames >= kRestartFrames ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE;
-    sqlite3_wal_checkpoint_v2(db_->raw(), nullptr, mode, nullptr, nullptr);
+    {
+      std::lock_guard run(run_mutex_);
+      int done = 0;
+      if (sqlite3_wal_checkpoint_v2(db_->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                    &done) == SQLITE_OK)
+        backfilled_.store(done);
+    }
     lock.lock();
   }
 }

@@ -2,53 +2,101 @@
 // that the connection that writes never pays for it (copying pages and the fsync of the file).
 //
 // Attach() turns off the writer's automatic checkpoints and installs a WAL hook that tells
-// the thread how far the log has grown. PASSIVE checkpoints never block the writer or readers;
-// when the log has run far ahead anyway (a long reader held it), a RESTART waits for the
-// writer once so that the log starts over.
+// the thread how far the log has grown. The thread runs PASSIVE checkpoints, which never block
+// the writer or readers.
 //
-// Thread-safety: the hook runs on the writer's thread; everything else on the owner's.
+// Under a steady stream of writes the log never starts over by itself: SQLite restarts it only
+// when a write begins with every frame already folded back, and a new commit always lands while
+// a checkpoint runs. So once the log holds restart_frames, the writer restarts it between two
+// of its transactions (BeforeWrite): it waits for the checkpoint in progress to end, which
+// leaves next to nothing to fold back, and runs a RESTART checkpoint on its own connection.
+// That costs the writer a few milliseconds. A RESTART run by the thread instead would wait for
+// the writer's lock through the busy handler, which a busy writer hardly ever leaves free: the
+// log grew meanwhile, and once it had the lock the checkpoint held the writer for as long as it
+// took to fold back all of it (over a second at a million contacts).
+//
+// Thread-safety: the hook and BeforeWrite run on the writer's thread; the rest on the owner's.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
+#include "core/metrics.h"
 #include "core/result.h"
 #include "store/sqlite/db.h"
 
 namespace nudge::store::sqlite {
 
-// The thread checkpoints from this many frames in the log (16 MB of 4 KB pages) ...
-inline constexpr int kCheckpointFrames = 4096;
-// ... and from this many (256 MB) it waits for the writer once so that the log starts over.
-inline constexpr int kRestartFrames = 65536;
 inline constexpr int64_t kPageBytes = 4096;  // SQLite's default page size, which nudge keeps
+
+// When the log is checkpointed and restarted, in frames (pages) of the log.
+struct CheckpointLimits {
+  // The thread checkpoints from this many frames in the log (16 MB of 4 KB pages) ...
+  int checkpoint_frames = 4096;
+  // ... and from this many (256 MB) the writer restarts the log ...
+  int restart_frames = 65536;
+  // ... once the thread's checkpoints are no more than this many frames behind (the writer
+  // folds those back itself) ...
+  int restart_lag = 16384;
+  // ... and waits for readers still reading the log only from this many (1 GB), for at most
+  // force_wait_ms. Below it a reader in the way makes the writer try again checkpoint_frames
+  // later; past it, restart_frames later.
+  int force_restart_frames = 262144;
+  int force_wait_ms = 1000;
+};
 
 class Checkpointer {
  public:
   // Opens the checkpointing connection to `path` and sets the writer's log up for it: no
-  // automatic checkpoints, and a log file that keeps its size up to kRestartFrames pages
-  // (reused rather than truncated and grown again under load).
-  static Result<std::unique_ptr<Checkpointer>> Attach(const std::string& path, Db& writer);
+  // automatic checkpoints, and a log file that keeps its size up to restart_frames pages
+  // (reused rather than truncated and grown again under load). `writer` must outlive it.
+  static Result<std::unique_ptr<Checkpointer>> Attach(const std::string& path, Db& writer,
+                                                      CheckpointLimits limits = {});
   ~Checkpointer();
   Checkpointer(const Checkpointer&) = delete;
   Checkpointer& operator=(const Checkpointer&) = delete;
+
+  // The writer's thread calls this before each transaction it begins (no transaction open):
+  // restarts the log when it is due, as the header says.
+  void BeforeWrite();
+
+  // Reports the writer's time restarting the log (PREFIX_log_restart_seconds) and the restarts
+  // a reader put off (PREFIX_log_restarts_refused_total); `what` names the database in their
+  // help. Call before the writer's thread starts.
+  void AddMetrics(core::MetricsRegistry& metrics, const std::string& prefix,
+                  const std::string& what);
+
+  // Log restarts so far, and the ones that found a reader in the way (the log kept growing).
+  int64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
+  int64_t restarts_refused() const { return refused_.load(std::memory_order_relaxed); }
 
   // Stops the thread and folds the whole log back, so that a clean stop leaves one
   // self-contained file. Call once the writer has stopped. Idempotent.
   void Stop();
 
  private:
-  explicit Checkpointer(std::unique_ptr<Db> db);
+  Checkpointer(std::unique_ptr<Db> db, Db& writer, CheckpointLimits limits);
   static int OnWal(void* self, sqlite3*, const char*, int frames);
   void Loop();
 
   std::unique_ptr<Db> db_;  // used by the thread only (and by Stop after it ended)
+  Db& writer_;
+  const CheckpointLimits limits_;
+  int writer_frames_ = 0;           // frames in the log after the last commit; writer only
+  int next_restart_;                // writer only
+  std::atomic<int> backfilled_{0};  // frames the thread's last checkpoint had folded back
+  std::atomic<int64_t> restarts_{0};
+  std::atomic<int64_t> refused_{0};
+  core::Histogram* restart_seconds_ = nullptr;
+  core::Counter* refused_metric_ = nullptr;
+  std::mutex run_mutex_;  // held through each checkpoint, the thread's and the writer's
   std::mutex mutex_;
   std::condition_variable cv_;
-  int frames_ = 0;     // GUARDED_BY(mutex_)
+  bool due_ = false;   // GUARDED_BY(mutex_): the log has grown past kCheckpointFrames
   bool stop_ = false;  // GUARDED_BY(mutex_)
   std::thread thread_;
 };

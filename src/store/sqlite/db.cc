@@ -52,7 +52,7 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, bool read_only) {
     return Err(s);
   }
   sqlite3_extended_result_codes(raw, 1);
-  sqlite3_busy_timeout(raw, 10000);
+  sqlite3_busy_timeout(raw, kBusyTimeoutMs);
   return std::unique_ptr<Db>(new Db(raw));
 }
 

@@ -119,6 +119,9 @@ class StmtUse {
   Stmt& s_;
 };
 
+// How long a connection waits for a lock another connection holds before SQLITE_BUSY.
+inline constexpr int kBusyTimeoutMs = 10000;
+
 class Db {
  public:
   static Result<std::unique_ptr<Db>> Open(const std::string& path, bool read_only);

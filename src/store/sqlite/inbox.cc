@@ -53,6 +53,7 @@ class SqliteInbox final : public Inbox {
         deleted_(deleted),
         released_(options_.applied) {
     if (options_.metrics) {
+      checkpointer_->AddMetrics(*options_.metrics, "nudge_inbox", "inbox");
       commit_latency_ = &options_.metrics->GetHistogram(
           "nudge_inbox_commit_seconds",
           "Time to commit one group of tracking requests to the inbox, fsync included.",
@@ -142,7 +143,10 @@ class SqliteInbox final : public Inbox {
                             : std::max(kDeleteWithAppends, 2 * static_cast<int64_t>(group.size()));
         upto = std::min(release, deleted_ + most);
       }
-      if (!group.empty() || upto > 0) Commit(group, upto);
+      if (!group.empty() || upto > 0) {
+        checkpointer_->BeforeWrite();
+        Commit(group, upto);
+      }
       if (closing) return;
     }
   }

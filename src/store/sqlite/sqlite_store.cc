@@ -1184,6 +1184,7 @@ class SqliteStore final : public Store {
         writer_db_(std::move(writer)),
         checkpointer_(std::move(checkpointer)) {
     if (options_.metrics) {
+      checkpointer_->AddMetrics(*options_.metrics, "nudge_store", "store");
       commit_latency_ = &options_.metrics->GetHistogram(
           "nudge_store_commit_seconds", "Time to commit one group of writes, fsync included.",
           {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1});
@@ -1286,6 +1287,7 @@ class SqliteStore final : public Store {
           queue_.pop_front();
         }
       }
+      checkpointer_->BeforeWrite();
       CommitGroup(db, group);
     }
   }

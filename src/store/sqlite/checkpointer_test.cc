@@ -1,0 +1,166 @@
+// The checkpointer keeps the log bounded under a writer that never pauses: the writer restarts
+// the log itself between two transactions; a reader still on the log defers the restart
+// without losing anything, and it happens once the reader is done; past the forced limit the
+// writer waits for such a reader a little, and not at every transaction.
+#include "store/sqlite/checkpointer.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+
+namespace nudge::store::sqlite {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Small limits, so that a test writes a few hundred pages rather than a gigabyte.
+constexpr CheckpointLimits kLimits{.checkpoint_frames = 8,
+                                   .restart_frames = 64,
+                                   .restart_lag = 32,
+                                   .force_restart_frames = 512,
+                                   .force_wait_ms = 20};
+
+class CheckpointerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(kLimits); }
+
+  void Open(CheckpointLimits limits) {
+    ckpt_.reset();
+    writer_.reset();
+    dir_ = fs::temp_directory_path() / ("nudge-ckpt-test-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    path_ = (dir_ / "t.db").string();
+    auto db = Db::Open(path_, /*read_only=*/false);
+    ASSERT_TRUE(db) << db.error().ToString();
+    writer_ = std::move(*db);
+    ASSERT_TRUE(writer_->Exec("PRAGMA journal_mode = WAL").ok());
+    ASSERT_TRUE(writer_->Exec("CREATE TABLE t(id INTEGER PRIMARY KEY, body BLOB)").ok());
+    auto c = Checkpointer::Attach(path_, *writer_, limits);
+    ASSERT_TRUE(c) << c.error().ToString();
+    ckpt_ = std::move(*c);
+  }
+  void TearDown() override {
+    ckpt_.reset();
+    writer_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // Frames in the log file now (its size less the header, over the frame size).
+  int64_t LogFrames() const {
+    std::error_code ec;
+    const auto size = static_cast<int64_t>(fs::file_size(path_ + "-wal", ec));
+    return ec || size < 32 ? 0 : (size - 32) / (kPageBytes + 24);
+  }
+
+  // One transaction of four rows of ~3 KB (a page or more each), as the writer's loop runs
+  // it: BeforeWrite, then the transaction, with no pause after it.
+  void Write() {
+    ckpt_->BeforeWrite();
+    ASSERT_TRUE(writer_->Run("BEGIN IMMEDIATE").ok());
+    for (int i = 0; i < 4; ++i) {
+      auto stmt = writer_->Prepare("INSERT INTO t(id, body) VALUES(?, randomblob(3000))");
+      ASSERT_TRUE(stmt);
+      StmtUse q(**stmt);
+      q->Bind(1, next_id_++);
+      ASSERT_TRUE(q->Exec().ok());
+    }
+    ASSERT_TRUE(writer_->Run("COMMIT").ok());
+    max_frames_ = std::max(max_frames_, LogFrames());
+  }
+
+  int64_t Rows() {
+    auto stmt = writer_->Prepare("SELECT count(*) FROM t");
+    StmtUse q(**stmt);
+    auto row = q->Step();
+    return row && *row ? q->Int(0) : -1;
+  }
+
+  fs::path dir_;
+  std::string path_;
+  std::unique_ptr<Db> writer_;
+  std::unique_ptr<Checkpointer> ckpt_;
+  int64_t next_id_ = 1;
+  int64_t max_frames_ = 0;
+};
+
+TEST_F(CheckpointerTest, TheLogStartsOverUnderAWriterThatNeverPauses) {
+  // No forced restarts here: the log starts over only as a writer that never pauses lets it.
+  CheckpointLimits limits = kLimits;
+  limits.force_restart_frames = 1 << 30;
+  ASSERT_NO_FATAL_FAILURE(Open(limits));
+  for (int i = 0; i < 600; ++i) ASSERT_NO_FATAL_FAILURE(Write());
+  // ~3,600 frames written (all of them in the log without restarts): the log restarted each
+  // time it passed restart_frames, or soon after.
+  EXPECT_GE(ckpt_->restarts(), 10);
+  EXPECT_LT(max_frames_, 8 * limits.restart_frames) << "the log grew to " << max_frames_;
+  EXPECT_EQ(Rows(), 2400);
+}
+
+TEST_F(CheckpointerTest, AReaderOnTheLogDefersTheRestartUntilItIsDone) {
+  ASSERT_NO_FATAL_FAILURE(Write());
+  // A reader holding a snapshot that reads from the log.
+  auto reader = Db::Open(path_, /*read_only=*/true);
+  ASSERT_TRUE(reader);
+  ASSERT_TRUE((*reader)->Exec("BEGIN").ok());
+  auto count = (*reader)->Prepare("SELECT count(*) FROM t");
+  ASSERT_TRUE(count);
+  {
+    StmtUse q(**count);
+    ASSERT_TRUE(q->Step().value());
+    EXPECT_EQ(q->Int(0), 4);
+  }
+  // Up to twice restart_frames, short of the forced restart: the checkpoints cannot fold back
+  // what the reader may still read, and the log is not restarted under it.
+  while (LogFrames() < 2 * kLimits.restart_frames) ASSERT_NO_FATAL_FAILURE(Write());
+  EXPECT_EQ(ckpt_->restarts(), 0);
+  {
+    StmtUse q(**count);  // the reader's snapshot is unchanged
+    ASSERT_TRUE(q->Step().value());
+    EXPECT_EQ(q->Int(0), 4);
+  }
+  ASSERT_TRUE((*reader)->Exec("COMMIT").ok());
+  // The reader is done: the next attempts go through.
+  for (int i = 0; i < 2 * kLimits.restart_frames && ckpt_->restarts() == 0; ++i)
+    ASSERT_NO_FATAL_FAILURE(Write());
+  EXPECT_GE(ckpt_->restarts(), 1);
+  const int64_t rows = next_id_ - 1;
+  EXPECT_EQ(Rows(), rows);
+}
+
+TEST_F(CheckpointerTest, AReaderThatStaysIsWaitedForOncePastTheForcedLimit) {
+  ASSERT_NO_FATAL_FAILURE(Write());
+  auto reader = Db::Open(path_, /*read_only=*/true);
+  ASSERT_TRUE(reader);
+  ASSERT_TRUE((*reader)->Exec("BEGIN").ok());
+  auto count = (*reader)->Prepare("SELECT count(*) FROM t");
+  {
+    StmtUse q(**count);
+    ASSERT_TRUE(q->Step().value());
+  }
+  // Past force_restart_frames the writer waits for the reader (force_wait_ms), is refused
+  // again, and then leaves it restart_frames more frames before the next try: the reader is
+  // never cut off and the writer is not held at every transaction.
+  while (LogFrames() < kLimits.force_restart_frames + 2 * kLimits.restart_frames)
+    ASSERT_NO_FATAL_FAILURE(Write());
+  EXPECT_EQ(ckpt_->restarts(), 0);
+  const int64_t refused = ckpt_->restarts_refused();
+  EXPECT_GE(refused, 1);
+  EXPECT_LE(refused, kLimits.restart_frames / kLimits.checkpoint_frames + 3)
+      << "the writer tried at nearly every transaction";
+  {
+    StmtUse q(**count);
+    ASSERT_TRUE(q->Step().value());
+    EXPECT_EQ(q->Int(0), 4);
+  }
+  ASSERT_TRUE((*reader)->Exec("COMMIT").ok());
+  for (int i = 0; i < 4 * kLimits.restart_frames && ckpt_->restarts() == 0; ++i)
+    ASSERT_NO_FATAL_FAILURE(Write());
+  EXPECT_GE(ckpt_->restarts(), 1);
+}
+
+}  // namespace
+}  // namespace nudge::store::sqlite
