@@ -48,12 +48,13 @@ void Checkpointer::AddMetrics(core::MetricsRegistry& metrics, const std::string&
   restart_seconds_ = &metrics.GetHistogram(
       prefix + "_log_restart_seconds",
       "Time the " + what +
-          "'s writer spent restarting the database's log (WAL) between two transactions, "
-          "waiting for the checkpoint in progress included.",
+          "'s writer spent on each attempt to restart the database's log (WAL) between two "
+          "transactions, waiting for the checkpoint in progress included; refused attempts "
+          "are counted too.",
       {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5});
-  refused_metric_ = &metrics.GetCounter(
-      prefix + "_log_restarts_refused_total",
-      "Restarts of the " + what + "'s log (WAL) put off because a reader still read from it.");
+  refused_ = &metrics.GetCounter(prefix + "_log_restarts_refused_total",
+                                 "Attempts to restart the " + what +
+                                     "'s log (WAL) put off because a reader still read from it.");
 }
 
 int Checkpointer::OnWal(void* self, sqlite3*, const char*, int frames) {
@@ -83,13 +84,11 @@ void Checkpointer::BeforeWrite() {
   if (restart_seconds_)
     restart_seconds_->Observe(static_cast<double>(core::MonotonicMicros() - start) / 1e6);
   if (rc == SQLITE_OK) {
-    restarts_.fetch_add(1, std::memory_order_relaxed);
     writer_frames_ = 0;
     backfilled_.store(0);
     next_restart_ = limits_.restart_frames;
   } else {
-    refused_.fetch_add(1, std::memory_order_relaxed);
-    if (refused_metric_) refused_metric_->Add();
+    if (refused_) refused_->Add();
     // A forced attempt waited: the next one comes only after as much log again.
     next_restart_ = writer_frames_ + (force ? limits_.restart_frames : limits_.checkpoint_frames);
   }

@@ -10,9 +10,10 @@
 // a checkpoint runs. So once the log holds restart_frames, the writer restarts it between two
 // of its transactions (BeforeWrite): it waits for the checkpoint in progress to end, which
 // leaves next to nothing to fold back, and runs a RESTART checkpoint on its own connection.
-// That costs the writer a few milliseconds. A RESTART run by the thread instead would wait for
-// the writer's lock through the busy handler, which a busy writer hardly ever leaves free: the
-// log grew meanwhile, and once it had the lock the checkpoint held the writer for as long as it
+// That costs the writer about 30 ms at a million contacts, most of it the wait for the
+// checkpoint in progress (its fsync of the database). A RESTART run by the thread instead would
+// wait for the writer's lock through the busy handler, which a busy writer hardly ever leaves free:
+// the log grew meanwhile, and once it had the lock the checkpoint held the writer for as long as it
 // took to fold back all of it (over a second at a million contacts).
 //
 // Thread-safety: the hook and BeforeWrite run on the writer's thread; the rest on the owner's.
@@ -64,15 +65,12 @@ class Checkpointer {
   // restarts the log when it is due, as the header says.
   void BeforeWrite();
 
-  // Reports the writer's time restarting the log (PREFIX_log_restart_seconds) and the restarts
-  // a reader put off (PREFIX_log_restarts_refused_total); `what` names the database in their
-  // help. Call before the writer's thread starts.
+  // Reports the writer's time on each attempt to restart the log (PREFIX_log_restart_seconds;
+  // its count is the attempts) and the attempts a reader put off
+  // (PREFIX_log_restarts_refused_total); `what` names the database in their help. Call before
+  // the writer's thread starts.
   void AddMetrics(core::MetricsRegistry& metrics, const std::string& prefix,
                   const std::string& what);
-
-  // Log restarts so far, and the ones that found a reader in the way (the log kept growing).
-  int64_t restarts() const { return restarts_.load(std::memory_order_relaxed); }
-  int64_t restarts_refused() const { return refused_.load(std::memory_order_relaxed); }
 
   // Stops the thread and folds the whole log back, so that a clean stop leaves one
   // self-contained file. Call once the writer has stopped. Idempotent.
@@ -89,14 +87,12 @@ class Checkpointer {
   int writer_frames_ = 0;           // frames in the log after the last commit; writer only
   int next_restart_;                // writer only
   std::atomic<int> backfilled_{0};  // frames the thread's last checkpoint had folded back
-  std::atomic<int64_t> restarts_{0};
-  std::atomic<int64_t> refused_{0};
-  core::Histogram* restart_seconds_ = nullptr;
-  core::Counter* refused_metric_ = nullptr;
+  core::Histogram* restart_seconds_ = nullptr;  // set by AddMetrics, or null
+  core::Counter* refused_ = nullptr;            // ditto
   std::mutex run_mutex_;  // held through each checkpoint, the thread's and the writer's
   std::mutex mutex_;
   std::condition_variable cv_;
-  bool due_ = false;   // GUARDED_BY(mutex_): the log has grown past kCheckpointFrames
+  bool due_ = false;   // GUARDED_BY(mutex_): the log has grown past checkpoint_frames
   bool stop_ = false;  // GUARDED_BY(mutex_)
   std::thread thread_;
 };

@@ -42,6 +42,8 @@ class CheckpointerTest : public ::testing::Test {
     auto c = Checkpointer::Attach(path_, *writer_, limits);
     ASSERT_TRUE(c) << c.error().ToString();
     ckpt_ = std::move(*c);
+    metrics_ = std::make_unique<core::MetricsRegistry>();
+    ckpt_->AddMetrics(*metrics_, "t", "test");
   }
   void TearDown() override {
     ckpt_.reset();
@@ -72,6 +74,35 @@ class CheckpointerTest : public ::testing::Test {
     max_frames_ = std::max(max_frames_, LogFrames());
   }
 
+  // Attempts to restart the log that were put off by a reader, and those that went through.
+  uint64_t Refused() { return metrics_->GetCounter("t_log_restarts_refused_total", "").Value(); }
+  uint64_t Restarts() {
+    return metrics_->GetHistogram("t_log_restart_seconds", "", {}).Read().count - Refused();
+  }
+
+  // A reader inside a transaction: its first Count() takes the snapshot it keeps until COMMIT.
+  struct Reader {
+    std::unique_ptr<Db> db;
+    Stmt* count = nullptr;
+    int64_t Count() {
+      StmtUse q(*count);
+      auto row = q->Step();
+      return row && *row ? q->Int(0) : -1;
+    }
+  };
+  Reader OpenReader() {
+    Reader r;
+    auto db = Db::Open(path_, /*read_only=*/true);
+    EXPECT_TRUE(db);
+    if (!db) return r;
+    r.db = std::move(*db);
+    EXPECT_TRUE(r.db->Exec("BEGIN").ok());
+    auto count = r.db->Prepare("SELECT count(*) FROM t");
+    EXPECT_TRUE(count);
+    if (count) r.count = *count;
+    return r;
+  }
+
   int64_t Rows() {
     auto stmt = writer_->Prepare("SELECT count(*) FROM t");
     StmtUse q(**stmt);
@@ -83,6 +114,7 @@ class CheckpointerTest : public ::testing::Test {
   std::string path_;
   std::unique_ptr<Db> writer_;
   std::unique_ptr<Checkpointer> ckpt_;
+  std::unique_ptr<core::MetricsRegistry> metrics_;
   int64_t next_id_ = 1;
   int64_t max_frames_ = 0;
 };
@@ -95,71 +127,50 @@ TEST_F(CheckpointerTest, TheLogStartsOverUnderAWriterThatNeverPauses) {
   for (int i = 0; i < 600; ++i) ASSERT_NO_FATAL_FAILURE(Write());
   // ~3,600 frames written (all of them in the log without restarts): the log restarted each
   // time it passed restart_frames, or soon after.
-  EXPECT_GE(ckpt_->restarts(), 10);
+  EXPECT_GE(Restarts(), 10u);
   EXPECT_LT(max_frames_, 8 * limits.restart_frames) << "the log grew to " << max_frames_;
   EXPECT_EQ(Rows(), 2400);
 }
 
 TEST_F(CheckpointerTest, AReaderOnTheLogDefersTheRestartUntilItIsDone) {
   ASSERT_NO_FATAL_FAILURE(Write());
-  // A reader holding a snapshot that reads from the log.
-  auto reader = Db::Open(path_, /*read_only=*/true);
-  ASSERT_TRUE(reader);
-  ASSERT_TRUE((*reader)->Exec("BEGIN").ok());
-  auto count = (*reader)->Prepare("SELECT count(*) FROM t");
-  ASSERT_TRUE(count);
-  {
-    StmtUse q(**count);
-    ASSERT_TRUE(q->Step().value());
-    EXPECT_EQ(q->Int(0), 4);
-  }
+  Reader reader = OpenReader();
+  ASSERT_TRUE(reader.count);
+  EXPECT_EQ(reader.Count(), 4);
   // Up to twice restart_frames, short of the forced restart: the checkpoints cannot fold back
   // what the reader may still read, and the log is not restarted under it.
   while (LogFrames() < 2 * kLimits.restart_frames) ASSERT_NO_FATAL_FAILURE(Write());
-  EXPECT_EQ(ckpt_->restarts(), 0);
-  {
-    StmtUse q(**count);  // the reader's snapshot is unchanged
-    ASSERT_TRUE(q->Step().value());
-    EXPECT_EQ(q->Int(0), 4);
-  }
-  ASSERT_TRUE((*reader)->Exec("COMMIT").ok());
+  EXPECT_EQ(Restarts(), 0u);
+  EXPECT_EQ(reader.Count(), 4);  // the reader's snapshot is unchanged
+  ASSERT_TRUE(reader.db->Exec("COMMIT").ok());
   // The reader is done: the next attempts go through.
-  for (int i = 0; i < 2 * kLimits.restart_frames && ckpt_->restarts() == 0; ++i)
+  for (int i = 0; i < 2 * kLimits.restart_frames && Restarts() == 0; ++i)
     ASSERT_NO_FATAL_FAILURE(Write());
-  EXPECT_GE(ckpt_->restarts(), 1);
+  EXPECT_GE(Restarts(), 1u);
   const int64_t rows = next_id_ - 1;
   EXPECT_EQ(Rows(), rows);
 }
 
 TEST_F(CheckpointerTest, AReaderThatStaysIsWaitedForOncePastTheForcedLimit) {
   ASSERT_NO_FATAL_FAILURE(Write());
-  auto reader = Db::Open(path_, /*read_only=*/true);
-  ASSERT_TRUE(reader);
-  ASSERT_TRUE((*reader)->Exec("BEGIN").ok());
-  auto count = (*reader)->Prepare("SELECT count(*) FROM t");
-  {
-    StmtUse q(**count);
-    ASSERT_TRUE(q->Step().value());
-  }
+  Reader reader = OpenReader();
+  ASSERT_TRUE(reader.count);
+  EXPECT_EQ(reader.Count(), 4);
   // Past force_restart_frames the writer waits for the reader (force_wait_ms), is refused
   // again, and then leaves it restart_frames more frames before the next try: the reader is
   // never cut off and the writer is not held at every transaction.
   while (LogFrames() < kLimits.force_restart_frames + 2 * kLimits.restart_frames)
     ASSERT_NO_FATAL_FAILURE(Write());
-  EXPECT_EQ(ckpt_->restarts(), 0);
-  const int64_t refused = ckpt_->restarts_refused();
-  EXPECT_GE(refused, 1);
-  EXPECT_LE(refused, kLimits.restart_frames / kLimits.checkpoint_frames + 3)
+  EXPECT_EQ(Restarts(), 0u);
+  const uint64_t refused = Refused();
+  EXPECT_GE(refused, 1u);
+  EXPECT_LE(refused, static_cast<uint64_t>(kLimits.restart_frames / kLimits.checkpoint_frames + 3))
       << "the writer tried at nearly every transaction";
-  {
-    StmtUse q(**count);
-    ASSERT_TRUE(q->Step().value());
-    EXPECT_EQ(q->Int(0), 4);
-  }
-  ASSERT_TRUE((*reader)->Exec("COMMIT").ok());
-  for (int i = 0; i < 4 * kLimits.restart_frames && ckpt_->restarts() == 0; ++i)
+  EXPECT_EQ(reader.Count(), 4);
+  ASSERT_TRUE(reader.db->Exec("COMMIT").ok());
+  for (int i = 0; i < 4 * kLimits.restart_frames && Restarts() == 0; ++i)
     ASSERT_NO_FATAL_FAILURE(Write());
-  EXPECT_GE(ckpt_->restarts(), 1);
+  EXPECT_GE(Restarts(), 1u);
 }
 
 }  // namespace
