@@ -82,6 +82,7 @@
 #include "profile/applier.h"
 #include "profile/contact_cache.h"
 #include "segment/engine.h"
+#include "store/sqlite/db.h"
 #include "store/store.h"
 
 namespace nudge::bench {
@@ -1318,6 +1319,8 @@ json Goal(double value, double target, bool at_most, const char* unit) {
 int Main(int argc, char** argv) {
   // The engines measured with the heap nudge serve gives them (core/huge_pages.h).
   core::ReexecWithHugePages(argv);
+  // The process-wide SQLite settings nudge serve has, before the reference's own connections.
+  store::sqlite::ConfigureLibrary();
   Args a = ParseArgs(argc, argv);
   // Logs go to stderr: stdout holds only the JSON.
   spdlog::set_default_logger(spdlog::stderr_logger_mt("journeys_bench"));

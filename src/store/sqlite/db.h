@@ -122,6 +122,11 @@ class StmtUse {
 // How long a connection waits for a lock another connection holds before SQLITE_BUSY.
 inline constexpr int kBusyTimeoutMs = 10000;
 
+// Process-wide SQLite settings (memory statistics off). Called by Db::Open; a program that
+// opens SQLite connections of its own calls it first. True when the settings took effect,
+// false when some connection was opened before the first call.
+bool ConfigureLibrary();
+
 class Db {
  public:
   static Result<std::unique_ptr<Db>> Open(const std::string& path, bool read_only);

@@ -110,5 +110,15 @@ TEST_F(DbTest, AStatementWithMoreThanSixtyFourParametersStillNullsWhatAUseLeaves
   EXPECT_EQ(q->Int(0), 1);
 }
 
+// Memory statistics stay off once a connection is open (they put a global mutex around every
+// allocation SQLite makes): the writer pays for no lock it does not need.
+TEST_F(DbTest, OpeningAConnectionLeavesSqliteMemoryStatisticsOff) {
+  EXPECT_TRUE(ConfigureLibrary());
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(Insert(i, "a", std::string(2000, 'b')).ok());
+  sqlite3_int64 used = -1, highwater = -1;
+  ASSERT_EQ(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &used, &highwater, 0), SQLITE_OK);
+  EXPECT_EQ(used, 0) << "SQLite counts its memory: statistics are on";
+}
+
 }  // namespace
 }  // namespace nudge::store::sqlite

@@ -1376,9 +1376,6 @@ class SqliteStore final : public Store {
 }  // namespace sqlite
 
 Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
-  // Memory statistics take a global mutex on every allocation; nudge does not read them.
-  static std::once_flag configured;
-  std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   NUDGE_ASSIGN_OR_RETURN(auto db, sqlite::Db::Open(options.path, /*read_only=*/false));
   NUDGE_TRY(db->Exec("PRAGMA journal_mode = WAL"));
   NUDGE_TRY(db->Exec("PRAGMA synchronous = FULL"));
