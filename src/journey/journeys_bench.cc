@@ -1319,7 +1319,8 @@ json Goal(double value, double target, bool at_most, const char* unit) {
 int Main(int argc, char** argv) {
   // The engines measured with the heap nudge serve gives them (core/huge_pages.h).
   core::ReexecWithHugePages(argv);
-  // The process-wide SQLite settings nudge serve has, before the reference's own connections.
+  // The process-wide SQLite settings nudge serve has: made now, since OneRowCommits opens raw
+  // connections before part 1 opens the store (after them SQLite would ignore the settings).
   store::sqlite::ConfigureLibrary();
   Args a = ParseArgs(argc, argv);
   // Logs go to stderr: stdout holds only the JSON.

@@ -6,16 +6,17 @@
 // the writer or readers. The hook is given all the frames the log holds, folded back or not, so
 // once the log holds checkpoint_frames the thread runs its checkpoints back to back, each over
 // the frames written during the one before. Spacing them out (one per checkpoint_frames new
-// frames) took ~30% less of the thread's CPU under /v1/track, but at a million contacts the
-// writer's restarts cost 52 ms instead of 31.5 on average and the tails of commits grew: larger
-// fsyncs of the database, less often, delayed the log's. Not kept (bench/README.md).
+// frames) took less of the thread's CPU under /v1/track, but at a million contacts the
+// writer's restarts cost 52 ms instead of 15 on average (runs of the same day) and the tails
+// of commits grew: larger fsyncs of the database, less often, delayed the log's. Not kept
+// (bench/README.md).
 //
 // Under a steady stream of writes the log never starts over by itself: SQLite restarts it only
 // when a write begins with every frame already folded back, and a new commit always lands while
 // a checkpoint runs. So once the log holds restart_frames, the writer restarts it between two
 // of its transactions (BeforeWrite): it waits for the checkpoint in progress to end, which
 // leaves next to nothing to fold back, and runs a RESTART checkpoint on its own connection.
-// That costs the writer about 30 ms at a million contacts, most of it the wait for the
+// That costs the writer 15-32 ms on average at a million contacts, most of it the wait for the
 // checkpoint in progress (its fsync of the database). A RESTART run by the thread instead would
 // wait for the writer's lock through the busy handler, which a busy writer hardly ever leaves free:
 // the log grew meanwhile, and once it had the lock the checkpoint held the writer for as long as it
