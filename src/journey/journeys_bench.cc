@@ -64,6 +64,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -821,6 +822,79 @@ void RunPart1(const Args& a, const std::string& db_path, const std::string& run)
         "a reader still read from it); the writer's time is per attempt";
     out["log_restarts"] = lr;
   }
+  {
+    // Reads at this size through the store, the median of 21 each: the first page of one
+    // journey's instances (the admin API's 50 and one more), of its messages, and delivery's
+    // first page of due messages (every first email is queued: nothing delivers here); beside
+    // the same page of messages by primary key in plain SQLite.
+    auto median_ms = [](const std::function<size_t()>& read, size_t& rows) {
+      std::vector<double> ms;
+      for (int i = 0; i < 21; ++i) {
+        const int64_t t0 = core::MonotonicMicros();
+        rows = read();
+        ms.push_back(static_cast<double>(core::MonotonicMicros() - t0) / 1000.0);
+      }
+      std::sort(ms.begin(), ms.end());
+      return Round(ms[ms.size() / 2]);
+    };
+    auto through_store = [&](const std::function<Result<size_t>(store::ReadTxn&)>& fn) {
+      return [&st, fn] {
+        size_t n = 0;
+        Check(st.Read([&](store::ReadTxn& t) -> Status {
+          NUDGE_ASSIGN_OR_RETURN(n, fn(t));
+          return Status::Ok();
+        }),
+              "read a page");
+        return n;
+      };
+    };
+    const std::string journey = kJourneys[0].id;
+    json r;
+    size_t rows = 0;
+    r["instances_page_ms"] = median_ms(
+        through_store([&](store::ReadTxn& t) -> Result<size_t> {
+          NUDGE_ASSIGN_OR_RETURN(auto v, t.ListInstances(ws, journey, std::nullopt, 51, 0));
+          return v.size();
+        }),
+        rows);
+    r["instances_page_rows"] = rows;
+    store::MessageFilter f;
+    f.workspace = ws;
+    f.journey = journey;
+    f.limit = 51;
+    r["journey_messages_page_ms"] =
+        median_ms(through_store([&](store::ReadTxn& t) -> Result<size_t> {
+                    NUDGE_ASSIGN_OR_RETURN(auto v, t.ListMessages(f));
+                    return v.size();
+                  }),
+                  rows);
+    r["journey_messages_page_rows"] = rows;
+    r["due_messages_page_ms"] =
+        median_ms(through_store([&](store::ReadTxn& t) -> Result<size_t> {
+                    NUDGE_ASSIGN_OR_RETURN(auto v, t.DueMessages(clock.NowMillis(), 100, 0));
+                    return v.size();
+                  }),
+                  rows);
+    r["due_messages_page_rows"] = rows;
+    r["reference_sqlite_messages_page_by_id_ms"] = median_ms(
+        [&] {
+          size_t n = 0;
+          db.Rows("SELECT * FROM messages ORDER BY id DESC LIMIT 51", [&](sqlite3_stmt*) { ++n; });
+          return n;
+        },
+        rows);
+    r["queued_messages"] = db.Int("SELECT count(*) FROM messages WHERE status = 'queued'");
+    for (const char* k : {"instances_page_rows", "journey_messages_page_rows"})
+      if (r[k] != 51) out["problems"].push_back(std::string("reads: ") + k + " is not 51");
+    if (r["due_messages_page_rows"] != 100)
+      out["problems"].push_back("reads: the due messages page does not hold 100");
+    out["reads"] = r;
+    Log("reads: instances page %.2f ms, journey's messages page %.2f ms, due messages page "
+        "%.2f ms; plain SQLite page by id %.2f ms",
+        r["instances_page_ms"].get<double>(), r["journey_messages_page_ms"].get<double>(),
+        r["due_messages_page_ms"].get<double>(),
+        r["reference_sqlite_messages_page_by_id_ms"].get<double>());
+  }
   out["expected_per_journey"] = expected;
   out["part1_started_ms"] = part1_started;
   out["part1_ended_ms"] = part1_ended;
@@ -1410,6 +1484,7 @@ int Main(int argc, char** argv) {
     out["latency_below_saturation"] = p1["latency_below_saturation"];
   if (p1.contains("lateness")) out["lateness"] = p1["lateness"];
   if (p1.contains("log_restarts")) out["log_restarts"] = p1["log_restarts"];
+  if (p1.contains("reads")) out["reads"] = p1["reads"];
 
   json p2 = RunPart2(a, db_path, p1, problems);
   out["pending_timers"] = {{"disk", p1["disk"]}, {"memory", p2["memory"]}};

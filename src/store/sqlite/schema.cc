@@ -258,6 +258,20 @@ DROP INDEX events_message;
 CREATE UNIQUE INDEX events_message ON events(ws, message_id)
   WHERE substr(message_id, 1, 7) <> 'nudge:~';
 )sql",
+    // 8: indexes that give the admin listings and delivery their rows in id order, so that a
+    // page reads only its rows: a journey's instances and messages by (ws, journey), the
+    // status no longer in the instances' (a finished instance left it alone), messages by
+    // status, and those held for quiet hours by their time.
+    R"sql(
+DROP INDEX journey_instances_journey;
+CREATE INDEX journey_instances_journey ON journey_instances(ws, journey);
+DROP INDEX messages_journey;
+CREATE INDEX messages_journey ON messages(ws, journey);
+DROP INDEX messages_status;
+CREATE INDEX messages_status ON messages(status);
+DROP INDEX IF EXISTS messages_deferred;
+CREATE INDEX messages_deferred ON messages(send_at) WHERE status = 'deferred_quiet_hours';
+)sql",
 };
 
 constexpr int kVersion = static_cast<int>(std::size(kMigrations));

@@ -18,6 +18,7 @@
 #include "core/metrics.h"
 #include "store/sqlite/checkpointer.h"
 #include "store/sqlite/db.h"
+#include "store/sqlite/listing_sql.h"
 #include "store/sqlite/schema.h"
 #include "store/store.h"
 
@@ -127,12 +128,6 @@ Message ReadMessage(Stmt& q) {
   m.recipient = q.Text(18);
   return m;
 }
-
-#define NUDGE_MESSAGE_COLUMNS                                                             \
-  "id, ws, contact_id, coalesce(journey, ''), coalesce(version, 0), coalesce(step, ''), " \
-  "coalesce(instance_id, 0), channel, coalesce(template, ''), status, idempotency_key, "  \
-  "payload, created_at, send_at, updated_at, coalesce(detail, ''), attempts, "            \
-  "coalesce(message_id_header, ''), coalesce(recipient, '')"
 
 Subscription ReadSubscription(Stmt& q) {
   return Subscription{q.Int(0), q.Int(1), q.Text(2), q.Text(3), q.Text(4), q.Int(5)};
@@ -455,10 +450,7 @@ class Txn final : public WriteTxn {
   }
 
   Result<std::optional<Instance>> GetInstance(int64_t id) override {
-    NUDGE_STMT(q,
-               "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
-               "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
-               "coalesce(trigger_key, ''), data FROM journey_instances WHERE id = ?");
+    NUDGE_STMT(q, "SELECT " NUDGE_INSTANCE_COLUMNS " FROM journey_instances WHERE id = ?");
     q->Bind(1, id);
     auto row = q->Step();
     if (!row) return Err(row.error());
@@ -466,36 +458,33 @@ class Txn final : public WriteTxn {
     return std::optional<Instance>(ReadInstance(*q));
   }
 
+  // Newest first, a page at a time (listing_sql.h).
   Result<std::vector<Instance>> ListInstances(WorkspaceId ws, std::string_view journey,
                                               std::optional<ContactId> contact, int limit,
                                               int64_t before_id) override {
-    NUDGE_STMT(q,
-               "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
-               "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
-               "coalesce(trigger_key, ''), data FROM journey_instances WHERE ws = ? AND "
-               "journey = ? AND (? = 0 OR contact_id = ?) AND (? = 0 OR id < ?) "
-               "ORDER BY id DESC LIMIT ?");
-    q->Bind(1, ws).Bind(2, journey).Bind(3, contact ? int64_t{1} : int64_t{0});
-    q->Bind(4, contact.value_or(0)).Bind(5, before_id).Bind(6, before_id);
-    q->Bind(7, static_cast<int64_t>(limit));
+    const int64_t below = before_id > 0 ? before_id : std::numeric_limits<int64_t>::max();
+    if (contact) {
+      NUDGE_STMT(q, kInstancesOfJourneyAndContact);
+      q->Bind(1, *contact).Bind(2, journey).Bind(3, ws).Bind(4, below);
+      q->Bind(5, static_cast<int64_t>(limit));
+      return Collect<Instance>(q, ReadInstance);
+    }
+    NUDGE_STMT(q, kInstancesOfJourney);
+    q->Bind(1, ws).Bind(2, journey).Bind(3, below).Bind(4, static_cast<int64_t>(limit));
     return Collect<Instance>(q, ReadInstance);
   }
 
   Result<std::vector<Instance>> InstancesOf(ContactId contact, std::string_view journey) override {
-    NUDGE_STMT(q,
-               "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
-               "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
-               "coalesce(trigger_key, ''), data FROM journey_instances WHERE contact_id = ? "
-               "AND journey = ? ORDER BY id DESC");
+    NUDGE_STMT(q, "SELECT " NUDGE_INSTANCE_COLUMNS
+                  " FROM journey_instances WHERE contact_id = ? "
+                  "AND journey = ? ORDER BY id DESC");
     q->Bind(1, contact).Bind(2, journey);
     return Collect<Instance>(q, ReadInstance);
   }
 
   Status ScanActiveInstances(const std::function<Status(const Instance&)>& fn) override {
     NUDGE_STMT(q,
-               "SELECT id, ws, journey, version, contact_id, status, coalesce(step, ''), "
-               "coalesce(step_since, 0), wake_at, entered_at, updated_at, "
-               "coalesce(trigger_key, ''), data FROM journey_instances WHERE status = 'active'");
+               "SELECT " NUDGE_INSTANCE_COLUMNS " FROM journey_instances WHERE status = 'active'");
     return ForEachRow(q, ReadInstance, fn);
   }
 
@@ -533,16 +522,32 @@ class Txn final : public WriteTxn {
         q, [](Stmt& s) { return std::make_tuple(s.Text(0), s.Text(1), s.Int(2)); });
   }
 
+  // Newest first, a page at a time, each filter by its own statement (listing_sql.h).
   Result<std::vector<Message>> ListMessages(const MessageFilter& f) override {
-    NUDGE_STMT(q, "SELECT " NUDGE_MESSAGE_COLUMNS
-                  " FROM messages WHERE ws = ? AND (? = 0 OR contact_id = ?) "
-                  "AND (? = 0 OR journey = ?) AND (? = 0 OR status = ?) AND (? = 0 OR id < ?) "
-                  "ORDER BY id DESC LIMIT ?");
-    q->Bind(1, f.workspace);
-    q->Bind(2, f.contact ? int64_t{1} : int64_t{0}).Bind(3, f.contact.value_or(0));
-    q->Bind(4, f.journey ? int64_t{1} : int64_t{0}).Bind(5, f.journey.value_or(""));
-    q->Bind(6, f.status ? int64_t{1} : int64_t{0}).Bind(7, f.status.value_or(""));
-    q->Bind(8, f.before_id).Bind(9, f.before_id).Bind(10, static_cast<int64_t>(f.limit));
+    const int64_t below = f.before_id > 0 ? f.before_id : std::numeric_limits<int64_t>::max();
+    const int64_t limit = f.limit;
+    const int64_t has_status = f.status ? 1 : 0;
+    const std::string status = f.status.value_or("");
+    if (f.contact) {
+      NUDGE_STMT(q, kMessagesOfContact);
+      q->Bind(1, *f.contact).Bind(2, f.workspace).Bind(3, f.journey ? int64_t{1} : int64_t{0});
+      q->Bind(4, f.journey.value_or("")).Bind(5, has_status).Bind(6, status).Bind(7, below);
+      q->Bind(8, limit);
+      return Collect<Message>(q, ReadMessage);
+    }
+    if (f.journey) {
+      NUDGE_STMT(q, kMessagesOfJourney);
+      q->Bind(1, f.workspace).Bind(2, *f.journey).Bind(3, has_status).Bind(4, status);
+      q->Bind(5, below).Bind(6, limit);
+      return Collect<Message>(q, ReadMessage);
+    }
+    if (f.status) {
+      NUDGE_STMT(q, kMessagesWithStatus);
+      q->Bind(1, status).Bind(2, f.workspace).Bind(3, below).Bind(4, limit);
+      return Collect<Message>(q, ReadMessage);
+    }
+    NUDGE_STMT(q, kMessagesOfWorkspace);
+    q->Bind(1, f.workspace).Bind(2, below).Bind(3, limit);
     return Collect<Message>(q, ReadMessage);
   }
 
@@ -625,11 +630,10 @@ class Txn final : public WriteTxn {
     return std::optional<Message>(ReadMessage(*q));
   }
 
+  // Due messages in id order (listing_sql.h).
   Result<std::vector<Message>> DueMessages(Millis now, int limit, int64_t after) override {
-    NUDGE_STMT(q, "SELECT " NUDGE_MESSAGE_COLUMNS
-                  " FROM messages WHERE status IN ('queued', 'deferred_quiet_hours') AND "
-                  "send_at <= ? AND id > ? ORDER BY id LIMIT ?");
-    q->Bind(1, now).Bind(2, after).Bind(3, static_cast<int64_t>(limit));
+    NUDGE_STMT(q, kDueMessages);
+    q->Bind(1, after).Bind(2, now).Bind(3, static_cast<int64_t>(limit));
     return Collect<Message>(q, ReadMessage);
   }
 

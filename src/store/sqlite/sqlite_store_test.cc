@@ -2,13 +2,17 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
 
+#include "store/sqlite/listing_sql.h"
 #include "store/store.h"
 
 namespace nudge::store {
@@ -413,6 +417,225 @@ TEST_F(SqliteStoreTest, UncheckedDerivedEventsLeaveTheMessageIdIndex) {
                   .ok());
   // The migration made the index partial: the unchecked ids are not in it.
   EXPECT_EQ(index_partial(), 1);
+}
+
+// The admin API's pages of messages and instances, newest first, with every filter: each page
+// holds the next rows below the cursor, the same rows a filter over everything would give.
+TEST_F(SqliteStoreTest, PagesOfMessagesAndInstancesFollowEveryFilterNewestFirst) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  const WorkspaceId other = MakeWorkspace("b");
+  const std::vector<std::string> statuses = {"queued", "sent", "failed"};
+  std::vector<Message> all;
+  std::vector<Instance> instances;
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    for (int i = 0; i < 60; ++i) {
+                      Message m;
+                      m.workspace = i % 10 == 9 ? other : ws;
+                      m.contact = 1 + i % 4;
+                      m.journey = i % 5 == 0 ? "" : (i % 2 ? "welcome" : "nurture");
+                      m.channel = "email";
+                      m.status = statuses[i % 3];
+                      m.idempotency_key = "k" + std::to_string(i);
+                      m.created_at = m.send_at = m.updated_at = 1000 - i;  // ids and times apart
+                      auto r = t.InsertMessage(m);
+                      if (!r) return r.error();
+                      all.push_back(m);
+                      Instance in;
+                      in.workspace = m.workspace;
+                      in.journey = i % 2 ? "welcome" : "nurture";
+                      in.version = 1;
+                      in.contact = m.contact;
+                      in.status = "active";
+                      in.trigger_key = m.idempotency_key;
+                      auto id = t.InsertInstance(in);
+                      if (!id) return id.error();
+                      in.id = *id;
+                      instances.push_back(in);
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+  auto page_through = [&](MessageFilter f) {
+    std::vector<int64_t> got;
+    f.limit = 4;
+    for (int pages = 0; pages < 100; ++pages) {
+      std::vector<Message> page;
+      EXPECT_TRUE(store_
+                      ->Read([&](ReadTxn& t) -> Status {
+                        auto r = t.ListMessages(f);
+                        if (!r) return r.error();
+                        page = std::move(*r);
+                        return Status::Ok();
+                      })
+                      .ok());
+      for (const auto& m : page) got.push_back(m.id);
+      if (static_cast<int>(page.size()) < f.limit) break;
+      f.before_id = page.back().id;
+    }
+    return got;
+  };
+  auto expected = [&](const std::function<bool(const Message&)>& keep) {
+    std::vector<int64_t> ids;
+    for (const auto& m : all)
+      if (m.workspace == ws && keep(m)) ids.push_back(m.id);
+    std::sort(ids.rbegin(), ids.rend());
+    return ids;
+  };
+  MessageFilter f;
+  f.workspace = ws;
+  EXPECT_EQ(page_through(f), expected([](const Message&) { return true; }));
+  MessageFilter by_status = f;
+  by_status.status = "sent";
+  EXPECT_EQ(page_through(by_status), expected([](const Message& m) { return m.status == "sent"; }));
+  MessageFilter by_journey = f;
+  by_journey.journey = "welcome";
+  EXPECT_EQ(page_through(by_journey),
+            expected([](const Message& m) { return m.journey == "welcome"; }));
+  by_journey.status = "queued";
+  EXPECT_EQ(page_through(by_journey), expected([](const Message& m) {
+              return m.journey == "welcome" && m.status == "queued";
+            }));
+  MessageFilter by_contact = f;
+  by_contact.contact = 2;
+  EXPECT_EQ(page_through(by_contact), expected([](const Message& m) { return m.contact == 2; }));
+  by_contact.journey = "welcome";
+  by_contact.status = "failed";
+  EXPECT_EQ(page_through(by_contact), expected([](const Message& m) {
+              return m.contact == 2 && m.journey == "welcome" && m.status == "failed";
+            }));
+  EXPECT_FALSE(expected([](const Message& m) {
+                 return m.contact == 2 && m.journey == "welcome" && m.status == "failed";
+               }).empty());
+
+  auto instances_of = [&](std::optional<ContactId> contact) {
+    std::vector<int64_t> got;
+    int64_t before = 0;
+    for (int pages = 0; pages < 100; ++pages) {
+      std::vector<Instance> page;
+      EXPECT_TRUE(store_
+                      ->Read([&](ReadTxn& t) -> Status {
+                        auto r = t.ListInstances(ws, "welcome", contact, 3, before);
+                        if (!r) return r.error();
+                        page = std::move(*r);
+                        return Status::Ok();
+                      })
+                      .ok());
+      for (const auto& i : page) got.push_back(i.id);
+      if (page.size() < 3) break;
+      before = page.back().id;
+    }
+    return got;
+  };
+  auto expected_instances = [&](std::optional<ContactId> contact) {
+    std::vector<int64_t> ids;
+    for (const auto& i : instances)
+      if (i.workspace == ws && i.journey == "welcome" && (!contact || i.contact == *contact))
+        ids.push_back(i.id);
+    std::sort(ids.rbegin(), ids.rend());
+    return ids;
+  };
+  EXPECT_EQ(instances_of(std::nullopt), expected_instances(std::nullopt));
+  EXPECT_EQ(instances_of(3), expected_instances(3));
+  EXPECT_EQ(expected_instances(std::nullopt).size(), 24u);
+}
+
+// Delivery's read of due messages: queued and quiet-hours messages that are due, in id order
+// across both, a page at a time; those not yet due and those already settled are left.
+TEST_F(SqliteStoreTest, DueMessagesAreTheQueuedAndDeferredOnesDueInIdOrder) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  struct Row {
+    std::string status;
+    Millis send_at;
+  };
+  const std::vector<Row> rows = {
+      {"queued", 100},  {"deferred_quiet_hours", 50},  {"sent", 10},
+      {"queued", 900},  {"deferred_quiet_hours", 900}, {"queued", 200},
+      {"failed", 10},   {"deferred_quiet_hours", 300}, {"queued", 500},
+      {"cancelled", 1}, {"deferred_quiet_hours", 501}, {"queued", 0},
+  };
+  std::vector<int64_t> ids;
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    for (size_t i = 0; i < rows.size(); ++i) {
+                      Message m;
+                      m.workspace = ws;
+                      m.contact = 1;
+                      m.channel = "email";
+                      m.status = rows[i].status;
+                      m.idempotency_key = "d" + std::to_string(i);
+                      m.send_at = rows[i].send_at;
+                      auto r = t.InsertMessage(m);
+                      if (!r) return r.error();
+                      ids.push_back(m.id);
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+  const Millis now = 500;
+  std::vector<int64_t> want;
+  for (size_t i = 0; i < rows.size(); ++i)
+    if ((rows[i].status == "queued" || rows[i].status == "deferred_quiet_hours") &&
+        rows[i].send_at <= now)
+      want.push_back(ids[i]);
+  ASSERT_EQ(want.size(), 6u);
+  std::vector<int64_t> got;
+  int64_t after = 0;
+  for (int pages = 0; pages < 20; ++pages) {
+    std::vector<Message> page;
+    ASSERT_TRUE(store_
+                    ->Read([&](ReadTxn& t) -> Status {
+                      auto r = t.DueMessages(now, 4, after);
+                      if (!r) return r.error();
+                      page = std::move(*r);
+                      return Status::Ok();
+                    })
+                    .ok());
+    if (page.empty()) break;
+    for (const auto& m : page) got.push_back(m.id);
+    after = page.back().id;
+  }
+  EXPECT_EQ(got, want);
+}
+
+// Every listing statement reads its page from an index in id order: no full scan, and a sort
+// only where listing_sql.h says so (a contact's few messages, due deferred messages).
+TEST_F(SqliteStoreTest, ListingStatementsReadPagesFromIndexesInIdOrder) {
+  sqlite3* db = OpenRaw();
+  for (const auto& st : sqlite::kListingStatements) {
+    const std::string sql = std::string("EXPLAIN QUERY PLAN ") + st.sql;
+    sqlite3_stmt* q = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr), SQLITE_OK)
+        << st.name << ": " << sqlite3_errmsg(db);
+    std::string plan;
+    while (sqlite3_step(q) == SQLITE_ROW)
+      plan += std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 3))) + "\n";
+    sqlite3_finalize(q);
+    EXPECT_EQ(plan.find("SCAN "), std::string::npos) << st.name << ":\n" << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE") != std::string::npos, st.sorts) << st.name << ":\n" << plan;
+  }
+  sqlite3_close(db);
+}
+
+// Schema 8 replaces the indexes that listings and delivery sorted through.
+TEST_F(SqliteStoreTest, SchemaSevenIndexesAreReplaced) {
+  ExecRaw(R"sql(
+      DROP INDEX journey_instances_journey;
+      CREATE INDEX journey_instances_journey ON journey_instances(ws, journey, status);
+      DROP INDEX messages_journey;
+      CREATE INDEX messages_journey ON messages(ws, journey, created_at);
+      DROP INDEX messages_status;
+      CREATE INDEX messages_status ON messages(status, send_at);
+      DROP INDEX messages_deferred;
+      PRAGMA user_version = 7;)sql");
+  EXPECT_EQ(RawInt("SELECT count(*) FROM pragma_index_info('messages_status')"), 2);
+  Reopen();
+  EXPECT_EQ(RawInt("SELECT count(*) FROM pragma_index_info('journey_instances_journey')"), 2);
+  EXPECT_EQ(RawInt("SELECT count(*) FROM pragma_index_info('messages_journey')"), 2);
+  EXPECT_EQ(RawInt("SELECT count(*) FROM pragma_index_info('messages_status')"), 1);
+  EXPECT_EQ(RawInt("SELECT partial FROM pragma_index_list('messages') WHERE name = "
+                   "'messages_deferred'"),
+            1);
 }
 
 TEST_F(SqliteStoreTest, CommittedWritesSurviveReopen) {
