@@ -26,6 +26,9 @@
 //    Checks (SQL, afterwards): per journey, instances = contacts sent its trigger, one
 //    first-email message per instance, every instance waiting at first-wait; client events
 //    stored = events sent.
+//    Reads, then: the first page of one journey's instances (51 rows, as the admin API reads
+//    them), of its messages, and of delivery's due messages (100), through the store, the
+//    median of 21 each; beside the same page of messages by primary key in plain SQLite.
 // 2. pending timers (this process, fresh: the store of part 1 re-opened). Disk: journey_instances
 //    table and index bytes per active instance (dbstat). Memory: heap in use (mallinfo2) and
 //    RSS (after malloc_trim) before and after journey::Engine::Load() brings the N instances
