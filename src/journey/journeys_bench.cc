@@ -830,21 +830,26 @@ void RunPart1(const Args& a, const std::string& db_path, const std::string& run)
     // journey's instances (the admin API's 50 and one more), of its messages, and delivery's
     // first page of due messages (every first email is queued: nothing delivers here); beside
     // the same page of messages by primary key in plain SQLite.
-    auto median_ms = [](const std::function<size_t()>& read, size_t& rows) {
+    json r;
+    // r[name + "_ms"]: the median time of `read`; r[name + "_rows"]: the rows it returned.
+    auto time_page = [&r](const std::string& name, const std::function<size_t()>& read) {
       std::vector<double> ms;
+      size_t rows = 0;
       for (int i = 0; i < 21; ++i) {
         const int64_t t0 = core::MonotonicMicros();
         rows = read();
         ms.push_back(static_cast<double>(core::MonotonicMicros() - t0) / 1000.0);
       }
       std::sort(ms.begin(), ms.end());
-      return Round(ms[ms.size() / 2]);
+      r[name + "_ms"] = Round(ms[ms.size() / 2]);
+      r[name + "_rows"] = rows;
     };
-    auto through_store = [&](const std::function<Result<size_t>(store::ReadTxn&)>& fn) {
-      return [&st, fn] {
+    // A page read through the store; `list` returns its rows.
+    auto in_store = [&st](const std::function<Result<size_t>(store::ReadTxn&)>& list) {
+      return [&st, list] {
         size_t n = 0;
         Check(st.Read([&](store::ReadTxn& t) -> Status {
-          NUDGE_ASSIGN_OR_RETURN(n, fn(t));
+          NUDGE_ASSIGN_OR_RETURN(n, list(t));
           return Status::Ok();
         }),
               "read a page");
@@ -852,40 +857,27 @@ void RunPart1(const Args& a, const std::string& db_path, const std::string& run)
       };
     };
     const std::string journey = kJourneys[0].id;
-    json r;
-    size_t rows = 0;
-    r["instances_page_ms"] = median_ms(
-        through_store([&](store::ReadTxn& t) -> Result<size_t> {
-          NUDGE_ASSIGN_OR_RETURN(auto v, t.ListInstances(ws, journey, std::nullopt, 51, 0));
-          return v.size();
-        }),
-        rows);
-    r["instances_page_rows"] = rows;
     store::MessageFilter f;
     f.workspace = ws;
     f.journey = journey;
     f.limit = 51;
-    r["journey_messages_page_ms"] =
-        median_ms(through_store([&](store::ReadTxn& t) -> Result<size_t> {
-                    NUDGE_ASSIGN_OR_RETURN(auto v, t.ListMessages(f));
-                    return v.size();
-                  }),
-                  rows);
-    r["journey_messages_page_rows"] = rows;
-    r["due_messages_page_ms"] =
-        median_ms(through_store([&](store::ReadTxn& t) -> Result<size_t> {
-                    NUDGE_ASSIGN_OR_RETURN(auto v, t.DueMessages(clock.NowMillis(), 100, 0));
-                    return v.size();
-                  }),
-                  rows);
-    r["due_messages_page_rows"] = rows;
-    r["reference_sqlite_messages_page_by_id_ms"] = median_ms(
-        [&] {
-          size_t n = 0;
-          db.Rows("SELECT * FROM messages ORDER BY id DESC LIMIT 51", [&](sqlite3_stmt*) { ++n; });
-          return n;
-        },
-        rows);
+    time_page("instances_page", in_store([&](store::ReadTxn& t) -> Result<size_t> {
+                NUDGE_ASSIGN_OR_RETURN(auto v, t.ListInstances(ws, journey, std::nullopt, 51, 0));
+                return v.size();
+              }));
+    time_page("journey_messages_page", in_store([&](store::ReadTxn& t) -> Result<size_t> {
+                NUDGE_ASSIGN_OR_RETURN(auto v, t.ListMessages(f));
+                return v.size();
+              }));
+    time_page("due_messages_page", in_store([&](store::ReadTxn& t) -> Result<size_t> {
+                NUDGE_ASSIGN_OR_RETURN(auto v, t.DueMessages(clock.NowMillis(), 100, 0));
+                return v.size();
+              }));
+    time_page("reference_sqlite_messages_page_by_id", [&] {
+      size_t n = 0;
+      db.Rows("SELECT * FROM messages ORDER BY id DESC LIMIT 51", [&](sqlite3_stmt*) { ++n; });
+      return n;
+    });
     r["queued_messages"] = db.Int("SELECT count(*) FROM messages WHERE status = 'queued'");
     for (const char* k : {"instances_page_rows", "journey_messages_page_rows"})
       if (r[k] != 51) out["problems"].push_back(std::string("reads: ") + k + " is not 51");

@@ -16,11 +16,11 @@
 // a checkpoint runs. So once the log holds restart_frames, the writer restarts it between two
 // of its transactions (BeforeWrite): it waits for the checkpoint in progress to end, which
 // leaves next to nothing to fold back, and runs a RESTART checkpoint on its own connection.
-// That costs the writer 15-32 ms on average at a million contacts, most of it the wait for the
-// checkpoint in progress (its fsync of the database). A RESTART run by the thread instead would
-// wait for the writer's lock through the busy handler, which a busy writer hardly ever leaves free:
-// the log grew meanwhile, and once it had the lock the checkpoint held the writer for as long as it
-// took to fold back all of it (over a second at a million contacts).
+// That costs the writer 15-49 ms on average at a million contacts (runs on different days),
+// most of it the wait for the checkpoint in progress (its fsync of the database). A RESTART run by
+// the thread instead would wait for the writer's lock through the busy handler, which a busy writer
+// hardly ever leaves free: the log grew meanwhile, and once it had the lock the checkpoint held the
+// writer for as long as it took to fold back all of it (over a second at a million contacts).
 //
 // Thread-safety: the hook and BeforeWrite run on the writer's thread; the rest on the owner's.
 #pragma once

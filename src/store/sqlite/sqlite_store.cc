@@ -526,11 +526,12 @@ class Txn final : public WriteTxn {
   Result<std::vector<Message>> ListMessages(const MessageFilter& f) override {
     const int64_t below = f.before_id > 0 ? f.before_id : std::numeric_limits<int64_t>::max();
     const int64_t limit = f.limit;
+    const int64_t has_journey = f.journey ? 1 : 0;
     const int64_t has_status = f.status ? 1 : 0;
     const std::string status = f.status.value_or("");
     if (f.contact) {
       NUDGE_STMT(q, kMessagesOfContact);
-      q->Bind(1, *f.contact).Bind(2, f.workspace).Bind(3, f.journey ? int64_t{1} : int64_t{0});
+      q->Bind(1, *f.contact).Bind(2, f.workspace).Bind(3, has_journey);
       q->Bind(4, f.journey.value_or("")).Bind(5, has_status).Bind(6, status).Bind(7, below);
       q->Bind(8, limit);
       return Collect<Message>(q, ReadMessage);
