@@ -234,12 +234,11 @@ struct Dispatcher::Impl {
     std::vector<Picked> picked;
     std::unordered_map<store::ContactId, int64_t> batch_sends;
     NUDGE_TRY(d.store.Read([&](store::ReadTxn& r) -> Status {
-      int64_t after = 0;
+      store::DueCursor cursor;
       for (int page = 0; page < 64 && static_cast<int>(picked.size()) < o.batch; ++page) {
-        NUDGE_ASSIGN_OR_RETURN(due, r.DueMessages(now, o.batch, after));
+        NUDGE_ASSIGN_OR_RETURN(due, r.DueMessages(now, o.batch, cursor));
         if (due.empty()) break;
         if (o.after_due_read) o.after_due_read();
-        after = due.back().id;
         for (auto& m : due) {
           {
             std::lock_guard lock(mu);

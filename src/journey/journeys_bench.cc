@@ -870,7 +870,8 @@ void RunPart1(const Args& a, const std::string& db_path, const std::string& run)
                 return v.size();
               }));
     time_page("due_messages_page", in_store([&](store::ReadTxn& t) -> Result<size_t> {
-                NUDGE_ASSIGN_OR_RETURN(auto v, t.DueMessages(clock.NowMillis(), 100, 0));
+                store::DueCursor cursor;
+                NUDGE_ASSIGN_OR_RETURN(auto v, t.DueMessages(clock.NowMillis(), 100, cursor));
                 return v.size();
               }));
     time_page("reference_sqlite_messages_page_by_id", [&] {

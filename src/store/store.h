@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -156,6 +157,14 @@ struct Message {
   int64_t attempts = 0;
   std::string message_id_header;  // the Message-ID it was sent with
   std::string recipient;          // the address it went to
+};
+
+// Where a read of due messages is (ReadTxn::DueMessages): among those held for quiet hours,
+// after (send_at, id); or, once they are read, among the queued ones after id.
+struct DueCursor {
+  bool queued = false;
+  Millis send_at = std::numeric_limits<Millis>::min();
+  int64_t id = 0;
 };
 
 struct Subscription {
@@ -299,9 +308,11 @@ class ReadTxn {
   virtual Result<std::optional<Message>> GetMessage(int64_t id) = 0;
   // The message whose Message-ID header is this (bounces and complaints name it).
   virtual Result<std::optional<Message>> FindMessageByHeader(std::string_view message_id) = 0;
-  // Messages due for delivery: queued or deferred for quiet hours, with send_at <= now, oldest
-  // first; only ids above `after` (a page through those due).
-  virtual Result<std::vector<Message>> DueMessages(Millis now, int limit, int64_t after = 0) = 0;
+  // Messages due for delivery (send_at <= now), a page at a time: first those deferred for
+  // quiet hours, by the time they were held until then id, then the queued ones by id. The
+  // cursor starts default-constructed; each call moves it past the page it returns, and an
+  // empty page means none are left.
+  virtual Result<std::vector<Message>> DueMessages(Millis now, int limit, DueCursor& cursor) = 0;
   // Messages to the contact on the channel that went out (sending, sent) since `since`, other
   // than `except`: what frequency caps count at send time.
   virtual Result<int64_t> CountSentMessages(ContactId contact, std::string_view channel,

@@ -1,8 +1,8 @@
 // The statements that read pages of the outbox and of journey instances, newest first (the
-// admin API) or oldest first (delivery's due messages). Each filter has a statement of its
-// own so that a page is read from an index in id order and reads about a page of rows, never
-// a sort of every row that matches: at two million messages one statement for every filter
-// sorted them all for each page (0.5-1.1 s; delivery's read of due messages 0.2-0.3 s).
+// admin API) or oldest first (delivery's due messages, listing_sql.h's two parts). Each filter has
+// a statement of its own so that a page is read from an index in id order and reads about a page of
+// rows, never a sort of every row that matches: at two million messages one statement for every
+// filter sorted them all for each page (0.5-1.1 s; delivery's read of due messages 0.2-0.3 s).
 // sqlite_store_test checks each statement's query plan.
 #ifndef NUDGE_STORE_SQLITE_LISTING_SQL_H_
 #define NUDGE_STORE_SQLITE_LISTING_SQL_H_
@@ -52,29 +52,32 @@ inline constexpr const char* kMessagesOfWorkspace =
     "SELECT " NUDGE_MESSAGE_COLUMNS
     " FROM messages WHERE +ws = ? AND id < ? ORDER BY id DESC LIMIT ?";
 
-// Due messages in id order (?1 after this id, ?2 now, ?3 limit): the queued ones read in id
-// order, those held for quiet hours by their time (the ones not yet due are not read) and
-// sorted, the two merged.
-inline constexpr const char* kDueMessages =
+// Due messages, read in two parts so that neither sorts: those held for quiet hours whose time
+// has come, by that time then id (?1 now, after (?2 send_at, ?3 id), ?4 limit), from the
+// partial index that holds only them; then the queued ones by id (?1 after this id, ?2 now,
+// ?3 limit).
+inline constexpr const char* kDueDeferredMessages =
     "SELECT " NUDGE_MESSAGE_COLUMNS
-    " FROM messages WHERE status = 'queued' AND id > ?1 AND send_at <= ?2 "
-    "UNION ALL SELECT " NUDGE_MESSAGE_COLUMNS
     " FROM messages INDEXED BY messages_deferred WHERE status = 'deferred_quiet_hours' AND "
-    "send_at <= ?2 AND id > ?1 ORDER BY 1 LIMIT ?3";
+    "send_at <= ?1 AND (send_at, id) > (?2, ?3) ORDER BY send_at, id LIMIT ?4";
+inline constexpr const char* kDueQueuedMessages =
+    "SELECT " NUDGE_MESSAGE_COLUMNS
+    " FROM messages WHERE status = 'queued' AND id > ?1 AND send_at <= ?2 ORDER BY id LIMIT ?3";
 
 struct ListingStatement {
   const char* name;
   const char* sql;
-  bool sorts;  // sorts the rows it selects (a contact's messages; due deferred messages)
+  bool sorts;  // sorts the rows it selects (a contact's few messages)
 };
-inline constexpr std::array<ListingStatement, 7> kListingStatements{{
+inline constexpr std::array<ListingStatement, 8> kListingStatements{{
     {"instances of a journey", kInstancesOfJourney, false},
     {"instances of a journey and contact", kInstancesOfJourneyAndContact, false},
     {"messages of a contact", kMessagesOfContact, true},
     {"messages of a journey", kMessagesOfJourney, false},
     {"messages with a status", kMessagesWithStatus, false},
     {"messages of a workspace", kMessagesOfWorkspace, false},
-    {"due messages", kDueMessages, true},
+    {"due messages held for quiet hours", kDueDeferredMessages, false},
+    {"due queued messages", kDueQueuedMessages, false},
 }};
 
 }  // namespace nudge::store::sqlite

@@ -631,11 +631,29 @@ class Txn final : public WriteTxn {
     return std::optional<Message>(ReadMessage(*q));
   }
 
-  // Due messages in id order (listing_sql.h).
-  Result<std::vector<Message>> DueMessages(Millis now, int limit, int64_t after) override {
-    NUDGE_STMT(q, kDueMessages);
-    q->Bind(1, after).Bind(2, now).Bind(3, static_cast<int64_t>(limit));
-    return Collect<Message>(q, ReadMessage);
+  // Due messages in two parts, each read in index order (listing_sql.h).
+  Result<std::vector<Message>> DueMessages(Millis now, int limit, DueCursor& cursor) override {
+    std::vector<Message> page;
+    if (!cursor.queued) {
+      NUDGE_STMT(q, kDueDeferredMessages);
+      q->Bind(1, now)
+          .Bind(2, cursor.send_at)
+          .Bind(3, cursor.id)
+          .Bind(4, static_cast<int64_t>(limit));
+      NUDGE_ASSIGN_OR_RETURN(page, Collect<Message>(q, ReadMessage));
+      if (!page.empty()) {
+        cursor.send_at = page.back().send_at;
+        cursor.id = page.back().id;
+      }
+      if (static_cast<int>(page.size()) == limit) return page;
+      cursor = DueCursor{.queued = true};
+    }
+    NUDGE_STMT(q, kDueQueuedMessages);
+    q->Bind(1, cursor.id).Bind(2, now).Bind(3, static_cast<int64_t>(limit - page.size()));
+    NUDGE_ASSIGN_OR_RETURN(auto queued, Collect<Message>(q, ReadMessage));
+    if (!queued.empty()) cursor.id = queued.back().id;
+    for (auto& m : queued) page.push_back(std::move(m));
+    return page;
   }
 
   Result<int64_t> CountSentMessages(ContactId contact, std::string_view channel, Millis since,

@@ -540,19 +540,21 @@ TEST_F(SqliteStoreTest, PagesOfMessagesAndInstancesFollowEveryFilterNewestFirst)
   EXPECT_EQ(expected_instances(std::nullopt).size(), 24u);
 }
 
-// Delivery's read of due messages: queued and quiet-hours messages that are due, in id order
-// across both, a page at a time; those not yet due and those already settled are left.
-TEST_F(SqliteStoreTest, DueMessagesAreTheQueuedAndDeferredOnesDueInIdOrder) {
+// Delivery's read of due messages, a page at a time: first the quiet-hours messages whose time
+// has come, by that time then id, then the queued ones due, by id; those not yet due and
+// those already settled are left. Pages of 1 to 13 rows give the same sequence.
+TEST_F(SqliteStoreTest, DueMessagesAreTheHeldOnesByTimeThenTheQueuedOnesById) {
   const WorkspaceId ws = MakeWorkspace("a");
   struct Row {
     std::string status;
     Millis send_at;
   };
   const std::vector<Row> rows = {
-      {"queued", 100},  {"deferred_quiet_hours", 50},  {"sent", 10},
+      {"queued", 100},  {"deferred_quiet_hours", 300}, {"sent", 10},
       {"queued", 900},  {"deferred_quiet_hours", 900}, {"queued", 200},
-      {"failed", 10},   {"deferred_quiet_hours", 300}, {"queued", 500},
+      {"failed", 10},   {"deferred_quiet_hours", 50},  {"queued", 500},
       {"cancelled", 1}, {"deferred_quiet_hours", 501}, {"queued", 0},
+      {"sending", 5},   {"deferred_quiet_hours", 300}, {"deferred_quiet_hours", 500},
   };
   std::vector<int64_t> ids;
   ASSERT_TRUE(store_
@@ -573,33 +575,32 @@ TEST_F(SqliteStoreTest, DueMessagesAreTheQueuedAndDeferredOnesDueInIdOrder) {
                   })
                   .ok());
   const Millis now = 500;
-  std::vector<int64_t> want;
-  for (size_t i = 0; i < rows.size(); ++i)
-    if ((rows[i].status == "queued" || rows[i].status == "deferred_quiet_hours") &&
-        rows[i].send_at <= now)
-      want.push_back(ids[i]);
-  ASSERT_EQ(want.size(), 6u);
-  std::vector<int64_t> got;
-  int64_t after = 0;
-  for (int pages = 0; pages < 20; ++pages) {
-    std::vector<Message> page;
-    ASSERT_TRUE(store_
-                    ->Read([&](ReadTxn& t) -> Status {
-                      auto r = t.DueMessages(now, 4, after);
-                      if (!r) return r.error();
-                      page = std::move(*r);
-                      return Status::Ok();
-                    })
-                    .ok());
-    if (page.empty()) break;
-    for (const auto& m : page) got.push_back(m.id);
-    after = page.back().id;
+  // Held, by time then id: 50 (row 7), 300 (rows 1 and 13), 500 (row 14); then queued by id.
+  const std::vector<int64_t> want = {ids[7], ids[1], ids[13], ids[14],
+                                     ids[0], ids[5], ids[8],  ids[11]};
+  for (int limit = 1; limit <= 13; ++limit) {
+    std::vector<int64_t> got;
+    DueCursor cursor;
+    for (int pages = 0; pages < 20; ++pages) {
+      std::vector<Message> page;
+      ASSERT_TRUE(store_
+                      ->Read([&](ReadTxn& t) -> Status {
+                        auto r = t.DueMessages(now, limit, cursor);
+                        if (!r) return r.error();
+                        page = std::move(*r);
+                        return Status::Ok();
+                      })
+                      .ok());
+      if (page.empty()) break;
+      EXPECT_LE(page.size(), static_cast<size_t>(limit));
+      for (const auto& m : page) got.push_back(m.id);
+    }
+    EXPECT_EQ(got, want) << "pages of " << limit;
   }
-  EXPECT_EQ(got, want);
 }
 
-// Every listing statement reads its page from an index in id order: no full scan, and a sort
-// only where listing_sql.h says so (a contact's few messages, due deferred messages).
+// Every listing statement reads its page from an index in its order: no full scan, and a sort
+// only where listing_sql.h says so (a contact's few messages).
 TEST_F(SqliteStoreTest, ListingStatementsReadPagesFromIndexesInIdOrder) {
   sqlite3* db = OpenRaw();
   for (const auto& st : sqlite::kListingStatements) {
