@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/yaml.h"
+#include "profile/normalize.h"
 
 extern char** environ;
 
@@ -35,6 +36,20 @@ Status CheckLogLevel(const std::string& level, const std::string& where) {
   if (!kLevels.count(level))
     return Status::Invalid(
         "expected one of trace, debug, info, warn, error, off; got '" + level + "'", where);
+  return Status::Ok();
+}
+
+Status CheckPublicUrl(const std::string& url, const std::string& where) {
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
+    return Status::Invalid(
+        "expected an http(s) URL such as https://nudge.acme.test, got '" + url + "'", where);
+  return Status::Ok();
+}
+
+Status CheckRegion(const std::string& region, const std::string& where) {
+  if (!profile::IsPhoneRegion(region))
+    return Status::Invalid(
+        "expected a two-letter country code such as US or DE, got '" + region + "'", where);
   return Status::Ok();
 }
 
@@ -125,8 +140,7 @@ Status ApplyFile(const std::string& path, Config& c) {
       };
       if (key == "public_url") {
         NUDGE_ASSIGN_OR_RETURN(c.public_url, scalar());
-        if (c.public_url.rfind("http://", 0) != 0 && c.public_url.rfind("https://", 0) != 0)
-          return Status::Invalid("expected an http(s) URL such as https://nudge.acme.test", where);
+        NUDGE_TRY(CheckPublicUrl(c.public_url, where));
       } else if (key == "channels") {
         channel::ChannelsConfigContext cc;
         cc.base_dir = base_dir;
@@ -144,6 +158,7 @@ Status ApplyFile(const std::string& path, Config& c) {
         NUDGE_ASSIGN_OR_RETURN(c.http_threads, ParseInt(s, where, 1, 256));
       } else if (key == "default_region") {
         NUDGE_ASSIGN_OR_RETURN(c.default_region, scalar());
+        NUDGE_TRY(CheckRegion(c.default_region, where));
       } else if (key == "log_level") {
         NUDGE_ASSIGN_OR_RETURN(c.log_level, scalar());
         NUDGE_TRY(CheckLogLevel(c.log_level, where));
@@ -156,19 +171,18 @@ Status ApplyFile(const std::string& path, Config& c) {
         for (const auto& lim : v) {
           const std::string lk = lim.first.as<std::string>();
           const std::string lwhere = Where(path, lim.first.Mark()) + " limits." + lk;
-          NUDGE_ASSIGN_OR_RETURN(int n,
-                                 ParseInt(lim.second.as<std::string>(), lwhere, 1024, 64 << 20));
-          if (lk == "max_message_bytes") {
-            c.max_message_bytes = static_cast<size_t>(n);
-          } else if (lk == "max_batch_bytes") {
-            c.max_batch_bytes = static_cast<size_t>(n);
-          } else if (lk == "max_backlog_events") {
-            c.max_backlog_events = static_cast<size_t>(n);
-          } else {
+          size_t* target = lk == "max_message_bytes"    ? &c.max_message_bytes
+                           : lk == "max_batch_bytes"    ? &c.max_batch_bytes
+                           : lk == "max_backlog_events" ? &c.max_backlog_events
+                                                        : nullptr;
+          if (!target)
             return Status::Invalid(
                 "unknown setting (known: max_message_bytes, max_batch_bytes, max_backlog_events)",
                 lwhere);
-          }
+          if (!lim.second.IsScalar()) return Status::Invalid("expected a single value", lwhere);
+          NUDGE_ASSIGN_OR_RETURN(int n,
+                                 ParseInt(lim.second.as<std::string>(), lwhere, 1024, 64 << 20));
+          *target = static_cast<size_t>(n);
         }
       } else {
         return Status::Invalid(
@@ -212,7 +226,10 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
   if (auto v = get("NUDGE_HTTP_THREADS")) {
     NUDGE_ASSIGN_OR_RETURN(c.http_threads, ParseInt(*v, "NUDGE_HTTP_THREADS", 1, 256));
   }
-  if (auto v = get("NUDGE_DEFAULT_REGION")) c.default_region = *v;
+  if (auto v = get("NUDGE_DEFAULT_REGION")) {
+    NUDGE_TRY(CheckRegion(*v, "NUDGE_DEFAULT_REGION"));
+    c.default_region = *v;
+  }
   if (auto v = get("NUDGE_LOG_LEVEL")) {
     NUDGE_TRY(CheckLogLevel(*v, "NUDGE_LOG_LEVEL"));
     c.log_level = *v;
@@ -222,14 +239,18 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
 
   if (flags.listen) c.listen = *flags.listen;
   if (flags.data) c.data = *flags.data;
-  if (auto v = get("NUDGE_PUBLIC_URL"); v && !v->empty()) c.public_url = *v;
+  if (auto v = get("NUDGE_PUBLIC_URL"); v && !v->empty()) {
+    NUDGE_TRY(CheckPublicUrl(*v, "NUDGE_PUBLIC_URL"));
+    c.public_url = *v;
+  }
   if (auto v = get("NUDGE_DELIVERY_HOLD"); v && !v->empty()) {
     if (*v == "1" || *v == "true" || *v == "yes") {
       c.delivery_hold = true;
     } else if (*v == "0" || *v == "false" || *v == "no") {
       c.delivery_hold = false;
     } else {
-      return Err(Status::Invalid("expected 1 or 0, got '" + *v + "'", "NUDGE_DELIVERY_HOLD"));
+      return Err(Status::Invalid("expected 1, 0, true, false, yes or no, got '" + *v + "'",
+                                 "NUDGE_DELIVERY_HOLD"));
     }
   }
   if (c.public_url.empty()) c.public_url = "http://" + c.listen;
@@ -239,10 +260,7 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
     c.delivery.message_id_domain =
         c.channels.email->from.address.substr(c.channels.email->from.address.find('@') + 1);
 
-  if (c.default_region.size() != 2)
-    return Err(Status::Invalid(
-        "expected a two-letter country code such as US or DE, got '" + c.default_region + "'",
-        "default_region"));
+  NUDGE_TRY(CheckRegion(c.default_region, "default_region"));
   return c;
 }
 

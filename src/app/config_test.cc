@@ -5,6 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
 
 namespace nudge::app {
 namespace {
@@ -43,6 +45,47 @@ TEST(Config, ErrorsSayWhere) {
   EXPECT_EQ(c.error().where(), "NUDGE_HTTP_THREADS");
   c = LoadConfig({"/nonexistent/nudge.yaml", {}, {}}, {});
   ASSERT_FALSE(c);
+}
+
+// The file and the environment check a setting alike, and say where the bad value came from:
+// the file's line:column and the setting, or the variable.
+TEST(Config, FileAndEnvironmentAreCheckedAlike) {
+  struct Case {
+    std::string yaml;
+    std::string where;  // part of the file's position
+    std::string var, value;
+  };
+  const std::vector<Case> cases = {
+      {"default_region: Germany\n", ":1:1 default_region", "NUDGE_DEFAULT_REGION", "Germany"},
+      {"default_region: ZZ\n", ":1:1 default_region", "NUDGE_DEFAULT_REGION", "ZZ"},
+      {"public_url: ftp://x\n", ":1:1 public_url", "NUDGE_PUBLIC_URL", "ftp://x"},
+  };
+  for (const auto& k : cases) {
+    auto c = LoadConfig({WriteFile(k.yaml), {}, {}}, {});
+    ASSERT_FALSE(c) << k.yaml;
+    EXPECT_NE(c.error().where().find(k.where), std::string::npos) << c.error().ToString();
+    EXPECT_NE(c.error().message().find("'" + k.value + "'"), std::string::npos)
+        << c.error().ToString();
+    c = LoadConfig({}, {{k.var, k.value}});
+    ASSERT_FALSE(c) << k.var;
+    EXPECT_EQ(c.error().where(), k.var) << c.error().ToString();
+  }
+  auto c = LoadConfig({WriteFile("default_region: de\n"), {}, {}}, {});
+  ASSERT_TRUE(c) << c.error().ToString();
+  c = LoadConfig({}, {{"NUDGE_PUBLIC_URL", "https://nudge.acme.test/"}});
+  ASSERT_TRUE(c) << c.error().ToString();
+  EXPECT_EQ(c->public_url, "https://nudge.acme.test");
+  // A misspelled limit is unknown whatever its value.
+  c = LoadConfig({WriteFile("limits:\n  max_mesage_bytes: 100\n"), {}, {}}, {});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("unknown setting"), std::string::npos) << c.error().ToString();
+  EXPECT_NE(c.error().where().find(":2:3 limits.max_mesage_bytes"), std::string::npos);
+  c = LoadConfig({}, {{"NUDGE_DELIVERY_HOLD", "maybe"}});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("true"), std::string::npos) << c.error().ToString();
+  c = LoadConfig({}, {{"NUDGE_DELIVERY_HOLD", "yes"}});
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->delivery_hold);
 }
 
 }  // namespace

@@ -17,6 +17,14 @@ std::string_view Trim(std::string_view s) {
 
 char Lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
 
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](char c) {
+    return static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  });
+  return out;
+}
+
 }  // namespace
 
 Result<std::string> NormalizeEmail(std::string_view email) {
@@ -69,10 +77,7 @@ Result<std::string> NormalizePhone(std::string_view phone, std::string_view regi
   if (phone.empty()) return Err(Status::Invalid("the phone number is empty"));
   const PhoneNumberUtil& util = *PhoneNumberUtil::GetInstance();
   PhoneNumber number;
-  std::string upper_region(region);
-  std::transform(upper_region.begin(), upper_region.end(), upper_region.begin(), [](char c) {
-    return static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  });
+  const std::string upper_region = Upper(region);
   const auto rc =
       util.Parse(std::string(phone), upper_region.empty() ? "ZZ" : upper_region, &number);
   switch (rc) {
@@ -95,6 +100,12 @@ Result<std::string> NormalizePhone(std::string_view phone, std::string_view regi
   std::string out;
   util.Format(number, PhoneNumberUtil::E164, &out);
   return out;
+}
+
+bool IsPhoneRegion(std::string_view region) {
+  using i18n::phonenumbers::PhoneNumberUtil;
+  return region.size() == 2 &&
+         PhoneNumberUtil::GetInstance()->GetCountryCodeForRegion(Upper(region)) != 0;
 }
 
 }  // namespace nudge::profile

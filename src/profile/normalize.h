@@ -24,4 +24,7 @@ std::string EmailKey(std::string_view normalized_email);
 // numbers written without a country code ("US", "DE"). Errors say why the number is not one.
 Result<std::string> NormalizePhone(std::string_view phone, std::string_view region);
 
+// Whether libphonenumber knows `region` ("US", "de") as a country whose numbers it can read.
+bool IsPhoneRegion(std::string_view region);
+
 }  // namespace nudge::profile
