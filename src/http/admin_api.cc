@@ -65,6 +65,38 @@ Result<int64_t> IdCursor(const Request& req) {
   return id;
 }
 
+Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_object) {
+  if (empty_is_object && text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    return json::object();
+  try {
+    json body = json::parse(text);
+    if (!body.is_object())
+      return Err(Status::Invalid(
+          std::string("the body must be a JSON object, not ") + body.type_name(), "body"));
+    return body;
+  } catch (const json::parse_error& e) {
+    // nlohmann's byte is 1-based and points at the character that broke the document (one
+    // past the end when it ended too soon).
+    const size_t at = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
+    size_t line = 1, column = 1;
+    for (size_t i = 0; i < at; ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    std::string what = e.what();
+    if (auto c = what.find("column "); c != std::string::npos) {
+      if (auto colon = what.find(": ", c); colon != std::string::npos)
+        what = what.substr(colon + 2);
+    }
+    return Err(Status::Invalid("malformed JSON: " + what, "request body:" + std::to_string(line) +
+                                                              ":" + std::to_string(column)));
+  }
+}
+
 std::optional<WorkspaceId> AdminWorkspace(const store::WorkspaceRegistry& workspaces,
                                           const Request& req, Reply& reply) {
   const std::string token = BearerToken(req);
@@ -291,9 +323,9 @@ class AdminApi {
       return reply(ErrorResponse(Status(Code::kPermissionDenied,
                                         "only the default workspace's admin key may create "
                                         "workspaces")));
-    json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object())
-      return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
+    auto parsed = JsonObjectBody(req.body);
+    if (!parsed) return reply(ErrorResponse(parsed.error()));
+    json& body = *parsed;
     if (!body.contains("name") || !body["name"].is_string())
       return reply(ErrorResponse(Status::Invalid("is required (a string)", "name")));
     auto keys = ctx_.workspaces.Create(body["name"].get<std::string>());
@@ -318,9 +350,7 @@ class AdminApi {
 
  private:
   static Status ParseImport(const std::string& text, profile::ImportRequest& out) {
-    json body = json::parse(text, nullptr, false);
-    if (body.is_discarded() || !body.is_object())
-      return Status::Invalid("the body must be a JSON object", "body");
+    NUDGE_ASSIGN_OR_RETURN(json body, JsonObjectBody(text));
     auto str = [&](const json& j, const char* key, std::optional<std::string>& dst,
                    const std::string& where) -> Status {
       auto it = j.find(key);

@@ -71,6 +71,10 @@ Result<int> PageLimit(const Request& req, int fallback);
 // absent), a 400 unless it is a cursor this API gave out (an id, base64url-encoded).
 Result<int64_t> IdCursor(const Request& req);
 
+// The request's body as a JSON object (`{}` for an empty body when empty_is_object): a 400
+// saying where malformed JSON breaks ("request body:1:18") or what the body is instead.
+Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_object = false);
+
 // An optional field of a JSON object body: `fallback` when it is absent or null, a 400 naming
 // it (`where` + `key`) when it has another type. T: std::string, bool, int64_t or size_t.
 template <typename T>

@@ -167,6 +167,31 @@ TEST_F(ApiTest, InvalidBatchesStoreNothingAndNameTheField) {
   EXPECT_EQ(Track("/v1/track", std::string(40000, ' ')).status, 413);
 }
 
+// Malformed JSON sent to the admin API is refused with the line and column where it breaks,
+// a document of the wrong kind with what it is; nothing is created.
+TEST_F(ApiTest, AdminBodiesOfMalformedJsonSayWhere) {
+  const std::vector<std::string> auth = {"Authorization: Bearer ak"};
+  Got g = Call("POST", "/api/v1/workspaces", "{\n  \"name\": \"shop\",\n}", auth);
+  EXPECT_EQ(g.status, 400);
+  EXPECT_EQ(g.body["line"], 3) << g.body.dump();
+  EXPECT_EQ(g.body["column"], 1) << g.body.dump();
+  EXPECT_NE(g.body["error"].get<std::string>().find("malformed JSON"), std::string::npos)
+      << g.body.dump();
+  g = Call("POST", "/api/v1/workspaces", R"({"name": "sh)", auth);
+  EXPECT_EQ(g.status, 400);
+  EXPECT_EQ(g.body["line"], 1) << g.body.dump();
+  EXPECT_EQ(g.body["column"], 13) << g.body.dump();
+  g = Call("POST", "/api/v1/contacts/import", R"([{"email": "a@example.com"}])", auth);
+  EXPECT_EQ(g.status, 400);
+  EXPECT_EQ(g.body["field"], "body") << g.body.dump();
+  EXPECT_NE(g.body["error"].get<std::string>().find("not array"), std::string::npos)
+      << g.body.dump();
+  EXPECT_EQ(Admin("GET", "/api/v1/workspaces").body["workspaces"].size(), 1u);
+  g = Call("POST", "/api/v1/workspaces", R"({"name": "shop"})", auth);
+  EXPECT_EQ(g.status, 201) << g.body.dump();
+  EXPECT_EQ(Admin("GET", "/api/v1/workspaces").body["workspaces"].size(), 2u);
+}
+
 TEST_F(ApiTest, ContactsPageWithCursorsAndEraseForGood) {
   for (int i = 0; i < 5; ++i)
     ASSERT_EQ(Track("/v1/identify", R"({"userId":"p)" + std::to_string(i) + R"("})").status, 200);

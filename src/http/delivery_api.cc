@@ -118,12 +118,10 @@ class DeliveryApi {
   void PutImage(WorkspaceId ws, Request& req, Reply reply) {
     if (!ctx_.images)
       return reply(ErrorResponse(Status::Unavailable("image templates are not available")));
-    json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded())
-      return reply(ErrorResponse(Status::Invalid(
-          "the body must be JSON: {\"yaml\": \"...\", \"assets\": {\"name\": \"<base64>\"}}",
-          "body")));
-    auto info = ctx_.images->Put(ws, body, req.params["id"]);
+    // {"yaml": "...", "assets": {"name": "<base64>"}}
+    auto body = JsonObjectBody(req.body);
+    if (!body) return reply(ErrorResponse(body.error()));
+    auto info = ctx_.images->Put(ws, *body, req.params["id"]);
     if (!info) return reply(ErrorResponse(info.error()));
     json out = info->ToJson();
     out.erase("yaml");
@@ -162,9 +160,9 @@ class DeliveryApi {
   // {"user_id": "..."} (or "contact": key), or {"context": {...}} (used as is), with optional
   // "event": {...} merged into the context.
   void Preview(WorkspaceId ws, Request& req, Reply reply) {
-    json body = req.body.empty() ? json::object() : json::parse(req.body, nullptr, false);
-    if (!body.is_object())
-      return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
+    auto parsed = JsonObjectBody(req.body, /*empty_is_object=*/true);
+    if (!parsed) return reply(ErrorResponse(parsed.error()));
+    json& body = *parsed;
     auto info = ctx_.templates->Get(ws, req.params["id"]);
     if (!info)
       return reply(ErrorResponse(Status::NotFound("no template '" + req.params["id"] + "'")));
@@ -266,9 +264,9 @@ class DeliveryApi {
   // {"channel": "email", "topic": "news" (optional), "status": "subscribed" | "unsubscribed",
   //  "source": "signup-form", "ip": "...", "detail": "...", "confirmed": false}
   void PutSubscription(WorkspaceId ws, Request& req, Reply reply) {
-    json body = json::parse(req.body, nullptr, false);
-    if (!body.is_object())
-      return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
+    auto parsed = JsonObjectBody(req.body);
+    if (!parsed) return reply(ErrorResponse(parsed.error()));
+    json& body = *parsed;
     auto str = [&](const char* k) -> std::string {
       return body.contains(k) && body[k].is_string() ? body[k].get<std::string>() : "";
     };
@@ -386,9 +384,9 @@ class DeliveryApi {
 
   // {"channel": "email", "address": "...", "reason": "manual", "detail": "..."}
   void AddSuppression(WorkspaceId ws, Request& req, Reply reply) {
-    json body = json::parse(req.body, nullptr, false);
-    if (!body.is_object())
-      return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
+    auto parsed = JsonObjectBody(req.body);
+    if (!parsed) return reply(ErrorResponse(parsed.error()));
+    json& body = *parsed;
     auto channel = OptionalField<std::string>(body, "channel", "email");
     auto reason = OptionalField<std::string>(body, "reason", "manual");
     auto detail = OptionalField<std::string>(body, "detail", "");

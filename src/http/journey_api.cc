@@ -139,9 +139,9 @@ class JourneyApi {
 
   // POST /api/v1/journeys/{id}/trigger {"user_id": "...", "data": {...}}
   void Trigger(WorkspaceId ws, Request& req, Reply reply) {
-    json body = json::parse(req.body, nullptr, false);
-    if (!body.is_object())
-      return reply(ErrorResponse(Status::Invalid("the body must be a JSON object", "body")));
+    auto parsed = JsonObjectBody(req.body);
+    if (!parsed) return reply(ErrorResponse(parsed.error()));
+    json& body = *parsed;
     std::string key;
     for (const char* k : {"user_id", "contact", "email"})
       if (body.contains(k) && body[k].is_string()) key = body[k].get<std::string>();

@@ -106,8 +106,10 @@ class SegmentApi {
 
   // POST /api/v1/segments/preview {"condition": "...", "sample": 10}
   void Preview(WorkspaceId ws, Request& req, Reply reply) {
-    json body = json::parse(req.body, nullptr, false);
-    if (!body.is_object() || !body.contains("condition") || !body["condition"].is_string())
+    auto parsed = JsonObjectBody(req.body);
+    if (!parsed) return reply(ErrorResponse(parsed.error()));
+    json& body = *parsed;
+    if (!body.contains("condition") || !body["condition"].is_string())
       return reply(ErrorResponse(Status::Invalid("is required (a string)", "condition")));
     auto sample = OptionalField<size_t>(body, "sample", 10);
     if (!sample) return reply(ErrorResponse(sample.error()));
