@@ -292,7 +292,9 @@ int RunSimulate(const SimulateFlags& f) {
                               {"channel", m.channel},
                               {"template", m.template_id},
                               {"status", m.status},
-                              {"send_at", core::FormatIso8601(m.send_at)}});
+                              {"send_at", core::FormatIso8601(m.send_at)},
+                              // Written inside the contact's quiet hours: it goes at send_at.
+                              {"held_for_quiet_hours", m.send_at > m.created_at}});
       json data = json::parse(inst.data, nullptr, false);
       list.push_back(
           json{{"contact", sb.LabelOf(inst.contact)},
@@ -303,16 +305,19 @@ int RunSimulate(const SimulateFlags& f) {
                 data.is_object() && data.contains("variants") ? data["variants"] : json::object()},
                {"messages", std::move(msgs)}});
     }
-    int sent = 0;
-    for (const auto& m : *messages)
-      if (m.journey == info.id && (m.status == "queued" || m.status == "deferred_quiet_hours"))
-        ++sent;
+    int sent = 0, capped = 0;
+    for (const auto& m : *messages) {
+      if (m.journey != info.id) continue;
+      if (m.status == "queued" || m.status == "deferred_quiet_hours") ++sent;
+      if (m.status == "capped") ++capped;
+    }
     j["entered"] = instances->size();
     j["converted"] = by_status["converted"];
     j["completed"] = by_status["completed"];
     j["exited"] = by_status["exited"];
     j["active"] = by_status["active"];
     j["messages"] = sent;
+    j["capped"] = capped;
     j["instances"] = std::move(list);
     report["journeys"].push_back(std::move(j));
   }
@@ -320,8 +325,8 @@ int RunSimulate(const SimulateFlags& f) {
     std::printf("%s\n", report.dump(2).c_str());
     return 0;
   }
-  std::printf("Simulated %zu events from %s to %s (nothing was sent).\n\n", events->size(),
-              Clock(start).c_str(), Clock(end).c_str());
+  std::printf("Simulated %zu events from %s to %s (times in UTC; nothing was sent).\n\n",
+              events->size(), Clock(start).c_str(), Clock(end).c_str());
   for (const auto& j : report["journeys"]) {
     std::printf("Journey %s (%s)\n", j["id"].get<std::string>().c_str(),
                 j["name"].get<std::string>().c_str());
@@ -333,22 +338,30 @@ int RunSimulate(const SimulateFlags& f) {
       std::printf("  %-16s entered %s  %-10s %s\n", i["contact"].get<std::string>().c_str(),
                   i["entered_at"].get<std::string>().substr(0, 19).c_str(),
                   i["status"].get<std::string>().c_str(), path.c_str());
-      for (const auto& m : i["messages"])
-        std::printf("      %s  %-7s %-24s %s\n", m["at"].get<std::string>().substr(0, 19).c_str(),
+      // When each message would go out; one written inside quiet hours says so.
+      for (const auto& m : i["messages"]) {
+        const std::string held =
+            m["held_for_quiet_hours"].get<bool>()
+                ? "  held for quiet hours from " + m["at"].get<std::string>().substr(0, 19)
+                : "";
+        std::printf("      %s  %-7s %-24s %s%s\n",
+                    m["send_at"].get<std::string>().substr(0, 19).c_str(),
                     m["channel"].get<std::string>().c_str(),
                     (m["template"].get<std::string>().empty() ? m["step"] : m["template"])
                         .get<std::string>()
                         .c_str(),
-                    m["status"].get<std::string>().c_str());
+                    m["status"].get<std::string>().c_str(), held.c_str());
+      }
     }
     std::printf("\n");
   }
-  std::printf("%-28s %8s %10s %10s %7s %7s %9s\n", "journey", "entered", "converted", "completed",
-              "exited", "active", "messages");
+  std::printf("%-28s %8s %10s %10s %7s %7s %9s %7s\n", "journey", "entered", "converted",
+              "completed", "exited", "active", "messages", "capped");
   for (const auto& j : report["journeys"])
-    std::printf("%-28s %8d %10d %10d %7d %7d %9d\n", j["id"].get<std::string>().c_str(),
+    std::printf("%-28s %8d %10d %10d %7d %7d %9d %7d\n", j["id"].get<std::string>().c_str(),
                 j["entered"].get<int>(), j["converted"].get<int>(), j["completed"].get<int>(),
-                j["exited"].get<int>(), j["active"].get<int>(), j["messages"].get<int>());
+                j["exited"].get<int>(), j["active"].get<int>(), j["messages"].get<int>(),
+                j["capped"].get<int>());
   return 0;
 }
 

@@ -1227,6 +1227,8 @@ describe('the nudge command', () => {
     const pfuMail = byId['pricing-follow-up'].instances[0].messages[0];
     assert.equal(pfuMail.at, '2026-11-02T15:10:30.000Z');
     assert.equal(pfuMail.send_at, '2026-11-02T16:00:00.000Z');
+    assert.equal(pfuMail.held_for_quiet_hours, true);
+    assert.equal(byId['pricing-follow-up'].capped, 0);
     assert.deepEqual(summary(byId.welcome), [
       {
         contact: 'ann',
@@ -1251,6 +1253,7 @@ describe('the nudge command', () => {
       byId['pricing-nurture'].instances[0].messages.map((m) => m.at),
       ['2026-11-06T17:00:00.000Z', '2026-11-09T17:00:00.000Z', '2026-11-12T17:00:00.000Z'],
     );
+    assert.ok(byId['pricing-nurture'].instances[0].messages.every((m) => !m.held_for_quiet_hours));
     // Bo orders 20 minutes after starting the checkout: converted. Cara never orders: the
     // reminder an hour later, the offer a day after that.
     assert.deepEqual(summary(byId['abandoned-cart']), [
