@@ -510,26 +510,38 @@ int RunGraph(const std::string& file, const std::optional<std::string>& out,
     std::fprintf(stderr, "nudge: cannot read %s\n", file.c_str());
     return 2;
   }
-  auto j = journey::ParseJourney(*text, fs::path(file).filename().string(),
-                                 fs::path(file).stem().string());
+  auto j = journey::ParseJourney(*text, file, fs::path(file).stem().string());
   if (!j) {
     std::fprintf(stderr, "nudge: %s\n", j.error().ToString().c_str());
     return 1;
   }
+  // A picture of a broken graph would show another journey than the one written (an unknown
+  // target drawn as the end): its problems instead, as validate gives them. Templates and
+  // segments are validate's to check, with the whole directory.
+  const auto problems = journey::CheckJourney(*j, {});
+  if (!problems.empty()) {
+    for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.ToString().c_str());
+    std::fprintf(stderr, "nudge: %zu problem%s; nothing drawn\n", problems.size(),
+                 problems.size() == 1 ? "" : "s");
+    return 1;
+  }
+  if (svg && svg->find('\'') != std::string::npos) {
+    std::fprintf(stderr, "nudge: --svg: the path may not contain a quote\n");
+    return 2;
+  }
+  const bool have_dot = svg && std::system("command -v dot >/dev/null 2>&1") == 0;
   const std::string dot = Dot(*j);
   if (out) {
     std::ofstream(*out) << dot;
-  } else if (!svg) {
+  } else if (!svg || !have_dot) {
     std::fputs(dot.c_str(), stdout);
   }
   if (svg) {
-    if (svg->find('\'') != std::string::npos) {
-      std::fprintf(stderr, "nudge: --svg: the path may not contain a quote\n");
-      return 2;
-    }
-    if (std::system("command -v dot >/dev/null 2>&1") != 0) {
-      std::fprintf(stderr, "nudge: Graphviz's dot is not installed (apt install graphviz); %s\n",
-                   out ? ("the DOT is in " + *out).c_str() : "run without --svg for the DOT");
+    if (!have_dot) {
+      std::fprintf(stderr,
+                   "nudge: Graphviz's dot is not installed (apt install graphviz); no SVG, the "
+                   "DOT is %s\n",
+                   out ? ("in " + *out).c_str() : "on standard output");
       return 1;
     }
     const std::string cmd = "dot -Tsvg -o '" + *svg + "'";

@@ -1288,7 +1288,9 @@ describe('the nudge command', () => {
     assert.equal(text1.stdout, text2.stdout);
     assert.match(text1.stdout, /nothing was sent/);
     assert.match(text1.stdout, /ann .*completed +pause > case-study > clicked > offer-call > sales-alert/);
-    assert.match(text1.stdout, /^abandoned-cart +2 +1 +1 +0 +0 +2$/m);
+    assert.match(text1.stdout, /^abandoned-cart +2 +1 +1 +0 +0 +2 +0$/m);
+    // Messages at the time they would go out; the one written in quiet hours says so.
+    assert.match(text1.stdout, /^ +2026-11-02T16:00:00 +email +pricing-case-study +queued +held for quiet hours from 2026-11-02T15:10:30$/m);
     // --after shortens the horizon: the nurture's last email is not due yet two days on.
     const short = await runCli(bin, [...args, '--after', '2d']);
     assert.equal(short.code, 0, short.stderr);
@@ -1353,7 +1355,16 @@ describe('the nudge command', () => {
       } else {
         assert.equal(svg.code, 1, svg.stderr);
         assert.match(svg.stderr, /Graphviz/);
+        assert.equal(svg.stdout, dot, 'without Graphviz the DOT still comes out');
       }
+      // A graph that validate refuses is not drawn: its problems, with the path as given.
+      const wrongTarget = path.join(dir, 'pricing-follow-up.yaml');
+      fs.writeFileSync(wrongTarget, fs.readFileSync(file, 'utf8').replace('on_event: offer-call', 'on_event: offer-calll'));
+      const wrong = await runCli(bin, ['graph', wrongTarget]);
+      assert.equal(wrong.code, 1, wrong.stderr);
+      assert.equal(wrong.stdout, '');
+      assert.ok(wrong.stderr.includes(`${wrongTarget}:16:15: on_event: no step 'offer-calll'`), wrong.stderr);
+      assert.match(wrong.stderr, /step 'sales-alert' can never be reached/);
       // A broken file: an error with its position.
       const broken = path.join(dir, 'broken.yaml');
       fs.writeFileSync(broken, 'id: broken\ntrigger: { event: Go }\nsteps:\n  - { id: a, frobnicate: 1 }\n');
