@@ -610,8 +610,11 @@ class Importer {
            counts_.rejected ? "  -> " + rejects_.path() : std::string());
       line("flagged", counts_.flagged,
            counts_.flagged
-               ? "  (" + WithThousands(counts_.typos) + " likely typos, " +
-                     WithThousands(counts_.roles) + " role addresses) -> " + flagged_.path()
+               ? "  (" + WithThousands(counts_.typos) +
+                     (counts_.typos == 1 ? " likely typo, " : " likely typos, ") +
+                     WithThousands(counts_.roles) +
+                     (counts_.roles == 1 ? " role address) -> " : " role addresses) -> ") +
+                     flagged_.path()
                : std::string());
     }
     if (counts_.bad_utf8 > 0)

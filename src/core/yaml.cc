@@ -82,7 +82,8 @@ Result<YamlDoc> LoadYaml(std::string_view text, std::string_view source) {
                                                            std::to_string(e.mark.column + 1)));
   }
   if (!doc.root.IsDefined() || doc.root.IsNull())
-    return Err(Status::Invalid("the document is empty", std::string(source)));
+    return Err(Status::Invalid("the document is empty",
+                               source.empty() ? "" : std::string(source) + ":1:1"));
   if (!doc.root.IsMap())
     return Err(doc.ErrorAt(doc.root, "", "expected a mapping of keys (key: value)"));
   NUDGE_TRY(CheckDuplicates(doc, doc.root));

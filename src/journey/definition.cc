@@ -269,6 +269,7 @@ Result<Step> ParseStep(const YamlDoc& doc, const YAML::Node& n) {
         return Err(doc.ErrorAt(body["channel"], "channel", "expected email, sms or push"));
       if (!tmpl) return Err(doc.ErrorAt(body, "template", "a send step names a template"));
       s.template_id = *tmpl;
+      s.template_at = doc.Where(body["template"]);
       break;
     }
     case StepKind::kWait:
@@ -642,7 +643,7 @@ std::vector<Status> CheckJourney(const Journey& j, const CheckOptions& options) 
         !options.template_exists(s.template_id))
       problems.push_back(Status::Invalid(
           "template: no template '" + s.template_id + "' (templates/" + s.template_id + ".yaml)",
-          s.at));
+          s.template_at.empty() ? s.at : s.template_at));
   }
   // Reachability from the first step.
   std::vector<bool> seen(j.steps.size(), false);

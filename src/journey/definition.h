@@ -86,6 +86,7 @@ struct Step {
   // send
   std::string channel;
   std::string template_id;
+  Where template_at;
   // wait
   WaitSpec wait;
   // wait_for: an event (optionally filtered) or a condition, until a timeout

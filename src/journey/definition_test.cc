@@ -34,7 +34,9 @@ steps:
   std::string all;
   for (const auto& p : problems) all += p.ToString() + "\n";
   EXPECT_NE(all.find("journeys/x.yaml:6:11: next: no step 'nowhere'"), std::string::npos) << all;
-  EXPECT_NE(all.find("template: no template 'missing'"), std::string::npos) << all;
+  // At the template's name, not at the step.
+  EXPECT_NE(all.find("journeys/x.yaml:5:39: template: no template 'missing'"), std::string::npos)
+      << all;
   EXPECT_NE(all.find("step 'orphan' can never be reached"), std::string::npos) << all;
   EXPECT_NE(all.find("journeys/x.yaml:7:5"), std::string::npos) << all;
   EXPECT_NE(all.find("never waits"), std::string::npos) << all;
@@ -76,6 +78,14 @@ TEST(JourneyDefinition, ParsingErrorsSayWhere) {
       "id: x\ntrigger: { event: A }\nsteps: [ { id: a, exit: true }, { id: a, exit: true } ]\n",
       "j"));
   EXPECT_FALSE(ParseJourney("id: x\ntrigger: { event: A }\nsteps: []\n", "j"));
+  // An empty file, and a duration with a unit nudge does not know.
+  j = ParseJourney("\n", "j.yaml");
+  ASSERT_FALSE(j);
+  EXPECT_EQ(j.error().where(), "j.yaml:1:1") << j.error().ToString();
+  j = ParseJourney("id: x\ntrigger: { event: A }\nsteps:\n  - id: a\n    wait: 30x\n", "j.yaml");
+  ASSERT_FALSE(j);
+  EXPECT_NE(j.error().ToString().find("unknown unit 'x'"), std::string::npos)
+      << j.error().ToString();
 }
 
 TEST(JourneyDefinition, WaitsAndDates) {

@@ -1511,7 +1511,10 @@ Result<Millis> ParseDuration(std::string_view text) {
       scale = 7 * 86400 * kSecond;
       break;
     default:
-      return Err(Status::Invalid("'" + std::string(text) + "' has no unit: use s, m, h, d or w"));
+      if (unit >= '0' && unit <= '9')
+        return Err(Status::Invalid("'" + std::string(text) + "' has no unit: use s, m, h, d or w"));
+      return Err(Status::Invalid("'" + std::string(text) + "' has an unknown unit '" +
+                                 std::string(1, unit) + "': use s, m, h, d or w"));
   }
   if (n > kMaxWindow / scale * 10)
     return Err(Status::Invalid("the duration '" + std::string(text) + "' is too long"));
