@@ -125,3 +125,33 @@ test('bounce webhooks with any field of another type answer without bringing the
   await healthy();
   assert.ok(sent > 200, `${sent} requests`);
 });
+
+test('malformed JSON sent to an admin route is a 400 with the line and column where it breaks', async () => {
+  const routes = [
+    ['POST', '/api/v1/segments/preview'],
+    ['POST', '/api/v1/suppressions'],
+    ['PUT', '/api/v1/contacts/bad-input-user/subscriptions'],
+    ['POST', '/api/v1/templates/hello/preview'],
+    ['POST', '/api/v1/contacts/import'],
+    ['POST', '/api/v1/journeys/none/trigger'],
+    ['PUT', `/api/v1/images/${uid('img')}`],
+  ];
+  // Breaks at line 3, column 8 (the comma): a value is missing after the colon.
+  const broken = '{\n  "channel": "email",\n  "x": ,\n}';
+  for (const [method, pathname] of routes) {
+    const r = await request(`${server.url}${pathname}`, {
+      method,
+      headers: { Authorization: `Bearer ${ws.adminKey}`, 'Content-Type': 'application/json' },
+      body: broken,
+    });
+    assert.equal(r.status, 400, `${method} ${pathname}: ${r.text}`);
+    assert.equal(r.json.line, 3, `${method} ${pathname}: ${r.text}`);
+    assert.equal(r.json.column, 8, `${method} ${pathname}: ${r.text}`);
+    assert.match(r.json.error, /^request body:3:8: malformed JSON/, `${method} ${pathname}`);
+  }
+  // A document that is not an object says what it is.
+  const r = await ws.admin('POST', '/api/v1/suppressions', { body: ['x'] });
+  assert.equal(r.status, 400, r.text);
+  assert.match(r.json.error, /must be a JSON object, not array/);
+  await healthy();
+});
