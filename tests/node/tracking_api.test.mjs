@@ -373,8 +373,14 @@ describe('tracking API over raw HTTP', { timeout: 120_000 }, () => {
         Buffer.concat([zlib.gzipSync(text.slice(0, half)), zlib.gzipSync(text.slice(half))]),
       ),
     );
+    // Content-Encoding: gzip on a plain body: the bytes decide, it is read as it is.
+    assertOk(
+      await ws.send('/v1/track', Buffer.from(JSON.stringify({ userId: a, event: 'Labelled Gzip' })), {
+        headers: { 'Content-Encoding': 'gzip' },
+      }),
+    );
     const names = (await ws.events(a)).map((e) => e.event).sort();
-    assert.deepEqual(names, ['Octet Gzip', 'Plain Text Gzip', 'Two Members']);
+    assert.deepEqual(names, ['Labelled Gzip', 'Octet Gzip', 'Plain Text Gzip', 'Two Members']);
 
     const good = gz({ userId: uid('gz-bad'), event: 'Never Stored' });
     const corrupt = Buffer.from(good);
@@ -383,17 +389,12 @@ describe('tracking API over raw HTTP', { timeout: 120_000 }, () => {
       ['gzip magic followed by garbage', Buffer.from([0x1f, 0x8b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), {}],
       ['a truncated gzip body', good.subarray(0, good.length - 6), {}],
       ['a gzip body with a corrupt middle', corrupt, {}],
-      [
-        'Content-Encoding: gzip on a plain body',
-        Buffer.from(JSON.stringify(track(uid('gz-bad')))),
-        { 'Content-Encoding': 'gzip' },
-      ],
     ];
     for (const [name, body, headers] of bad) {
       const r = await ws.send('/v1/track', body, { headers });
       assertError(r, { status: 400, code: 'invalid_argument', field: 'body', mentions: /gzip/ }, name);
     }
-    assert.deepEqual(await counts(ws), { contacts: 1, events: 3 });
+    assert.deepEqual(await counts(ws), { contacts: 1, events: 4 });
     await assertStillServing(ws);
   });
 
