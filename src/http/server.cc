@@ -104,6 +104,7 @@ struct Server::Connection {
   Request request;
   const Route* route = nullptr;
   std::optional<Response> early;  // answered before the body was read (404, 413, ...)
+  bool early_queued = false;      // queued with the headers (Expect: 100-continue)
   bool too_large = false;
   bool handled = false;
 
@@ -132,6 +133,12 @@ MHD_Result Queue(MHD_Connection* conn, const Response& r, bool close) {
   const MHD_Result rc = MHD_queue_response(conn, static_cast<unsigned>(r.status), resp);
   MHD_destroy_response(resp);
   return rc;
+}
+
+bool HasExpectContinue(const Request& req) {
+  std::string v = req.Header("expect");
+  for (char& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return v.find("100-continue") != std::string::npos;
 }
 
 Response JsonError(int status, const std::string& code, const std::string& message,
@@ -336,6 +343,13 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
         }
       }
     }
+    // A client that waits for "100 Continue" before sending its body gets the answer instead,
+    // and never sends the body. One that sends it unasked has its body read and dropped first:
+    // closing with data unread would reset the connection before the answer reaches it.
+    if (c->early && HasExpectContinue(req)) {
+      c->early_queued = true;
+      return Queue(conn, *c->early, /*close=*/true);
+    }
     return MHD_YES;
   }
 
@@ -355,6 +369,7 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
   }
 
   const bool close = draining_.load();
+  if (c->early_queued) return MHD_YES;
   if (c->early) return Queue(conn, *c->early, close);
   if (c->too_large) {
     if (c->route->on_too_large) c->route->on_too_large();

@@ -1,7 +1,11 @@
 #include "http/server.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -112,6 +116,56 @@ TEST_F(ServerTest, UnknownPathsWrongMethodsAndOversizedBodies) {
   EXPECT_EQ(big.status, 413);
   EXPECT_NE(big.body.find("exceeds 10 bytes"), std::string::npos);
   EXPECT_EQ(Fetch(server_->port(), "POST", "/small", "0123456789").status, 200);
+}
+
+// Sends `head` (request line and headers) and no body; returns what the server writes back
+// within two seconds.
+std::string HeadersOnly(uint16_t port, const std::string& head) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      send(fd, head.data(), head.size(), 0) == static_cast<ssize_t>(head.size())) {
+    char buf[4096];
+    for (int reads = 0; reads < 16; ++reads) {
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+      if (got.find("\r\n\r\n") != std::string::npos &&
+          (got.find('}') != std::string::npos || got.rfind("HTTP/1.1 100", 0) == 0))
+        break;
+    }
+  }
+  close(fd);
+  return got;
+}
+
+// A client that waits for "100 Continue" before its body is answered 413 at once when its
+// Content-Length is past the route's limit: it never has to send the body.
+TEST_F(ServerTest, AnOversizedBodyAnnouncedWithExpectContinueIsRefusedUnsent) {
+  Router r;
+  r.Add(
+      "POST", "/small", [](Request&, Reply reply) { reply(Response{}); }, 10);
+  Start(std::move(r));
+  const std::string got =
+      HeadersOnly(server_->port(),
+                  "POST /small HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n"
+                  "Expect: 100-continue\r\n\r\n");
+  EXPECT_EQ(got.rfind("HTTP/1.1 413", 0), 0u) << got;
+  EXPECT_EQ(got.find("100 Continue"), std::string::npos) << got;
+  EXPECT_NE(got.find("exceeds 10 bytes"), std::string::npos) << got;
+  // Within the limit, the client is asked for its body as usual.
+  const std::string small =
+      HeadersOnly(server_->port(),
+                  "POST /small HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+                  "Expect: 100-continue\r\n\r\n");
+  EXPECT_EQ(small.rfind("HTTP/1.1 100 Continue", 0), 0u) << small;
+  EXPECT_EQ(Fetch(server_->port(), "POST", "/small", "01234").status, 200);
 }
 
 TEST_F(ServerTest, LargeHeadersFitUpToTheirLimitAndPastItAre431) {
