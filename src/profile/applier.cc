@@ -27,13 +27,21 @@ class Session {
       : txn_(txn), ws_(ws), options_(options), observer_(observer), result_(result) {}
 
   Status ApplyOne(const Message& m) {
-    // Resolving identities is idempotent, so a repeated message is detected by the insert
-    // itself (one index probe) before anything that is not: the traits.
+    // A repeated message changes nothing. Finding the ids it names changes nothing either, so
+    // most repeats are found by the insert itself (one index probe), before the traits; one
+    // that would change identities (create a contact, link an id, merge two) asks the store
+    // before its first change (Repeated), since a repeat need not name the same ids.
+    current_ = &m;
+    probed_ = repeated_ = false;
     ContactId id = 0;
     if (m.type == MessageType::kAlias) {
       NUDGE_ASSIGN_OR_RETURN(id, ResolveAlias(*m.user_id, m.previous_id, m.timestamp));
     } else {
       NUDGE_ASSIGN_OR_RETURN(id, Resolve(m.user_id, m.anonymous_id, m.timestamp));
+    }
+    if (repeated_) {
+      ++result_.duplicates;
+      return Status::Ok();
     }
     // Storing the event takes a few microseconds: time for the contact's state to arrive.
     if (observer_) observer_->Prefetch(id);
@@ -72,6 +80,16 @@ class Session {
 
  private:
   bool IsGone(ContactId id) const { return merged_away_.count(id) > 0; }
+
+  // Whether the current message's id is stored already; asked once, before the message's
+  // first change to identities.
+  Result<bool> Repeated() {
+    if (!probed_) {
+      NUDGE_ASSIGN_OR_RETURN(repeated_, txn_.HasMessage(ws_, current_->message_id));
+      probed_ = true;
+    }
+    return repeated_;
+  }
 
   Result<Contact*> Load(ContactId id) {
     auto it = loaded_.find(id);
@@ -153,6 +171,8 @@ class Session {
     }
     if (!user_id) {
       if (by_anon) return *by_anon;
+      NUDGE_ASSIGN_OR_RETURN(bool repeated, Repeated());
+      if (repeated) return ContactId{0};
       NUDGE_ASSIGN_OR_RETURN(ContactId id, Create(std::nullopt, at));
       NUDGE_TRY(Link(IdentityKind::kAnonymous, *anon, id));
       return id;
@@ -160,6 +180,8 @@ class Session {
     NUDGE_ASSIGN_OR_RETURN(auto by_user, FindUser(*user_id));
     if (by_user) {
       if (anon && by_anon != by_user) {
+        NUDGE_ASSIGN_OR_RETURN(bool repeated, Repeated());
+        if (repeated) return ContactId{0};
         bool merge = false;
         if (by_anon) {
           NUDGE_ASSIGN_OR_RETURN(Contact * a, Load(*by_anon));
@@ -175,6 +197,8 @@ class Session {
       }
       return *by_user;
     }
+    NUDGE_ASSIGN_OR_RETURN(bool repeated, Repeated());
+    if (repeated) return ContactId{0};
     if (by_anon) {
       NUDGE_ASSIGN_OR_RETURN(Contact * a, Load(*by_anon));
       if (!a->user_id) {  // the visitor identifies: the same contact gains its user id
@@ -192,6 +216,8 @@ class Session {
   // alias: previous_id (an anonymous id or an earlier user id) now means user_id.
   Result<ContactId> ResolveAlias(const std::string& user_id, const std::string& previous_id,
                                  Millis at) {
+    NUDGE_ASSIGN_OR_RETURN(bool repeated, Repeated());  // an alias always links an id
+    if (repeated) return ContactId{0};
     NUDGE_ASSIGN_OR_RETURN(auto by_user, FindUser(user_id));
     NUDGE_ASSIGN_OR_RETURN(auto by_prev, FindUser(previous_id));
     if (!by_prev) {
@@ -249,6 +275,8 @@ class Session {
   std::unordered_set<ContactId> merged_away_;
   std::unordered_map<std::string, ContactId> users_;
   std::unordered_map<std::string, ContactId> anons_;
+  const Message* current_ = nullptr;
+  bool probed_ = false, repeated_ = false;
 };
 
 }  // namespace

@@ -166,6 +166,47 @@ TEST_F(ApplierTest, DuplicateMessageIdsAreStoredOnce) {
   EXPECT_EQ(batch.duplicates, 1u);
 }
 
+// A repeated messageId changes nothing, even when the repeat names other ids than the
+// message first stored: no contact is created, no visitor merged, no id linked.
+TEST_F(ApplierTest, ARepeatedMessageIdNamingOtherIdsChangesNoContact) {
+  Send(Endpoint::kTrack, R"({"anonymousId":"visitor-r","event":"Look","messageId":"r-0"})");
+  ASSERT_EQ(Send(Endpoint::kTrack, R"({"userId":"ur","event":"Paid","messageId":"r-1"})").accepted,
+            1u);
+  int64_t contacts = 0;
+  Read([&](store::ReadTxn& t) { contacts = *t.CountContacts(ws_); });
+  ASSERT_EQ(contacts, 2);
+  const std::vector<std::string> repeats = {
+      R"({"userId":"someone-new","event":"Paid","messageId":"r-1"})",                // would create
+      R"({"anonymousId":"device-new","event":"Paid","messageId":"r-1"})",            // would create
+      R"({"userId":"ur","anonymousId":"visitor-r","event":"P","messageId":"r-1"})",  // merge
+      R"({"userId":"ur","anonymousId":"device-2","event":"P","messageId":"r-1"})",   // link
+      R"({"userId":"new-2","anonymousId":"visitor-r","event":"P","messageId":"r-1"})",
+  };
+  for (const auto& body : repeats) {
+    auto r = Send(Endpoint::kTrack, body);
+    EXPECT_EQ(r.accepted, 0u) << body;
+    EXPECT_EQ(r.duplicates, 1u) << body;
+  }
+  auto alias =
+      Send(Endpoint::kAlias, R"({"userId":"ur","previousId":"visitor-r","messageId":"r-1"})");
+  EXPECT_EQ(alias.duplicates, 1u);
+  Read([&](store::ReadTxn& t) {
+    EXPECT_EQ(*t.CountContacts(ws_), 2);
+    EXPECT_FALSE(*t.FindContactByUserId(ws_, "someone-new"));
+    EXPECT_FALSE(*t.FindContactByAnonymousId(ws_, "device-new"));
+    EXPECT_FALSE(*t.FindContactByAnonymousId(ws_, "device-2"));
+    auto visitor = *t.FindContactByAnonymousId(ws_, "visitor-r");
+    ASSERT_TRUE(visitor);
+    EXPECT_NE(*visitor, ByUser("ur")->id) << "the visitor was not merged";
+  });
+  // A new message with the same ids does all of it.
+  EXPECT_EQ(Send(Endpoint::kTrack,
+                 R"({"userId":"ur","anonymousId":"visitor-r","event":"P","messageId":"r-2"})")
+                .accepted,
+            1u);
+  Read([&](store::ReadTxn& t) { EXPECT_EQ(*t.CountContacts(ws_), 1); });
+}
+
 TEST_F(ApplierTest, WorkspacesDoNotShareContacts) {
   Send(Endpoint::kIdentify, R"({"userId":"same","traits":{"plan":"a"}})");
   Send(Endpoint::kIdentify, R"({"userId":"same","traits":{"plan":"b"}})", other_ws_);
