@@ -107,6 +107,7 @@ struct Server::Connection {
   bool early_queued = false;      // queued with the headers (Expect: 100-continue)
   bool too_large = false;
   bool handled = false;
+  bool receiving = false;  // counted in Server::receiving_ until its body is in
 
   std::mutex mutex;
   bool suspended = false;            // GUARDED_BY(mutex)
@@ -268,7 +269,7 @@ void Server::Stop(int timeout_ms) {
   using Clock = std::chrono::steady_clock;
   auto idle = [this] {
     std::lock_guard lock(pending_mutex_);
-    return pending_.empty() && suspended_.load() == 0;
+    return pending_.empty() && suspended_.load() == 0 && receiving_.load() == 0;
   };
   auto wait_until = [&](Clock::time_point deadline) {
     while (!idle() && Clock::now() < deadline)
@@ -350,6 +351,9 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
       c->early_queued = true;
       return Queue(conn, *c->early, /*close=*/true);
     }
+    // A drain waits for a request whose body is still arriving, as for one being handled.
+    c->receiving = true;
+    receiving_.fetch_add(1);
     return MHD_YES;
   }
 
@@ -368,6 +372,7 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
     return MHD_YES;
   }
 
+  if (std::exchange(c->receiving, false)) receiving_.fetch_sub(1);
   const bool close = draining_.load();
   if (c->early_queued) return MHD_YES;
   if (c->early) return Queue(conn, *c->early, close);
@@ -418,6 +423,8 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
 void Server::OnCompleted(void** con_cls) {
   auto* holder = static_cast<std::shared_ptr<Connection>*>(*con_cls);
   if (!holder) return;
+  // A client gone before its body was in.
+  if (std::exchange((*holder)->receiving, false)) receiving_.fetch_sub(1);
   {
     std::lock_guard lock((*holder)->mutex);
     (*holder)->conn = nullptr;  // a late Reply must not touch the closed connection

@@ -125,6 +125,7 @@ class Server {
   // and requests on open ones are answered 503.
   std::atomic<bool> draining_{false};
   std::atomic<int> suspended_{0};  // connections suspended and not yet resumed by the daemon
+  std::atomic<int> receiving_{0};  // requests whose headers came and whose body is arriving
   std::mutex pending_mutex_;
   std::set<std::shared_ptr<Connection>>
       pending_;  // handled, not replied; GUARDED_BY(pending_mutex_)
