@@ -65,7 +65,11 @@ class Session {
     }
     ++result_.accepted;
     result_.events.push_back({e.id, id, &m});
-    if (observer_) NUDGE_TRY(observer_->OnEvent(txn_, e));
+    if (observer_) {
+      NUDGE_TRY(BeforeObserver());
+      NUDGE_TRY(observer_->OnEvent(txn_, e));
+      AfterObserver();
+    }
     return Status::Ok();
   }
 
@@ -75,11 +79,19 @@ class Session {
       if (!dirty_.count(id)) continue;
       NUDGE_TRY(txn_.UpdateContact(contact));
     }
+    dirty_.clear();
     return Status::Ok();
   }
 
  private:
   bool IsGone(ContactId id) const { return merged_away_.count(id) > 0; }
+
+  // The observer may read and write contact rows (a journey's update step sets traits and
+  // tags): it must find this call's changes in the store, and what this call read of contacts
+  // before it may be stale after it (read again when needed). Pointers from Load do not
+  // outlive AfterObserver.
+  Status BeforeObserver() { return Flush(); }
+  void AfterObserver() { loaded_.clear(); }
 
   // Whether the current message's id is stored already; asked once, before the message's
   // first change to identities.
@@ -130,10 +142,15 @@ class Session {
     c.last_seen_at = at;
     NUDGE_ASSIGN_OR_RETURN(c.id, txn_.InsertContact(c));
     ++result_.contacts_created;
-    if (observer_) NUDGE_TRY(observer_->OnContactCreated(txn_, c));
     if (user_id) users_[*user_id] = c.id;
     const ContactId id = c.id;
-    loaded_.emplace(id, std::move(c));
+    if (observer_) {
+      NUDGE_TRY(BeforeObserver());
+      NUDGE_TRY(observer_->OnContactCreated(txn_, c));
+      AfterObserver();
+    } else {
+      loaded_.emplace(id, std::move(c));
+    }
     return id;
   }
 
@@ -143,18 +160,21 @@ class Session {
     NUDGE_ASSIGN_OR_RETURN(Contact * dst, Load(into));
     const std::optional<std::string> from_user = src->user_id;
     NUDGE_TRY(MergeContactFields(*dst, *src));
+    const std::optional<std::string> into_user = dst->user_id;
     dirty_.insert(into);
     NUDGE_TRY(txn_.MergeContacts(from, into, at));
-    if (observer_) {
-      NUDGE_TRY(observer_->OnContactsMerged(txn_, from, into));
-      NUDGE_TRY(observer_->OnContactChanged(txn_, *dst, ""));
-    }
-    // A user id that loses its contact keeps leading to the survivor.
-    if (from_user && from_user != dst->user_id)
-      NUDGE_TRY(Link(IdentityKind::kAlias, *from_user, into));
     merged_away_.insert(from);
     loaded_.erase(from);
     dirty_.erase(from);
+    if (observer_) {
+      NUDGE_TRY(BeforeObserver());
+      NUDGE_TRY(observer_->OnContactsMerged(txn_, from, into));
+      NUDGE_TRY(observer_->OnContactChanged(txn_, *dst, ""));
+      AfterObserver();
+    }
+    // A user id that loses its contact keeps leading to the survivor.
+    if (from_user && from_user != into_user)
+      NUDGE_TRY(Link(IdentityKind::kAlias, *from_user, into));
     for (auto& [k, v] : users_)
       if (v == from) v = into;
     for (auto& [k, v] : anons_)
@@ -254,7 +274,12 @@ class Session {
     const std::optional<std::string> old_email = c->email;
     DeriveContactFields(*c, options_);
     dirty_.insert(id);
-    if (observer_) NUDGE_TRY(observer_->OnContactChanged(txn_, *c, ""));
+    if (observer_) {
+      NUDGE_TRY(BeforeObserver());
+      NUDGE_TRY(observer_->OnContactChanged(txn_, *c, ""));
+      AfterObserver();
+      NUDGE_ASSIGN_OR_RETURN(c, Load(id));
+    }
     if (c->user_id && c->email && c->email != old_email) {
       NUDGE_ASSIGN_OR_RETURN(auto twin, txn_.FindContactByEmail(ws_, *c->email));
       if (twin && twin->id != id && !twin->user_id && !IsGone(twin->id)) {

@@ -8,6 +8,8 @@
 
 #include "core/time.h"
 #include "ingest/parser.h"
+#include "profile/observer.h"
+#include "profile/traits.h"
 
 namespace nudge::profile {
 namespace {
@@ -205,6 +207,71 @@ TEST_F(ApplierTest, ARepeatedMessageIdNamingOtherIdsChangesNoContact) {
                 .accepted,
             1u);
   Read([&](store::ReadTxn& t) { EXPECT_EQ(*t.CountContacts(ws_), 1); });
+}
+
+// Writes the contact of every "Tag Me" event as a journey's update step does (read the row,
+// change it, write it back), and the contact of every trait change to "plan" likewise.
+class RowWritingObserver : public ContactObserver {
+ public:
+  Status OnContactCreated(store::WriteTxn&, const Contact&) override { return Status::Ok(); }
+  Status OnContactChanged(store::WriteTxn& txn, const Contact& c, std::string_view) override {
+    if (c.traits.find("\"plan\"") == std::string::npos) return Status::Ok();
+    return Patch(txn, c.id, R"({"seen_plan":true})");
+  }
+  Status OnEvent(store::WriteTxn& txn, const store::Event& e) override {
+    if (e.name != "Tag Me") return Status::Ok();
+    return Patch(txn, e.contact, R"({"tagged":1})");
+  }
+  Status OnContactsMerged(store::WriteTxn&, store::ContactId, store::ContactId) override {
+    return Status::Ok();
+  }
+  Status OnContactDeleted(store::WriteTxn&, store::ContactId) override { return Status::Ok(); }
+
+ private:
+  static Status Patch(store::WriteTxn& txn, store::ContactId id, const std::string& patch) {
+    NUDGE_ASSIGN_OR_RETURN(auto c, txn.GetContact(id));
+    if (!c) return Status::Ok();
+    NUDGE_ASSIGN_OR_RETURN(c->traits, MergeTraits(c->traits, patch));
+    return txn.UpdateContact(*c);
+  }
+};
+
+// What the observer writes to a contact while a batch is applied (a journey's update step)
+// stays, and it sees what the batch changed before: one batch with an identify and the event
+// ends with both, in either order, as separate requests do.
+TEST_F(ApplierTest, ContactWritesOfTheObserverSurviveTheRestOfTheBatch) {
+  RowWritingObserver observer;
+  Applier applier{ProfileOptions{}, &observer};
+  auto send = [&](const std::string& body) {
+    auto parsed = ingest::ParseRequest(Endpoint::kBatch, body, now_);
+    ASSERT_TRUE(parsed) << parsed.error().ToString();
+    now_ += 1000;
+    ASSERT_TRUE(store_
+                    ->WriteSync([&](store::WriteTxn& t) -> Status {
+                      auto r = applier.Apply(t, ws_, parsed->messages);
+                      return r ? Status::Ok() : r.error();
+                    })
+                    .ok());
+  };
+  send(R"({"batch":[
+      {"type":"identify","userId":"b1","traits":{"email":"b1@example.com","plan":"pro"}},
+      {"type":"track","userId":"b1","event":"Tag Me"}]})");
+  send(R"({"batch":[
+      {"type":"track","userId":"b2","event":"Tag Me"},
+      {"type":"identify","userId":"b2","traits":{"email":"b2@example.com"}}]})");
+  send(R"({"batch":[
+      {"type":"track","anonymousId":"v3","event":"Tag Me"},
+      {"type":"identify","userId":"b3","anonymousId":"v3","traits":{"email":"b3@example.com"}}]})");
+  for (const char* user : {"b1", "b2", "b3"}) {
+    auto c = ByUser(user);
+    ASSERT_TRUE(c) << user;
+    const auto traits = nlohmann::json::parse(c->traits);
+    EXPECT_EQ(traits.value("tagged", 0), 1) << user << ": " << c->traits;
+    EXPECT_EQ(traits.value("email", ""), std::string(user) + "@example.com") << c->traits;
+    EXPECT_EQ(c->email, std::string(user) + "@example.com");
+  }
+  EXPECT_TRUE(nlohmann::json::parse(ByUser("b1")->traits).value("seen_plan", false))
+      << ByUser("b1")->traits;
 }
 
 TEST_F(ApplierTest, WorkspacesDoNotShareContacts) {
