@@ -258,6 +258,10 @@ struct Engine::Impl {
       steps_run = &metrics->GetCounter("nudge_journey_steps_total", "Journey steps taken.");
       messages =
           &metrics->GetCounter("nudge_outbox_messages_total", "Messages written to the outbox.");
+      reload_metric = &metrics->GetCounter(
+          "nudge_engine_reloads_total",
+          "Times an engine rebuilt its memory from the store after a write rolled back.",
+          "{engine=\"journeys\"}");
       lateness = &metrics->GetHistogram("nudge_journey_timer_lateness_seconds",
                                         "How late journey timers fire.",
                                         {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 60, 3600});
@@ -277,6 +281,8 @@ struct Engine::Impl {
   core::Counter* entered = nullptr;
   core::Counter* steps_run = nullptr;
   core::Counter* messages = nullptr;
+  core::Counter* reload_metric = nullptr;
+  std::atomic<uint64_t> reloads{0};
   // Told (after the commit) that the outbox has new queued messages: the delivery pipeline.
   std::function<void()> on_outbox;
   void Queued(store::WriteTxn& txn) {
@@ -1038,6 +1044,8 @@ struct Engine::Impl {
   // that was never stored is dropped); instances, timers and date triggers are rebuilt.
   Status Reload(store::ReadTxn& t) {
     spdlog::warn("a write rolled back; reloading journey instances and timers from the store");
+    reloads.fetch_add(1);
+    if (reload_metric) reload_metric->Add();
     Stored stored;
     NUDGE_TRY(ReadStored(t, stored, [&](WorkspaceId ws, const std::string& id, int64_t v) {
       const JourneyState* js = Find(ws, id);
@@ -1316,6 +1324,9 @@ Status Engine::SetStatus(WorkspaceId ws, const std::string& id, const std::strin
   return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock cache_lock(m.cache.mutex);
     std::lock_guard lock(m.mu);
+    // Refused before Begin: a refusal changes nothing and must not cost a reload.
+    if (const JourneyState* known = m.Find(ws, id); !known || known->versions.empty())
+      return Status::NotFound("no journey '" + id + "'");
     NUDGE_TRY(m.Begin(txn));
     JourneyState* js = m.Find(ws, id);
     if (!js || js->versions.empty()) return Status::NotFound("no journey '" + id + "'");
@@ -1413,6 +1424,8 @@ Policies Engine::GetPolicies(WorkspaceId ws) const {
   return impl_->PoliciesOf(ws);
 }
 
+uint64_t Engine::Reloads() const { return impl_->reloads.load(); }
+
 Result<int64_t> Engine::Trigger(WorkspaceId ws, const std::string& id, ContactId contact,
                                 const std::string& data) {
   Impl& m = *impl_;
@@ -1420,14 +1433,21 @@ Result<int64_t> Engine::Trigger(WorkspaceId ws, const std::string& id, ContactId
   NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock cache_lock(m.cache.mutex);
     std::lock_guard lock(m.mu);
+    auto refusal = [&]() -> Status {
+      const JourneyState* js = m.Find(ws, id);
+      if (!js || js->versions.empty()) return Status::NotFound("no journey '" + id + "'");
+      if (js->def().trigger.kind != TriggerKind::kApi)
+        return Status(Code::kFailedPrecondition,
+                      "journey '" + id + "' is not triggered by the API (trigger: { api: true })");
+      if (js->status != kActive)
+        return Status(Code::kFailedPrecondition, "journey '" + id + "' is " + js->status);
+      return Status::Ok();
+    };
+    // Refused before Begin: a refusal changes nothing and must not cost a reload.
+    NUDGE_TRY(refusal());
     NUDGE_TRY(m.Begin(txn));
+    NUDGE_TRY(refusal());  // again, should Begin have reloaded
     JourneyState* js = m.Find(ws, id);
-    if (!js || js->versions.empty()) return Status::NotFound("no journey '" + id + "'");
-    if (js->def().trigger.kind != TriggerKind::kApi)
-      return Status(Code::kFailedPrecondition,
-                    "journey '" + id + "' is not triggered by the API (trigger: { api: true })");
-    if (js->status != kActive)
-      return Status(Code::kFailedPrecondition, "journey '" + id + "' is " + js->status);
     const Millis now = m.clock.NowMillis();
     json body{{"type", "track"},
               {"event", "Journey Triggered"},

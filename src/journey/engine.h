@@ -65,6 +65,9 @@ class Engine final : public profile::ContactObserver {
   // Loads journeys, policies and active instances (with their timers); starts the timer
   // thread. Overdue timers fire at once (sends more than max_lateness late are skipped).
   Status Load();
+  // How many times memory was rebuilt from the store after a write rolled back (also
+  // nudge_engine_reloads_total{engine="journeys"}).
+  uint64_t Reloads() const;
   void Stop();
 
   // ---- definitions ----

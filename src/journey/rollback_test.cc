@@ -114,6 +114,38 @@ TEST_F(RollbackTest, AnInstanceStartedByARolledBackWriteIsNotLeftWaiting) {
   EXPECT_NE(Traits("bob").find("\"followed\":true"), std::string::npos) << Traits("bob");
 }
 
+// A refused request (an unknown journey, segment or contact; a journey not started by the
+// API) changes nothing and rebuilds nothing: at a million contacts a rebuild takes seconds.
+// A write that fails after changing memory does rebuild it.
+TEST_F(RollbackTest, ARefusedRequestReloadsNothingAFailedWriteDoes) {
+  ASSERT_TRUE(box_->Send(R"({"type":"track","userId":"ann","event":"Viewed"})").ok());
+  const store::WorkspaceId ws = box_->workspace();
+  EXPECT_EQ(box_->journeys().SetStatus(ws, "nope", "paused").code(), Code::kNotFound);
+  auto triggered = box_->journeys().Trigger(ws, "follow", box_->ContactOf("ann"), "{}");
+  ASSERT_FALSE(triggered);
+  EXPECT_EQ(triggered.error().code(), Code::kFailedPrecondition);
+  EXPECT_EQ(box_->journeys().Trigger(ws, "nope", box_->ContactOf("ann"), "{}").error().code(),
+            Code::kNotFound);
+  EXPECT_EQ(box_->segments().DeleteSegment(ws, "nope").code(), Code::kNotFound);
+  EXPECT_EQ(box_->segments().Emit(987654, "Ping", "{}", "k").code(), Code::kNotFound);
+  store::ConsentRecord consent;
+  consent.subscription = {ws, 987654, "email", "", "unsubscribed", 0};
+  consent.source = "api";
+  EXPECT_EQ(box_->segments().ApplyConsent(consent, "", "").code(), Code::kNotFound);
+  Settle();
+  EXPECT_EQ(box_->journeys().Reloads(), 0u);
+  EXPECT_EQ(box_->segments().Reloads(), 0u);
+  EXPECT_EQ(Waiting("pause"), 1);
+
+  EXPECT_FALSE(
+      box_->store().WriteSync(Failing(R"({"type":"track","userId":"bob","event":"Viewed"})")).ok());
+  Settle();
+  EXPECT_EQ(box_->journeys().Reloads(), 1u);
+  // The segment engine rebuilds at its next write.
+  ASSERT_TRUE(box_->Send(R"({"type":"track","userId":"cy","event":"Other"})").ok());
+  EXPECT_EQ(box_->segments().Reloads(), 1u);
+}
+
 TEST_F(RollbackTest, AnInstanceEndedByARolledBackWriteGoesOnAndConvertsWhenHandedAgain) {
   ASSERT_TRUE(box_->Send(R"({"type":"track","userId":"ann","event":"Viewed"})").ok());
   ASSERT_TRUE(box_->Send(R"({"type":"track","userId":"cat","event":"Viewed"})").ok());

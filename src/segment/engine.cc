@@ -214,6 +214,10 @@ struct Engine::Impl {
       evaluations = &metrics->GetCounter("nudge_segment_evaluations_total",
                                          "Contacts evaluated against their workspace's segments.");
       changes = &metrics->GetCounter("nudge_segment_changes_total", "Segment entries and exits.");
+      reload_metric = &metrics->GetCounter(
+          "nudge_engine_reloads_total",
+          "Times an engine rebuilt its memory from the store after a write rolled back.",
+          "{engine=\"segments\"}");
       metrics->AddGauge("nudge_queue_depth", "Work waiting in a queue.", "{queue=\"timers\"}",
                         [this] {
                           std::lock_guard lock(timer_mutex);
@@ -965,6 +969,8 @@ struct Engine::Impl {
   Status Begin(store::WriteTxn& txn) {
     if (needs_reload) {
       spdlog::warn("a write rolled back; reloading contacts, segments and scores from the store");
+      reloads.fetch_add(1);
+      if (reload_metric) reload_metric->Add();
       NUDGE_TRY(LoadState(&txn));
       needs_reload = false;
     }
@@ -972,6 +978,8 @@ struct Engine::Impl {
     return Status::Ok();
   }
   bool needs_reload = false;
+  std::atomic<uint64_t> reloads{0};
+  core::Counter* reload_metric = nullptr;
 
   // Reads through `within` when given (a write's transaction), else in reads of its own.
   Status LoadState(store::ReadTxn* within = nullptr);
@@ -1394,20 +1402,29 @@ Result<SegmentInfo> Engine::PutSegment(WorkspaceId wsid, SegmentDef def) {
   return info;
 }
 
+uint64_t Engine::Reloads() const { return impl_->reloads.load(); }
+
 Status Engine::DeleteSegment(WorkspaceId wsid, const std::string& id) {
   Impl& m = *impl_;
   return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
+    // Refused before Begin: a refusal changes nothing and must not cost a reload.
+    auto refusal = [&]() -> Status {
+      Workspace& ws = m.Ws(wsid);
+      if (!ws.by_id.count(id)) return Status::NotFound("no segment '" + id + "'");
+      for (const auto& s : ws.segments) {
+        const auto& deps = s->def.condition->segments();
+        if (s->def.id != id && std::find(deps.begin(), deps.end(), id) != deps.end())
+          return Status(Code::kFailedPrecondition,
+                        "segment '" + s->def.id + "' refers to '" + id + "'; change it first");
+      }
+      return Status::Ok();
+    };
+    NUDGE_TRY(refusal());
     NUDGE_TRY(m.Begin(txn));
+    NUDGE_TRY(refusal());  // again, should Begin have reloaded
     Workspace& ws = m.Ws(wsid);
     auto it = ws.by_id.find(id);
-    if (it == ws.by_id.end()) return Status::NotFound("no segment '" + id + "'");
-    for (const auto& s : ws.segments) {
-      const auto& deps = s->def.condition->segments();
-      if (s->def.id != id && std::find(deps.begin(), deps.end(), id) != deps.end())
-        return Status(Code::kFailedPrecondition,
-                      "segment '" + s->def.id + "' refers to '" + id + "'; change it first");
-    }
     NUDGE_TRY(txn.DeleteDefinition(wsid, "segment", id));
     NUDGE_TRY(txn.ClearSegment(wsid, id));
     m.ReleaseBit(ws, *it->second);
@@ -1974,12 +1991,16 @@ Status Engine::ApplyConsent(const store::ConsentRecord& record, const std::strin
   Impl& m = *impl_;
   return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
+    const Status unknown =
+        Status::NotFound("no contact " + std::to_string(record.subscription.contact));
+    // Refused before Begin: a refusal changes nothing and must not cost a reload.
+    if (!m.cache.Get(m.cache.Resolve(record.subscription.contact))) return unknown;
     NUDGE_TRY(m.Begin(txn));
     store::ConsentRecord r = record;
     r.subscription.contact = m.cache.Resolve(r.subscription.contact);
-    NUDGE_TRY(txn.SetSubscription(r));
     profile::ContactState* st = m.cache.Get(r.subscription.contact);
-    if (!st) return Status::NotFound("no contact " + std::to_string(record.subscription.contact));
+    if (!st) return unknown;
+    NUDGE_TRY(txn.SetSubscription(r));
     SetSubscriptionState(*st, r.subscription);
     NUDGE_TRY(m.Evaluate(txn, r.subscription.contact, false));
     NUDGE_TRY(m.FlushPending(txn, 0, m.Cause("consent")));
@@ -1995,6 +2016,9 @@ Status Engine::Emit(store::ContactId id, const std::string& name,
   Impl& m = *impl_;
   return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
+    // Refused before Begin: a refusal changes nothing and must not cost a reload.
+    if (!m.cache.Get(m.cache.Resolve(id)))
+      return Status::NotFound("no contact " + std::to_string(id));
     NUDGE_TRY(m.Begin(txn));
     const ContactId resolved = m.cache.Resolve(id);
     if (!m.cache.Get(resolved)) return Status::NotFound("no contact " + std::to_string(id));

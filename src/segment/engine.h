@@ -92,6 +92,9 @@ class Engine final : public profile::ContactObserver {
   // into the behavioural aggregates and scores, then reconciles (evaluates everyone; changes
   // that happened while nudge was down are applied and emitted). Starts the threads.
   Status Load();
+  // How many times memory was rebuilt from the store after a write rolled back (also
+  // nudge_engine_reloads_total{engine="segments"}).
+  uint64_t Reloads() const;
   // Stops the threads. The store must still be open.
   void Stop();
 
