@@ -18,7 +18,8 @@ target_link_libraries(nudge_delivery PUBLIC nudge_channel nudge_feedback nudge_t
                       nudge_track nudge_journey nudge_segment nudge_profile
                       PRIVATE CURL::libcurl OpenSSL::Crypto yaml-cpp spdlog::spdlog
                       nlohmann_json::nlohmann_json)
-nudge_test(delivery_test SOURCES channel/delivery_test.cc LIBS nudge_delivery)
+nudge_test(delivery_test SOURCES channel/delivery_test.cc channel/webhook/webhook_test.cc
+           LIBS nudge_delivery)
 
 # Image templates of each workspace, with their assets, rendered for a contact (the /i/ route).
 add_library(nudge_image_library STATIC content/image_library.cc)

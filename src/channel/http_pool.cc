@@ -47,6 +47,7 @@ HttpResponse Perform(CURL* curl, const HttpRequest& r) {
   if (rc != CURLE_OK) {
     resp.status = 0;
     resp.error = curl_easy_strerror(rc);
+    resp.malformed = rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL;
     return resp;
   }
   long code = 0;

@@ -34,6 +34,9 @@ struct HttpResponse {
   int status = 0;     // 0: no response (connection problem, timeout)
   std::string body;   // the first 64 KB
   std::string error;  // what went wrong when status is 0
+  // With status 0: the request itself is wrong (a malformed URL, a scheme other than http or
+  // https), so sending it again cannot succeed.
+  bool malformed = false;
 };
 
 using HttpCallback = std::function<void(HttpResponse)>;

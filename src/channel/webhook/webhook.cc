@@ -39,7 +39,11 @@ Status WebhookChannel::Send(Outbound out, DeliveryCallback done) {
   return pool_.Submit(std::move(req), [done = std::move(done)](HttpResponse resp) {
     DeliveryResult r;
     r.code = resp.status;
-    if (resp.status == 0) {
+    if (resp.status == 0 && resp.malformed) {
+      r.status = DeliveryStatus::kPermanent;
+      r.detail = "the request cannot be sent (" + resp.error +
+                 "); a value put into the URL may need | url_encode";
+    } else if (resp.status == 0) {
       r.status = DeliveryStatus::kTemporary;
       r.detail = "no answer: " + resp.error;
     } else if (resp.status >= 200 && resp.status < 300) {
