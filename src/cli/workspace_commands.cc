@@ -147,6 +147,11 @@ int Apply(const Flags& flags, const std::string& dir_text) {
     } else {
       std::printf("%s: %s applied\n", item.label.c_str(), item.kind.c_str());
     }
+    if (auto w = j.find("warnings"); w != j.end() && w->is_array())
+      for (const auto& line : *w)
+        if (line.is_string())
+          std::fprintf(stderr, "warning: %s: %s\n", item.label.c_str(),
+                       line.get<std::string>().c_str());
     return true;
   };
   // Puts a group of files; those refused with an error containing `retry_on` (they name one

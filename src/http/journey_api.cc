@@ -1,6 +1,7 @@
 // /api/v1/journeys, /api/v1/messages, /api/v1/policies (docs/openapi.yaml).
 #include <nlohmann/json.hpp>
 
+#include "content/library.h"
 #include "core/crypto.h"
 #include "core/time.h"
 #include "http/api.h"
@@ -93,9 +94,22 @@ class JourneyApi {
  public:
   explicit JourneyApi(ApiContext& ctx) : ctx_(ctx) {}
 
+  // A journey may name templates published after it (apply publishes templates first), so
+  // one not there yet is a warning in the answer, not a refusal: until it exists, delivery
+  // fails its messages ("not defined").
   void Put(WorkspaceId ws, Request& req, Reply reply) {
     auto info = ctx_.journeys->PutJourney(ws, req.body, SourceOf(req), req.params["id"]);
-    reply(info ? JsonResponse(JourneyJson(*info)) : ErrorResponse(info.error()));
+    if (!info) return reply(ErrorResponse(info.error()));
+    json out = JourneyJson(*info);
+    if (ctx_.templates) {
+      json warnings = json::array();
+      for (const auto& t : info->definition->Templates())
+        if (!ctx_.templates->Get(ws, t))
+          warnings.push_back("template '" + t + "' does not exist yet (PUT /api/v1/templates/" + t +
+                             "); until it does, its messages fail");
+      if (!warnings.empty()) out["warnings"] = std::move(warnings);
+    }
+    reply(JsonResponse(out));
   }
 
   void Get(WorkspaceId ws, Request& req, Reply reply) {

@@ -424,6 +424,14 @@ describe('definitions', () => {
       .join('\n');
     const good = await putJourney(ws, 'broken', `${fixed}\n`);
     assert.equal(good.status, 200, good.text);
+    // Template t does not exist (yet): stored, with a warning naming it.
+    assert.deepEqual(good.json.warnings?.length, 1, good.text);
+    assert.match(good.json.warnings[0], /template 't' does not exist yet/);
+    const t = await ws.admin('PUT', '/api/v1/templates/t', { body: { channel: 'email', subject: 'Hi', html: '<p>Hi</p>' } });
+    assert.equal(t.status, 200, t.text);
+    const again = await putJourney(ws, 'broken', `${fixed}\n# with its template\n`);
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.json.warnings, undefined, again.text);
   });
 
   test('unknown segments, bad conditions, unknown keys and a wrong id are refused with positions', async () => {
@@ -1166,7 +1174,8 @@ describe('the nudge command', () => {
         out.stderr,
       );
       assert.ok(
-        lines.some((l) => /^journeys\/no-template\.yaml:5:\d+: .*does-not-exist/.test(l)),
+        // At the template's name (line 6, column 39), not at the step.
+        lines.some((l) => /^journeys\/no-template\.yaml:6:39: .*does-not-exist/.test(l)),
         out.stderr,
       );
 
