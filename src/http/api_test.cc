@@ -152,8 +152,20 @@ TEST_F(ApiTest, GzipIsRecognisedWhateverTheHeadersSay) {
 }
 
 TEST_F(ApiTest, WrongKeysAreRefusedAndTheBodyKeyIsAccepted) {
-  EXPECT_EQ(Track("/v1/track", R"({"userId":"x","event":"E"})", "nope").status, 401);
-  EXPECT_EQ(Call("POST", "/v1/track", R"({"userId":"x","event":"E"})", {}).status, 401);
+  Got wrong = Track("/v1/track", R"({"userId":"x","event":"E"})", "nope");
+  EXPECT_EQ(wrong.status, 401);
+  EXPECT_NE(wrong.body["error"].get<std::string>().find("unknown write key"), std::string::npos)
+      << wrong.body.dump();
+  Got none = Call("POST", "/v1/track", R"({"userId":"x","event":"E"})", {});
+  EXPECT_EQ(none.status, 401);
+  EXPECT_NE(none.body["error"].get<std::string>().find("a write key is required"),
+            std::string::npos)
+      << none.body.dump();
+  Got wrong_in_body =
+      Call("POST", "/v1/track", R"({"writeKey":"nope","userId":"x","event":"E"})", {});
+  EXPECT_NE(wrong_in_body.body["error"].get<std::string>().find("unknown write key"),
+            std::string::npos)
+      << wrong_in_body.body.dump();
   EXPECT_EQ(Call("POST", "/v1/track", R"({"writeKey":"wk","userId":"x","event":"E"})", {}).status,
             200);
   EXPECT_EQ(Admin("GET", "/api/v1/contacts/x", "wk").status, 401);  // a write key is not admin

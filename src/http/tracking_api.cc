@@ -53,7 +53,7 @@ class TrackingApi {
     const auto basic = BasicUser(req);
     if (basic) {
       ws = ctx_.workspaces.ByWriteKey(*basic);
-      if (!ws) return Unauthorized(reply);
+      if (!ws) return Unauthorized(reply, /*given=*/true);
     }
 
     // Checked here, built into messages when applied (from the body stored in the inbox).
@@ -63,7 +63,7 @@ class TrackingApi {
       return reply(ErrorResponse(checked.error()));
     }
     if (!ws && checked->write_key) ws = ctx_.workspaces.ByWriteKey(*checked->write_key);
-    if (!ws) return Unauthorized(reply);
+    if (!ws) return Unauthorized(reply, checked->write_key.has_value());
 
     if (checked->messages == 0) return reply(Ok());
     const size_t n = checked->messages;
@@ -88,11 +88,14 @@ class TrackingApi {
     return r;
   }
 
-  void Unauthorized(Reply& reply) {
+  // given: a key came and no workspace has it (else none came).
+  void Unauthorized(Reply& reply, bool given) {
     unauthorized_->Add();
     reply(ErrorResponse(Status(Code::kUnauthenticated,
-                               "a valid write key is required (Basic auth user name, or "
-                               "\"writeKey\" in the body)")));
+                               given ? "unknown write key (the Basic auth user name, or "
+                                       "\"writeKey\" in the body, is no workspace's write key)"
+                                     : "a write key is required (Basic auth user name, or "
+                                       "\"writeKey\" in the body)")));
   }
 
   ApiContext& ctx_;
