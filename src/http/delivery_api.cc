@@ -366,6 +366,8 @@ class DeliveryApi {
       after = *d;
     }
     const std::string channel = req.Query("channel");
+    if (!channel.empty() && channel != "email" && channel != "sms")
+      return reply(ErrorResponse(Status::Invalid("expected email or sms", "channel")));
     std::vector<store::Suppression> rows;
     Status s = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
       NUDGE_ASSIGN_OR_RETURN(rows, t.ListSuppressions(ws, after, *limit + 1));

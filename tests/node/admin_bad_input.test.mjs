@@ -153,5 +153,9 @@ test('malformed JSON sent to an admin route is a 400 with the line and column wh
   const r = await ws.admin('POST', '/api/v1/suppressions', { body: ['x'] });
   assert.equal(r.status, 400, r.text);
   assert.match(r.json.error, /must be a JSON object, not array/);
+  // A query parameter with a value the API does not know is named too.
+  const fax = await ws.admin('GET', '/api/v1/suppressions?channel=fax');
+  assert.equal(fax.status, 400, fax.text);
+  assert.equal(fax.json.field, 'channel');
   await healthy();
 });
