@@ -867,7 +867,13 @@ class Parser {
   }
 
   Result<NodePtr> Not() {
-    if (IsWord("not") && !(tokens_[i_ + 1].kind == Tok::kIdent && tokens_[i_ + 1].text == "in")) {
+    // At the start of a term, "not in" can only be "not" before "in segment"; elsewhere it is
+    // the operator of `x not in [...]`, which needs a left side.
+    const auto word_at = [&](size_t k, std::string_view w) {
+      return i_ + k < tokens_.size() && tokens_[i_ + k].kind == Tok::kIdent &&
+             tokens_[i_ + k].text == w;
+    };
+    if (IsWord("not") && (!word_at(1, "in") || word_at(2, "segment"))) {
       const Pos pos = Next().pos;
       NUDGE_ASSIGN_OR_RETURN(NodePtr inner, Not());
       NUDGE_TRY(RequireBool(*inner, "what follows 'not'"));

@@ -171,6 +171,13 @@ TEST(Condition, SegmentsScoreStageSubscriptions) {
   EXPECT_TRUE(Eval(R"(stage == "Decision" and stage in ["Decision", "Retention"])", env));
   auto c = *Condition::Compile(R"(in segment "a" or in segment "b" or in segment "a")");
   EXPECT_EQ(c->segments(), (std::vector<std::string>{"a", "b"}));
+  // "not" before "in segment", alone or after another test; "not in" of a list is the operator.
+  EXPECT_FALSE(Eval(R"(not in segment "engaged")", env));
+  EXPECT_TRUE(Eval(R"(not in segment "customers")", env));
+  EXPECT_TRUE(Eval(R"(score >= 50 and not in segment "customers")", env));
+  EXPECT_TRUE(Eval(R"(stage not in ["Awareness"] and not in segment "customers")", env));
+  EXPECT_EQ((*Condition::Compile(R"(not in segment "x" or in segment "y")"))->segments(),
+            (std::vector<std::string>{"x", "y"}));
 }
 
 TEST(Condition, NextChangeFindsWhenTimeFlipsTheResult) {
