@@ -52,7 +52,6 @@ int RunValidate(const std::string& dir_text) {
 
   // Segments, then the references between them.
   std::map<std::string, segment::SegmentDef> segments;
-  std::map<std::string, std::string> segment_file;
   for (const auto& f : YamlFiles(dir / "segments")) {
     const std::string label = "segments/" + f.filename().string();
     auto text = read(f, label);
@@ -62,14 +61,14 @@ int RunValidate(const std::string& dir_text) {
       problems.push_back(def.error());
       continue;
     }
-    segment_file[def->id] = label;
     segments.emplace(def->id, std::move(*def));
   }
   for (const auto& [id, def] : segments) {
     for (const auto& dep : def.condition->segments()) {
+      if (dep == id) continue;  // said below, as the engine says it
       if (!segments.count(dep))
         problems.push_back(Status::Invalid(
-            "condition: refers to the unknown segment \"" + dep + "\"", segment_file[id]));
+            "condition: refers to the unknown segment \"" + dep + "\"", def.condition_at));
     }
     // A cycle: following references from this segment leads back to it.
     std::vector<std::string> stack(def.condition->segments().begin(),
@@ -79,8 +78,12 @@ int RunValidate(const std::string& dir_text) {
       const std::string cur = stack.back();
       stack.pop_back();
       if (cur == id) {
-        problems.push_back(Status::Invalid("condition: refers to itself through other segments",
-                                           segment_file[id]));
+        const auto& direct = def.condition->segments();
+        const bool itself = std::find(direct.begin(), direct.end(), id) != direct.end();
+        problems.push_back(Status::Invalid(itself ? "condition: a segment cannot refer to itself"
+                                                  : "condition: refers to itself through other "
+                                                    "segments",
+                                           def.condition_at));
         break;
       }
       if (!seen.insert(cur).second || !segments.count(cur)) continue;

@@ -62,9 +62,12 @@ Result<SegmentDef> ParseSegment(std::string_view text, std::string_view source,
   NUDGE_ASSIGN_OR_RETURN(auto description, core::YamlString(doc, root, "description"));
   def.description = description.value_or("");
   if (!root["condition"].IsDefined() || root["condition"].IsNull())
-    return Err(Status::Invalid("condition: is required", std::string(source)));
+    return Err(Status::Invalid("condition: is required", root["condition"].IsDefined()
+                                                             ? doc.Where(root["condition"])
+                                                             : doc.Where(root)));
   NUDGE_ASSIGN_OR_RETURN(def.condition, CompileAt(doc, root["condition"], "condition"));
   def.condition_text = root["condition"].Scalar();
+  def.condition_at = doc.Where(root["condition"]);
   return def;
 }
 

@@ -26,6 +26,7 @@ struct SegmentDef {
   std::string description;
   std::string condition_text;
   std::shared_ptr<const rules::Condition> condition;
+  std::string condition_at;  // "source:line:column" of the condition, for errors found later
 };
 
 struct ScoreRule {

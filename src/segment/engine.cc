@@ -1018,11 +1018,17 @@ struct Engine::Impl {
     ws.columns.MarkFilled();
   }
 
+  // Errors at the condition's position in its document when it has one.
   Status CheckReferences(const Workspace* ws, const SegmentDef& def) const {
+    const bool placed = !def.condition_at.empty();
+    const auto refused = [&](const std::string& why) {
+      return placed ? Status::Invalid("condition: " + why, def.condition_at)
+                    : Status::Invalid(why, "condition");
+    };
     for (const auto& dep : def.condition->segments()) {
-      if (dep == def.id) return Status::Invalid("a segment cannot refer to itself", "condition");
+      if (dep == def.id) return refused("a segment cannot refer to itself");
       if (!ws || !ws->by_id.count(dep))
-        return Status::Invalid("refers to the unknown segment \"" + dep + "\"", "condition");
+        return refused("refers to the unknown segment \"" + dep + "\"");
     }
     if (!ws) return Status::Ok();
     // A cycle through others: does any segment this one names lead back to it?
@@ -1032,8 +1038,7 @@ struct Engine::Impl {
     while (!stack.empty()) {
       const std::string cur = stack.back();
       stack.pop_back();
-      if (cur == def.id)
-        return Status::Invalid("refers to itself through other segments", "condition");
+      if (cur == def.id) return refused("refers to itself through other segments");
       if (!seen.insert(cur).second) continue;
       auto it = ws->by_id.find(cur);
       if (it == ws->by_id.end()) continue;

@@ -247,9 +247,13 @@ TEST_F(EngineTest, SegmentsOfSegmentsAndRefusedReferences) {
       engine_->PutSegment(ws_, *ParseSegment("{id: x, condition: 'in segment \"nope\"'}", "t"));
   ASSERT_FALSE(unknown);
   EXPECT_NE(unknown.error().message().find("unknown segment"), std::string::npos);
-  auto self =
-      engine_->PutSegment(ws_, *ParseSegment("{id: y, condition: 'in segment \"y\"'}", "t"));
+  // At the condition's position in its document.
+  EXPECT_EQ(unknown.error().where(), "t:1:20") << unknown.error().ToString();
+  auto self = engine_->PutSegment(
+      ws_, *ParseSegment("id: y\ncondition: in segment \"y\"\n", "segments/y.yaml"));
   ASSERT_FALSE(self);
+  EXPECT_EQ(self.error().ToString(),
+            "segments/y.yaml:2:12: condition: a segment cannot refer to itself");
   // vip -> vip-buyers -> vip would be a cycle.
   auto cycle = engine_->PutSegment(
       ws_, *ParseSegment("{id: vip, condition: 'in segment \"vip-buyers\"'}", "t"));

@@ -507,6 +507,7 @@ describe('segments, lead scores and lifecycle stages', { timeout: 120_000 }, () 
     r = await putSegment(s, 'ref-self', 'condition: in segment "ref-self" or traits.x exists\n');
     assert.equal(r.status, 400, r.text);
     assert.match(r.json.error, /itself/);
+    assert.deepEqual([r.json.line, r.json.column], [1, 12], 'at the condition');
 
     await okPut(s, '/api/v1/segments/ref-a', { id: 'ref-a', condition: 'traits.ref == "a"' });
     await okPut(s, '/api/v1/segments/ref-b', { id: 'ref-b', condition: 'in segment "ref-a" and traits.deep == true' });
