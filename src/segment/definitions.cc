@@ -166,6 +166,7 @@ Result<StagesDef> ParseStages(std::string_view text, std::string_view source) {
       return Err(doc.ErrorAt(s, stage.name, "each stage needs `when:` (a condition)"));
     NUDGE_ASSIGN_OR_RETURN(stage.when, CompileAt(doc, s["when"], "when"));
     stage.when_text = s["when"].Scalar();
+    stage.when_at = doc.Where(s["when"]);
     def.stages.push_back(std::move(stage));
   }
   return def;

@@ -56,6 +56,7 @@ struct StageDef {
   std::string name;
   std::string when_text;
   std::shared_ptr<const rules::Condition> when;
+  std::string when_at;  // "source:line:column" of the condition, for errors found later
 };
 
 struct StagesDef {

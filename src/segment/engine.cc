@@ -1018,6 +1018,16 @@ struct Engine::Impl {
     ws.columns.MarkFilled();
   }
 
+  // Stages and scoring rules may name only segments that exist (as segments and journeys).
+  Status CheckNamedSegments(WorkspaceId wsid, const rules::Condition& c, const std::string& what,
+                            const std::string& where) const {
+    const Workspace* ws = FindWs(wsid);
+    for (const auto& dep : c.segments())
+      if (!ws || !ws->by_id.count(dep))
+        return Status::Invalid(what + ": refers to the unknown segment \"" + dep + "\"", where);
+    return Status::Ok();
+  }
+
   // Errors at the condition's position in its document when it has one.
   Status CheckReferences(const Workspace* ws, const SegmentDef& def) const {
     const bool placed = !def.condition_at.empty();
@@ -1417,12 +1427,23 @@ Status Engine::DeleteSegment(WorkspaceId wsid, const std::string& id) {
     auto refusal = [&]() -> Status {
       Workspace& ws = m.Ws(wsid);
       if (!ws.by_id.count(id)) return Status::NotFound("no segment '" + id + "'");
-      for (const auto& s : ws.segments) {
-        const auto& deps = s->def.condition->segments();
-        if (s->def.id != id && std::find(deps.begin(), deps.end(), id) != deps.end())
+      const auto names = [&](const rules::Condition* c) {
+        if (!c) return false;
+        const auto& deps = c->segments();
+        return std::find(deps.begin(), deps.end(), id) != deps.end();
+      };
+      for (const auto& s : ws.segments)
+        if (s->def.id != id && names(s->def.condition.get()))
           return Status(Code::kFailedPrecondition,
                         "segment '" + s->def.id + "' refers to '" + id + "'; change it first");
-      }
+      for (const auto& s : ws.stages.stages)
+        if (names(s.when.get()))
+          return Status(Code::kFailedPrecondition, "the stage '" + s.name + "' refers to '" + id +
+                                                       "'; change the stages first");
+      for (const auto& r : ws.scoring.rules)
+        if (names(r.condition.get()) || names(r.where.get()))
+          return Status(Code::kFailedPrecondition, "the scoring rule '" + r.id + "' refers to '" +
+                                                       id + "'; change the scoring first");
       return Status::Ok();
     };
     NUDGE_TRY(refusal());
@@ -1471,6 +1492,14 @@ Status Engine::PutScoring(WorkspaceId wsid, ScoringDef def) {
   bool changed = false;
   NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
+    // Refused before Begin: a refusal changes nothing and must not cost a reload.
+    for (const auto& r : def.rules) {
+      if (r.condition)
+        NUDGE_TRY(
+            m.CheckNamedSegments(wsid, *r.condition, "rules." + r.id + ".condition", "scoring"));
+      if (r.where)
+        NUDGE_TRY(m.CheckNamedSegments(wsid, *r.where, "rules." + r.id + ".where", "scoring"));
+    }
     NUDGE_TRY(m.Begin(txn));
     NUDGE_ASSIGN_OR_RETURN(auto old, txn.GetDefinition(wsid, "scoring", "scoring"));
     const std::string body = ToJson(def);
@@ -1532,6 +1561,10 @@ Status Engine::PutStages(WorkspaceId wsid, StagesDef def) {
   bool changed = false;
   NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
+    // Refused before Begin: a refusal changes nothing and must not cost a reload.
+    for (const auto& s : def.stages)
+      NUDGE_TRY(m.CheckNamedSegments(wsid, *s.when, "when",
+                                     s.when_at.empty() ? "stages." + s.name : s.when_at));
     NUDGE_TRY(m.Begin(txn));
     const std::string body = ToJson(def);
     NUDGE_ASSIGN_OR_RETURN(auto old, txn.GetDefinition(wsid, "stages", "stages"));

@@ -265,6 +265,39 @@ TEST_F(EngineTest, SegmentsOfSegmentsAndRefusedReferences) {
   EXPECT_TRUE(SegmentsOf("di").empty());
 }
 
+// Stages and scoring rules name only segments that exist, and a segment they name cannot be
+// deleted, as with segments and journeys.
+TEST_F(EngineTest, StagesAndScoringNameOnlySegmentsThatExist) {
+  const char* stages = R"(stages:
+  - { name: Awareness, when: "true" }
+  - name: Decision
+    when: in segment "buyers"
+)";
+  Status s = engine_->PutStages(ws_, *ParseStages(stages, "stages.yaml"));
+  EXPECT_EQ(s.ToString(), "stages.yaml:4:11: when: refers to the unknown segment \"buyers\"");
+  auto scoring = ParseScoring(
+      "rules:\n  - { id: fans, condition: 'in segment \"fans\"', points: 5 }\n", "scoring.yaml");
+  ASSERT_TRUE(scoring) << scoring.error().ToString();
+  s = engine_->PutScoring(ws_, *scoring);
+  EXPECT_NE(s.ToString().find("rules.fans.condition: refers to the unknown segment \"fans\""),
+            std::string::npos)
+      << s.ToString();
+
+  ASSERT_TRUE(
+      engine_->PutSegment(ws_, *ParseSegment("{id: buyers, condition: 'event \"Paid\"'}", "t")));
+  ASSERT_TRUE(
+      engine_->PutSegment(ws_, *ParseSegment("{id: fans, condition: 'event \"Liked\"'}", "t")));
+  ASSERT_TRUE(engine_->PutStages(ws_, *ParseStages(stages, "stages.yaml")).ok());
+  ASSERT_TRUE(engine_->PutScoring(ws_, *scoring).ok());
+  Track("ed", "Paid", {});
+  EXPECT_EQ(engine_->View(Id("ed")).stage, "Decision");
+  s = engine_->DeleteSegment(ws_, "buyers");
+  EXPECT_EQ(s.code(), Code::kFailedPrecondition);
+  EXPECT_NE(s.message().find("stage 'Decision'"), std::string::npos) << s.ToString();
+  s = engine_->DeleteSegment(ws_, "fans");
+  EXPECT_NE(s.message().find("scoring rule 'fans'"), std::string::npos) << s.ToString();
+}
+
 TEST_F(EngineTest, LeadScoresCapDecayAndQualify) {
   auto scoring = ParseScoring(R"(
 rules:
