@@ -5,6 +5,7 @@
 #include "core/time.h"
 #include "http/api.h"
 #include "http/respond.h"
+#include "ingest/json_error.h"
 #include "profile/import.h"
 #include "profile/normalize.h"
 #include "profile/views.h"
@@ -68,33 +69,16 @@ Result<int64_t> IdCursor(const Request& req) {
 Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_object) {
   if (empty_is_object && text.find_first_not_of(" \t\r\n") == std::string_view::npos)
     return json::object();
-  try {
-    json body = json::parse(text);
-    if (!body.is_object())
-      return Err(Status::Invalid(
-          std::string("the body must be a JSON object, not ") + body.type_name(), "body"));
-    return body;
-  } catch (const json::parse_error& e) {
-    // nlohmann's byte is 1-based and points at the character that broke the document (one
-    // past the end when it ended too soon).
-    const size_t at = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
-    size_t line = 1, column = 1;
-    for (size_t i = 0; i < at; ++i) {
-      if (text[i] == '\n') {
-        ++line;
-        column = 1;
-      } else {
-        ++column;
-      }
-    }
-    std::string what = e.what();
-    if (auto c = what.find("column "); c != std::string::npos) {
-      if (auto colon = what.find(": ", c); colon != std::string::npos)
-        what = what.substr(colon + 2);
-    }
-    return Err(Status::Invalid("malformed JSON: " + what, "request body:" + std::to_string(line) +
-                                                              ":" + std::to_string(column)));
+  json body = json::parse(text, nullptr, false);
+  if (body.is_discarded()) {
+    // Where and what, as the tracking API says it.
+    const Status e = ingest::DescribeJsonError(text);
+    return Err(Status::Invalid(e.message(), "request body:" + e.where()));
   }
+  if (!body.is_object())
+    return Err(Status::Invalid(
+        std::string("the body must be a JSON object, not ") + body.type_name(), "body"));
+  return body;
 }
 
 std::optional<WorkspaceId> AdminWorkspace(const store::WorkspaceRegistry& workspaces,
