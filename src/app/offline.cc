@@ -63,33 +63,13 @@ int RunValidate(const std::string& dir_text) {
     }
     segments.emplace(def->id, std::move(*def));
   }
-  for (const auto& [id, def] : segments) {
-    for (const auto& dep : def.condition->segments()) {
-      if (dep == id) continue;  // said below, as the engine says it
-      if (!segments.count(dep))
-        problems.push_back(Status::Invalid(
-            "condition: refers to the unknown segment \"" + dep + "\"", def.condition_at));
-    }
-    // A cycle: following references from this segment leads back to it.
-    std::vector<std::string> stack(def.condition->segments().begin(),
-                                   def.condition->segments().end());
-    std::set<std::string> seen;
-    while (!stack.empty()) {
-      const std::string cur = stack.back();
-      stack.pop_back();
-      if (cur == id) {
-        const auto& direct = def.condition->segments();
-        const bool itself = std::find(direct.begin(), direct.end(), id) != direct.end();
-        problems.push_back(Status::Invalid(itself ? "condition: a segment cannot refer to itself"
-                                                  : "condition: refers to itself through other "
-                                                    "segments",
-                                           def.condition_at));
-        break;
-      }
-      if (!seen.insert(cur).second || !segments.count(cur)) continue;
-      for (const auto& d : segments.at(cur).condition->segments()) stack.push_back(d);
-    }
-  }
+  const auto find = [&](const std::string& id) -> const segment::SegmentDef* {
+    auto it = segments.find(id);
+    return it == segments.end() ? nullptr : &it->second;
+  };
+  for (const auto& [id, def] : segments)
+    for (const auto& p : segment::SegmentReferenceProblems(def, find))
+      problems.push_back(Status::Invalid("condition: " + p, def.condition_at));
   for (const char* name : {"scoring", "stages", "policies"}) {
     for (const char* ext : {".yaml", ".yml"}) {
       const fs::path f = dir / (std::string(name) + ext);

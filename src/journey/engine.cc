@@ -1035,6 +1035,14 @@ struct Engine::Impl {
     });
     return Status::Ok();
   }
+  // Begin for a write that may be refused: a refusal changes nothing, so it is checked before
+  // Begin registers the rollback (which reloads everything: seconds at a million contacts), and
+  // again after it, should Begin have reloaded.
+  Status BeginUnless(store::WriteTxn& txn, const std::function<Status()>& refusal) {
+    NUDGE_TRY(refusal());
+    NUDGE_TRY(Begin(txn));
+    return refusal();
+  }
   // Both only on the writer thread (writes and their rollback hooks run there).
   bool needs_reload = false;
   bool reload_queued = false;
@@ -1324,12 +1332,12 @@ Status Engine::SetStatus(WorkspaceId ws, const std::string& id, const std::strin
   return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock cache_lock(m.cache.mutex);
     std::lock_guard lock(m.mu);
-    // Refused before Begin: a refusal changes nothing and must not cost a reload.
-    if (const JourneyState* known = m.Find(ws, id); !known || known->versions.empty())
-      return Status::NotFound("no journey '" + id + "'");
-    NUDGE_TRY(m.Begin(txn));
+    NUDGE_TRY(m.BeginUnless(txn, [&]() -> Status {
+      const JourneyState* js = m.Find(ws, id);
+      if (!js || js->versions.empty()) return Status::NotFound("no journey '" + id + "'");
+      return Status::Ok();
+    }));
     JourneyState* js = m.Find(ws, id);
-    if (!js || js->versions.empty()) return Status::NotFound("no journey '" + id + "'");
     if (js->status == status) return Status::Ok();
     const Millis now = m.clock.NowMillis();
     const std::string before = js->status;
@@ -1433,7 +1441,7 @@ Result<int64_t> Engine::Trigger(WorkspaceId ws, const std::string& id, ContactId
   NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock cache_lock(m.cache.mutex);
     std::lock_guard lock(m.mu);
-    auto refusal = [&]() -> Status {
+    NUDGE_TRY(m.BeginUnless(txn, [&]() -> Status {
       const JourneyState* js = m.Find(ws, id);
       if (!js || js->versions.empty()) return Status::NotFound("no journey '" + id + "'");
       if (js->def().trigger.kind != TriggerKind::kApi)
@@ -1442,11 +1450,7 @@ Result<int64_t> Engine::Trigger(WorkspaceId ws, const std::string& id, ContactId
       if (js->status != kActive)
         return Status(Code::kFailedPrecondition, "journey '" + id + "' is " + js->status);
       return Status::Ok();
-    };
-    // Refused before Begin: a refusal changes nothing and must not cost a reload.
-    NUDGE_TRY(refusal());
-    NUDGE_TRY(m.Begin(txn));
-    NUDGE_TRY(refusal());  // again, should Begin have reloaded
+    }));
     JourneyState* js = m.Find(ws, id);
     const Millis now = m.clock.NowMillis();
     json body{{"type", "track"},

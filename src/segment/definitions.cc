@@ -43,6 +43,36 @@ Status CheckId(std::string_view id, std::string_view where) {
   return Status::Ok();
 }
 
+std::vector<std::string> SegmentReferenceProblems(
+    const SegmentDef& def, const std::function<const SegmentDef*(const std::string&)>& find) {
+  std::vector<std::string> problems;
+  const auto& names = def.condition->segments();
+  bool itself = false;
+  for (const auto& dep : names) {
+    if (dep == def.id) {
+      itself = true;
+      problems.push_back("a segment cannot refer to itself");
+    } else if (!find(dep)) {
+      problems.push_back("refers to the unknown segment \"" + dep + "\"");
+    }
+  }
+  if (itself) return problems;
+  std::vector<std::string> stack(names.begin(), names.end());
+  std::set<std::string> seen;
+  while (!stack.empty()) {
+    const std::string cur = stack.back();
+    stack.pop_back();
+    if (cur == def.id) {
+      problems.push_back("refers to itself through other segments");
+      break;
+    }
+    if (!seen.insert(cur).second) continue;
+    if (const SegmentDef* next = find(cur))
+      for (const auto& dep : next->condition->segments()) stack.push_back(dep);
+  }
+  return problems;
+}
+
 Result<SegmentDef> ParseSegment(std::string_view text, std::string_view source,
                                 std::optional<std::string_view> id) {
   NUDGE_ASSIGN_OR_RETURN(YamlDoc doc, core::LoadYaml(text, source));

@@ -6,6 +6,7 @@
 // Formats: docs/segments.md. Pure functions; thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +71,14 @@ Result<SegmentDef> ParseSegment(std::string_view text, std::string_view source,
                                 std::optional<std::string_view> id = std::nullopt);
 Result<ScoringDef> ParseScoring(std::string_view text, std::string_view source);
 Result<StagesDef> ParseStages(std::string_view text, std::string_view source);
+
+// What is wrong with the segments a segment's condition names, in the order it names them:
+// itself ("a segment cannot refer to itself"), one `find` does not know ("refers to the
+// unknown segment \"x\""); then, when it does not name itself, a way back to it through the
+// segments it names ("refers to itself through other segments"). `find` gives a known segment
+// by id, or null. The API refuses on the first; validate lists them all.
+std::vector<std::string> SegmentReferenceProblems(
+    const SegmentDef& def, const std::function<const SegmentDef*(const std::string&)>& find);
 
 // The article's journey stages, Awareness to Advocacy, with entry conditions on common events.
 StagesDef DefaultStages();

@@ -977,6 +977,19 @@ struct Engine::Impl {
     txn.OnRollback([this] { needs_reload = true; });
     return Status::Ok();
   }
+  // Begin for a write that may be refused: a refusal changes nothing, so it is checked before
+  // Begin registers the rollback (which reloads everything: seconds at a million contacts), and
+  // again after it, should Begin have reloaded.
+  Status BeginUnless(store::WriteTxn& txn, const std::function<Status()>& refusal) {
+    NUDGE_TRY(refusal());
+    NUDGE_TRY(Begin(txn));
+    return refusal();
+  }
+  // A refusal: kNotFound unless the contact (or the one it was merged into) is known.
+  Status KnownContact(ContactId id) {
+    if (cache.Get(cache.Resolve(id))) return Status::Ok();
+    return Status::NotFound("no contact " + std::to_string(id));
+  }
   bool needs_reload = false;
   std::atomic<uint64_t> reloads{0};
   core::Counter* reload_metric = nullptr;
@@ -1028,33 +1041,18 @@ struct Engine::Impl {
     return Status::Ok();
   }
 
-  // Errors at the condition's position in its document when it has one.
+  // The first problem of its references (SegmentReferenceProblems), at the condition's
+  // position in its document when it has one.
   Status CheckReferences(const Workspace* ws, const SegmentDef& def) const {
-    const bool placed = !def.condition_at.empty();
-    const auto refused = [&](const std::string& why) {
-      return placed ? Status::Invalid("condition: " + why, def.condition_at)
-                    : Status::Invalid(why, "condition");
-    };
-    for (const auto& dep : def.condition->segments()) {
-      if (dep == def.id) return refused("a segment cannot refer to itself");
-      if (!ws || !ws->by_id.count(dep))
-        return refused("refers to the unknown segment \"" + dep + "\"");
-    }
-    if (!ws) return Status::Ok();
-    // A cycle through others: does any segment this one names lead back to it?
-    std::vector<std::string> stack(def.condition->segments().begin(),
-                                   def.condition->segments().end());
-    std::set<std::string> seen;
-    while (!stack.empty()) {
-      const std::string cur = stack.back();
-      stack.pop_back();
-      if (cur == def.id) return refused("refers to itself through other segments");
-      if (!seen.insert(cur).second) continue;
-      auto it = ws->by_id.find(cur);
-      if (it == ws->by_id.end()) continue;
-      for (const auto& dep : it->second->def.condition->segments()) stack.push_back(dep);
-    }
-    return Status::Ok();
+    const auto problems =
+        SegmentReferenceProblems(def, [ws](const std::string& id) -> const SegmentDef* {
+          if (!ws) return nullptr;
+          auto it = ws->by_id.find(id);
+          return it == ws->by_id.end() ? nullptr : &it->second->def;
+        });
+    if (problems.empty()) return Status::Ok();
+    if (def.condition_at.empty()) return Status::Invalid(problems.front(), "condition");
+    return Status::Invalid("condition: " + problems.front(), def.condition_at);
   }
 
   // Adopts a condition's behavioural terms; returns the slots that are new.
@@ -1423,8 +1421,7 @@ Status Engine::DeleteSegment(WorkspaceId wsid, const std::string& id) {
   Impl& m = *impl_;
   return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
-    // Refused before Begin: a refusal changes nothing and must not cost a reload.
-    auto refusal = [&]() -> Status {
+    NUDGE_TRY(m.BeginUnless(txn, [&]() -> Status {
       Workspace& ws = m.Ws(wsid);
       if (!ws.by_id.count(id)) return Status::NotFound("no segment '" + id + "'");
       const auto names = [&](const rules::Condition* c) {
@@ -1445,10 +1442,7 @@ Status Engine::DeleteSegment(WorkspaceId wsid, const std::string& id) {
           return Status(Code::kFailedPrecondition, "the scoring rule '" + r.id + "' refers to '" +
                                                        id + "'; change the scoring first");
       return Status::Ok();
-    };
-    NUDGE_TRY(refusal());
-    NUDGE_TRY(m.Begin(txn));
-    NUDGE_TRY(refusal());  // again, should Begin have reloaded
+    }));
     Workspace& ws = m.Ws(wsid);
     auto it = ws.by_id.find(id);
     NUDGE_TRY(txn.DeleteDefinition(wsid, "segment", id));
@@ -1492,15 +1486,16 @@ Status Engine::PutScoring(WorkspaceId wsid, ScoringDef def) {
   bool changed = false;
   NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
-    // Refused before Begin: a refusal changes nothing and must not cost a reload.
-    for (const auto& r : def.rules) {
-      if (r.condition)
-        NUDGE_TRY(
-            m.CheckNamedSegments(wsid, *r.condition, "rules." + r.id + ".condition", "scoring"));
-      if (r.where)
-        NUDGE_TRY(m.CheckNamedSegments(wsid, *r.where, "rules." + r.id + ".where", "scoring"));
-    }
-    NUDGE_TRY(m.Begin(txn));
+    NUDGE_TRY(m.BeginUnless(txn, [&]() -> Status {
+      for (const auto& r : def.rules) {
+        if (r.condition)
+          NUDGE_TRY(
+              m.CheckNamedSegments(wsid, *r.condition, "rules." + r.id + ".condition", "scoring"));
+        if (r.where)
+          NUDGE_TRY(m.CheckNamedSegments(wsid, *r.where, "rules." + r.id + ".where", "scoring"));
+      }
+      return Status::Ok();
+    }));
     NUDGE_ASSIGN_OR_RETURN(auto old, txn.GetDefinition(wsid, "scoring", "scoring"));
     const std::string body = ToJson(def);
     if (old && old->body == body) return Status::Ok();
@@ -1561,11 +1556,12 @@ Status Engine::PutStages(WorkspaceId wsid, StagesDef def) {
   bool changed = false;
   NUDGE_TRY(m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
-    // Refused before Begin: a refusal changes nothing and must not cost a reload.
-    for (const auto& s : def.stages)
-      NUDGE_TRY(m.CheckNamedSegments(wsid, *s.when, "when",
-                                     s.when_at.empty() ? "stages." + s.name : s.when_at));
-    NUDGE_TRY(m.Begin(txn));
+    NUDGE_TRY(m.BeginUnless(txn, [&]() -> Status {
+      for (const auto& s : def.stages)
+        NUDGE_TRY(m.CheckNamedSegments(wsid, *s.when, "when",
+                                       s.when_at.empty() ? "stages." + s.name : s.when_at));
+      return Status::Ok();
+    }));
     const std::string body = ToJson(def);
     NUDGE_ASSIGN_OR_RETURN(auto old, txn.GetDefinition(wsid, "stages", "stages"));
     if (old && old->body == body) return Status::Ok();
@@ -2029,15 +2025,10 @@ Status Engine::ApplyConsent(const store::ConsentRecord& record, const std::strin
   Impl& m = *impl_;
   return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
-    const Status unknown =
-        Status::NotFound("no contact " + std::to_string(record.subscription.contact));
-    // Refused before Begin: a refusal changes nothing and must not cost a reload.
-    if (!m.cache.Get(m.cache.Resolve(record.subscription.contact))) return unknown;
-    NUDGE_TRY(m.Begin(txn));
+    NUDGE_TRY(m.BeginUnless(txn, [&] { return m.KnownContact(record.subscription.contact); }));
     store::ConsentRecord r = record;
     r.subscription.contact = m.cache.Resolve(r.subscription.contact);
     profile::ContactState* st = m.cache.Get(r.subscription.contact);
-    if (!st) return unknown;
     NUDGE_TRY(txn.SetSubscription(r));
     SetSubscriptionState(*st, r.subscription);
     NUDGE_TRY(m.Evaluate(txn, r.subscription.contact, false));
@@ -2054,12 +2045,8 @@ Status Engine::Emit(store::ContactId id, const std::string& name,
   Impl& m = *impl_;
   return m.store.WriteSync([&](store::WriteTxn& txn) -> Status {
     std::unique_lock lock(m.cache.mutex);
-    // Refused before Begin: a refusal changes nothing and must not cost a reload.
-    if (!m.cache.Get(m.cache.Resolve(id)))
-      return Status::NotFound("no contact " + std::to_string(id));
-    NUDGE_TRY(m.Begin(txn));
+    NUDGE_TRY(m.BeginUnless(txn, [&] { return m.KnownContact(id); }));
     const ContactId resolved = m.cache.Resolve(id);
-    if (!m.cache.Get(resolved)) return Status::NotFound("no contact " + std::to_string(id));
     return EmitLocked(txn, resolved, name,
                       nlohmann::json::accept(properties_json) ? properties_json : "{}", key);
   });
