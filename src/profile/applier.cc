@@ -65,12 +65,7 @@ class Session {
     }
     ++result_.accepted;
     result_.events.push_back({e.id, id, &m});
-    if (observer_) {
-      NUDGE_TRY(BeforeObserver());
-      NUDGE_TRY(observer_->OnEvent(txn_, e));
-      AfterObserver();
-    }
-    return Status::Ok();
+    return Tell([&](ContactObserver& o) { return o.OnEvent(txn_, e); });
   }
 
   // Writes back the contacts this call changed.
@@ -86,12 +81,18 @@ class Session {
  private:
   bool IsGone(ContactId id) const { return merged_away_.count(id) > 0; }
 
-  // The observer may read and write contact rows (a journey's update step sets traits and
-  // tags): it must find this call's changes in the store, and what this call read of contacts
-  // before it may be stale after it (read again when needed). Pointers from Load do not
-  // outlive AfterObserver.
-  Status BeforeObserver() { return Flush(); }
-  void AfterObserver() { loaded_.clear(); }
+  // Calls the observer, when there is one. It may read and write contact rows (a journey's
+  // update step sets traits and tags): it finds this call's changes in the store, and what
+  // this call read of contacts before it is read again after it. Pointers from Load do not
+  // outlive a Tell.
+  template <typename Call>  // Status(ContactObserver&)
+  Status Tell(Call&& call) {
+    if (!observer_) return Status::Ok();
+    NUDGE_TRY(Flush());
+    NUDGE_TRY(call(*observer_));
+    loaded_.clear();
+    return Status::Ok();
+  }
 
   // Whether the current message's id is stored already; asked once, before the message's
   // first change to identities.
@@ -144,13 +145,8 @@ class Session {
     ++result_.contacts_created;
     if (user_id) users_[*user_id] = c.id;
     const ContactId id = c.id;
-    if (observer_) {
-      NUDGE_TRY(BeforeObserver());
-      NUDGE_TRY(observer_->OnContactCreated(txn_, c));
-      AfterObserver();
-    } else {
-      loaded_.emplace(id, std::move(c));
-    }
+    NUDGE_TRY(Tell([&](ContactObserver& o) { return o.OnContactCreated(txn_, c); }));
+    if (!observer_) loaded_.emplace(id, std::move(c));  // else read again when needed
     return id;
   }
 
@@ -166,12 +162,10 @@ class Session {
     merged_away_.insert(from);
     loaded_.erase(from);
     dirty_.erase(from);
-    if (observer_) {
-      NUDGE_TRY(BeforeObserver());
-      NUDGE_TRY(observer_->OnContactsMerged(txn_, from, into));
-      NUDGE_TRY(observer_->OnContactChanged(txn_, *dst, ""));
-      AfterObserver();
-    }
+    NUDGE_TRY(Tell([&](ContactObserver& o) -> Status {
+      NUDGE_TRY(o.OnContactsMerged(txn_, from, into));
+      return o.OnContactChanged(txn_, *dst, "");
+    }));
     // A user id that loses its contact keeps leading to the survivor.
     if (from_user && from_user != into_user)
       NUDGE_TRY(Link(IdentityKind::kAlias, *from_user, into));
@@ -274,12 +268,8 @@ class Session {
     const std::optional<std::string> old_email = c->email;
     DeriveContactFields(*c, options_);
     dirty_.insert(id);
-    if (observer_) {
-      NUDGE_TRY(BeforeObserver());
-      NUDGE_TRY(observer_->OnContactChanged(txn_, *c, ""));
-      AfterObserver();
-      NUDGE_ASSIGN_OR_RETURN(c, Load(id));
-    }
+    NUDGE_TRY(Tell([&](ContactObserver& o) { return o.OnContactChanged(txn_, *c, ""); }));
+    NUDGE_ASSIGN_OR_RETURN(c, Load(id));
     if (c->user_id && c->email && c->email != old_email) {
       NUDGE_ASSIGN_OR_RETURN(auto twin, txn_.FindContactByEmail(ws_, *c->email));
       if (twin && twin->id != id && !twin->user_id && !IsGone(twin->id)) {
