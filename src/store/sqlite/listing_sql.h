@@ -1,7 +1,7 @@
 // The statements that read pages of the outbox and of journey instances, newest first (the
-// admin API) or oldest first (delivery's due messages, listing_sql.h's two parts). Each filter has
-// a statement of its own so that a page is read from an index in id order and reads about a page of
-// rows, never a sort of every row that matches: at two million messages one statement for every
+// admin API) or oldest first (delivery's due messages, in the two parts below). Each filter has
+// a statement of its own so that a page is read from an index in its order and reads about a page
+// of rows, never a sort of every row that matches: at two million messages one statement for every
 // filter sorted them all for each page (0.5-1.1 s; delivery's read of due messages 0.2-0.3 s).
 // sqlite_store_test checks each statement's query plan.
 #ifndef NUDGE_STORE_SQLITE_LISTING_SQL_H_

@@ -601,7 +601,7 @@ TEST_F(SqliteStoreTest, DueMessagesAreTheHeldOnesByTimeThenTheQueuedOnesById) {
 
 // Every listing statement reads its page from an index in its order: no full scan, and a sort
 // only where listing_sql.h says so (a contact's few messages).
-TEST_F(SqliteStoreTest, ListingStatementsReadPagesFromIndexesInIdOrder) {
+TEST_F(SqliteStoreTest, ListingStatementsReadPagesFromIndexesInTheirOrder) {
   sqlite3* db = OpenRaw();
   for (const auto& st : sqlite::kListingStatements) {
     const std::string sql = std::string("EXPLAIN QUERY PLAN ") + st.sql;
