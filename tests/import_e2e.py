@@ -252,6 +252,27 @@ def test_hubspot_export(binary, server, work):
     check_eq(s.get("rejected"), 4, "the same rows rejected")
 
 
+def test_households_and_long_numbers(binary, server, work):
+    print("A shared phone with different emails; numbers a JSON number would change")
+    src = os.path.join(work, "household.csv")
+    with open(src, "w", newline="") as f:
+        f.write("Email,First Name,Phone,Reference,Balance,Seats\r\n"
+                "alice@house.example,Alice,+1 212 555 0101,99999999999999999999,-0,12\r\n"
+                "bob@house.example,Bob,+1 212 555 0101,1234567890123456,-0.0,3.5\r\n")
+    s = summary_of(run_import(binary, server.url, [src, "--json"]), "household import")
+    check_eq(s.get("new"), 2, "two people sharing a phone are two contacts")
+    alice, bob = server.contact("alice@house.example"), server.contact("bob@house.example")
+    if check(alice is not None and bob is not None, "alice and bob both exist"):
+        check_eq(alice["email"], "alice@house.example", "alice keeps her email")
+        check_eq(bob["phone"], "+12125550101", "bob keeps the shared phone")
+        check_eq(alice["traits"].get("reference"), "99999999999999999999",
+                 "a 20-digit code stays text")
+        check_eq(bob["traits"].get("reference"), "1234567890123456", "16 digits stay text")
+        check_eq(alice["traits"].get("balance"), "-0", "a negative zero stays text")
+        check_eq(alice["traits"].get("seats"), 12, "a plain integer is a number")
+        check_eq(bob["traits"].get("seats"), 3.5, "a plain decimal is a number")
+
+
 def test_errors(binary, server, work):
     print("Errors: usage, unreachable server, unreadable files")
     src = os.path.join(work, "mailchimp_export.csv")
@@ -355,6 +376,7 @@ def main():
         server = Server(binary, work)
         test_mailchimp_export(binary, server, work)
         test_hubspot_export(binary, server, work)
+        test_households_and_long_numbers(binary, server, work)
         test_errors(binary, server, work)
         test_bounded_memory(binary, server, work)
     except Exception as e:  # a crash of the test itself is a failure too

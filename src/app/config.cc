@@ -1,5 +1,7 @@
 #include "app/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
@@ -9,6 +11,7 @@
 #include <sstream>
 
 #include "core/yaml.h"
+#include "http/server.h"
 #include "profile/normalize.h"
 
 extern char** environ;
@@ -40,10 +43,40 @@ Status CheckLogLevel(const std::string& level, const std::string& where) {
 }
 
 Status CheckPublicUrl(const std::string& url, const std::string& where) {
-  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
-    return Status::Invalid(
-        "expected an http(s) URL such as https://nudge.acme.test, got '" + url + "'", where);
+  const std::string expected =
+      "expected an http(s) URL such as https://nudge.acme.test, got '" + url + "'";
+  const size_t scheme = url.rfind("http://", 0) == 0 ? 7 : url.rfind("https://", 0) == 0 ? 8 : 0;
+  if (scheme == 0) return Status::Invalid(expected, where);
+  // Every link in every message starts with it: a host, and nothing a link cannot hold.
+  if (url.size() == scheme || url[scheme] == '/' || url[scheme] == ':')
+    return Status::Invalid("no host; " + expected, where);
+  if (url.find_first_of(" \t\r\n\"'<>\\") != std::string::npos)
+    return Status::Invalid("a space, quote or bracket cannot go in a link; " + expected, where);
   return Status::Ok();
+}
+
+// host:port with the host an IP address ([...] for IPv6), as the server binds it; checked
+// here so that a bad one stops the server before it opens anything. `empty_host`: a feedback
+// listener may leave the host out (every interface).
+Status CheckListen(const std::string& listen, const std::string& where, bool empty_host = false) {
+  const std::string expected =
+      "expected IP:PORT such as 127.0.0.1:8080, 0.0.0.0:8080 (every interface) or [::1]:8080, "
+      "got '" +
+      listen + "'";
+  auto hp = http::ParseListen(listen);
+  if (!hp) return Status::Invalid(hp.error().message() + " (" + expected + ")", where);
+  const std::string& host = hp->first;
+  if (host.empty() ? !empty_host : false) return Status::Invalid(expected, where);
+  if (host.empty()) return Status::Ok();
+  in_addr v4{};
+  in6_addr v6{};
+  const bool bracketed = listen.front() == '[';
+  if ((!bracketed && inet_pton(AF_INET, host.c_str(), &v4) == 1) ||
+      (bracketed && inet_pton(AF_INET6, host.c_str(), &v6) == 1))
+    return Status::Ok();
+  if (!bracketed && host.find(':') != std::string::npos)
+    return Status::Invalid("an IPv6 address goes in brackets; " + expected, where);
+  return Status::Invalid("the host must be an IP address, not a name; " + expected, where);
 }
 
 Status CheckRegion(const std::string& region, const std::string& where) {
@@ -111,7 +144,11 @@ Status ApplyFeedback(const core::YamlDoc& doc, const YAML::Node& node, Config& c
   if (!node.IsMap()) return doc.ErrorAt(node, "feedback", "expected a mapping");
   NUDGE_TRY(core::YamlKnownKeys(doc, node, {"listen", "maildir", "poll"}));
   NUDGE_ASSIGN_OR_RETURN(auto listen, core::YamlString(doc, node, "listen"));
-  if (listen) c.feedback_listen = *listen;
+  if (listen) {
+    if (Status s = CheckListen(*listen, "feedback.listen", /*empty_host=*/true); !s.ok())
+      return doc.ErrorAt(node["listen"], "feedback.listen", s.message());
+    c.feedback_listen = *listen;
+  }
   NUDGE_ASSIGN_OR_RETURN(auto maildir, core::YamlString(doc, node, "maildir"));
   if (maildir) c.feedback_maildir = *maildir;
   NUDGE_ASSIGN_OR_RETURN(auto poll, core::YamlDuration(doc, node, "poll"));
@@ -151,6 +188,8 @@ Status ApplyFile(const std::string& path, Config& c) {
         NUDGE_TRY(ApplyFeedback(doc, v, c));
       } else if (key == "listen") {
         NUDGE_ASSIGN_OR_RETURN(c.listen, scalar());
+        if (Status s = CheckListen(c.listen, "listen"); !s.ok())
+          return Status::Invalid(s.message(), where);
       } else if (key == "data") {
         NUDGE_ASSIGN_OR_RETURN(c.data, scalar());
       } else if (key == "http_threads") {
@@ -221,7 +260,10 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
   std::optional<std::string> file = flags.config ? flags.config : get("NUDGE_CONFIG");
   if (file) NUDGE_TRY(ApplyFile(*file, c));
 
-  if (auto v = get("NUDGE_LISTEN")) c.listen = *v;
+  if (auto v = get("NUDGE_LISTEN")) {
+    NUDGE_TRY(CheckListen(*v, "NUDGE_LISTEN"));
+    c.listen = *v;
+  }
   if (auto v = get("NUDGE_DATA")) c.data = *v;
   if (auto v = get("NUDGE_HTTP_THREADS")) {
     NUDGE_ASSIGN_OR_RETURN(c.http_threads, ParseInt(*v, "NUDGE_HTTP_THREADS", 1, 256));
@@ -237,7 +279,10 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
   if (auto v = get("NUDGE_WRITE_KEY"); v && !v->empty()) c.write_key = *v;
   if (auto v = get("NUDGE_ADMIN_KEY"); v && !v->empty()) c.admin_key = *v;
 
-  if (flags.listen) c.listen = *flags.listen;
+  if (flags.listen) {
+    NUDGE_TRY(CheckListen(*flags.listen, "--listen"));
+    c.listen = *flags.listen;
+  }
   if (flags.data) c.data = *flags.data;
   if (auto v = get("NUDGE_PUBLIC_URL"); v && !v->empty()) {
     NUDGE_TRY(CheckPublicUrl(*v, "NUDGE_PUBLIC_URL"));
@@ -253,6 +298,10 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
                                  "NUDGE_DELIVERY_HOLD"));
     }
   }
+  if (auto v = get("NUDGE_HUGE_PAGES");
+      v && *v != "0" && *v != "1" && *v != "true" && *v != "false" && *v != "yes" && *v != "no")
+    return Err(Status::Invalid("expected 1, 0, true, false, yes or no, got '" + *v + "'",
+                               "NUDGE_HUGE_PAGES"));
   if (c.public_url.empty()) c.public_url = "http://" + c.listen;
   while (!c.public_url.empty() && c.public_url.back() == '/') c.public_url.pop_back();
   c.delivery.public_url = c.public_url;

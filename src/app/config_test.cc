@@ -59,6 +59,14 @@ TEST(Config, FileAndEnvironmentAreCheckedAlike) {
       {"default_region: Germany\n", ":1:1 default_region", "NUDGE_DEFAULT_REGION", "Germany"},
       {"default_region: ZZ\n", ":1:1 default_region", "NUDGE_DEFAULT_REGION", "ZZ"},
       {"public_url: ftp://x\n", ":1:1 public_url", "NUDGE_PUBLIC_URL", "ftp://x"},
+      {"public_url: http://\n", ":1:1 public_url", "NUDGE_PUBLIC_URL", "http://"},
+      {"public_url: http://exa mple.com\n", ":1:1 public_url", "NUDGE_PUBLIC_URL",
+       "http://exa mple.com"},
+      // The server binds an IP address: a bad listen stops it before it opens the data.
+      {"listen: localhost:8080\n", ":1:1 listen", "NUDGE_LISTEN", "localhost:8080"},
+      {"listen: 127.0.0.1:99999\n", ":1:1 listen", "NUDGE_LISTEN", "127.0.0.1:99999"},
+      {"listen: \":8080\"\n", ":1:1 listen", "NUDGE_LISTEN", ":8080"},
+      {"listen: \"::1:8080\"\n", ":1:1 listen", "NUDGE_LISTEN", "::1:8080"},
   };
   for (const auto& k : cases) {
     auto c = LoadConfig({WriteFile(k.yaml), {}, {}}, {});
@@ -70,7 +78,17 @@ TEST(Config, FileAndEnvironmentAreCheckedAlike) {
     ASSERT_FALSE(c) << k.var;
     EXPECT_EQ(c.error().where(), k.var) << c.error().ToString();
   }
-  auto c = LoadConfig({WriteFile("default_region: de\n"), {}, {}}, {});
+  auto c = LoadConfig({}, {{"NUDGE_LISTEN", "[::1]:0"}});
+  ASSERT_TRUE(c) << c.error().ToString();
+  c = LoadConfig({{}, "127.0.0.1", {}}, {});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().where(), "--listen");
+  c = LoadConfig({WriteFile("feedback:\n  listen: nowhere\n"), {}, {}}, {});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().where().find(":2:11"), std::string::npos) << c.error().ToString();
+  c = LoadConfig({WriteFile("feedback:\n  listen: \":2526\"\n"), {}, {}}, {});
+  ASSERT_TRUE(c) << c.error().ToString();
+  c = LoadConfig({WriteFile("default_region: de\n"), {}, {}}, {});
   ASSERT_TRUE(c) << c.error().ToString();
   c = LoadConfig({}, {{"NUDGE_PUBLIC_URL", "https://nudge.acme.test/"}});
   ASSERT_TRUE(c) << c.error().ToString();
@@ -83,6 +101,9 @@ TEST(Config, FileAndEnvironmentAreCheckedAlike) {
   c = LoadConfig({}, {{"NUDGE_DELIVERY_HOLD", "maybe"}});
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().message().find("true"), std::string::npos) << c.error().ToString();
+  c = LoadConfig({}, {{"NUDGE_HUGE_PAGES", "maybe"}});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().where(), "NUDGE_HUGE_PAGES");
   c = LoadConfig({}, {{"NUDGE_DELIVERY_HOLD", "yes"}});
   ASSERT_TRUE(c);
   EXPECT_TRUE(c->delivery_hold);

@@ -25,7 +25,13 @@ Result<ApiClient> ApiClient::Make(const std::optional<std::string>& server,
                                   const std::optional<std::string>& key) {
   std::string s = server ? *server : Env("NUDGE_SERVER").value_or("http://127.0.0.1:8080");
   while (!s.empty() && s.back() == '/') s.pop_back();
-  if (s.rfind("http://", 0) != 0 && s.rfind("https://", 0) != 0) s = "http://" + s;
+  if (s.rfind("http://", 0) != 0 && s.rfind("https://", 0) != 0) {
+    // "host:port" gets http://; another scheme is a mistake to name, not to prefix.
+    if (const size_t colon = s.find("://"); colon != std::string::npos)
+      return Err(Status::Invalid("the server must be an http:// or https:// URL, got '" + s + "'",
+                                 server ? "--server" : "NUDGE_SERVER"));
+    s = "http://" + s;
+  }
   std::optional<std::string> k = key ? key : Env("NUDGE_ADMIN_KEY");
   if (!k)
     return Err(

@@ -38,23 +38,29 @@ bool KeepsText(std::string_view key) {
 
 // A cell written as a number in its plain form (no leading zeros, no plus sign, no
 // thousands separators) is imported as a JSON number, so conditions such as
-// `traits.employees >= 50` work; anything else stays text.
+// `traits.employees >= 50` work; anything else stays text. So does a number that a JSON number
+// (a double) would change: more than 15 digits (a 20-digit reference code), or a negative zero.
 bool LooksNumeric(std::string_view v) {
   if (v.empty() || v.size() > 20) return false;
   size_t i = 0;
   if (v[0] == '-') i = 1;
   if (i >= v.size() || !isdigit(static_cast<unsigned char>(v[i]))) return false;
   if (v[i] == '0' && i + 1 < v.size() && v[i + 1] != '.') return false;
-  bool dot = false;
+  bool dot = false, nonzero = false;
+  int digits = 0;
   for (; i < v.size(); ++i) {
     if (v[i] == '.') {
       if (dot || i + 1 == v.size()) return false;
       dot = true;
     } else if (!isdigit(static_cast<unsigned char>(v[i]))) {
       return false;
+    } else {
+      ++digits;
+      nonzero = nonzero || v[i] != '0';
     }
   }
-  return true;
+  if (digits > 15) return false;
+  return nonzero || v[0] != '-';
 }
 
 namespace fs = std::filesystem;

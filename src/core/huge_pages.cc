@@ -33,7 +33,9 @@ void ReexecWithHugePages(char** argv) {
     unsetenv(kReexecuted);
     return;
   }
-  if (const char* off = std::getenv("NUDGE_HUGE_PAGES"); off && std::string_view(off) == "0")
+  if (const char* off = std::getenv("NUDGE_HUGE_PAGES");
+      off && (std::string_view(off) == "0" || std::string_view(off) == "false" ||
+              std::string_view(off) == "no"))
     return;
   const char* current = std::getenv("GLIBC_TUNABLES");
   const std::optional<std::string> original =

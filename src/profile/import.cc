@@ -1,5 +1,7 @@
 #include "profile/import.h"
 
+#include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 
 #include "profile/normalize.h"
@@ -45,6 +47,14 @@ Result<Normalized> NormalizeRow(const ImportRow& row, const ProfileOptions& opti
   return n;
 }
 
+// Emails as the store matches them: without regard to case (contacts_email is on lower(email)).
+bool SameEmail(std::string_view a, std::string_view b) {
+  return std::ranges::equal(a, b, [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
+
 }  // namespace
 
 std::string_view ImportOutcomeName(ImportOutcome outcome) {
@@ -86,6 +96,10 @@ Result<std::vector<ImportRowResult>> ImportContacts(store::WriteTxn& txn, store:
     }
     if (!found && n->phone) {
       NUDGE_ASSIGN_OR_RETURN(found, txn.FindContactByPhone(ws, *n->phone));
+      // A phone is shared by a household or an office switchboard: it names the contact only
+      // when the row or the contact has no email to tell them apart. A row with another email
+      // is another person, who keeps the phone too.
+      if (found && n->email && found->email && !SameEmail(*found->email, *n->email)) found.reset();
     }
 
     if (found && row.user_id && found->user_id && *found->user_id != *row.user_id) {

@@ -91,6 +91,40 @@ TEST_F(ImportTest, DuplicatesInsideTheFileMergeAndExistingContactsUpdate) {
                   .ok());
 }
 
+TEST_F(ImportTest, ASharedPhoneDoesNotMakeTwoPeopleWithDifferentEmailsOne) {
+  // A household or a switchboard: two rows, two emails, one phone.
+  auto first = Import({"imp-1",
+                       "crm",
+                       {},
+                       {Row(2, "alice@example.com", R"({"first_name":"Alice"})", "+1 212 555 0101"),
+                        Row(3, "bob@example.com", R"({"first_name":"Bob"})", "+1 212 555 0101")}});
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].outcome, ImportOutcome::kCreated);
+  EXPECT_EQ(first[1].outcome, ImportOutcome::kCreated);
+  EXPECT_NE(first[1].contact, first[0].contact);
+  // Later: the same phone with another email is a third person; without an email, or with
+  // Alice's email in other case, the row is Alice's.
+  auto second = Import({"imp-2",
+                        "crm",
+                        {},
+                        {Row(2, "dave@example.com", "{}", "(212) 555-0101"),
+                         Row(3, "ALICE@Example.com", R"({"plan":"pro"})", "(212) 555-0101")}});
+  EXPECT_EQ(second[0].outcome, ImportOutcome::kCreated);
+  EXPECT_EQ(second[1].outcome, ImportOutcome::kUpdated);
+  EXPECT_EQ(second[1].contact, first[0].contact);
+  ASSERT_TRUE(store_
+                  ->Read([&](store::ReadTxn& t) -> Status {
+                    NUDGE_ASSIGN_OR_RETURN(auto alice, t.GetContact(first[0].contact));
+                    NUDGE_ASSIGN_OR_RETURN(auto bob, t.GetContact(first[1].contact));
+                    EXPECT_TRUE(alice &&
+                                alice->email == "ALICE@example.com");  // the row's spelling wins
+                    EXPECT_TRUE(bob && bob->email == "bob@example.com");
+                    EXPECT_TRUE(bob && bob->phone == "+12125550101");
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
 TEST_F(ImportTest, RowsWithoutAnyIdentifierAreRejected) {
   auto r = Import({"imp", std::nullopt, {}, {Row(7, std::nullopt, R"({"first_name":"X"})")}});
   EXPECT_EQ(r[0].outcome, ImportOutcome::kRejected);
