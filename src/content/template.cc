@@ -96,10 +96,17 @@ std::optional<double> NumberOf(const Value& v) {
     case ValueKind::kFloat:
       return v.AsFloat();
     case ValueKind::kString: {
-      std::string s(v.AsString());
+      // The whole text, as a plain decimal number: "1,234.50" or "12abc" is no amount (read
+      // as 1 or 12 it would print a wrong price), and neither is "inf" or "0x10".
+      std::string_view t = v.AsString();
+      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+      if (t.empty() || t.find_first_not_of("0123456789+-.eE") != std::string_view::npos)
+        return std::nullopt;
+      std::string s(t);
       char* end = nullptr;
       const double d = std::strtod(s.c_str(), &end);
-      if (end == s.c_str()) return std::nullopt;
+      if (end != s.c_str() + s.size()) return std::nullopt;
       return d;
     }
     default:

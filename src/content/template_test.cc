@@ -131,5 +131,20 @@ body: "{{ 1234.5 | money }}|{{ 9.99 | money: 'EUR' }}|{{ 500 | money: 'JPY' }}|{
             "500|2026-03-29 01:30 CET|https://n.test/i/hero/tok.png");
 }
 
+// A price kept as text: a whole number is an amount; text that only starts with one is not,
+// and passes through rather than print a wrong price.
+TEST(Template, MoneyReadsOnlyWholeNumbers) {
+  auto t = ParseTemplate(R"(id: m
+channel: sms
+body: "{{ p1 | money }}|{{ p2 | money }}|{{ p3 | money }}|{{ p4 | money }}|{{ p5 | money }}"
+)",
+                         "t", std::nullopt);
+  ASSERT_TRUE(t) << t.error().ToString();
+  auto r = Render(
+      **t, {{"p1", " 12.50 "}, {"p2", "1,234.50"}, {"p3", "12abc"}, {"p4", "inf"}, {"p5", "-3"}});
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(r->body, "$12.50|1,234.50|12abc|inf|-$3.00");
+}
+
 }  // namespace
 }  // namespace nudge::content

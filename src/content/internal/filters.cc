@@ -272,15 +272,14 @@ bool Base64UrlSafeEncode(Renderer& r, const Value& in, Args, size_t, Value* out)
 bool Base64UrlSafeDecode(Renderer& r, const Value& in, Args, size_t, Value* out) {
   std::string buf, res;
   std::string s(ToView(in, buf));
-  // urlsafe_decode64 adds missing padding, then decodes strictly.
+  // urlsafe_decode64 adds missing padding, turns - and _ into + and /, then decodes strictly:
+  // + and / themselves are read too.
   if (s.size() % 4 != 0 && s.find('=') == std::string::npos) s.append(4 - s.size() % 4, '=');
   for (char& c : s) {
     if (c == '-') {
       c = '+';
     } else if (c == '_') {
       c = '/';
-    } else if (c == '+' || c == '/') {
-      c = '!';  // not part of the URL-safe alphabet
     }
   }
   if (!B64Decode(s, res)) return r.FailB("invalid base64 provided to base64_url_safe_decode");

@@ -197,12 +197,27 @@ bool ParseZone(Scanner& s, Fields& f) {
     return true;
   }
   std::string_view w = s.word();
-  if (IEquals(w, "z") || IEquals(w, "utc") || IEquals(w, "gmt")) {
+  if (IEquals(w, "z") || IEquals(w, "utc") || IEquals(w, "gmt") || IEquals(w, "ut")) {
     f.has_zone = true;
     f.utc = true;
     f.offset = 0;
     // "GMT+2" style suffixes are not read.
     return true;
+  }
+  // RFC 2822's North American zone names, the ones Ruby's Time.parse reads (it takes other
+  // names, CET say, for local time).
+  static constexpr struct {
+    const char* name;
+    int32_t minutes;
+  } kNamed[] = {{"est", -300}, {"edt", -240}, {"cst", -360}, {"cdt", -300},
+                {"mst", -420}, {"mdt", -360}, {"pst", -480}, {"pdt", -420}};
+  for (const auto& z : kNamed) {
+    if (IEquals(w, z.name)) {
+      f.has_zone = true;
+      f.utc = false;
+      f.offset = z.minutes * 60;
+      return true;
+    }
   }
   return false;
 }
