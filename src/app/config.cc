@@ -92,18 +92,10 @@ Status ApplyDelivery(const core::YamlDoc& doc, const YAML::Node& node, Config& c
                                 {"workers", "batch", "poll", "retry", "track_opens", "track_clicks",
                                  "unsubscribe_mailbox", "hold"}));
   channel::DeliveryOptions& d = c.delivery;
-  NUDGE_ASSIGN_OR_RETURN(auto workers, core::YamlNumber(doc, node, "workers"));
-  if (workers) {
-    if (*workers < 1 || *workers > 64)
-      return doc.ErrorAt(node["workers"], "delivery.workers", "expected 1 to 64");
-    d.workers = static_cast<int>(*workers);
-  }
-  NUDGE_ASSIGN_OR_RETURN(auto batch, core::YamlNumber(doc, node, "batch"));
-  if (batch) {
-    if (*batch < 1 || *batch > 10000)
-      return doc.ErrorAt(node["batch"], "delivery.batch", "expected 1 to 10000");
-    d.batch = static_cast<int>(*batch);
-  }
+  NUDGE_ASSIGN_OR_RETURN(auto workers, core::YamlInt(doc, node, "workers", "delivery", 1, 64));
+  if (workers) d.workers = *workers;
+  NUDGE_ASSIGN_OR_RETURN(auto batch, core::YamlInt(doc, node, "batch", "delivery", 1, 10000));
+  if (batch) d.batch = *batch;
   NUDGE_ASSIGN_OR_RETURN(auto poll, core::YamlDuration(doc, node, "poll"));
   if (poll) d.poll = std::max<core::Millis>(10, *poll);
   NUDGE_ASSIGN_OR_RETURN(auto opens, core::YamlBool(doc, node, "track_opens"));
@@ -113,7 +105,15 @@ Status ApplyDelivery(const core::YamlDoc& doc, const YAML::Node& node, Config& c
   NUDGE_ASSIGN_OR_RETURN(auto hold, core::YamlBool(doc, node, "hold"));
   if (hold) c.delivery_hold = *hold;
   NUDGE_ASSIGN_OR_RETURN(auto mailbox, core::YamlString(doc, node, "unsubscribe_mailbox"));
-  if (mailbox) d.unsubscribe_mailbox = *mailbox;
+  if (mailbox) {
+    const size_t at = mailbox->find('@');
+    if (at == std::string::npos || at == 0 || at + 1 == mailbox->size() ||
+        mailbox->find_first_of(" \t<>\",;") != std::string::npos)
+      return doc.ErrorAt(
+          node["unsubscribe_mailbox"], "delivery.unsubscribe_mailbox",
+          "expected an email address such as unsubscribe@mail.acme.test, got '" + *mailbox + "'");
+    d.unsubscribe_mailbox = *mailbox;
+  }
   if (const YAML::Node r = node["retry"]; r.IsDefined() && !r.IsNull()) {
     if (!r.IsMap()) return doc.ErrorAt(r, "delivery.retry", "expected a mapping");
     NUDGE_TRY(
@@ -122,18 +122,19 @@ Status ApplyDelivery(const core::YamlDoc& doc, const YAML::Node& node, Config& c
     if (initial) d.retry_initial = *initial;
     NUDGE_ASSIGN_OR_RETURN(auto max, core::YamlDuration(doc, r, "max"));
     if (max) d.retry_max = *max;
+    if (d.retry_max < d.retry_initial)
+      return doc.ErrorAt(max ? r["max"] : r["initial"],
+                         max ? "delivery.retry.max" : "delivery.retry.initial",
+                         "the longest pause (max) is shorter than the first (initial)");
     NUDGE_ASSIGN_OR_RETURN(auto mult, core::YamlNumber(doc, r, "multiplier"));
     if (mult) {
       if (*mult < 1 || *mult > 10)
         return doc.ErrorAt(r["multiplier"], "delivery.retry.multiplier", "expected 1 to 10");
       d.retry_multiplier = *mult;
     }
-    NUDGE_ASSIGN_OR_RETURN(auto attempts, core::YamlNumber(doc, r, "attempts"));
-    if (attempts) {
-      if (*attempts < 1 || *attempts > 100)
-        return doc.ErrorAt(r["attempts"], "delivery.retry.attempts", "expected 1 to 100");
-      d.max_attempts = static_cast<int>(*attempts);
-    }
+    NUDGE_ASSIGN_OR_RETURN(auto attempts,
+                           core::YamlInt(doc, r, "attempts", "delivery.retry", 1, 100));
+    if (attempts) d.max_attempts = *attempts;
     NUDGE_ASSIGN_OR_RETURN(auto give_up, core::YamlDuration(doc, r, "give_up_after"));
     if (give_up) d.give_up_after = *give_up;
   }
@@ -150,7 +151,14 @@ Status ApplyFeedback(const core::YamlDoc& doc, const YAML::Node& node, Config& c
     c.feedback_listen = *listen;
   }
   NUDGE_ASSIGN_OR_RETURN(auto maildir, core::YamlString(doc, node, "maildir"));
-  if (maildir) c.feedback_maildir = *maildir;
+  if (maildir) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(*maildir, ec))
+      return doc.ErrorAt(
+          node["maildir"], "feedback.maildir",
+          "no such directory: '" + *maildir + "' (bounces delivered there would never be read)");
+    c.feedback_maildir = *maildir;
+  }
   NUDGE_ASSIGN_OR_RETURN(auto poll, core::YamlDuration(doc, node, "poll"));
   if (poll) c.feedback_poll = std::max<core::Millis>(100, *poll);
   return Status::Ok();
@@ -201,10 +209,10 @@ Status ApplyFile(const std::string& path, Config& c) {
       } else if (key == "log_level") {
         NUDGE_ASSIGN_OR_RETURN(c.log_level, scalar());
         NUDGE_TRY(CheckLogLevel(c.log_level, where));
-      } else if (key == "write_key") {
-        NUDGE_ASSIGN_OR_RETURN(c.write_key, scalar());
-      } else if (key == "admin_key") {
-        NUDGE_ASSIGN_OR_RETURN(c.admin_key, scalar());
+      } else if (key == "write_key" || key == "admin_key") {
+        NUDGE_ASSIGN_OR_RETURN(auto k, scalar());
+        if (k.empty()) return Status::Invalid("a key may not be empty", where);
+        (key == "write_key" ? c.write_key : c.admin_key) = std::move(k);
       } else if (key == "limits") {
         if (!v.IsMap()) return Status::Invalid("expected a mapping", where);
         for (const auto& lim : v) {
@@ -223,6 +231,12 @@ Status ApplyFile(const std::string& path, Config& c) {
                                  ParseInt(lim.second.as<std::string>(), lwhere, 1024, 64 << 20));
           *target = static_cast<size_t>(n);
         }
+        if (c.max_message_bytes > c.max_batch_bytes)
+          return Status::Invalid("max_message_bytes (" + std::to_string(c.max_message_bytes) +
+                                     ") is more than max_batch_bytes (" +
+                                     std::to_string(c.max_batch_bytes) +
+                                     "): a batch holds at least one message",
+                                 where);
       } else {
         return Status::Invalid(
             "unknown setting (known: listen, data, http_threads, default_region, log_level, "

@@ -109,5 +109,47 @@ TEST(Config, FileAndEnvironmentAreCheckedAlike) {
   EXPECT_TRUE(c->delivery_hold);
 }
 
+// Values that would start a server that misbehaves later are refused at start, at their
+// position and with their full name.
+TEST(Config, ValuesThatCouldOnlyFailLaterAreRefused) {
+  setenv("NUDGE_TEST_SMS_TOKEN", "t", 1);
+  const std::string sms =
+      "channels:\n  sms:\n    gateway: { url: \"http://127.0.0.1:9/\", account: a, "
+      "token_env: NUDGE_TEST_SMS_TOKEN, from: \"+15550001111\" }\n";
+  struct Case {
+    std::string yaml, where, message;
+  };
+  const std::vector<Case> cases = {
+      {sms + "    threads: 0\n", ":4:14",
+       "channels.sms.threads: expected a whole number from 1 to 64"},
+      {"channels:\n  webhook:\n    threads: 65\n", ":3:14", "channels.webhook.threads"},
+      {"delivery:\n  retry:\n    attempts: 2.5\n", ":3:15", "got '2.5'"},
+      {"delivery:\n  workers: many\n", ":2:12", "delivery.workers: expected a whole number"},
+      {"delivery:\n  retry:\n    initial: 10m\n    max: 1m\n", ":4:10", "shorter"},
+      {"delivery:\n  unsubscribe_mailbox: not an address\n", ":2:24", "email address"},
+      {"feedback:\n  maildir: /nonexistent/maildir\n", ":2:12", "no such directory"},
+      {"write_key: \"\"\n", ":1:1 write_key", "may not be empty"},
+      {"limits:\n  max_message_bytes: 600000\n  max_batch_bytes: 2000\n", ":1:1 limits",
+       "a batch holds at least one message"},
+      {"channels:\n  sms:\n    gateway: { url: \"http://127.0.0.1:9/\", account: a, "
+       "token_env: NUDGE_TEST_SMS_TOKEN, from: \"not a number\" }\n",
+       ":3:", "E.164"},
+  };
+  for (const auto& k : cases) {
+    auto c = LoadConfig({WriteFile(k.yaml), {}, {}}, {});
+    ASSERT_FALSE(c) << k.yaml;
+    EXPECT_NE(c.error().where().find(k.where), std::string::npos) << c.error().ToString();
+    EXPECT_NE(c.error().message().find(k.message), std::string::npos) << c.error().ToString();
+  }
+  auto c = LoadConfig({WriteFile(sms + "    threads: 8\n"), {}, {}}, {});
+  ASSERT_TRUE(c) << c.error().ToString();
+  c = LoadConfig({WriteFile("channels:\n  sms:\n    gateway: { url: \"http://127.0.0.1:9/\", "
+                            "account: a, token_env: NUDGE_TEST_SMS_TOKEN, from: Acme }\n"),
+                  {},
+                  {}},
+                 {});
+  ASSERT_TRUE(c) << c.error().ToString();
+}
+
 }  // namespace
 }  // namespace nudge::app

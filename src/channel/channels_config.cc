@@ -1,5 +1,7 @@
 #include "channel/channels_config.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 
 #include "core/yaml.h"
@@ -58,6 +60,18 @@ Result<ChannelsConfig> ParseChannelsConfig(const core::YamlDoc& doc, const YAML:
       return Err(doc.ErrorAt(g["url"], "channels.sms.gateway.url", "expected an http(s) URL"));
     NUDGE_TRY(required("account", sc.account));
     NUDGE_TRY(required("from", sc.from));
+    // A number in E.164, or an alphanumeric sender id (up to 11 letters and digits).
+    const bool e164 = sc.from.size() >= 8 && sc.from.size() <= 16 && sc.from[0] == '+' &&
+                      sc.from.find_first_not_of("0123456789", 1) == std::string::npos;
+    const bool sender_id =
+        sc.from.size() <= 11 && std::all_of(sc.from.begin(), sc.from.end(), [](char ch) {
+          return std::isalnum(static_cast<unsigned char>(ch));
+        });
+    if (!e164 && !sender_id)
+      return Err(doc.ErrorAt(g["from"], "channels.sms.gateway.from",
+                             "expected a number in E.164 (+14155550100) or a sender id of up to "
+                             "11 letters and digits, got '" +
+                                 sc.from + "'"));
     std::string token_env;
     NUDGE_TRY(required("token_env", token_env));
     auto token = getenv(token_env);
@@ -67,8 +81,8 @@ Result<ChannelsConfig> ParseChannelsConfig(const core::YamlDoc& doc, const YAML:
     sc.token = *token;
     NUDGE_ASSIGN_OR_RETURN(auto timeout, core::YamlDuration(doc, g, "timeout"));
     if (timeout) sc.timeout = *timeout;
-    NUDGE_ASSIGN_OR_RETURN(auto threads, core::YamlNumber(doc, sms, "threads"));
-    if (threads) sc.threads = std::max(1, std::min(64, static_cast<int>(*threads)));
+    NUDGE_ASSIGN_OR_RETURN(auto threads, core::YamlInt(doc, sms, "threads", "channels.sms", 1, 64));
+    if (threads) sc.threads = *threads;
     c.sms = std::move(sc);
   }
   if (const YAML::Node w = channels["webhook"]; w.IsDefined() && !w.IsNull()) {
@@ -85,8 +99,9 @@ Result<ChannelsConfig> ParseChannelsConfig(const core::YamlDoc& doc, const YAML:
     }
     NUDGE_ASSIGN_OR_RETURN(auto timeout, core::YamlDuration(doc, w, "timeout"));
     if (timeout) c.webhook.timeout = *timeout;
-    NUDGE_ASSIGN_OR_RETURN(auto threads, core::YamlNumber(doc, w, "threads"));
-    if (threads) c.webhook.threads = std::max(1, std::min(64, static_cast<int>(*threads)));
+    NUDGE_ASSIGN_OR_RETURN(auto threads,
+                           core::YamlInt(doc, w, "threads", "channels.webhook", 1, 64));
+    if (threads) c.webhook.threads = *threads;
   }
   return c;
 }

@@ -111,6 +111,22 @@ Result<std::optional<double>> YamlNumber(const YamlDoc& doc, const YAML::Node& m
   return std::optional<double>(v);
 }
 
+Result<std::optional<int>> YamlInt(const YamlDoc& doc, const YAML::Node& map, const char* key,
+                                   std::string_view path, int min, int max) {
+  const YAML::Node n = map[key];
+  if (!n.IsDefined() || n.IsNull()) return std::optional<int>();
+  const std::string field = path.empty() ? std::string(key) : std::string(path) + "." + key;
+  const std::string expected =
+      "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+  if (!n.IsScalar()) return Err(doc.ErrorAt(n, field, expected));
+  const std::string& s = n.Scalar();
+  int v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || v < min || v > max)
+    return Err(doc.ErrorAt(n, field, expected + ", got '" + s + "'"));
+  return std::optional<int>(v);
+}
+
 Result<std::optional<bool>> YamlBool(const YamlDoc& doc, const YAML::Node& map, const char* key) {
   const YAML::Node n = map[key];
   if (!n.IsDefined() || n.IsNull()) return std::optional<bool>();

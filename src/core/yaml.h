@@ -38,6 +38,9 @@ Result<std::optional<std::string>> YamlString(const YamlDoc& doc, const YAML::No
                                               const char* key);
 Result<std::optional<double>> YamlNumber(const YamlDoc& doc, const YAML::Node& map,
                                          const char* key);
+// A whole number from min to max; errors name the field as `path.key` ("delivery.workers").
+Result<std::optional<int>> YamlInt(const YamlDoc& doc, const YAML::Node& map, const char* key,
+                                   std::string_view path, int min, int max);
 Result<std::optional<bool>> YamlBool(const YamlDoc& doc, const YAML::Node& map, const char* key);
 // A duration written as the condition language does ("7d", "30s").
 Result<std::optional<Millis>> YamlDuration(const YamlDoc& doc, const YAML::Node& map,

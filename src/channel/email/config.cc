@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "channel/email/dkim.h"
 #include "core/yaml.h"
 
 namespace nudge::channel {
@@ -19,17 +20,6 @@ template <typename T>
 Result<T> Prefixed(Result<T> r, const std::string& path) {
   if (!r) return Err(Named(r.error(), path));
   return r;
-}
-
-Result<std::optional<int>> YamlInt(const core::YamlDoc& doc, const YAML::Node& map, const char* key,
-                                   const std::string& path, int min, int max) {
-  NUDGE_ASSIGN_OR_RETURN(std::optional<double> v, Prefixed(core::YamlNumber(doc, map, key), path));
-  if (!v) return std::optional<int>();
-  if (std::floor(*v) != *v || *v < min || *v > max)
-    return Err(doc.ErrorAt(
-        map[key], path + "." + key,
-        "expected a whole number from " + std::to_string(min) + " to " + std::to_string(max)));
-  return std::optional<int>(static_cast<int>(*v));
 }
 
 Result<std::string> Required(const core::YamlDoc& doc, const YAML::Node& map, const char* key,
@@ -73,9 +63,9 @@ Result<RelayConfig> ParseRelay(const core::YamlDoc& doc, const YAML::Node& node,
     return Err(doc.ErrorAt(node["tls"], path + ".tls",
                            "expected none, starttls or implicit; got '" + *tls + "'"));
   }
-  NUDGE_ASSIGN_OR_RETURN(std::optional<int> port, YamlInt(doc, node, "port", path, 1, 65535));
+  NUDGE_ASSIGN_OR_RETURN(std::optional<int> port, core::YamlInt(doc, node, "port", path, 1, 65535));
   if (port) r.port = *port;
-  NUDGE_ASSIGN_OR_RETURN(std::optional<int> pool, YamlInt(doc, node, "pool", path, 1, 64));
+  NUDGE_ASSIGN_OR_RETURN(std::optional<int> pool, core::YamlInt(doc, node, "pool", path, 1, 64));
   if (pool) r.pool = *pool;
   NUDGE_ASSIGN_OR_RETURN(std::optional<double> rate,
                          Prefixed(core::YamlNumber(doc, node, "rate"), path));
@@ -84,7 +74,7 @@ Result<RelayConfig> ParseRelay(const core::YamlDoc& doc, const YAML::Node& node,
         doc.ErrorAt(node["rate"], path + ".rate", "expected messages per second, 0 for no limit"));
   if (rate) r.rate = *rate;
   NUDGE_ASSIGN_OR_RETURN(std::optional<int> reserved,
-                         YamlInt(doc, node, "transactional_reserved", path, 0, 63));
+                         core::YamlInt(doc, node, "transactional_reserved", path, 0, 63));
   if (reserved) {
     if (*reserved >= r.pool)
       return Err(doc.ErrorAt(node["transactional_reserved"], path + ".transactional_reserved",
@@ -187,10 +177,14 @@ Result<EmailConfig> ParseEmailConfig(const core::YamlDoc& doc, const YAML::Node&
     NUDGE_ASSIGN_OR_RETURN(d.selector, Required(doc, dkim, "selector", dkim_path));
     NUDGE_ASSIGN_OR_RETURN(std::string key_file, Required(doc, dkim, "key_file", dkim_path));
     d.key_file = Resolve(context.base_dir, key_file);
+    // Read and checked now, so that a missing or malformed key stops the server at its
+    // position rather than once the store is open.
+    if (auto signer = DkimSigner::FromConfig(d); !signer)
+      return Err(doc.ErrorAt(dkim["key_file"], dkim_path + ".key_file", signer.error().message()));
     c.dkim = std::move(d);
   }
   NUDGE_ASSIGN_OR_RETURN(std::optional<int> concurrency,
-                         YamlInt(doc, email, "domain_concurrency", path, 0, 10000));
+                         core::YamlInt(doc, email, "domain_concurrency", path, 0, 10000));
   if (concurrency) c.domain_concurrency = *concurrency;
   NUDGE_ASSIGN_OR_RETURN(std::optional<std::string> helo,
                          Prefixed(core::YamlString(doc, email, "helo_name"), path));

@@ -1,6 +1,12 @@
 #include "channel/email/config.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "core/yaml.h"
 
@@ -19,9 +25,27 @@ Result<EmailConfig> Parse(const std::string& text, EmailConfigContext ctx = {}) 
   return ParseEmailConfig(*doc, doc->root["channels"]["email"], ctx);
 }
 
+// A DKIM key in a directory of its own, as a configuration names it.
+std::string KeyDir() {
+  static const std::string dir = [] {
+    const std::string d = ::testing::TempDir() + "/nudge_email_config_" + std::to_string(getpid());
+    std::filesystem::create_directories(d);
+    EVP_PKEY* key = EVP_RSA_gen(2048);
+    BIO* bio = BIO_new(BIO_s_mem());
+    PEM_write_bio_PrivateKey(bio, key, nullptr, nullptr, 0, nullptr, nullptr);
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(bio, &data);
+    std::ofstream(d + "/dkim.pem") << std::string(data, static_cast<size_t>(n));
+    BIO_free(bio);
+    EVP_PKEY_free(key);
+    return d;
+  }();
+  return dir;
+}
+
 TEST(EmailConfig, ReadsTheDocumentedExample) {
   EmailConfigContext context;
-  context.base_dir = "/etc/nudge";
+  context.base_dir = KeyDir();
   auto c = Parse(R"(
 public_url: http://127.0.0.1:8080
 channels:
@@ -45,9 +69,31 @@ channels:
   EXPECT_EQ(c->relays[0].rate, 0);
   ASSERT_TRUE(c->dkim);
   EXPECT_EQ(c->dkim->selector, "s1");
-  EXPECT_EQ(c->dkim->key_file, "/etc/nudge/dkim.pem");
+  EXPECT_EQ(c->dkim->key_file, KeyDir() + "/dkim.pem");
   SenderOptions o = c->ToSenderOptions();
   EXPECT_EQ(o.relays.size(), 1u);
+}
+
+// A key that cannot be read or is no key stops the configuration at key_file's position.
+TEST(EmailConfig, AMissingOrMalformedDkimKeyIsRefusedWhereItIsNamed) {
+  EmailConfigContext context;
+  context.base_dir = KeyDir();
+  std::ofstream(KeyDir() + "/junk.pem") << "not a key";
+  for (const char* file : {"missing.pem", "junk.pem"}) {
+    auto c = Parse(std::string(R"(
+channels:
+  email:
+    from: hello@acme.test
+    postal_address: x
+    relays: [{ name: r, host: 127.0.0.1 }]
+    dkim: { domain: acme.test, selector: s1, key_file: )") +
+                       file + " }\n",
+                   context);
+    ASSERT_FALSE(c) << file;
+    EXPECT_NE(c.error().where().find("nudge.yaml:7:"), std::string::npos) << c.error().ToString();
+    EXPECT_NE(c.error().message().find("channels.email.dkim.key_file"), std::string::npos)
+        << c.error().ToString();
+  }
 }
 
 TEST(EmailConfig, FailoverRelaysAuthAndDefaults) {
