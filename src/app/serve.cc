@@ -125,21 +125,25 @@ int RunServe(const Flags& flags) {
   metrics.AddGauge("nudge_anon_huge_page_bytes",
                    "Memory the kernel backs with transparent huge pages now.", "",
                    [] { return static_cast<double>(core::AnonHugePageBytes()); });
-  // Journeys run downstream of segments: they see segment and stage changes as events.
-  journey::Engine journeys(**store, engine, cache, clock, &metrics);
-  engine.SetDownstream(&journeys);
-  if (Status s = journeys.Load(); !s.ok()) {
-    spdlog::error("cannot load journeys: {}", s.ToString());
+  // Message templates (journeys ask which are transactional), the channels and the delivery
+  // pipeline that sends what journeys queue.
+  content::TemplateLibrary templates(**store, clock);
+  if (Status s = templates.Load(); !s.ok()) {
+    spdlog::error("cannot load templates: {}", s.ToString());
     engine.Stop();
     (*store)->Close();
     return 1;
   }
-
-  // Message templates, the channels and the delivery pipeline that sends what journeys queue.
-  content::TemplateLibrary templates(**store, clock);
-  if (Status s = templates.Load(); !s.ok()) {
-    spdlog::error("cannot load templates: {}", s.ToString());
-    journeys.Stop();
+  // Journeys run downstream of segments: they see segment and stage changes as events.
+  journey::EngineOptions journey_options;
+  journey_options.transactional = [&templates](store::WorkspaceId ws, const std::string& id) {
+    auto info = templates.Get(ws, id);
+    return info && info->tmpl->transactional;
+  };
+  journey::Engine journeys(**store, engine, cache, clock, &metrics, journey_options);
+  engine.SetDownstream(&journeys);
+  if (Status s = journeys.Load(); !s.ok()) {
+    spdlog::error("cannot load journeys: {}", s.ToString());
     engine.Stop();
     (*store)->Close();
     return 1;

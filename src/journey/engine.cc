@@ -453,6 +453,9 @@ struct Engine::Impl {
           m.created_at = m.send_at = m.updated_at = now;
           m.payload = json{{"trigger_event_id", data.fields.value("trigger_event_id", 0)}}.dump();
           const Policies& pol = PoliciesOf(inst.workspace);
+          // Quiet hours and caps hold back marketing, not the receipt a contact is waiting for.
+          const bool transactional =
+              options.transactional && options.transactional(inst.workspace, step.template_id);
           if (data.fields.contains("deferred")) {
             // Quiet hours are over: the deferred message goes out now.
             // Unless delivery already took it when its send_at came.
@@ -469,7 +472,7 @@ struct Engine::Impl {
             NUDGE_TRY(txn.InsertMessage(m));
             NUDGE_TRY(txn.LogStep(inst, step.id, "skipped", now));
           } else if (auto q = pol.quiet_hours.find(step.channel);
-                     q != pol.quiet_hours.end() &&
+                     !transactional && q != pol.quiet_hours.end() &&
                      QuietUntil(now, TimeZoneOf(inst.workspace, inst.contact), q->second)) {
             const Millis until =
                 *QuietUntil(now, TimeZoneOf(inst.workspace, inst.contact), q->second);
@@ -487,7 +490,7 @@ struct Engine::Impl {
             return Save(txn, inst, data);
           } else {
             bool capped = false;
-            if (auto c = pol.caps.find(step.channel); c != pol.caps.end()) {
+            if (auto c = pol.caps.find(step.channel); !transactional && c != pol.caps.end()) {
               NUDGE_ASSIGN_OR_RETURN(
                   int64_t recent,
                   txn.CountRecentMessages(inst.contact, step.channel, now - c->second.per));

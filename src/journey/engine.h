@@ -13,6 +13,7 @@
 // called from any thread.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -52,6 +53,10 @@ struct JourneyInfo {
 
 struct EngineOptions {
   bool background_threads = true;
+  // Whether a template is transactional (a receipt, a password reset): its sends skip quiet
+  // hours and frequency caps, as delivery's checks do. Called holding the engine's lock; may
+  // be empty (no template is).
+  std::function<bool(store::WorkspaceId, const std::string& template_id)> transactional;
   // The lateness past which a send is skipped when no journey says otherwise.
   Millis default_max_lateness = 24LL * 3600 * 1000;
 };

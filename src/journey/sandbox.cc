@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/files.h"
+#include "core/yaml.h"
 #include "segment/definitions.h"
 
 namespace nudge::journey {
@@ -54,8 +55,13 @@ Result<std::unique_ptr<Sandbox>> Sandbox::Create(Millis start, const std::string
   s->segments_ =
       std::make_unique<segment::Engine>(*s->store_, *s->cache_, s->clock_, nullptr,
                                         segment::EngineOptions{.background_threads = false});
-  s->journeys_ = std::make_unique<Engine>(*s->store_, *s->segments_, *s->cache_, s->clock_, nullptr,
-                                          EngineOptions{.background_threads = false});
+  Sandbox* raw = s.get();
+  s->journeys_ = std::make_unique<Engine>(
+      *s->store_, *s->segments_, *s->cache_, s->clock_, nullptr,
+      EngineOptions{.background_threads = false,
+                    .transactional = [raw](store::WorkspaceId, const std::string& id) {
+                      return raw->transactional_.count(id) > 0;
+                    }});
   s->segments_->SetDownstream(s->journeys_.get());
   NUDGE_TRY(s->segments_->Load());
   NUDGE_TRY(s->journeys_->Load());
@@ -139,6 +145,16 @@ Status Sandbox::ApplyDirectory(const std::string& dir_text) {
       NUDGE_ASSIGN_OR_RETURN(std::string text, ReadFile(f));
       NUDGE_TRY((this->*put)(text, f.filename().string()));
     }
+  }
+  // Which templates are transactional (their sends skip quiet hours and caps); the rest of a
+  // template is delivery's, which a rehearsal does not run.
+  for (const auto& f : YamlFiles(dir / "templates")) {
+    NUDGE_ASSIGN_OR_RETURN(std::string text, ReadFile(f));
+    auto doc = core::LoadYaml(text, "templates/" + f.filename().string());
+    if (!doc) continue;  // validate reports it
+    auto id = core::YamlString(*doc, doc->root, "id");
+    auto tx = core::YamlBool(*doc, doc->root, "transactional");
+    if (tx && *tx && **tx) transactional_.insert(id && *id ? **id : f.stem().string());
   }
   for (const auto& f : YamlFiles(dir / "journeys")) {
     NUDGE_ASSIGN_OR_RETURN(std::string text, ReadFile(f));

@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -76,6 +77,7 @@ class Sandbox {
   std::unique_ptr<segment::Engine> segments_;
   std::unique_ptr<Engine> journeys_;
   std::unique_ptr<profile::Applier> applier_;
+  std::set<std::string> transactional_;  // ids of DIR/templates/ marked transactional
   store::WorkspaceId ws_ = 0;
   uint64_t sent_ = 0;
 };
