@@ -81,6 +81,16 @@ Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_objec
   return body;
 }
 
+Status KnownFields(const nlohmann::json& body, std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : body.items()) {
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    std::string list;
+    for (std::string_view k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+    return Status::Invalid("unknown field (known: " + list + ")", key);
+  }
+  return Status::Ok();
+}
+
 std::optional<WorkspaceId> AdminWorkspace(const store::WorkspaceRegistry& workspaces,
                                           const Request& req, Reply& reply) {
   const std::string token = BearerToken(req);

@@ -74,6 +74,9 @@ Result<int64_t> IdCursor(const Request& req);
 // The request's body as a JSON object (`{}` for an empty body when empty_is_object): a 400
 // saying where malformed JSON breaks ("request body:1:18") or what the body is instead.
 Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_object = false);
+// A 400 naming the first field of `body` not in `known` (a misspelled "reasn" would otherwise
+// be ignored and its default used), with the known ones.
+Status KnownFields(const nlohmann::json& body, std::initializer_list<std::string_view> known);
 
 // An optional field of a JSON object body: `fallback` when it is absent or null, a 400 naming
 // it (`where` + `key`) when it has another type. T: std::string, bool, int64_t or size_t.

@@ -267,6 +267,10 @@ class DeliveryApi {
     auto parsed = JsonObjectBody(req.body);
     if (!parsed) return reply(ErrorResponse(parsed.error()));
     json& body = *parsed;
+    if (Status k = KnownFields(
+            body, {"channel", "topic", "status", "source", "ip", "detail", "confirmed"});
+        !k.ok())
+      return reply(ErrorResponse(k));
     auto str = [&](const char* k) -> std::string {
       return body.contains(k) && body[k].is_string() ? body[k].get<std::string>() : "";
     };
@@ -309,6 +313,23 @@ class DeliveryApi {
     if (!topic.empty()) props["topic"] = topic;
     Status s = ctx_.engine->ApplyConsent(r, event, props.dump());
     if (!s.ok()) return reply(ErrorResponse(s));
+    if (status == "unsubscribed" && topic.empty()) {
+      // As the unsubscribe link does: the address goes on the suppression list (reason
+      // unsubscribed; a stronger reason already there stays).
+      const std::string address =
+          channel == "email" ? c->email.value_or("") : c->phone.value_or("");
+      if (!address.empty() && channel != "push") {
+        store::Suppression sup;
+        sup.workspace = ws;
+        sup.channel = channel;
+        sup.address = address;
+        sup.reason = "unsubscribed";
+        sup.detail = r.source;
+        sup.created_at = ctx_.clock.NowMillis();
+        s = ctx_.store.WriteSync([&](store::WriteTxn& txn) { return txn.AddSuppression(sup); });
+        if (!s.ok()) return reply(ErrorResponse(s));
+      }
+    }
     if (status == "subscribed" && topic.empty()) {
       // Subscribing again lifts a suppression that only recorded the earlier unsubscribe.
       const std::string address =
@@ -389,13 +410,17 @@ class DeliveryApi {
     auto parsed = JsonObjectBody(req.body);
     if (!parsed) return reply(ErrorResponse(parsed.error()));
     json& body = *parsed;
+    if (Status k = KnownFields(body, {"channel", "address", "reason", "detail"}); !k.ok())
+      return reply(ErrorResponse(k));
     auto channel = OptionalField<std::string>(body, "channel", "email");
     auto reason = OptionalField<std::string>(body, "reason", "manual");
     auto detail = OptionalField<std::string>(body, "detail", "");
     for (const auto* field : {&channel, &reason, &detail})
       if (!*field) return reply(ErrorResponse(field->error()));
-    if (!body.contains("address") || !body["address"].is_string())
+    if (!body.contains("address") || body["address"].is_null())
       return reply(ErrorResponse(Status::Invalid("is required", "address")));
+    if (!body["address"].is_string())
+      return reply(ErrorResponse(Status::Invalid("must be a string", "address")));
     if (*reason != "manual" && *reason != "unsubscribed" && *reason != "hard_bounce" &&
         *reason != "complaint")
       return reply(ErrorResponse(
@@ -410,9 +435,17 @@ class DeliveryApi {
     sup.reason = *reason;
     sup.detail = *detail;
     sup.created_at = ctx_.clock.NowMillis();
-    Status s = ctx_.store.WriteSync([&](store::WriteTxn& txn) { return txn.AddSuppression(sup); });
+    // The entry as stored: an address already on the list keeps a stronger reason (a bounce
+    // is not turned into an unsubscribe), and the answer says so (200, not 201).
+    std::optional<store::Suppression> before, stored;
+    Status s = ctx_.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+      NUDGE_ASSIGN_OR_RETURN(before, txn.FindSuppression(ws, sup.channel, sup.address));
+      NUDGE_TRY(txn.AddSuppression(sup));
+      NUDGE_ASSIGN_OR_RETURN(stored, txn.FindSuppression(ws, sup.channel, sup.address));
+      return Status::Ok();
+    });
     if (!s.ok()) return reply(ErrorResponse(s));
-    reply(JsonResponse(SuppressionJson(sup), 201));
+    reply(JsonResponse(SuppressionJson(stored ? *stored : sup), before ? 200 : 201));
   }
 
   void RemoveSuppression(WorkspaceId ws, Request& req, Reply reply) {

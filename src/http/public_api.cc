@@ -315,27 +315,32 @@ class PublicApi {
     bool all_off = checked("unsubscribe_all");
     for (const auto& [k, v] : form) all_off = all_off || (k == "all" && v == "off");
     const auto m = MessageOf(*c);
-    for (const auto& item : Items(*c)) {
+    auto save = [&](const track::PreferenceItem& item) -> Status {
       const bool want = !all_off && checked(item.key);
-      if (want == item.subscribed) continue;
+      if (want == item.subscribed) return Status::Ok();
       const size_t slash = item.key.find('/');
       const std::string channel = item.key.substr(0, slash);
       const std::string topic = slash == std::string::npos ? "" : item.key.substr(slash + 1);
-      Status s;
-      if (!want) {
-        s = Unsubscribe(*c, channel, topic, "preference_page", req.remote_ip, m);
-      } else {
-        store::ConsentRecord r;
-        r.subscription = {c->workspace, c->contact,   channel,
-                          topic,        "subscribed", ctx_.clock.NowMillis()};
-        r.source = "preference_page";
-        r.ip = req.remote_ip;
-        json props{{"channel", channel}, {"source", "preference_page"}};
-        if (!topic.empty()) props["topic"] = topic;
-        s = ctx_.engine->ApplyConsent(r, "Subscribed", props.dump());
-        if (s.ok() && topic.empty()) s = LiftUnsubscribeSuppression(*c, channel);
+      if (!want) return Unsubscribe(*c, channel, topic, "preference_page", req.remote_ip, m);
+      store::ConsentRecord r;
+      r.subscription = {c->workspace, c->contact,   channel,
+                        topic,        "subscribed", ctx_.clock.NowMillis()};
+      r.source = "preference_page";
+      r.ip = req.remote_ip;
+      json props{{"channel", channel}, {"source", "preference_page"}};
+      if (!topic.empty()) props["topic"] = topic;
+      Status s = ctx_.engine->ApplyConsent(r, "Subscribed", props.dump());
+      if (s.ok() && topic.empty()) s = LiftUnsubscribeSuppression(*c, channel);
+      return s;
+    };
+    // Channels first; then the topics, compared with what they show after that. A topic shows
+    // unticked while its channel is off: left unticked when the channel is ticked again, it
+    // must be recorded as unsubscribed, or it would come back with the channel.
+    for (bool topics : {false, true}) {
+      for (const auto& item : Items(*c)) {
+        if ((item.key.find('/') != std::string::npos) != topics) continue;
+        if (Status s = save(item); !s.ok()) return reply(HtmlError(s));
       }
-      if (!s.ok()) return reply(HtmlError(s));
     }
     reply(Html(track::PreferencesPage(Items(*c), Self(req), "Your preferences are saved.")));
   }

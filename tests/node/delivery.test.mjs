@@ -351,6 +351,18 @@ steps:
     });
     assert.equal(flo.status, 'sent');
 
+    // Added again as an unsubscribe: the manual entry is stronger and stays, and the answer
+    // shows what is stored (200: it was there already).
+    const again = await server.admin('POST', '/api/v1/suppressions', { body: { address: 'bob@example.com', reason: 'unsubscribed', detail: 'later' } });
+    assert.equal(again.status, 200, again.text);
+    assert.equal(again.json.reason, 'manual');
+    const typo = await server.admin('POST', '/api/v1/suppressions', { body: { address: 'x@example.com', reasn: 'complaint' } });
+    assert.equal(typo.status, 400);
+    assert.match(typo.text, /reasn/);
+    const number = await server.admin('POST', '/api/v1/suppressions', { body: { address: 123 } });
+    assert.equal(number.status, 400);
+    assert.match(number.text, /must be a string/);
+
     const rm = await server.cli(['suppress', 'remove', 'bob@example.com', '--server', server.url, '--key', server.adminKey]);
     assert.equal(rm.code, 0, rm.stderr);
     await hello('bob');
@@ -570,5 +582,30 @@ html: '<p>Click to confirm: <a href="{{ message.confirm_url }}">confirm</a></p>'
     assert.match(history, /203\.0\.113\.9/);
     await hello('fay');
     await waitFor('the welcome email after confirming', () => mailTo('fay@example.com').some((m) => /Hello Fay/.test(m.parsed.subject)));
+  });
+
+  // After the double opt-in test: the workspace has the topic "news".
+  test('the preference page: a topic left unticked stays off when its channel is ticked again', async () => {
+    const mail = mailTo('fay@example.com').find((m) => /Hello Fay/.test(m.parsed.subject));
+    const url = /(http:\/\/127\.0\.0\.1:\d+\/t\/p\/\S+)/.exec(mail.parsed.text)[1];
+    const form = { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' } };
+    const boxes = async (r) => [...(await r.text()).matchAll(/name="on" value="([^"]+)"( checked)?/g)].map((m) => [m[1], !!m[2]]);
+    assert.deepEqual(await boxes(await fetch(url)), [['email', true], ['email/news', true]]);
+    // Unsubscribed from all email (as the one-click link of a message without a topic does):
+    // both boxes show unticked.
+    const off = await server.admin('PUT', '/api/v1/contacts/fay/subscriptions', { body: { channel: 'email', status: 'unsubscribed', source: 'crm' } });
+    assert.equal(off.status, 200, off.text);
+    const listed = await server.get('/api/v1/suppressions?channel=email');
+    const entry = listed.suppressions.find((x) => x.address === 'fay@example.com');
+    assert.equal(entry?.reason, 'unsubscribed', 'an unsubscribe through the API suppresses as the link does');
+    assert.deepEqual(await boxes(await fetch(url)), [['email', false], ['email/news', false]]);
+    // Email ticked again, News left unticked: News stays off.
+    const saved = await boxes(await fetch(url, { ...form, body: 'on=email' }));
+    assert.deepEqual(saved, [['email', true], ['email/news', false]]);
+    const consent = await server.get('/api/v1/contacts/fay/consent');
+    assert.equal(consent.effective.email.subscribed, true, JSON.stringify(consent));
+    const lifted = await server.get('/api/v1/suppressions?channel=email');
+    assert.equal(lifted.suppressions.find((x) => x.address === 'fay@example.com'), undefined, 'subscribing again lifts it');
+    assert.equal(consent.effective.email.topics.news, false, JSON.stringify(consent));
   });
 });
