@@ -1,11 +1,14 @@
 #include "journey/definition.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "content/liquid.h"
+#include "content/template.h"
 #include "core/yaml.h"
 #include "rules/condition_yaml.h"
 
@@ -415,9 +418,37 @@ Result<Step> ParseStep(const YamlDoc& doc, const YAML::Node& n) {
       if (Defined(body["headers"])) {
         if (!body["headers"].IsMap())
           return Err(doc.ErrorAt(body["headers"], "headers", "expected a mapping"));
-        for (const auto& kv : body["headers"])
+        for (const auto& kv : body["headers"]) {
+          // nudge sets these itself: the request's framing, its id and its signature.
+          std::string lower = kv.first.Scalar();
+          for (char& ch : lower)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          if (lower == "host" || lower == "content-length" || lower == "transfer-encoding" ||
+              lower == "connection" || lower.rfind("x-nudge-", 0) == 0)
+            return Err(doc.ErrorAt(kv.first, "headers",
+                                   "'" + kv.first.Scalar() +
+                                       "' is set by nudge (Host, Content-Length, "
+                                       "Transfer-Encoding, Connection and X-Nudge-* are)"));
           s.headers.emplace_back(kv.first.Scalar(), kv.second.Scalar());
+        }
       }
+      // The Liquid of url, body and header values is compiled now, as a template's is when it
+      // is saved, so that a syntax error is refused here and not at every delivery.
+      content::CompileOptions co;
+      co.filters = content::NudgeFilters();
+      auto check = [&](const YAML::Node& node, const std::string& text,
+                       const char* field) -> Status {
+        auto t = content::Template::Compile(text, co);
+        if (t) return Status::Ok();
+        return Status::Invalid(
+            std::string(field) + ": " + t.error().message(),
+            node.IsScalar() ? doc.WhereInside(node, t.error().where()) : doc.Where(node));
+      };
+      NUDGE_TRY(check(body["url"], s.url, "url"));
+      if (Defined(body["body"])) NUDGE_TRY(check(body["body"], s.body, "body"));
+      if (Defined(body["headers"]))
+        for (const auto& kv : body["headers"])
+          NUDGE_TRY(check(kv.second, kv.second.Scalar(), "headers"));
       break;
     }
     case StepKind::kExit:

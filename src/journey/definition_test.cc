@@ -88,6 +88,55 @@ TEST(JourneyDefinition, ParsingErrorsSayWhere) {
       << j.error().ToString();
 }
 
+// A webhook's Liquid is compiled when the journey is saved, and the headers nudge sets itself
+// cannot be given: both are refused at their position instead of failing every delivery.
+TEST(JourneyDefinition, AWebhookStepIsCheckedWhenSaved) {
+  auto j = ParseJourney(R"(id: x
+trigger: { event: A }
+steps:
+  - id: hook
+    webhook:
+      url: "http://127.0.0.1:9/crm/{{ contact.user_id"
+)",
+                        "j.yaml");
+  ASSERT_FALSE(j);
+  EXPECT_EQ(j.error().where(), "j.yaml:6:36") << j.error().ToString();
+  EXPECT_NE(j.error().message().find("url: "), std::string::npos) << j.error().ToString();
+  j = ParseJourney(R"(id: x
+trigger: { event: A }
+steps:
+  - id: hook
+    webhook:
+      url: "http://127.0.0.1:9/crm"
+      body: '{"total": {{ event.properties.total | money: }}}'
+)",
+                   "j.yaml");
+  ASSERT_FALSE(j);
+  EXPECT_NE(j.error().where().find("j.yaml:7:"), std::string::npos) << j.error().ToString();
+  j = ParseJourney(R"(id: x
+trigger: { event: A }
+steps:
+  - id: hook
+    webhook:
+      url: "http://127.0.0.1:9/crm"
+      headers: { Authorization: "Bearer {{ workspace.id }}", X-Nudge-Signature: forged }
+)",
+                   "j.yaml");
+  ASSERT_FALSE(j);
+  EXPECT_EQ(j.error().where(), "j.yaml:7:62") << j.error().ToString();
+  j = ParseJourney(R"(id: x
+trigger: { event: A }
+steps:
+  - id: hook
+    webhook:
+      url: "http://127.0.0.1:9/crm/{{ contact.user_id | url_encode }}"
+      headers: { Content-Type: application/x-www-form-urlencoded }
+      body: "total={{ event.properties.total | money }}"
+)",
+                   "j.yaml");
+  ASSERT_TRUE(j) << j.error().ToString();
+}
+
 TEST(JourneyDefinition, WaitsAndDates) {
   auto j = ParseJourney(R"(id: x
 trigger: { date: 3d before traits.trial_ends_at }

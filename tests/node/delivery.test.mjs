@@ -189,7 +189,7 @@ steps:
   - id: text
     send: { channel: sms, template: hello-sms }
   - id: notify
-    webhook: { url: "http://127.0.0.1:${hook.port}/crm", body: '{"user": "{{ contact.user_id }}"}' }
+    webhook: { url: "http://127.0.0.1:${hook.port}/crm", body: '{"user": "{{ contact.user_id }}"}', headers: { X-Source: "nudge-{{ contact.user_id }}", Content-Type: application/vnd.crm+json } }
 `,
     );
   });
@@ -291,6 +291,8 @@ steps:
 
     const h = await waitFor('the webhook', () => hook.requests.find((r) => r.url === '/crm'));
     assert.deepEqual(JSON.parse(h.body), { user: 'ada' });
+    assert.equal(h.headers['x-source'], 'nudge-ada', 'header values are Liquid');
+    assert.equal(h.headers['content-type'], 'application/vnd.crm+json', "the step's Content-Type replaces the default");
     const sig = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(h.headers['x-nudge-signature']);
     assert.ok(sig, h.headers['x-nudge-signature']);
     const want = crypto.createHmac('sha256', hookSecret).update(`${sig[1]}.${h.body}`).digest('hex');

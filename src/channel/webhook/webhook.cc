@@ -1,5 +1,6 @@
 #include "channel/webhook/webhook.h"
 
+#include <cctype>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
@@ -22,19 +23,30 @@ Status WebhookChannel::Send(Outbound out, DeliveryCallback done) {
   req.method = w.value("method", "POST");
   req.body = w.value("body", "");
   req.timeout = config_.timeout;
-  const bool is_json = nlohmann::json::accept(req.body);
-  req.headers.emplace_back("Content-Type",
-                           is_json ? "application/json" : "text/plain; charset=utf-8");
+  // The step's headers, but never one nudge sets itself (journeys refuse them; a definition
+  // stored before that is filtered here). A Content-Type of the step's replaces the default.
+  bool own_type = false;
+  if (w.contains("headers") && w["headers"].is_object()) {
+    for (const auto& [k, v] : w["headers"].items()) {
+      std::string lower = k;
+      for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (!v.is_string() || lower == "host" || lower == "content-length" ||
+          lower == "transfer-encoding" || lower == "connection" || lower.rfind("x-nudge-", 0) == 0)
+        continue;
+      own_type = own_type || lower == "content-type";
+      req.headers.emplace_back(k, v.get<std::string>());
+    }
+  }
+  if (!own_type)
+    req.headers.emplace_back("Content-Type", nlohmann::json::accept(req.body)
+                                                 ? "application/json"
+                                                 : "text/plain; charset=utf-8");
   req.headers.emplace_back("X-Nudge-Message-Id", std::to_string(out.message.id));
   if (!config_.secret.empty()) {
     const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
     req.headers.emplace_back("X-Nudge-Signature", WebhookSignature(config_.secret, now, req.body));
-  }
-  if (w.contains("headers") && w["headers"].is_object()) {
-    for (const auto& [k, v] : w["headers"].items())
-      if (v.is_string()) req.headers.emplace_back(k, v.get<std::string>());
   }
   return pool_.Submit(std::move(req), [done = std::move(done)](HttpResponse resp) {
     DeliveryResult r;
