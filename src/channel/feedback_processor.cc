@@ -120,9 +120,10 @@ Result<FeedbackOutcome> FeedbackProcessor::Apply(const Feedback& f,
   } else if (f.kind == Feedback::Kind::kDelivered) {
     event = "Email Delivered";
   }
-  const std::string key =
-      "feedback:" + f.source + ":" + (message ? std::to_string(message->id) : address) + ":" +
-      std::string(FeedbackKindName(f.kind)) + ":" + f.status + ":" + f.provider_id;
+  const std::string key = "feedback:" + f.source + ":" +
+                          (message ? std::to_string(message->id) : address) + ":" +
+                          std::string(FeedbackKindName(f.kind)) + ":" + f.status + ":" +
+                          f.provider_id + ":" + f.report_id;
   for (const auto& [ws, contact_id] : targets) {
     bool suppress = hard || complaint;
     bool fresh = true;

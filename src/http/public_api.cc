@@ -269,14 +269,15 @@ class PublicApi {
   }
 
   // An unsubscribe by mail: the mailto of List-Unsubscribe has the subject "unsubscribe <token>".
-  Status MailUnsubscribe(std::string_view subject, const std::string& from) {
+  Status MailUnsubscribe(std::string_view subject, const std::string& /*from*/) {
     std::string token(subject);
     const size_t sp = token.find_last_of(" \t");
     if (sp != std::string::npos) token = token.substr(sp + 1);
     while (!token.empty() && (token.back() == '\r' || token.back() == '\n')) token.pop_back();
     NUDGE_ASSIGN_OR_RETURN(LinkClaims c, VerifyToken(token, LinkKind::kUnsubscribe));
     const auto m = MessageOf(c);
-    return Unsubscribe(c, c.channel, c.extra, "mailto", from, m);
+    // No IP address comes with a mail; the sender is not one.
+    return Unsubscribe(c, c.channel, c.extra, "mailto", "", m);
   }
 
   std::vector<track::PreferenceItem> Items(const LinkClaims& c) {

@@ -432,6 +432,8 @@ steps:
     fs.renameSync(path.join(maildir, 'tmp', '1.kim'), path.join(maildir, 'new', '1.kim'));
     const ev = await waitFor('the Unsubscribed event', async () => (await allEvents('kim')).find((e) => e.event === 'Unsubscribed'));
     assert.equal(ev.properties.source, 'mailto');
+    const consent = await server.get('/api/v1/contacts/kim/consent');
+    assert.doesNotMatch(JSON.stringify(consent), /"ip":"[^"]*@/, 'the sender is no IP address');
     await waitFor('the mail filed as read', () => fs.readdirSync(path.join(maildir, 'cur')).some((f) => f.startsWith('1.kim')));
   });
 
@@ -480,6 +482,51 @@ steps:
     await hello('dan');
     await waitFor('dan suppressed', async () => (await messages('dan')).some((x) => x.channel === 'email' && x.status === 'suppressed'));
     assert.equal(mailTo('dan@example.com').length, before);
+  });
+
+  test('five soft bounces of an address, in five reports, suppress it even when no report names a message', async () => {
+    await identify('sol', { email: 'sol@example.com', first_name: 'Sol' });
+    const report = (i) => [
+      'From: MAILER-DAEMON@relay.example',
+      'To: bounces@acme.test',
+      `Message-ID: <report-${i}@relay.example>`,
+      'Subject: Delivery Status Notification (Delay)',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"',
+      '',
+      '--b1',
+      'Content-Type: text/plain',
+      '',
+      'The mailbox is full.',
+      '',
+      '--b1',
+      'Content-Type: message/delivery-status',
+      '',
+      'Reporting-MTA: dns; relay.example',
+      '',
+      'Final-Recipient: rfc822; sol@example.com',
+      'Action: failed',
+      'Status: 4.2.2',
+      'Diagnostic-Code: smtp; 452 4.2.2 mailbox full',
+      '',
+      '--b1--',
+      '',
+    ].join('\r\n');
+    // The first report twice (read twice): counted once.
+    for (const i of [1, 1, 2, 3, 4]) await mailToListener({ from: '', to: 'bounces@acme.test', raw: report(i) });
+    const four = await waitFor('four soft bounces', async () => {
+      const n = (await allEvents('sol')).filter((e) => e.event === 'Email Bounced').length;
+      return n >= 4 && n;
+    });
+    assert.equal(four, 4);
+    let list = await server.get('/api/v1/suppressions?channel=email');
+    assert.equal(list.suppressions.find((x) => x.address === 'sol@example.com'), undefined, 'four are not enough');
+    await mailToListener({ from: '', to: 'bounces@acme.test', raw: report(5) });
+    await waitFor('the fifth suppresses', async () => {
+      list = await server.get('/api/v1/suppressions?channel=email');
+      return list.suppressions.some((x) => x.address === 'sol@example.com');
+    });
+    assert.equal(list.suppressions.find((x) => x.address === 'sol@example.com').reason, 'hard_bounce');
   });
 
   test('personalized images: image_url links to an image drawn for the contact; links are signed', async () => {

@@ -39,6 +39,9 @@ struct Feedback {
   // "postmark".
   std::string source;
   std::string provider_id;  // the provider's own id for the message (SES, SendGrid, Postmark)
+  // The Message-ID of the report itself (a bounce or complaint mail), without <>: two reports
+  // about the same address are two reports, one read twice is one.
+  std::string report_id;
   // The finer kind as the source names it: DSN Action ("failed", "delayed"), ARF Feedback-Type
   // ("abuse"), SES bounceType/bounceSubType ("Permanent/General") or complaintFeedbackType,
   // SendGrid event or bounce type ("bounce", "blocked", "dropped"), Postmark Type.

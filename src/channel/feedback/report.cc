@@ -726,16 +726,22 @@ Result<std::vector<Feedback>> ParseReport(std::string_view message, const Report
     message = lines_fixed;
   }
   const MimeTree tree = ParseMimeTree(message, limits.mime);
-  if (const MimeNode* part = FindPart(tree.root, {"message/feedback-report"})) {
-    return ParseArf(tree.root, *part, limits);
+  auto parsed = [&]() -> Result<std::vector<Feedback>> {
+    if (const MimeNode* part = FindPart(tree.root, {"message/feedback-report"}))
+      return ParseArf(tree.root, *part, limits);
+    if (std::optional<Feedback> jmrp = ParseJmrp(tree.root)) return std::vector<Feedback>{*jmrp};
+    if (const MimeNode* part =
+            FindPart(tree.root, {"message/delivery-status", "message/global-delivery-status"})) {
+      std::vector<Feedback> out = ParseDsn(tree.root, *part, limits);
+      if (!out.empty()) return out;
+    }
+    return ParseTextBounce(tree.root, limits);
+  }();
+  if (parsed) {
+    const std::string report_id = NormalizeMessageId(tree.root.Header("Message-ID"));
+    for (Feedback& f : *parsed) f.report_id = report_id;
   }
-  if (std::optional<Feedback> jmrp = ParseJmrp(tree.root)) return std::vector<Feedback>{*jmrp};
-  if (const MimeNode* part =
-          FindPart(tree.root, {"message/delivery-status", "message/global-delivery-status"})) {
-    std::vector<Feedback> out = ParseDsn(tree.root, *part, limits);
-    if (!out.empty()) return out;
-  }
-  return ParseTextBounce(tree.root, limits);
+  return parsed;
 }
 
 }  // namespace nudge::channel
