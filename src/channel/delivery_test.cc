@@ -277,6 +277,25 @@ TEST_F(DeliveryTest, AWebhookHardBounceForAnUnknownAddressSuppressesIt) {
   EXPECT_FALSE(none->suppressed);
 }
 
+// A complaint suppresses the address and unsubscribes the contact, with the Unsubscribed event
+// a journey or segment may wait for; the same report again records nothing more.
+TEST_F(DeliveryTest, AComplaintUnsubscribesWithAnEvent) {
+  Identify("cai", {{"email", "cai@example.com"}});
+  FeedbackProcessor fp(box->store(), box->segments(), box->clock(), nullptr);
+  Feedback f;
+  f.kind = Feedback::Kind::kComplaint;
+  f.recipient = "cai@example.com";
+  f.source = "arf";
+  f.report_id = "r1@isp.example";
+  for (int i = 0; i < 2; ++i) {
+    auto r = fp.Apply(f, box->workspace());
+    ASSERT_TRUE(r) << r.error().ToString();
+  }
+  auto names = EventNames("cai");
+  EXPECT_EQ(std::count(names.begin(), names.end(), "Email Marked as Spam"), 1);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "Unsubscribed"), 1);
+}
+
 TEST_F(DeliveryTest, TemporaryFailuresRetryWithBackoffThenFail) {
   Identify("tim", {{"email", "tim@example.com"}});
   for (int i = 0; i < 3; ++i)

@@ -165,7 +165,9 @@ Result<FeedbackOutcome> FeedbackProcessor::Apply(const Feedback& f,
       r.subscription = {ws, contact_id, "email", "", "unsubscribed", now};
       r.source = "complaint";
       r.detail = f.source;
-      NUDGE_TRY(segments_.ApplyConsent(r, "", ""));
+      // An unsubscribe like any other: journeys and segments waiting for one see it.
+      NUDGE_TRY(segments_.ApplyConsent(r, "Unsubscribed",
+                                       json{{"channel", "email"}, {"source", "complaint"}}.dump()));
     }
     out.suppressed = out.suppressed || suppress;
   }

@@ -255,12 +255,28 @@ class PublicApi {
     reply(Html(track::UnsubscribeConfirmPage(What(*c), Self(req))));
   }
 
+  static bool OneClick(std::string_view body) {
+    if (body.find("List-Unsubscribe=One-Click") != std::string_view::npos) return true;
+    const size_t name = body.find("name=\"List-Unsubscribe\"");
+    if (name == std::string_view::npos) return false;
+    size_t value = body.find("\r\n\r\n", name);
+    if (value != std::string_view::npos) {
+      value += 4;
+    } else if ((value = body.find("\n\n", name)) != std::string_view::npos) {
+      value += 2;
+    } else {
+      return false;
+    }
+    return body.substr(value).starts_with("One-Click");
+  }
+
   void UnsubscribePost(Request& req, Reply reply) {
     auto c = Verify(req, LinkKind::kUnsubscribe);
     if (!c) return reply(HtmlError(c.error()));
-    // RFC 8058: the body is "List-Unsubscribe=One-Click"; the confirmation page's button sends
-    // its own form. Either unsubscribes.
-    const bool one_click = req.body.find("List-Unsubscribe=One-Click") != std::string::npos;
+    // RFC 8058: the body is "List-Unsubscribe=One-Click", urlencoded or (as the RFC says it
+    // should be) a multipart/form-data part; the confirmation page's button sends its own form.
+    // Either unsubscribes.
+    const bool one_click = OneClick(req.body);
     const auto m = MessageOf(*c);
     Status s = Unsubscribe(*c, c->channel, c->extra, one_click ? "one_click" : "unsubscribe_link",
                            req.remote_ip, m);

@@ -305,13 +305,13 @@ steps:
     const page = await fetch(url);
     assert.equal(page.status, 200, 'the GET shows a confirmation page');
     assert.match(await page.text(), /unsubscribe/i);
-    const r = await fetch(url, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-      body: 'List-Unsubscribe=One-Click',
-    });
+    // As RFC 8058 says a mail client should send it: multipart/form-data.
+    const form = new FormData();
+    form.append('List-Unsubscribe', 'One-Click');
+    const r = await fetch(url, { method: 'POST', body: form });
     assert.equal(r.status, 200);
-    await waitFor('the Unsubscribed event', async () => (await allEvents('ada')).some((e) => e.event === 'Unsubscribed'));
+    const ev = await waitFor('the Unsubscribed event', async () => (await allEvents('ada')).find((e) => e.event === 'Unsubscribed'));
+    assert.equal(ev.properties.source, 'one_click');
 
     const before = mailTo('ada@example.com').length;
     const smsBefore = sms.requests.length;
