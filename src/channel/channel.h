@@ -57,6 +57,10 @@ struct DeliveryResult {
   std::string provider;  // the relay's name, the gateway's message id (Twilio SID), ...
   // The address itself is bad (SMTP 5.1.x at RCPT, an invalid number): a hard bounce.
   bool bad_address = false;
+  // The recipient told the provider to stop (Twilio 21610: replied STOP to its number): the
+  // address is suppressed as unsubscribed.
+  bool unsubscribed = false;
+  int provider_code = 0;  // the provider's own error code (Twilio's 21211, ...); 0 when none
   // The connection broke after the message was written: it may have arrived.
   bool maybe_delivered = false;
 };

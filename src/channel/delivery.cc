@@ -612,6 +612,7 @@ struct Dispatcher::Impl {
       std::string event;
       json props;
       bool suppress = false;
+      std::string suppress_reason = "hard_bounce";
     };
     std::vector<Row> rows;
     for (size_t i = 0; i < batch.size(); ++i) {
@@ -658,12 +659,19 @@ struct Dispatcher::Impl {
             row.event = prefix + " Bounced";
             row.props["bounce_type"] = "hard";
             row.props["source"] = "delivery";
-            row.props["code"] = r.code;
+            row.props["code"] = r.provider_code ? r.provider_code : r.code;
             row.props["reason"] = r.detail;
             row.suppress = true;
           } else {
             row.event = prefix + " Failed";
             row.props["reason"] = r.detail;
+            if (r.provider_code) row.props["code"] = r.provider_code;
+            if (r.unsubscribed) {
+              // Sending again would be refused again: the number is suppressed as unsubscribed
+              // (transactional messages are still tried).
+              row.suppress = true;
+              row.suppress_reason = "unsubscribed";
+            }
           }
           if (failed) failed->Add();
           break;
@@ -681,7 +689,7 @@ struct Dispatcher::Impl {
               s.workspace = row.m.workspace;
               s.channel = row.m.channel;
               s.address = row.m.recipient;
-              s.reason = "hard_bounce";
+              s.reason = row.suppress_reason;
               s.created_at = now;
               s.detail = row.m.detail;
               NUDGE_TRY(txn.AddSuppression(s));
@@ -689,7 +697,8 @@ struct Dispatcher::Impl {
             if (row.event.empty()) continue;
             const store::ContactId contact = d.segments.ResolveLocked(row.m.contact);
             if (!d.segments.TraitsLocked(contact)) continue;  // erased meanwhile
-            if (row.suppress) NUDGE_TRY(txn.CountBounce(contact, true, now));
+            if (row.suppress && row.suppress_reason == "hard_bounce")
+              NUDGE_TRY(txn.CountBounce(contact, true, now));
             NUDGE_TRY(d.segments.EmitLocked(
                 txn, contact, row.event, row.props.dump(),
                 "delivery:" + std::to_string(row.m.id) + ":" + std::to_string(row.m.attempts),

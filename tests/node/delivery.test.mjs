@@ -135,7 +135,12 @@ describe('delivery', () => {
     const dead = await deadPort();
     feedbackPort = await deadPort();
     for (const sub of ['new', 'cur', 'tmp']) fs.mkdirSync(path.join(dir, 'Maildir', sub), { recursive: true });
-    sms = await startReceiver((req, body, n) => [201, { sid: `SM${n}`, status: 'queued' }]);
+    // Twilio's refusals for two numbers: one replied STOP (21610), one is no number (21211).
+    sms = await startReceiver((req, body, n) => {
+      if (/To=%2B14155550199/.test(body)) return [400, { code: 21610, message: 'Attempt to send to unsubscribed recipient' }];
+      if (/To=%2B14155550198/.test(body)) return [400, { code: 21211, message: "The 'To' number is not a valid phone number." }];
+      return [201, { sid: `SM${n}`, status: 'queued' }];
+    });
     hook = await startReceiver(() => [200, { ok: true }]);
     fs.writeFileSync(
       path.join(dir, 'nudge.yaml'),
@@ -482,6 +487,25 @@ steps:
     await hello('dan');
     await waitFor('dan suppressed', async () => (await messages('dan')).some((x) => x.channel === 'email' && x.status === 'suppressed'));
     assert.equal(mailTo('dan@example.com').length, before);
+  });
+
+  test("the SMS gateway's refusals: a number that replied STOP is suppressed as unsubscribed, an invalid one bounces", async () => {
+    await identify('stu', { phone: '+14155550199' });
+    await identify('val', { phone: '+14155550198' });
+    await hello('stu');
+    await hello('val');
+    const stu = await waitFor('the SMS Failed event', async () => (await allEvents('stu')).find((e) => e.event === 'SMS Failed'));
+    assert.equal(stu.properties.code, 21610);
+    const val = await waitFor('the SMS Bounced event', async () => (await allEvents('val')).find((e) => e.event === 'SMS Bounced'));
+    assert.equal(val.properties.code, 21211, "Twilio's code, not the HTTP status");
+    const list = await server.get('/api/v1/suppressions?channel=sms');
+    assert.equal(list.suppressions.find((x) => x.address === '+14155550199')?.reason, 'unsubscribed', JSON.stringify(list));
+    assert.equal(list.suppressions.find((x) => x.address === '+14155550198')?.reason, 'hard_bounce', JSON.stringify(list));
+    // The next one is not sent to the gateway at all.
+    const before = sms.requests.filter((r) => /To=%2B14155550199/.test(r.body)).length;
+    await hello('stu');
+    await waitFor('suppressed', async () => (await server.get('/api/v1/messages?contact=stu&journey=hello')).messages.some((m) => m.channel === 'sms' && m.status === 'suppressed'));
+    assert.equal(sms.requests.filter((r) => /To=%2B14155550199/.test(r.body)).length, before);
   });
 
   test('five soft bounces of an address, in five reports, suppress it even when no report names a message', async () => {

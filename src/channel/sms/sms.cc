@@ -56,7 +56,9 @@ Status SmsChannel::Send(Outbound out, DeliveryCallback done) {
       // Twilio: 21211 invalid 'To', 21214 not a mobile number, 21614 not SMS-capable,
       // 21612 unreachable carrier route.
       r.bad_address = code == 21211 || code == 21214 || code == 21614 || code == 21612;
-      if (code == 21610) r.detail += " (the recipient replied STOP)";
+      r.provider_code = code;
+      r.unsubscribed = code == 21610;
+      if (r.unsubscribed) r.detail += " (the recipient replied STOP)";
     }
     done(std::move(r));
   });
