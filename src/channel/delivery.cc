@@ -639,7 +639,10 @@ struct Dispatcher::Impl {
               m.attempts < o.max_attempts && now - m.created_at < o.give_up_after;
           if (may_retry) {
             m.status = "queued";
-            m.send_at = now + Backoff(static_cast<int>(m.attempts));
+            // No try after give_up_after: a pause that would end past it ends there instead
+            // (the last try), and the failure after that is final.
+            m.send_at = std::min(now + Backoff(static_cast<int>(m.attempts)),
+                                 m.created_at + o.give_up_after);
             m.detail = "attempt " + std::to_string(m.attempts) + " failed (" + r.detail +
                        "); next try at " + core::FormatIso8601(m.send_at);
             if (retried) retried->Add();

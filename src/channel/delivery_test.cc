@@ -324,6 +324,33 @@ TEST_F(DeliveryTest, TemporaryFailuresRetryWithBackoffThenFail) {
   EXPECT_TRUE(Contains(EventNames("tim"), "Email Failed"));
 }
 
+// No try after give_up_after since the message was queued: a backoff that would end past it
+// ends at it, and the failure there is final.
+TEST_F(DeliveryTest, NoRetryComesAfterGiveUpAfter) {
+  DeliveryOptions o = Options();
+  o.max_attempts = 10;
+  o.give_up_after = 100'000;  // backoffs: 60 s, then about 120 s
+  dispatcher = MakeDispatcher(std::move(o));
+  ASSERT_TRUE(dispatcher->Start().ok());
+  Identify("gil", {{"email", "gil@example.com"}});
+  for (int i = 0; i < 5; ++i)
+    mail->script.push_back({DeliveryStatus::kTemporary, 421, "421 try later", "", false, false});
+  Go("gil");
+  const core::Millis queued = box->Now();
+  ASSERT_TRUE(dispatcher->RunOnce());
+  ASSERT_TRUE(box->Advance(80'000).ok());
+  ASSERT_TRUE(dispatcher->RunOnce());
+  store::Message m = Only();
+  ASSERT_EQ(m.attempts, 2);
+  EXPECT_EQ(m.status, "queued");
+  EXPECT_EQ(m.send_at, queued + 100'000) << "the last try at the deadline, not past it";
+  ASSERT_TRUE(box->Advance(20'000).ok());
+  ASSERT_TRUE(dispatcher->RunOnce());
+  m = Only();
+  EXPECT_EQ(m.attempts, 3);
+  EXPECT_EQ(m.status, "failed") << m.detail;
+}
+
 TEST_F(DeliveryTest, ARefusedAddressIsAHardBounceAndSuppressed) {
   Identify("bob", {{"email", "nobody@example.com"}});
   mail->script.push_back(
