@@ -192,18 +192,30 @@ struct Pending {
 
 }  // namespace
 
-void SetSubscriptionState(profile::ContactState& st, const store::Subscription& sub) {
+// A subscription as a contact's state keeps it: "email" or "email/news", and its status.
+profile::SubscriptionState StateOf(const store::Subscription& sub) {
   using S = profile::SubscriptionState::Status;
-  const std::string key = sub.topic.empty() ? sub.channel : sub.channel + "/" + sub.topic;
-  const S status = sub.status == "subscribed"     ? S::kSubscribed
-                   : sub.status == "unsubscribed" ? S::kUnsubscribed
-                                                  : S::kPending;
+  return {sub.topic.empty() ? sub.channel : sub.channel + "/" + sub.topic,
+          sub.status == "subscribed"     ? S::kSubscribed
+          : sub.status == "unsubscribed" ? S::kUnsubscribed
+                                         : S::kPending};
+}
+
+void SetSubscriptionState(profile::ContactState& st, const store::Subscription& sub) {
+  profile::SubscriptionState state = StateOf(sub);
   for (auto& s : st.subscriptions)
-    if (s.key == key) {
-      s.status = status;
+    if (s.key == state.key) {
+      s.status = state.status;
       return;
     }
-  st.subscriptions.push_back({key, status});
+  st.subscriptions.push_back(std::move(state));
+}
+
+bool SameSubscriptionState(const profile::ContactState& st, const store::Subscription& sub) {
+  const profile::SubscriptionState state = StateOf(sub);
+  for (const auto& s : st.subscriptions)
+    if (s.key == state.key) return s.status == state.status;
+  return false;
 }
 
 struct Engine::Impl {
@@ -2029,6 +2041,9 @@ Status Engine::ApplyConsent(const store::ConsentRecord& record, const std::strin
     store::ConsentRecord r = record;
     r.subscription.contact = m.cache.Resolve(r.subscription.contact);
     profile::ContactState* st = m.cache.Get(r.subscription.contact);
+    // The same choice again (a link followed twice, a one-click POST retried) changes nothing:
+    // no second consent log entry, no second event for journeys to start on.
+    if (SameSubscriptionState(*st, r.subscription)) return Status::Ok();
     NUDGE_TRY(txn.SetSubscription(r));
     SetSubscriptionState(*st, r.subscription);
     NUDGE_TRY(m.Evaluate(txn, r.subscription.contact, false));

@@ -317,6 +317,11 @@ steps:
     assert.equal(r.status, 200);
     const ev = await waitFor('the Unsubscribed event', async () => (await allEvents('ada')).find((e) => e.event === 'Unsubscribed'));
     assert.equal(ev.properties.source, 'one_click');
+    // A client that posts twice unsubscribes once: one event, one consent log entry.
+    assert.equal((await fetch(url, { method: 'POST', body: form })).status, 200);
+    assert.equal((await allEvents('ada')).filter((e) => e.event === 'Unsubscribed').length, 1);
+    const log = (await server.get('/api/v1/contacts/ada/consent')).history.filter((h) => h.status === 'unsubscribed');
+    assert.equal(log.length, 1, JSON.stringify(log));
 
     const before = mailTo('ada@example.com').length;
     const smsBefore = sms.requests.length;
