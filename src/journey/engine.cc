@@ -258,6 +258,9 @@ struct Engine::Impl {
       steps_run = &metrics->GetCounter("nudge_journey_steps_total", "Journey steps taken.");
       messages =
           &metrics->GetCounter("nudge_outbox_messages_total", "Messages written to the outbox.");
+      // Delivery's counter: a message capped here is one delivery did not send either.
+      suppressed = &metrics->GetCounter("nudge_messages_suppressed_total",
+                                        "Messages not sent: suppressed or not subscribed.");
       reload_metric = &metrics->GetCounter(
           "nudge_engine_reloads_total",
           "Times an engine rebuilt its memory from the store after a write rolled back.",
@@ -281,6 +284,7 @@ struct Engine::Impl {
   core::Counter* entered = nullptr;
   core::Counter* steps_run = nullptr;
   core::Counter* messages = nullptr;
+  core::Counter* suppressed = nullptr;
   core::Counter* reload_metric = nullptr;
   std::atomic<uint64_t> reloads{0};
   // Told (after the commit) that the outbox has new queued messages: the delivery pipeline.
@@ -504,6 +508,7 @@ struct Engine::Impl {
             if (!capped) m.status = "queued";
             NUDGE_ASSIGN_OR_RETURN(bool inserted, txn.InsertMessage(m));
             if (inserted && messages && !capped) messages->Add();
+            if (inserted && suppressed && capped) suppressed->Add();
             if (inserted && !capped) Queued(txn);
             NUDGE_TRY(txn.LogStep(inst, step.id, capped ? "skipped" : "sent", now));
           }

@@ -992,11 +992,14 @@ describe('running journeys', () => {
       '  - { id: after, update: { set: { went_on: true } } }',
       '',
     ].join('\n'));
+    const suppressedCount = async () => Number(/^nudge_messages_suppressed_total (\S+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+    const before = await suppressedCount();
     await track(ws, 'cap', 'C');
     await track(ws, 'cap', 'C');
     await track(ws, 'other', 'C');
     const sent = (await messagesOf(ws, { journey: 'capme' })).reverse();
     assert.deepEqual(sent.map((m) => m.status), ['queued', 'capped', 'queued']);
+    assert.equal(await suppressedCount(), before + 1, 'a capped message counts as not sent');
     assert.ok(sent[1].detail, 'a capped message says why');
     const list = await instances(ws, 'capme', 'cap');
     assert.deepEqual(list.map((i) => i.status), ['completed', 'completed']);
