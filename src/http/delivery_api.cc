@@ -1,5 +1,6 @@
 // /api/v1/templates, consent (/api/v1/contacts/{id}/consent, /subscriptions) and
 // /api/v1/suppressions (docs/openapi.yaml).
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/crypto.h"
@@ -300,6 +301,12 @@ class DeliveryApi {
     const bool needs_confirmation = status == "subscribed" && !confirmed && topic.empty() &&
                                     doi != policies.double_opt_in.end() &&
                                     !ctx_.engine->Subscribed(c->id, channel, "");
+    if (needs_confirmation && (channel == "email" ? c->email : c->phone).value_or("").empty())
+      return reply(ErrorResponse(
+          Status(Code::kFailedPrecondition,
+                 "the contact has no " +
+                     std::string(channel == "email" ? "email address" : "phone number") +
+                     " to send the confirmation to (double opt-in)")));
     if (needs_confirmation) status = "pending";
     store::ConsentRecord r;
     r.subscription = {ws, c->id, channel, topic, status, ctx_.clock.NowMillis()};
@@ -382,8 +389,14 @@ class DeliveryApi {
     if (!limit) return reply(ErrorResponse(limit.error()));
     std::string after;
     if (const std::string cur = req.Query("cursor"); !cur.empty()) {
+      // A cursor is an address (an email or a number) this API encoded.
       auto d = core::Base64UrlDecode(cur);
-      if (!d) return reply(ErrorResponse(Status::Invalid("not a cursor from this API", "cursor")));
+      const bool address =
+          d && !d->empty() && (d->find('@') != std::string::npos || d->front() == '+') &&
+          std::none_of(d->begin(), d->end(),
+                       [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; });
+      if (!address)
+        return reply(ErrorResponse(Status::Invalid("not a cursor from this API", "cursor")));
       after = *d;
     }
     const std::string channel = req.Query("channel");

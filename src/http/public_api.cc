@@ -452,13 +452,20 @@ class PublicApi {
     return ctx_.workspaces.ByWriteKey(key);
   }
 
+  // The 401 of a hook: a key that no workspace has, or none at all.
+  static Response HookUnauthorized(const Request& req) {
+    const bool given = !req.Query("key").empty() || BasicUser(req).has_value();
+    return ErrorResponse(Status(Code::kUnauthenticated,
+                                given
+                                    ? "unknown write key (?key= is no workspace's write key)"
+                                    : "a write key is required (?key=<write key> or Basic auth)"));
+  }
+
   void Feedback(Request& req, Reply reply,
                 Result<channel::WebhookResult> (*parse)(std::string_view,
                                                         const channel::WebhookLimits&)) {
     auto ws = HookWorkspace(req);
-    if (!ws)
-      return reply(ErrorResponse(Status(
-          Code::kUnauthenticated, "a write key is required (?key=<write key> or Basic auth)")));
+    if (!ws) return reply(HookUnauthorized(req));
     auto parsed = parse(req.body, channel::WebhookLimits{});
     if (!parsed) return reply(ErrorResponse(parsed.error()));
     json out{{"received", parsed->feedback.size()}, {"ignored", parsed->ignored_events}};
@@ -494,9 +501,7 @@ class PublicApi {
   // Twilio's inbound message webhook: From, To, Body as a form, signed with the account token.
   void SmsInbound(Request& req, Reply reply) {
     auto ws = HookWorkspace(req);
-    if (!ws)
-      return reply(ErrorResponse(Status(
-          Code::kUnauthenticated, "a write key is required (?key=<write key> or Basic auth)")));
+    if (!ws) return reply(HookUnauthorized(req));
     std::map<std::string, std::string> form;
     for (auto& [k, v] : track::ParseForm(req.body)) form[k] = v;
     if (ctx_.channels && ctx_.channels->sms && !ctx_.channels->sms->token.empty()) {

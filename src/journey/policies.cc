@@ -146,14 +146,19 @@ Result<Policies> ParsePolicies(std::string_view text, std::string_view source) {
                              "'" + *tz + "' is not an IANA time zone (e.g. Europe/Berlin)"));
     p.timezone = *tz;
   }
-  static const std::set<std::string> kChannels = {"email", "sms", "push", "webhook"};
+  // Quiet hours, caps and opt-in are for people: a webhook goes to a system, and is neither held
+  // nor capped, so naming it would do nothing.
+  static const std::set<std::string> kPersonChannels = {"email", "sms", "push"};
   if (const YAML::Node q = doc.root["quiet_hours"]; q.IsDefined() && !q.IsNull()) {
     if (!q.IsMap())
       return Err(
           doc.ErrorAt(q, "quiet_hours", "expected { email: { from: \"21:00\", to: \"08:00\" } }"));
     for (const auto& kv : q) {
       const std::string channel = kv.first.Scalar();
-      if (!kChannels.count(channel)) return Err(doc.ErrorAt(kv.first, channel, "unknown channel"));
+      if (!kPersonChannels.count(channel))
+        return Err(doc.ErrorAt(kv.first, channel,
+                               channel == "webhook" ? "webhooks have no quiet hours"
+                                                    : "unknown channel (email, sms, push)"));
       NUDGE_TRY(core::YamlKnownKeys(doc, kv.second, {"from", "to"}));
       NUDGE_ASSIGN_OR_RETURN(auto from, core::YamlString(doc, kv.second, "from"));
       NUDGE_ASSIGN_OR_RETURN(auto to, core::YamlString(doc, kv.second, "to"));
@@ -169,7 +174,10 @@ Result<Policies> ParsePolicies(std::string_view text, std::string_view source) {
       return Err(doc.ErrorAt(c, "frequency_caps", "expected { email: { max: 3, per: 7d } }"));
     for (const auto& kv : c) {
       const std::string channel = kv.first.Scalar();
-      if (!kChannels.count(channel)) return Err(doc.ErrorAt(kv.first, channel, "unknown channel"));
+      if (!kPersonChannels.count(channel))
+        return Err(doc.ErrorAt(kv.first, channel,
+                               channel == "webhook" ? "webhooks are not capped"
+                                                    : "unknown channel (email, sms, push)"));
       NUDGE_TRY(core::YamlKnownKeys(doc, kv.second, {"max", "per"}));
       NUDGE_ASSIGN_OR_RETURN(auto max, core::YamlNumber(doc, kv.second, "max"));
       NUDGE_ASSIGN_OR_RETURN(auto per, core::YamlDuration(doc, kv.second, "per"));
@@ -197,7 +205,8 @@ Result<Policies> ParsePolicies(std::string_view text, std::string_view source) {
       return Err(doc.ErrorAt(d, "double_opt_in", "expected { email: { template: id } }"));
     for (const auto& kv : d) {
       const std::string channel = kv.first.Scalar();
-      if (!kChannels.count(channel)) return Err(doc.ErrorAt(kv.first, channel, "unknown channel"));
+      if (!kPersonChannels.count(channel))
+        return Err(doc.ErrorAt(kv.first, channel, "unknown channel (email, sms, push)"));
       NUDGE_TRY(core::YamlKnownKeys(doc, kv.second, {"template"}));
       NUDGE_ASSIGN_OR_RETURN(auto tmpl, core::YamlString(doc, kv.second, "template"));
       if (!tmpl) return Err(doc.ErrorAt(kv.second, channel, "name the confirmation template"));

@@ -47,6 +47,11 @@ TEST(Policies, ParseAndRefuse) {
   EXPECT_EQ(ParsePolicies("timezone: Mars/Olympus\n", "p").error().where(), "p:1:11");
   EXPECT_FALSE(ParsePolicies("quiet_hours: { email: { from: '25:00', to: '08:00' } }\n", "p"));
   EXPECT_FALSE(ParsePolicies("quiet_hours: { fax: { from: '21:00', to: '08:00' } }\n", "p"));
+  // A webhook goes to a system: it is neither held nor capped, so naming it is a mistake.
+  auto hooks = ParsePolicies("quiet_hours: { webhook: { from: '21:00', to: '08:00' } }\n", "p");
+  ASSERT_FALSE(hooks);
+  EXPECT_NE(hooks.error().message().find("webhooks have no quiet hours"), std::string::npos);
+  EXPECT_FALSE(ParsePolicies("frequency_caps: { webhook: { max: 3, per: 7d } }\n", "p"));
   EXPECT_EQ(ChooseTimeZone("Nowhere/Else", "Asia/Tokyo"), "Asia/Tokyo");
   EXPECT_EQ(ChooseTimeZone("", ""), "UTC");
 }

@@ -371,6 +371,9 @@ steps:
     const typo = await server.admin('POST', '/api/v1/suppressions', { body: { address: 'x@example.com', reasn: 'complaint' } });
     assert.equal(typo.status, 400);
     assert.match(typo.text, /reasn/);
+    const badCursor = await server.admin('GET', '/api/v1/suppressions?cursor=zzz');
+    assert.equal(badCursor.status, 400);
+    assert.match(badCursor.text, /cursor/);
     const number = await server.admin('POST', '/api/v1/suppressions', { body: { address: 123 } });
     assert.equal(number.status, 400);
     assert.match(number.text, /must be a string/);
@@ -620,6 +623,7 @@ steps:
     await identify('eve', { email: 'eve@example.com', first_name: 'Eve' });
     const wrong = await request(`${server.url}/hooks/ses?key=nope`, { method: 'POST', body: JSON.stringify(note), headers: { 'Content-Type': 'text/plain' } });
     assert.equal(wrong.status, 401);
+    assert.match(wrong.text, /unknown write key/);
     const r = await request(`${server.url}/hooks/ses?key=${server.writeKey}`, { method: 'POST', body: JSON.stringify(note), headers: { 'Content-Type': 'text/plain' } });
     assert.equal(r.status, 200, r.text);
     const list = await server.get('/api/v1/suppressions?channel=email');
@@ -644,6 +648,11 @@ html: '<p>Click to confirm: <a href="{{ message.confirm_url }}">confirm</a></p>'
       return m && !['queued', 'sending'].includes(m.status) && m;
     });
     assert.equal(first.status, 'suppressed', 'not confirmed yet: nothing but the confirmation goes');
+    // Without an address there is nowhere to send the confirmation: refused, nothing pending.
+    await identify('noe', { first_name: 'Noe' });
+    const none = await server.admin('PUT', '/api/v1/contacts/noe/subscriptions', { body: { channel: 'email', status: 'subscribed' } });
+    assert.equal(none.status, 409, none.text);
+    assert.match(none.text, /no email address/);
     const put = await server.admin('PUT', '/api/v1/contacts/fay/subscriptions', { body: { channel: 'email', status: 'subscribed', source: 'signup-form', ip: '203.0.113.9' } });
     assert.equal(put.status, 200, put.text);
     assert.equal(put.json.status, 'pending');
