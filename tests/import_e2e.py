@@ -92,6 +92,16 @@ class Server:
                 return None
             raise
 
+    def preview(self, condition):
+        """How many contacts a condition matches (POST /api/v1/segments/preview)."""
+        req = urllib.request.Request(
+            f"{self.url}/api/v1/segments/preview",
+            data=json.dumps({"condition": condition}).encode(),
+            headers={"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"},
+            method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.load(r)["count"]
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -195,6 +205,10 @@ def test_mailchimp_export(binary, server, work):
     check(server.contact("carol@gmial.com") is not None, "the flagged typo was imported")
     check(server.contact("info@acme-corp.com") is not None, "the role address was imported")
     check(server.contact("not-an-email") is None, "the invalid row was not imported")
+    # How the list came in is something to segment on.
+    check_eq(server.preview('source == "mailchimp" and tags contains "newsletter-2024"'), 5,
+             "a condition on the import's source and tag finds its five contacts")
+    check_eq(server.preview('tags contains "no-such-tag"'), 0, "an unknown tag finds nobody")
 
 
 def test_hubspot_export(binary, server, work):

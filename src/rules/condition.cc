@@ -710,7 +710,7 @@ struct SubscribedNode final : Node {
   }
 };
 
-enum class Builtin { kNow, kFirstSeen, kLastSeen, kScore, kStage };
+enum class Builtin { kNow, kFirstSeen, kLastSeen, kScore, kStage, kTags, kSource };
 
 struct BuiltinNode final : Node {
   Builtin which = Builtin::kNow;
@@ -728,6 +728,10 @@ struct BuiltinNode final : Node {
         const std::string_view s = env.Stage();
         return s.empty() ? Value::Null() : Value::String(s);
       }
+      case Builtin::kTags:
+        return env.Tags();
+      case Builtin::kSource:
+        return env.Source();
     }
     return Value::Null();
   }
@@ -736,8 +740,8 @@ struct BuiltinNode final : Node {
     return which == Builtin::kNow;
   }
   std::string Canon() const override {
-    static constexpr std::array<const char*, 5> kNames = {"now", "first_seen", "last_seen", "score",
-                                                          "stage"};
+    static constexpr std::array<const char*, 7> kNames = {
+        "now", "first_seen", "last_seen", "score", "stage", "tags", "source"};
     return kNames[static_cast<int>(which)];
   }
 };
@@ -772,10 +776,10 @@ std::string Suggest(std::string_view word, std::initializer_list<std::string_vie
 }
 
 const std::initializer_list<std::string_view> kWords = {
-    "traits", "properties", "context",  "event",       "count",     "sum",        "last",
-    "first",  "in",         "segment",  "subscribed",  "now",       "first_seen", "last_seen",
-    "score",  "stage",      "true",     "false",       "null",      "and",        "or",
-    "not",    "exists",     "contains", "starts_with", "ends_with", "matches"};
+    "traits", "properties", "context",     "event",     "count",      "sum",       "last",  "first",
+    "in",     "segment",    "subscribed",  "now",       "first_seen", "last_seen", "score", "stage",
+    "tags",   "source",     "true",        "false",     "null",       "and",       "or",    "not",
+    "exists", "contains",   "starts_with", "ends_with", "matches"};
 
 class Parser {
  public:
@@ -1143,18 +1147,23 @@ class Parser {
         {"first_seen", Builtin::kFirstSeen},
         {"last_seen", Builtin::kLastSeen},
         {"score", Builtin::kScore},
-        {"stage", Builtin::kStage}};
+        {"stage", Builtin::kStage},
+        {"tags", Builtin::kTags},
+        {"source", Builtin::kSource}};
     if (auto it = kBuiltins.find(w); it != kBuiltins.end()) {
       auto node = std::make_unique<BuiltinNode>();
       node->pos = Next().pos;
       node->which = it->second;
-      reads |= it->second == Builtin::kScore   ? Condition::kReadsScore
-               : it->second == Builtin::kStage ? Condition::kReadsStage
-               : it->second == Builtin::kNow   ? 0
-                                               : Condition::kReadsSeen;
-      node->type = it->second == Builtin::kScore   ? SType::kNumber
-                   : it->second == Builtin::kStage ? SType::kString
-                                                   : SType::kTime;
+      const Builtin b = it->second;
+      reads |= b == Builtin::kScore                           ? Condition::kReadsScore
+               : b == Builtin::kStage                         ? Condition::kReadsStage
+               : b == Builtin::kNow                           ? 0
+               : b == Builtin::kTags || b == Builtin::kSource ? Condition::kReadsContact
+                                                              : Condition::kReadsSeen;
+      node->type = b == Builtin::kScore                            ? SType::kNumber
+                   : b == Builtin::kStage || b == Builtin::kSource ? SType::kString
+                   : b == Builtin::kTags                           ? SType::kList
+                                                                   : SType::kTime;
       return NodePtr(std::move(node));
     }
     if (tokens_[i_ + 1].kind == Tok::kDot) {

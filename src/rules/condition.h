@@ -57,6 +57,11 @@ class Env {
   virtual std::string_view Stage() const = 0;  // "" when none
   virtual core::Millis FirstSeen() const = 0;
   virtual core::Millis LastSeen() const = 0;
+  // The contact's tags (a list of strings; an empty list when none) and the source it came
+  // from (a string, or null): what `tags` and `source` read. An Env that keeps no contact
+  // answers null.
+  virtual Value Tags() const { return Value::Null(); }
+  virtual Value Source() const { return Value::Null(); }
 };
 
 // A contact known by its traits alone, at a fixed time: no event, behaviour, segments,
@@ -120,6 +125,7 @@ class Condition {
     kReadsScore = 4,
     kReadsStage = 8,
     kReadsSubscribed = 16,
+    kReadsContact = 32,  // tags, source
   };
   uint8_t reads() const;
   // The trait paths it reads (`traits.plan` gives {"plan"}), each once, where clauses included.

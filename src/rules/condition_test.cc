@@ -4,6 +4,7 @@
 #include <simdjson.h>
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/time.h"
@@ -64,7 +65,15 @@ class FakeEnv final : public Env {
   std::string_view Stage() const override { return stage; }
   Millis FirstSeen() const override { return first_seen; }
   Millis LastSeen() const override { return last_seen; }
+  Value Tags() const override {
+    tag_values_.clear();
+    for (const auto& t : tags) tag_values_.push_back(Value::String(t));
+    return Value::List(tag_values_.data(), static_cast<uint32_t>(tag_values_.size()));
+  }
+  Value Source() const override { return source ? Value::String(*source) : Value::Null(); }
 
+  std::vector<std::string> tags;
+  std::optional<std::string> source;
   Millis now = *core::ParseIso8601("2026-11-24T10:00:00Z");
   std::map<std::string, Value> aggregates;
   std::map<std::string, Millis> expiries;
@@ -78,6 +87,7 @@ class FakeEnv final : public Env {
   std::string traits_text_, event_text_;
   simdjson::dom::parser traits_parser_, event_parser_;
   simdjson::dom::element traits_, event_;
+  mutable std::vector<Value> tag_values_;
 };
 
 bool Eval(std::string_view text, const Env& env, CompileOptions options = {}) {
@@ -237,6 +247,28 @@ TEST(Condition, ErrorsSayWhereAndHint) {
 }
 
 // What a condition reads besides its aggregates decides which conditions an event can affect.
+// The contact's tags (from imports and journeys' update steps) and the source it came from:
+// how a list was brought in is something to segment on.
+TEST(Condition, TagsAndSource) {
+  FakeEnv env(R"({"plan":"trial"})");
+  env.tags = {"q4", "webinar-2026"};
+  env.source = "mailchimp";
+  EXPECT_TRUE(Eval(R"(tags contains "q4")", env));
+  EXPECT_TRUE(Eval(R"("webinar-2026" in tags and source == "mailchimp")", env));
+  EXPECT_FALSE(Eval(R"(tags contains "vip")", env));
+  EXPECT_TRUE(Eval(R"("vip" not in tags)", env));
+  EXPECT_TRUE(Eval(R"(source starts_with "mail")", env));
+  FakeEnv none(R"({})");
+  EXPECT_FALSE(Eval(R"(tags contains "q4")", none));
+  EXPECT_TRUE(Eval("source == null", none));
+  auto c = Condition::Compile(R"(tags contains "q4" or source == "crm")");
+  ASSERT_TRUE(c);
+  EXPECT_EQ((*c)->reads(), Condition::kReadsContact);
+  EXPECT_TRUE((*c)->trait_paths().empty()) << "no trait is read";
+  EXPECT_NE(CompileError(R"(tag contains "q4")").message().find("did you mean tags?"),
+            std::string::npos);
+}
+
 TEST(Condition, ReadsNamesWhatTheResultDependsOn) {
   auto reads = [](std::string_view text) {
     auto c = Condition::Compile(text);

@@ -319,7 +319,44 @@ struct Engine::Impl {
   Runtime* FindRtMutable(ContactId id) { return const_cast<Runtime*>(FindRt(id)); }
   // The contact is gone from the workspace (erased, or merged into another): out of its
   // segments' bitmaps and its trait columns. The runtime is the caller's (ForgetRt).
+  // ---- tags and source ----
+
+  // A contact's tags and source, for the contacts that have any (most have none): what `tags`
+  // and `source` read. `values` views `tags` (built after it, never moved: map nodes stay).
+  struct Labels {
+    std::vector<std::string> tags;
+    std::vector<rules::Value> values;
+    std::optional<std::string> source;
+  };
+  std::unordered_map<ContactId, Labels> labels;
+
+  // Records the contact's tags and source; true when they changed.
+  bool SetLabels(const store::Contact& c) {
+    std::vector<std::string> tags;
+    if (!c.tags.empty() && c.tags != "[]") {
+      const nlohmann::json parsed = nlohmann::json::parse(c.tags, nullptr, false);
+      if (parsed.is_array())
+        for (const auto& t : parsed)
+          if (t.is_string()) tags.push_back(t.get<std::string>());
+    }
+    auto it = labels.find(c.id);
+    if (tags.empty() && !c.source) {
+      if (it == labels.end()) return false;
+      labels.erase(it);
+      return true;
+    }
+    if (it != labels.end() && it->second.tags == tags && it->second.source == c.source)
+      return false;
+    Labels& l = labels[c.id];
+    l.tags = std::move(tags);
+    l.source = c.source;
+    l.values.clear();
+    for (const std::string& t : l.tags) l.values.push_back(rules::Value::String(t));
+    return true;
+  }
+
   void Forget(WorkspaceId wsid, ContactId id) {
+    labels.erase(id);
     auto it = workspaces.find(wsid);
     if (it == workspaces.end()) return;
     for (auto& s : it->second->segments) MarkMember(*s, id, false);
@@ -417,6 +454,17 @@ struct Engine::Impl {
     bool event_terms_mean_this_event = false;
 
     Millis Now() const override { return now_; }
+
+    Value Tags() const override {
+      auto it = impl_.labels.find(id_);
+      if (it == impl_.labels.end()) return Value::List(nullptr, 0);
+      return Value::List(it->second.values.data(), static_cast<uint32_t>(it->second.values.size()));
+    }
+    Value Source() const override {
+      auto it = impl_.labels.find(id_);
+      return it == impl_.labels.end() || !it->second.source ? Value::Null()
+                                                            : Value::String(*it->second.source);
+    }
 
     Value Path(Root root, std::span<const std::string> path) const override {
       if (root == Root::kTraits) {
@@ -1242,6 +1290,7 @@ Status Engine::Impl::LoadState(store::ReadTxn* within) {
   m.workspaces.clear();
   m.runtime.Clear();
   m.cache.Clear();
+  m.labels.clear();
   {
     std::lock_guard timer_lock(m.timer_mutex);
     m.timers = {};
@@ -1294,6 +1343,7 @@ Status Engine::Impl::LoadState(store::ReadTxn* within) {
       st.first_seen = c.created_at;
       st.last_seen = c.last_seen_at;
       m.Ws(c.workspace).columns.Set(c.id, st.traits);
+      m.SetLabels(c);
       ++contacts;
       return Status::Ok();
     }));
@@ -1868,6 +1918,7 @@ Status Engine::OnContactCreated(store::WriteTxn& txn, const store::Contact& c) {
   st.first_seen = c.created_at;
   st.last_seen = c.last_seen_at;
   m.Ws(c.workspace).columns.Set(c.id, st.traits);
+  m.SetLabels(c);
   if (downstream_) NUDGE_TRY(downstream_->OnContactCreated(txn, c));
   NUDGE_TRY(m.Evaluate(txn, c.id, false));
   return m.FlushPending(txn, 0, m.Cause("created"));
@@ -1878,8 +1929,13 @@ Status Engine::OnContactChanged(store::WriteTxn& txn, const store::Contact& c, s
   std::unique_lock lock(m.cache.mutex);
   NUDGE_TRY(m.Begin(txn));
   profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
+  const bool relabelled = m.SetLabels(c);
   if (st.traits == c.traits) {
     m.Ws(st.workspace).columns.Touch(c.id, st.traits);
+    if (relabelled) {  // tags or source: what `tags` and `source` read
+      NUDGE_TRY(m.Evaluate(txn, c.id, false));
+      NUDGE_TRY(m.FlushPending(txn, 0, m.Cause("tags")));
+    }
     return downstream_ ? downstream_->OnContactChanged(txn, c, st.traits) : Status::Ok();
   }
   const std::string previous = std::exchange(st.traits, c.traits);
@@ -1932,6 +1988,7 @@ Status Engine::OnContactDeleted(store::WriteTxn& txn, ContactId id) {
     NUDGE_TRY(m.Begin(txn));
     if (const profile::ContactState* st = m.cache.Get(id)) m.Forget(st->workspace, id);
     m.ForgetRt(id);
+    m.labels.erase(id);
     m.cache.Remove(id);
     if (downstream_) NUDGE_TRY(downstream_->OnContactDeleted(txn, id));
   }
@@ -2024,6 +2081,7 @@ Status Engine::ContactChangedLocked(store::WriteTxn& txn, const store::Contact& 
   profile::ContactState& st = m.cache.Ensure(c.id, c.workspace);
   const std::string previous = std::exchange(st.traits, c.traits);
   m.Ws(st.workspace).columns.Set(c.id, st.traits);
+  m.SetLabels(c);
   std::vector<Pending> saved = std::exchange(m.pending, {});
   Status s = m.Evaluate(txn, c.id, false);
   if (s.ok()) s = m.FlushPending(txn, m.current_depth, m.Cause("update"));

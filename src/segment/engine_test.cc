@@ -14,6 +14,7 @@
 #include "core/time.h"
 #include "ingest/parser.h"
 #include "profile/applier.h"
+#include "profile/import.h"
 #include "rules/json_value.h"
 
 namespace nudge::segment {
@@ -427,6 +428,62 @@ condition: count(event "Page Viewed" where properties.path == "/pricing" within 
   Start();
   EXPECT_TRUE(SegmentsOf("hal").empty());
   EXPECT_EQ(EventsNamed("hal", "Segment Exited").size(), 1u);
+}
+
+// Segments on how contacts came in: the tags and source an import gave them, kept across a
+// restart, and left when a tag is taken away.
+TEST_F(EngineTest, TagsAndSourceFromAnImportAreSegmentedOn) {
+  PutSegment("{id: q4, condition: 'tags contains \"q4\"'}");
+  PutSegment("{id: from-webinar, condition: 'source == \"webinar\"'}");
+  Identify("ann", {{"email", "ann@example.com"}});
+  Identify("bob", {{"email", "bob@example.com"}});
+  EXPECT_TRUE(SegmentsOf("ann").empty());
+  auto row = [](int line, std::string email) {
+    profile::ImportRow r;
+    r.line = line;
+    r.email = std::move(email);
+    return r;
+  };
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](store::WriteTxn& t) -> Status {
+                    NUDGE_ASSIGN_OR_RETURN(
+                        auto results,
+                        profile::ImportContacts(
+                            t, ws_,
+                            {"imp-1",
+                             "webinar",
+                             {"q4"},
+                             {row(2, "ann@example.com"), row(3, "cy@example.com")}},
+                            profile::ProfileOptions{}, clock_.NowMillis(), engine_.get()));
+                    (void)results;
+                    return Status::Ok();
+                  })
+                  .ok());
+  // ann had no source: the import's is hers now.
+  EXPECT_EQ(SegmentsOf("ann"), (std::vector<std::string>{"from-webinar", "q4"}));
+  EXPECT_TRUE(SegmentsOf("bob").empty());
+  ExpectCountsMatchViews("after the import");
+  const auto q4 = [&] {
+    for (const auto& info : engine_->ListSegments(ws_))
+      if (info.def.id == "q4") return info.members;
+    return uint64_t{0};
+  };
+  EXPECT_EQ(q4(), 2u) << "ann and the new contact";
+  Stop();
+  Start();
+  EXPECT_EQ(SegmentsOf("ann"), (std::vector<std::string>{"from-webinar", "q4"}));
+  EXPECT_EQ(q4(), 2u);
+  // The tag taken away: ann leaves.
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](store::WriteTxn& t) -> Status {
+                    NUDGE_ASSIGN_OR_RETURN(auto c, t.GetContact(Id("ann")));
+                    c->tags = "[]";
+                    NUDGE_TRY(t.UpdateContact(*c));
+                    return engine_->OnContactChanged(t, *c, c->traits);
+                  })
+                  .ok());
+  EXPECT_EQ(SegmentsOf("ann"), (std::vector<std::string>{"from-webinar"}));
+  EXPECT_EQ(EventsNamed("ann", "Segment Exited").size(), 1u);
 }
 
 TEST_F(EngineTest, MergedVisitorsBringTheirBehaviour) {
