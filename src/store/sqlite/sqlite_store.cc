@@ -1404,6 +1404,10 @@ Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
   NUDGE_TRY(db->Exec("PRAGMA synchronous = FULL"));
   NUDGE_TRY(db->Exec("PRAGMA cache_size = -65536"));
   NUDGE_TRY(db->Exec("PRAGMA temp_store = MEMORY"));
+  // An erased contact's bytes are overwritten with zeros in the file (GDPR erasure), pages put
+  // on the free list too. Debian's SQLite does it by default; said here so that another build
+  // does it as well.
+  NUDGE_TRY(db->Exec("PRAGMA secure_delete = ON"));
   NUDGE_TRY(sqlite::Migrate(*db));
   NUDGE_ASSIGN_OR_RETURN(auto checkpointer, sqlite::Checkpointer::Attach(options.path, *db));
   return std::unique_ptr<Store>(

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <string>
 #include <thread>
@@ -302,6 +304,41 @@ TEST_F(SqliteStoreTest, StepLogKeepsOrderAndCountsAndForgetsAFailedWrite) {
 }
 
 // Erasing a contact takes its instances' step log with them; the per-step counts stay.
+// What an erased contact held does not stay readable in the database file: its bytes are
+// overwritten where they were (the contact among others that stay, in the same pages).
+TEST_F(SqliteStoreTest, AnErasedContactsBytesLeaveTheFile) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  ContactId gone = 0;
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    for (int k = 0; k < 20; ++k) {
+                      Contact c;
+                      c.workspace = ws;
+                      c.user_id = "user-" + std::to_string(k);
+                      c.traits = k == 7 ? R"({"note":"ZED-SECRET-4711"})" : R"({"note":"plain"})";
+                      NUDGE_ASSIGN_OR_RETURN(ContactId id, t.InsertContact(c));
+                      Event e;
+                      e.workspace = ws;
+                      e.contact = id;
+                      e.message_id = "m" + std::to_string(k);
+                      e.type = "track";
+                      e.name = "Viewed";
+                      e.body = k == 7 ? R"({"properties":{"q":"ZED-SECRET-4711"}})" : "{}";
+                      NUDGE_TRY(t.InsertEvent(e));
+                      if (k == 7) gone = id;
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+  ASSERT_TRUE(store_->WriteSync([&](WriteTxn& t) { return t.DeleteContact(gone); }).ok());
+  store_.reset();  // a clean stop folds the log back into the file and removes it
+  std::ifstream in(dir_ / "nudge.db", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(bytes.empty());
+  EXPECT_EQ(bytes.find("ZED-SECRET-4711"), std::string::npos);
+  EXPECT_NE(bytes.find("user-8"), std::string::npos) << "the others stay";
+}
+
 TEST_F(SqliteStoreTest, ErasureTakesTheStepLogAndKeepsTheCounts) {
   const WorkspaceId ws = MakeWorkspace("a");
   int64_t kept = 0, erased = 0;
