@@ -71,6 +71,21 @@ Result<WorkspaceKeys> WorkspaceRegistry::Create(const std::string& name) {
       return Err(
           Status::Invalid("a workspace name may hold letters, digits, '-' and '_' only", "name"));
   }
+  // "Shop" beside "shop" would be two workspaces no one tells apart.
+  {
+    auto lower = [](std::string_view v) {
+      std::string out(v);
+      for (char& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+      return out;
+    };
+    std::shared_lock lock(mutex_);
+    for (const auto& w : workspaces_)
+      if (w.name != name && lower(w.name) == lower(name))
+        return Err(Status(Code::kAlreadyExists,
+                          "'" + name + "' differs from the workspace '" + w.name +
+                              "' only in case; names are told apart without it",
+                          "name"));
+  }
   WorkspaceKeys keys{0, name, NewKey("wk_"), NewKey("ak_")};
   Status s = store_.WriteSync([&](WriteTxn& t) -> Status {
     NUDGE_ASSIGN_OR_RETURN(

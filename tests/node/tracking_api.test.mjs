@@ -917,6 +917,10 @@ describe('workspaces', { timeout: 120_000 }, () => {
     const adminKey = /admin key:\s*(\S+)/.exec(created.stdout)?.[1];
     assert.ok(writeKey && adminKey, `keys printed: ${created.stdout}`);
     assert.notEqual(writeKey, server.writeKey);
+    // The same name in other case is the same name: refused, naming the one it resembles.
+    const twin = await server.cli(['workspace', 'create', name.toUpperCase(), '--server', server.url, '--key', server.adminKey]);
+    assert.notEqual(twin.code, 0, twin.stdout);
+    assert.match(twin.stderr, new RegExp(`only in case`));
     const acme = server.withKeys({ writeKey, adminKey });
     const main = server;
 
