@@ -116,17 +116,21 @@ Status ApplyDelivery(const core::YamlDoc& doc, const YAML::Node& node, Config& c
   }
   if (const YAML::Node r = node["retry"]; r.IsDefined() && !r.IsNull()) {
     if (!r.IsMap()) return doc.ErrorAt(r, "delivery.retry", "expected a mapping");
-    NUDGE_TRY(
-        core::YamlKnownKeys(doc, r, {"initial", "max", "multiplier", "attempts", "give_up_after"}));
-    NUDGE_ASSIGN_OR_RETURN(auto initial, core::YamlDuration(doc, r, "initial"));
+    NUDGE_TRY(core::YamlNamed(
+        core::YamlKnownKeys(doc, r, {"initial", "max", "multiplier", "attempts", "give_up_after"}),
+        "delivery.retry"));
+    NUDGE_ASSIGN_OR_RETURN(
+        auto initial, core::YamlPrefixed(core::YamlDuration(doc, r, "initial"), "delivery.retry"));
     if (initial) d.retry_initial = *initial;
-    NUDGE_ASSIGN_OR_RETURN(auto max, core::YamlDuration(doc, r, "max"));
+    NUDGE_ASSIGN_OR_RETURN(auto max,
+                           core::YamlPrefixed(core::YamlDuration(doc, r, "max"), "delivery.retry"));
     if (max) d.retry_max = *max;
     if (d.retry_max < d.retry_initial)
       return doc.ErrorAt(max ? r["max"] : r["initial"],
                          max ? "delivery.retry.max" : "delivery.retry.initial",
                          "the longest pause (max) is shorter than the first (initial)");
-    NUDGE_ASSIGN_OR_RETURN(auto mult, core::YamlNumber(doc, r, "multiplier"));
+    NUDGE_ASSIGN_OR_RETURN(
+        auto mult, core::YamlPrefixed(core::YamlNumber(doc, r, "multiplier"), "delivery.retry"));
     if (mult) {
       if (*mult < 1 || *mult > 10)
         return doc.ErrorAt(r["multiplier"], "delivery.retry.multiplier", "expected 1 to 10");
@@ -135,7 +139,9 @@ Status ApplyDelivery(const core::YamlDoc& doc, const YAML::Node& node, Config& c
     NUDGE_ASSIGN_OR_RETURN(auto attempts,
                            core::YamlInt(doc, r, "attempts", "delivery.retry", 1, 100));
     if (attempts) d.max_attempts = *attempts;
-    NUDGE_ASSIGN_OR_RETURN(auto give_up, core::YamlDuration(doc, r, "give_up_after"));
+    NUDGE_ASSIGN_OR_RETURN(
+        auto give_up,
+        core::YamlPrefixed(core::YamlDuration(doc, r, "give_up_after"), "delivery.retry"));
     if (give_up) d.give_up_after = *give_up;
   }
   return Status::Ok();
@@ -191,9 +197,9 @@ Status ApplyFile(const std::string& path, Config& c) {
         cc.base_dir = base_dir;
         NUDGE_ASSIGN_OR_RETURN(c.channels, channel::ParseChannelsConfig(doc, v, cc));
       } else if (key == "delivery") {
-        NUDGE_TRY(ApplyDelivery(doc, v, c));
+        NUDGE_TRY(core::YamlNamed(ApplyDelivery(doc, v, c), "delivery"));
       } else if (key == "feedback") {
-        NUDGE_TRY(ApplyFeedback(doc, v, c));
+        NUDGE_TRY(core::YamlNamed(ApplyFeedback(doc, v, c), "feedback"));
       } else if (key == "listen") {
         NUDGE_ASSIGN_OR_RETURN(c.listen, scalar());
         if (Status s = CheckListen(c.listen, "listen"); !s.ok())

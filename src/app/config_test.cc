@@ -141,6 +141,18 @@ TEST(Config, ValuesThatCouldOnlyFailLaterAreRefused) {
     EXPECT_NE(c.error().where().find(k.where), std::string::npos) << c.error().ToString();
     EXPECT_NE(c.error().message().find(k.message), std::string::npos) << c.error().ToString();
   }
+  // Every error names the setting in full, however deep it sits.
+  for (const auto& [yaml, name] : std::vector<std::pair<std::string, std::string>>{
+           {"delivery:\n  track_opens: maybe\n", "delivery.track_opens: "},
+           {"delivery:\n  retry:\n    tries: 3\n", "delivery.retry.tries: "},
+           {"delivery:\n  retry:\n    initial: soon\n", "delivery.retry.initial: "},
+           {"delivery:\n  bogus: 1\n", "delivery.bogus: "},
+           {"feedback:\n  poll: often\n", "feedback.poll: "},
+           {"channels:\n  webhook:\n    timeout: soon\n", "channels.webhook.timeout: "}}) {
+    auto bad = LoadConfig({WriteFile(yaml), {}, {}}, {});
+    ASSERT_FALSE(bad) << yaml;
+    EXPECT_TRUE(bad.error().message().starts_with(name)) << bad.error().ToString();
+  }
   auto c = LoadConfig({WriteFile(sms + "    threads: 8\n"), {}, {}}, {});
   ASSERT_TRUE(c) << c.error().ToString();
   c = LoadConfig({WriteFile("channels:\n  sms:\n    gateway: { url: \"http://127.0.0.1:9/\", "

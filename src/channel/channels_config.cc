@@ -7,13 +7,6 @@
 #include "core/yaml.h"
 
 namespace nudge::channel {
-namespace {
-
-Status Named(const Status& s, const std::string& path) {
-  return Status::Invalid(path + "." + s.message(), s.where());
-}
-
-}  // namespace
 
 Result<ChannelsConfig> ParseChannelsConfig(const core::YamlDoc& doc, const YAML::Node& channels,
                                            const ChannelsConfigContext& context) {
@@ -22,7 +15,7 @@ Result<ChannelsConfig> ParseChannelsConfig(const core::YamlDoc& doc, const YAML:
   if (!channels.IsMap())
     return Err(doc.ErrorAt(channels, "channels", "expected a mapping (email, sms, webhook)"));
   if (Status s = core::YamlKnownKeys(doc, channels, {"email", "sms", "webhook"}); !s.ok())
-    return Err(Named(s, "channels"));
+    return Err(core::YamlNamed(s, "channels"));
   auto getenv =
       context.getenv ? context.getenv : [](const std::string& name) -> std::optional<std::string> {
     const char* v = std::getenv(name.c_str());
@@ -38,18 +31,18 @@ Result<ChannelsConfig> ParseChannelsConfig(const core::YamlDoc& doc, const YAML:
   if (const YAML::Node sms = channels["sms"]; sms.IsDefined() && !sms.IsNull()) {
     if (!sms.IsMap()) return Err(doc.ErrorAt(sms, "channels.sms", "expected a mapping"));
     if (Status s = core::YamlKnownKeys(doc, sms, {"gateway", "threads"}); !s.ok())
-      return Err(Named(s, "channels.sms"));
+      return Err(core::YamlNamed(s, "channels.sms"));
     const YAML::Node g = sms["gateway"];
     if (!g.IsDefined() || !g.IsMap())
       return Err(doc.ErrorAt(g.IsDefined() ? g : sms, "channels.sms.gateway",
                              "is required: { url, account, token_env, from }"));
     if (Status s = core::YamlKnownKeys(doc, g, {"url", "account", "token_env", "from", "timeout"});
         !s.ok())
-      return Err(Named(s, "channels.sms.gateway"));
+      return Err(core::YamlNamed(s, "channels.sms.gateway"));
     SmsConfig sc;
     auto required = [&](const char* key, std::string& out) -> Status {
       auto v = core::YamlString(doc, g, key);
-      if (!v) return Named(v.error(), "channels.sms.gateway");
+      if (!v) return core::YamlNamed(v.error(), "channels.sms.gateway");
       if (!*v || (*v)->empty())
         return doc.ErrorAt(g, std::string("channels.sms.gateway.") + key, "is required");
       out = **v;
@@ -79,7 +72,8 @@ Result<ChannelsConfig> ParseChannelsConfig(const core::YamlDoc& doc, const YAML:
       return Err(doc.ErrorAt(g["token_env"], "channels.sms.gateway.token_env",
                              "the environment variable " + token_env + " is not set"));
     sc.token = *token;
-    NUDGE_ASSIGN_OR_RETURN(auto timeout, core::YamlDuration(doc, g, "timeout"));
+    NUDGE_ASSIGN_OR_RETURN(auto timeout, core::YamlPrefixed(core::YamlDuration(doc, g, "timeout"),
+                                                            "channels.sms.gateway"));
     if (timeout) sc.timeout = *timeout;
     NUDGE_ASSIGN_OR_RETURN(auto threads, core::YamlInt(doc, sms, "threads", "channels.sms", 1, 64));
     if (threads) sc.threads = *threads;
@@ -88,8 +82,10 @@ Result<ChannelsConfig> ParseChannelsConfig(const core::YamlDoc& doc, const YAML:
   if (const YAML::Node w = channels["webhook"]; w.IsDefined() && !w.IsNull()) {
     if (!w.IsMap()) return Err(doc.ErrorAt(w, "channels.webhook", "expected a mapping"));
     if (Status s = core::YamlKnownKeys(doc, w, {"secret_env", "timeout", "threads"}); !s.ok())
-      return Err(Named(s, "channels.webhook"));
-    NUDGE_ASSIGN_OR_RETURN(auto secret_env, core::YamlString(doc, w, "secret_env"));
+      return Err(core::YamlNamed(s, "channels.webhook"));
+    NUDGE_ASSIGN_OR_RETURN(
+        auto secret_env,
+        core::YamlPrefixed(core::YamlString(doc, w, "secret_env"), "channels.webhook"));
     if (secret_env) {
       auto secret = getenv(*secret_env);
       if (!secret)
@@ -97,7 +93,8 @@ Result<ChannelsConfig> ParseChannelsConfig(const core::YamlDoc& doc, const YAML:
                                "the environment variable " + *secret_env + " is not set"));
       c.webhook.secret = *secret;
     }
-    NUDGE_ASSIGN_OR_RETURN(auto timeout, core::YamlDuration(doc, w, "timeout"));
+    NUDGE_ASSIGN_OR_RETURN(auto timeout, core::YamlPrefixed(core::YamlDuration(doc, w, "timeout"),
+                                                            "channels.webhook"));
     if (timeout) c.webhook.timeout = *timeout;
     NUDGE_ASSIGN_OR_RETURN(auto threads,
                            core::YamlInt(doc, w, "threads", "channels.webhook", 1, 64));

@@ -111,6 +111,13 @@ Result<std::optional<double>> YamlNumber(const YamlDoc& doc, const YAML::Node& m
   return std::optional<double>(v);
 }
 
+Status YamlNamed(const Status& s, std::string_view path) {
+  const std::string p(path);
+  if (s.ok() || p.empty() || s.message().starts_with(p + ".") || s.message().starts_with(p + ":"))
+    return s;
+  return Status(s.code(), std::string(path) + "." + s.message(), s.where());
+}
+
 Result<std::optional<int>> YamlInt(const YamlDoc& doc, const YAML::Node& map, const char* key,
                                    std::string_view path, int min, int max) {
   const YAML::Node n = map[key];

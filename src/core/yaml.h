@@ -45,6 +45,16 @@ Result<std::optional<bool>> YamlBool(const YamlDoc& doc, const YAML::Node& map, 
 // A duration written as the condition language does ("7d", "30s").
 Result<std::optional<Millis>> YamlDuration(const YamlDoc& doc, const YAML::Node& map,
                                            const char* key);
+// Rewrites a typed read's "key: message" as "<path>.key: message", keeping where, so that an
+// error names the setting in full ("delivery.track_opens", not "track_opens"). Left as it is
+// when the message already names `path` ("path.x: ..." or "path: ...").
+Status YamlNamed(const Status& s, std::string_view path);
+template <typename T>
+Result<T> YamlPrefixed(Result<T> r, std::string_view path) {
+  if (!r) return Err(YamlNamed(r.error(), path));
+  return r;
+}
+
 // Refuses keys not in `known`, naming the first unknown one and the known ones.
 Status YamlKnownKeys(const YamlDoc& doc, const YAML::Node& map,
                      std::initializer_list<std::string_view> known);

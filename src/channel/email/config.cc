@@ -11,21 +11,10 @@ namespace nudge::channel {
 
 namespace {
 
-// Rewrites a helper's "key: message" as "<path>.key: message", keeping where.
-Status Named(const Status& s, const std::string& path) {
-  return Status::Invalid(path + "." + s.message(), s.where());
-}
-
-template <typename T>
-Result<T> Prefixed(Result<T> r, const std::string& path) {
-  if (!r) return Err(Named(r.error(), path));
-  return r;
-}
-
 Result<std::string> Required(const core::YamlDoc& doc, const YAML::Node& map, const char* key,
                              const std::string& path) {
   NUDGE_ASSIGN_OR_RETURN(std::optional<std::string> v,
-                         Prefixed(core::YamlString(doc, map, key), path));
+                         core::YamlPrefixed(core::YamlString(doc, map, key), path));
   if (!v || v->empty()) return Err(doc.ErrorAt(map, path + "." + key, "is required"));
   return *v;
 }
@@ -44,12 +33,12 @@ Result<RelayConfig> ParseRelay(const core::YamlDoc& doc, const YAML::Node& node,
           {"name", "host", "port", "tls", "pool", "rate", "username", "password_env", "auth",
            "tls_verify", "ca_file", "transactional_reserved"});
       !s.ok())
-    return Err(Named(s, path));
+    return Err(core::YamlNamed(s, path));
   RelayConfig r;
   NUDGE_ASSIGN_OR_RETURN(r.name, Required(doc, node, "name", path));
   NUDGE_ASSIGN_OR_RETURN(r.host, Required(doc, node, "host", path));
   NUDGE_ASSIGN_OR_RETURN(std::optional<std::string> tls,
-                         Prefixed(core::YamlString(doc, node, "tls"), path));
+                         core::YamlPrefixed(core::YamlString(doc, node, "tls"), path));
   if (!tls || *tls == "none") {
     r.tls = TlsMode::kNone;
     r.port = 25;
@@ -68,7 +57,7 @@ Result<RelayConfig> ParseRelay(const core::YamlDoc& doc, const YAML::Node& node,
   NUDGE_ASSIGN_OR_RETURN(std::optional<int> pool, core::YamlInt(doc, node, "pool", path, 1, 64));
   if (pool) r.pool = *pool;
   NUDGE_ASSIGN_OR_RETURN(std::optional<double> rate,
-                         Prefixed(core::YamlNumber(doc, node, "rate"), path));
+                         core::YamlPrefixed(core::YamlNumber(doc, node, "rate"), path));
   if (rate && *rate < 0)
     return Err(
         doc.ErrorAt(node["rate"], path + ".rate", "expected messages per second, 0 for no limit"));
@@ -83,9 +72,9 @@ Result<RelayConfig> ParseRelay(const core::YamlDoc& doc, const YAML::Node& node,
     r.transactional_reserved = *reserved;
   }
   NUDGE_ASSIGN_OR_RETURN(std::optional<std::string> username,
-                         Prefixed(core::YamlString(doc, node, "username"), path));
+                         core::YamlPrefixed(core::YamlString(doc, node, "username"), path));
   NUDGE_ASSIGN_OR_RETURN(std::optional<std::string> password_env,
-                         Prefixed(core::YamlString(doc, node, "password_env"), path));
+                         core::YamlPrefixed(core::YamlString(doc, node, "password_env"), path));
   if (password_env && !username)
     return Err(
         doc.ErrorAt(node["password_env"], path + ".password_env", "a password needs a username"));
@@ -107,7 +96,7 @@ Result<RelayConfig> ParseRelay(const core::YamlDoc& doc, const YAML::Node& node,
     r.password = *password;
   }
   NUDGE_ASSIGN_OR_RETURN(std::optional<std::string> auth,
-                         Prefixed(core::YamlString(doc, node, "auth"), path));
+                         core::YamlPrefixed(core::YamlString(doc, node, "auth"), path));
   if (auth) {
     if (*auth != "plain" && *auth != "login")
       return Err(doc.ErrorAt(node["auth"], path + ".auth",
@@ -116,10 +105,10 @@ Result<RelayConfig> ParseRelay(const core::YamlDoc& doc, const YAML::Node& node,
     r.auth_mechanism = *auth;
   }
   NUDGE_ASSIGN_OR_RETURN(std::optional<bool> verify,
-                         Prefixed(core::YamlBool(doc, node, "tls_verify"), path));
+                         core::YamlPrefixed(core::YamlBool(doc, node, "tls_verify"), path));
   if (verify) r.tls_verify = *verify;
   NUDGE_ASSIGN_OR_RETURN(std::optional<std::string> ca_file,
-                         Prefixed(core::YamlString(doc, node, "ca_file"), path));
+                         core::YamlPrefixed(core::YamlString(doc, node, "ca_file"), path));
   if (ca_file) r.ca_file = Resolve(context.base_dir, *ca_file);
   return r;
 }
@@ -142,7 +131,7 @@ Result<EmailConfig> ParseEmailConfig(const core::YamlDoc& doc, const YAML::Node&
           doc, email,
           {"from", "postal_address", "relays", "dkim", "domain_concurrency", "helo_name"});
       !s.ok())
-    return Err(Named(s, path));
+    return Err(core::YamlNamed(s, path));
   EmailConfig c;
   NUDGE_ASSIGN_OR_RETURN(std::string from, Required(doc, email, "from", path));
   auto mailbox = ParseMailbox(from);
@@ -171,7 +160,7 @@ Result<EmailConfig> ParseEmailConfig(const core::YamlDoc& doc, const YAML::Node&
     if (!dkim.IsMap())
       return Err(doc.ErrorAt(dkim, dkim_path, "expected { domain, selector, key_file }"));
     if (Status s = core::YamlKnownKeys(doc, dkim, {"domain", "selector", "key_file"}); !s.ok())
-      return Err(Named(s, dkim_path));
+      return Err(core::YamlNamed(s, dkim_path));
     DkimConfig d;
     NUDGE_ASSIGN_OR_RETURN(d.domain, Required(doc, dkim, "domain", dkim_path));
     NUDGE_ASSIGN_OR_RETURN(d.selector, Required(doc, dkim, "selector", dkim_path));
@@ -187,7 +176,7 @@ Result<EmailConfig> ParseEmailConfig(const core::YamlDoc& doc, const YAML::Node&
                          core::YamlInt(doc, email, "domain_concurrency", path, 0, 10000));
   if (concurrency) c.domain_concurrency = *concurrency;
   NUDGE_ASSIGN_OR_RETURN(std::optional<std::string> helo,
-                         Prefixed(core::YamlString(doc, email, "helo_name"), path));
+                         core::YamlPrefixed(core::YamlString(doc, email, "helo_name"), path));
   if (helo) c.helo_name = *helo;
   return c;
 }
