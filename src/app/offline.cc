@@ -121,7 +121,13 @@ int RunValidate(const std::string& dir_text) {
       return t ? Status::Ok() : t.error();
     };
     auto img = content::LoadImageTemplateFile(f, check);
-    if (!img) problems.push_back(img.error());
+    if (!img) {
+      problems.push_back(img.error());
+      continue;
+    }
+    // What apply will send: the assets as plain file names beside the YAML.
+    if (auto doc = cli::ReadImageDocument(f, "images/" + f.filename().string()); !doc)
+      problems.push_back(doc.error());
   }
   for (const auto& f : YamlFiles(dir / "journeys")) {
     const std::string label = "journeys/" + f.filename().string();

@@ -434,8 +434,8 @@ struct Dispatcher::Impl {
         c.contact = contact;
         c.message = m ? m->id : 0;
         c.extra = std::string(image);
-        return o.public_url + "/i/" + core::PercentEncode(image) + "/" + s.Sign(c) + "." +
-               std::string(format);
+        return o.public_url + "/i/" + core::PercentEncode(image) + "/" + s.Sign(c) +
+               (format.empty() ? "" : "." + std::string(format));
       };
     }
     content::RenderScope scope(&env);

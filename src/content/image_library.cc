@@ -25,6 +25,18 @@ bool PlainFileName(const std::string& name) {
   return true;
 }
 
+// An image template's id, as openapi.yaml gives it: 1 to 100 letters, digits, '-', '_'. It
+// names a directory under DATA/images/<workspace>/, so nothing else may pass ("..", ".", "/").
+bool ValidImageId(const std::string& id) {
+  if (id.empty() || id.size() > 100) return false;
+  for (char ch : id) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 Result<std::shared_ptr<const Template>> CompileLayer(std::string_view source) {
   CompileOptions co;
   co.filters = NudgeFilters();
@@ -58,6 +70,9 @@ fs::path ImageLibrary::AssetDir(store::WorkspaceId ws, const std::string& id,
 Result<ImageInfo> ImageLibrary::Parse(store::WorkspaceId ws, const std::string& id,
                                       const json& body, std::string_view text,
                                       int64_t version) const {
+  if (!ValidImageId(id))
+    return Err(Status::Invalid(
+        "an image template's id has 1 to 100 letters, digits, '-' or '_', not '" + id + "'", "id"));
   if (!body.is_object()) return Err(Status::Invalid("expected a JSON object", "body"));
   for (const auto& [key, value] : body.items()) {
     if (key != "yaml" && key != "assets")
@@ -108,7 +123,12 @@ Result<ImageInfo> ImageLibrary::Parse(store::WorkspaceId ws, const std::string& 
   auto parsed = ParseImageTemplate(info.yaml, "images/" + id + ".yaml", dir, check);
   if (!parsed) {
     fs::remove_all(dir, ec);  // nothing stored uses it
-    return Err(parsed.error());
+    // Name the asset as the template does, not by where the server keeps it.
+    std::string message = parsed.error().message();
+    const std::string prefix = dir.string() + "/";
+    for (size_t at = message.find(prefix); at != std::string::npos; at = message.find(prefix))
+      message.erase(at, prefix.size());
+    return Err(Status(parsed.error().code(), message, parsed.error().where()));
   }
   if (parsed->id() != id)
     return Err(Status::Invalid(
@@ -166,6 +186,7 @@ Result<ImageInfo> ImageLibrary::Put(store::WorkspaceId ws, const json& body,
 }
 
 Result<bool> ImageLibrary::Delete(store::WorkspaceId ws, const std::string& id) {
+  if (!ValidImageId(id)) return false;  // no such template; and its files are no one's to remove
   bool removed = false;
   NUDGE_TRY(store_.WriteSync([&](store::WriteTxn& txn) -> Status {
     NUDGE_ASSIGN_OR_RETURN(removed, txn.DeleteDefinition(ws, "image", id));
@@ -175,8 +196,10 @@ Result<bool> ImageLibrary::Delete(store::WorkspaceId ws, const std::string& id) 
     std::lock_guard lock(mutex_);
     images_[ws].erase(id);
   }
-  std::error_code ec;
-  fs::remove_all(root_ / std::to_string(ws) / id, ec);
+  if (removed) {
+    std::error_code ec;
+    fs::remove_all(root_ / std::to_string(ws) / id, ec);
+  }
   return removed;
 }
 

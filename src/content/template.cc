@@ -3,6 +3,7 @@
 #include <cctz/civil_time.h>
 #include <cctz/time_zone.h>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -213,11 +214,16 @@ Result<Value> LocalTimeFilter(FilterCall& call) {
 
 Result<Value> ImageUrlFilter(FilterCall& call) {
   if (!call.input().is_string() || !current_env || !current_env->image_url) return call.String("");
-  std::string format = "png";
-  if (call.arg_count() > 0 && call.arg(0).is_string()) format = std::string(call.arg(0).AsString());
-  if (format == "jpeg") format = "jpg";
-  if (format != "png" && format != "jpg" && format != "webp")
-    return Err(Status::Invalid("image_url: the format is png, jpg or webp, not '" + format + "'"));
+  // No format: the URL names none, and the image template's own `format` is served.
+  std::string format;
+  if (call.arg_count() > 0 && call.arg(0).is_string()) {
+    for (char ch : call.arg(0).AsString())
+      format += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (format == "jpeg") format = "jpg";
+    if (format != "png" && format != "jpg" && format != "webp")
+      return Err(Status::Invalid("image_url: the format is png, jpg or webp, not '" +
+                                 std::string(call.arg(0).AsString()) + "'"));
+  }
   return call.String(current_env->image_url(call.input().AsString(), format));
 }
 

@@ -114,13 +114,14 @@ TEST(Template, LayoutWrapsTheHtml) {
 TEST(Template, NudgeFilters) {
   auto t = ParseTemplate(R"(id: f
 channel: sms
-body: "{{ 1234.5 | money }}|{{ 9.99 | money: 'EUR' }}|{{ 500 | money: 'JPY' }}|{{ '2026-03-29T00:30:00Z' | local_time: '%Y-%m-%d %H:%M %Z' }}|{{ 'hero' | image_url }}"
+body: "{{ 1234.5 | money }}|{{ 9.99 | money: 'EUR' }}|{{ 500 | money: 'JPY' }}|{{ '2026-03-29T00:30:00Z' | local_time: '%Y-%m-%d %H:%M %Z' }}|{{ 'hero' | image_url }}|{{ 'hero' | image_url: 'JPEG' }}"
 )",
                          "t", std::nullopt);
   ASSERT_TRUE(t) << t.error().ToString();
   RenderEnv env;
   env.image_url = [](std::string_view image, std::string_view format) {
-    return "https://n.test/i/" + std::string(image) + "/tok." + std::string(format);
+    return "https://n.test/i/" + std::string(image) + "/tok" +
+           (format.empty() ? "" : "." + std::string(format));
   };
   RenderScope scope(&env);
   auto r = Render(**t, {{"contact", {{"traits", {{"timezone", "Europe/Berlin"}}}}}});
@@ -128,7 +129,7 @@ body: "{{ 1234.5 | money }}|{{ 9.99 | money: 'EUR' }}|{{ 500 | money: 'JPY' }}|{
   EXPECT_EQ(r->body,
             "$1,234.50|\xE2\x82\xAC"
             "9.99|\xC2\xA5"
-            "500|2026-03-29 01:30 CET|https://n.test/i/hero/tok.png");
+            "500|2026-03-29 01:30 CET|https://n.test/i/hero/tok|https://n.test/i/hero/tok.jpg");
 }
 
 // A price kept as text: a whole number is an amount; text that only starts with one is not,

@@ -409,12 +409,18 @@ class PublicApi {
   // ---- /i/{template}/{token}.{png|jpg|webp} ----
 
   void Image(Request& req, Reply reply) {
+    // <token>.png|.jpg|.webp, or <token> alone for the template's own format (a token holds
+    // a '.' of its own: what follows the last one is a format only when it names one).
     const std::string file = req.params.at("file");
-    const size_t dot = file.rfind('.');
-    auto format = dot == std::string::npos ? Err(Status::NotFound("no image format"))
-                                           : content::ParseImageFormat(file.substr(dot + 1));
-    if (!format)
-      return reply(HtmlError(Status::NotFound("an image URL ends in .png, .jpg or .webp")));
+    size_t dot = file.rfind('.');
+    std::optional<content::ImageFormat> format;
+    if (dot != std::string::npos) {
+      if (auto named = content::ParseImageFormat(file.substr(dot + 1))) {
+        format = *named;
+      } else {
+        dot = std::string::npos;
+      }
+    }
     auto c = VerifyToken(file.substr(0, dot), LinkKind::kImage);
     if (!c) return reply(HtmlError(c.error()));
     const std::string& id = req.params.at("template");
@@ -422,6 +428,11 @@ class PublicApi {
       return reply(HtmlError(Status(Code::kPermissionDenied, "not this image's link")));
     if (!ctx_.images || !ctx_.delivery)
       return reply(HtmlError(Status::NotFound("no image template '" + id + "'")));
+    if (!format) {
+      auto info = ctx_.images->Get(c->workspace, id);
+      if (!info) return reply(HtmlError(Status::NotFound("no image template '" + id + "'")));
+      format = info->tmpl->default_format();
+    }
     auto m = MessageOf(*c);
     // A contact erased since the message was sent gets the image without personal data.
     auto context = ctx_.delivery->ContextFor(c->workspace, c->contact, m ? &*m : nullptr);

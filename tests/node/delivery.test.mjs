@@ -591,6 +591,23 @@ steps:
     assert.equal(forged.status, 403);
     const other = await fetch(url.replace('/i/welcome-hero/', '/i/pic/'));
     assert.equal(other.status, 403, 'a link made for one image does not draw another');
+    // Without a format the URL names none, and the template's own format is served.
+    await putYaml(server, 'templates', 'pic2', `id: pic2\nchannel: email\nsubject: hi\nhtml: "<img src=\\"{{ 'welcome-hero' | image_url }}\\">"\n`);
+    const prev2 = await server.admin('POST', '/api/v1/templates/pic2/preview', { body: { user_id: 'ada' } });
+    const bare = /src="([^"]+)"/.exec(prev2.json.html)[1];
+    assert.match(bare, /\/i\/welcome-hero\/[A-Za-z0-9_.-]+$/);
+    assert.doesNotMatch(bare, /\.(png|jpg|webp)$/);
+    assert.equal((await fetch(`${bare}.gif`)).status, 400, 'another extension is no link of ours');
+    const served = await fetch(bare);
+    assert.equal(served.status, 200);
+    assert.equal(served.headers.get('content-type'), `image/${put.json.format === 'jpg' ? 'jpeg' : put.json.format}`);
+    // An id that is no id names no files: '..' removes nothing, of no workspace.
+    const dots = await server.admin('DELETE', '/api/v1/images/%2E%2E');
+    assert.equal(dots.status, 404);
+    assert.equal((await fetch(url)).status, 200, 'the image still draws from its files');
+    const long = await server.admin('PUT', `/api/v1/images/${'a'.repeat(300)}`, { body: { yaml: 'id: x\n' } });
+    assert.equal(long.status, 400, long.text);
+    assert.match(long.text, /1 to 100/);
   });
 
   test('the preference page keeps what stays ticked and unsubscribes what is unticked', async () => {

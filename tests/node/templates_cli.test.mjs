@@ -87,6 +87,16 @@ Hi {{ n | capitalize }}!
       assert.match(demo.stdout, /images\/welcome-hero\.yaml: image welcome-hero \(1200x600\)/);
       const img = await server.get('/api/v1/images/welcome-hero');
       assert.deepEqual(img.assets, ['hero.png']);
+
+      // An asset in a subfolder: validate refuses it as apply does, at its place.
+      const w = fs.mkdtempSync(path.join(os.tmpdir(), 'nudge-img-'));
+      fs.mkdirSync(path.join(w, 'images', 'sub'), { recursive: true });
+      fs.copyFileSync(path.join(ROOT, 'examples/demo/images/hero.png'), path.join(w, 'images', 'sub', 'hero.png'));
+      fs.writeFileSync(path.join(w, 'images', 'deep.yaml'), 'id: deep\nbase: sub/hero.png\n');
+      const v = await runCli(nudgeBin(), ['validate', w]);
+      assert.equal(v.code, 1, v.stdout);
+      assert.match(v.stderr, /images\/deep\.yaml:2:\d+: .*plain file names/);
+      fs.rmSync(w, { recursive: true, force: true });
     } finally {
       await server.dispose();
     }
