@@ -165,12 +165,17 @@ Result<Box> ParseBox(const YamlDoc& doc, const YAML::Node& layer, int canvas_w, 
   if (!node.IsDefined() || node.IsNull())
     return Err(doc.ErrorAt(layer, "box", "missing: { x, y, width, height } in pixels"));
   if (!node.IsMap()) return Err(doc.ErrorAt(node, "box", "expected { x, y, width, height }"));
-  NUDGE_TRY(core::YamlKnownKeys(doc, node, {"x", "y", "width", "height"}));
+  NUDGE_TRY(core::YamlNamed(core::YamlKnownKeys(doc, node, {"x", "y", "width", "height"}), "box"));
   Box box;
-  NUDGE_ASSIGN_OR_RETURN(box.x, RequiredInt(doc, node, "x", 0, internal::kMaxSide));
-  NUDGE_ASSIGN_OR_RETURN(box.y, RequiredInt(doc, node, "y", 0, internal::kMaxSide));
-  NUDGE_ASSIGN_OR_RETURN(box.width, RequiredInt(doc, node, "width", 1, internal::kMaxSide));
-  NUDGE_ASSIGN_OR_RETURN(box.height, RequiredInt(doc, node, "height", 1, internal::kMaxSide));
+  NUDGE_ASSIGN_OR_RETURN(
+      box.x, core::YamlPrefixed(RequiredInt(doc, node, "x", 0, internal::kMaxSide), "box"));
+  NUDGE_ASSIGN_OR_RETURN(
+      box.y, core::YamlPrefixed(RequiredInt(doc, node, "y", 0, internal::kMaxSide), "box"));
+  NUDGE_ASSIGN_OR_RETURN(
+      box.width, core::YamlPrefixed(RequiredInt(doc, node, "width", 1, internal::kMaxSide), "box"));
+  NUDGE_ASSIGN_OR_RETURN(
+      box.height,
+      core::YamlPrefixed(RequiredInt(doc, node, "height", 1, internal::kMaxSide), "box"));
   if (box.x + box.width > canvas_w || box.y + box.height > canvas_h)
     return Err(doc.ErrorAt(node, "box",
                            "x " + std::to_string(box.x) + " + width " + std::to_string(box.width) +
@@ -376,13 +381,19 @@ Result<ImageTemplate> ParseImageTemplate(std::string_view text, std::string_view
     const YAML::Node canvas = root["canvas"];
     if (!canvas.IsMap())
       return Err(doc.ErrorAt(canvas, "canvas", "expected { width, height, background }"));
-    NUDGE_TRY(core::YamlKnownKeys(doc, canvas, {"width", "height", "background"}));
-    NUDGE_ASSIGN_OR_RETURN(const int w, RequiredInt(doc, canvas, "width", 1, internal::kMaxSide));
-    NUDGE_ASSIGN_OR_RETURN(const int h, RequiredInt(doc, canvas, "height", 1, internal::kMaxSide));
+    NUDGE_TRY(core::YamlNamed(core::YamlKnownKeys(doc, canvas, {"width", "height", "background"}),
+                              "canvas"));
+    NUDGE_ASSIGN_OR_RETURN(
+        const int w,
+        core::YamlPrefixed(RequiredInt(doc, canvas, "width", 1, internal::kMaxSide), "canvas"));
+    NUDGE_ASSIGN_OR_RETURN(
+        const int h,
+        core::YamlPrefixed(RequiredInt(doc, canvas, "height", 1, internal::kMaxSide), "canvas"));
     if (int64_t{w} * h > internal::kMaxPixels)
       return Err(doc.ErrorAt(canvas, "canvas", "larger than 16 megapixels"));
-    NUDGE_ASSIGN_OR_RETURN(const Rgba bg,
-                           ColorField(doc, canvas, "background", Rgba{255, 255, 255, 255}));
+    NUDGE_ASSIGN_OR_RETURN(const Rgba bg, core::YamlPrefixed(ColorField(doc, canvas, "background",
+                                                                        Rgba{255, 255, 255, 255}),
+                                                             "canvas"));
     auto raster = internal::MakeCanvas(w, h, bg);
     if (!raster) return Err(doc.ErrorAt(canvas, "canvas", raster.error().message()));
     data->base = *raster;
@@ -408,8 +419,15 @@ Result<ImageTemplate> ParseImageTemplate(std::string_view text, std::string_view
       auto layer =
           ParseLayer(doc, layers[i], data->base->width(), data->base->height(), base_dir, extras);
       if (!layer) {
-        Status e = layer.error();
-        return Err(Status(e.code(), "layers[" + std::to_string(i) + "]." + e.message(), e.where()));
+        // "box.x: ..." becomes "layers[0].box.x: ..."; a message naming no field gets
+        // "layers[0]: ...".
+        const Status& e = layer.error();
+        const std::string& m = e.message();
+        const size_t colon = m.find(": ");
+        const bool named =
+            colon != std::string::npos && m.substr(0, colon).find(' ') == std::string::npos;
+        return Err(Status(e.code(), "layers[" + std::to_string(i) + "]" + (named ? "." : ": ") + m,
+                          e.where()));
       }
       if (check) {
         Status checked = check(i, layer->source);
