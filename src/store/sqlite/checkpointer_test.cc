@@ -126,9 +126,11 @@ TEST_F(CheckpointerTest, TheLogStartsOverUnderAWriterThatNeverPauses) {
   ASSERT_NO_FATAL_FAILURE(Open(limits));
   for (int i = 0; i < 600; ++i) ASSERT_NO_FATAL_FAILURE(Write());
   // ~3,600 frames written (all of them in the log without restarts): the log restarted each
-  // time it passed restart_frames, or soon after.
+  // time it passed restart_frames, or soon after. How soon depends on the checkpoint thread
+  // keeping up, which a busy machine delays (595 frames was seen under a parallel build), so
+  // the bound is a quarter of what no restart would leave.
   EXPECT_GE(Restarts(), 10u);
-  EXPECT_LT(max_frames_, 8 * limits.restart_frames) << "the log grew to " << max_frames_;
+  EXPECT_LT(max_frames_, 14 * limits.restart_frames) << "the log grew to " << max_frames_;
   EXPECT_EQ(Rows(), 2400);
 }
 
