@@ -66,8 +66,7 @@ Status CheckListen(const std::string& listen, const std::string& where, bool emp
   auto hp = http::ParseListen(listen);
   if (!hp) return Status::Invalid(hp.error().message() + " (" + expected + ")", where);
   const std::string& host = hp->first;
-  if (host.empty() ? !empty_host : false) return Status::Invalid(expected, where);
-  if (host.empty()) return Status::Ok();
+  if (host.empty()) return empty_host ? Status::Ok() : Status::Invalid(expected, where);
   in_addr v4{};
   in6_addr v6{};
   const bool bracketed = listen.front() == '[';
@@ -77,6 +76,13 @@ Status CheckListen(const std::string& listen, const std::string& where, bool emp
   if (!bracketed && host.find(':') != std::string::npos)
     return Status::Invalid("an IPv6 address goes in brackets; " + expected, where);
   return Status::Invalid("the host must be an IP address, not a name; " + expected, where);
+}
+
+// An on/off variable: 1, true, yes or 0, false, no.
+Result<bool> ParseSwitch(const std::string& value, const std::string& where) {
+  if (value == "1" || value == "true" || value == "yes") return true;
+  if (value == "0" || value == "false" || value == "no") return false;
+  return Err(Status::Invalid("expected 1, 0, true, false, yes or no, got '" + value + "'", where));
 }
 
 Status CheckRegion(const std::string& region, const std::string& where) {
@@ -309,19 +315,10 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
     c.public_url = *v;
   }
   if (auto v = get("NUDGE_DELIVERY_HOLD"); v && !v->empty()) {
-    if (*v == "1" || *v == "true" || *v == "yes") {
-      c.delivery_hold = true;
-    } else if (*v == "0" || *v == "false" || *v == "no") {
-      c.delivery_hold = false;
-    } else {
-      return Err(Status::Invalid("expected 1, 0, true, false, yes or no, got '" + *v + "'",
-                                 "NUDGE_DELIVERY_HOLD"));
-    }
+    NUDGE_ASSIGN_OR_RETURN(c.delivery_hold, ParseSwitch(*v, "NUDGE_DELIVERY_HOLD"));
   }
-  if (auto v = get("NUDGE_HUGE_PAGES");
-      v && *v != "0" && *v != "1" && *v != "true" && *v != "false" && *v != "yes" && *v != "no")
-    return Err(Status::Invalid("expected 1, 0, true, false, yes or no, got '" + *v + "'",
-                               "NUDGE_HUGE_PAGES"));
+  // Read by the process before the configuration (core/huge_pages.cc); checked here.
+  if (auto v = get("NUDGE_HUGE_PAGES")) NUDGE_TRY(ParseSwitch(*v, "NUDGE_HUGE_PAGES"));
   if (c.public_url.empty()) c.public_url = "http://" + c.listen;
   while (!c.public_url.empty() && c.public_url.back() == '/') c.public_url.pop_back();
   c.delivery.public_url = c.public_url;

@@ -25,18 +25,6 @@ bool PlainFileName(const std::string& name) {
   return true;
 }
 
-// An image template's id, as openapi.yaml gives it: 1 to 100 letters, digits, '-', '_'. It
-// names a directory under DATA/images/<workspace>/, so nothing else may pass ("..", ".", "/").
-bool ValidImageId(const std::string& id) {
-  if (id.empty() || id.size() > 100) return false;
-  for (char ch : id) {
-    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 Result<std::shared_ptr<const Template>> CompileLayer(std::string_view source) {
   CompileOptions co;
   co.filters = NudgeFilters();
@@ -70,7 +58,8 @@ fs::path ImageLibrary::AssetDir(store::WorkspaceId ws, const std::string& id,
 Result<ImageInfo> ImageLibrary::Parse(store::WorkspaceId ws, const std::string& id,
                                       const json& body, std::string_view text,
                                       int64_t version) const {
-  if (!ValidImageId(id))
+  // The id names a directory under DATA/images/<workspace>/: nothing else may pass ("..").
+  if (!IsImageTemplateId(id))
     return Err(Status::Invalid(
         "an image template's id has 1 to 100 letters, digits, '-' or '_', not '" + id + "'", "id"));
   if (!body.is_object()) return Err(Status::Invalid("expected a JSON object", "body"));
@@ -186,7 +175,7 @@ Result<ImageInfo> ImageLibrary::Put(store::WorkspaceId ws, const json& body,
 }
 
 Result<bool> ImageLibrary::Delete(store::WorkspaceId ws, const std::string& id) {
-  if (!ValidImageId(id)) return false;  // no such template; and its files are no one's to remove
+  if (!IsImageTemplateId(id)) return false;  // no such template, and no directory to remove
   bool removed = false;
   NUDGE_TRY(store_.WriteSync([&](store::WriteTxn& txn) -> Status {
     NUDGE_ASSIGN_OR_RETURN(removed, txn.DeleteDefinition(ws, "image", id));

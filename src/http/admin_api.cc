@@ -81,6 +81,47 @@ Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_objec
   return body;
 }
 
+namespace {
+
+// The contact's address for a channel, or "" (push has none here).
+std::string AddressFor(const store::Contact& c, const std::string& channel) {
+  if (channel == "email") return c.email.value_or("");
+  if (channel == "sms") return c.phone.value_or("");
+  return "";
+}
+
+}  // namespace
+
+Status SuppressUnsubscribed(ApiContext& ctx, WorkspaceId ws, store::ContactId contact,
+                            const std::string& channel, const std::string& detail) {
+  return ctx.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    NUDGE_ASSIGN_OR_RETURN(auto c, txn.GetContact(contact));
+    const std::string address = c ? AddressFor(*c, channel) : "";
+    if (address.empty()) return Status::Ok();
+    store::Suppression s;
+    s.workspace = ws;
+    s.channel = channel;
+    s.address = address;
+    s.reason = "unsubscribed";
+    s.detail = detail;
+    s.created_at = ctx.clock.NowMillis();
+    return txn.AddSuppression(s);
+  });
+}
+
+Status LiftUnsubscribeSuppression(ApiContext& ctx, WorkspaceId ws, store::ContactId contact,
+                                  const std::string& channel) {
+  return ctx.store.WriteSync([&](store::WriteTxn& txn) -> Status {
+    NUDGE_ASSIGN_OR_RETURN(auto c, txn.GetContact(contact));
+    const std::string address = c ? AddressFor(*c, channel) : "";
+    if (address.empty()) return Status::Ok();
+    NUDGE_ASSIGN_OR_RETURN(auto existing, txn.FindSuppression(ws, channel, address));
+    if (!existing || existing->reason != "unsubscribed") return Status::Ok();
+    NUDGE_TRY(txn.RemoveSuppression(ws, channel, address));
+    return Status::Ok();
+  });
+}
+
 Status KnownFields(const nlohmann::json& body, std::initializer_list<std::string_view> known) {
   for (const auto& [key, value] : body.items()) {
     if (std::find(known.begin(), known.end(), key) != known.end()) continue;

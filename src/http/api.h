@@ -44,7 +44,7 @@ struct ApiContext {
   channel::Dispatcher* delivery = nullptr;
   content::ImageLibrary* images = nullptr;  // image templates and the /i/ route
   // Set by AddPublicRoutes: applies an unsubscribe mailed to delivery.unsubscribe_mailbox
-  // (subject "unsubscribe <token>"); `from` is recorded as where it came from.
+  // (subject "unsubscribe <token>"); `from` is the sender, which is not recorded.
   std::function<Status(std::string_view subject, const std::string& from)> mail_unsubscribe{};
   track::SecretBook* secrets = nullptr;
   const channel::ChannelsConfig* channels = nullptr;
@@ -74,6 +74,17 @@ Result<int64_t> IdCursor(const Request& req);
 // The request's body as a JSON object (`{}` for an empty body when empty_is_object): a 400
 // saying where malformed JSON breaks ("request body:1:18") or what the body is instead.
 Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_object = false);
+// What a whole channel's unsubscribe does to the suppression list, wherever it is made (a link,
+// the preference page, the API): unsubscribing puts the contact's address for the channel on
+// it (reason unsubscribed; a bounce, complaint or manual entry already there stays), and
+// subscribing again removes an entry whose reason is unsubscribed. `detail` says where the
+// unsubscribe came from. Nothing happens for a contact without an address for the channel
+// (push has none).
+Status SuppressUnsubscribed(ApiContext& ctx, store::WorkspaceId ws, store::ContactId contact,
+                            const std::string& channel, const std::string& detail);
+Status LiftUnsubscribeSuppression(ApiContext& ctx, store::WorkspaceId ws, store::ContactId contact,
+                                  const std::string& channel);
+
 // A 400 naming the first field of `body` not in `known` (a misspelled "reasn" would otherwise
 // be ignored and its default used), with the known ones.
 Status KnownFields(const nlohmann::json& body, std::initializer_list<std::string_view> known);

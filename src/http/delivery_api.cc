@@ -320,42 +320,12 @@ class DeliveryApi {
     if (!topic.empty()) props["topic"] = topic;
     Status s = ctx_.engine->ApplyConsent(r, event, props.dump());
     if (!s.ok()) return reply(ErrorResponse(s));
-    if (status == "unsubscribed" && topic.empty()) {
-      // As the unsubscribe link does: the address goes on the suppression list (reason
-      // unsubscribed; a stronger reason already there stays).
-      const std::string address =
-          channel == "email" ? c->email.value_or("") : c->phone.value_or("");
-      if (!address.empty() && channel != "push") {
-        store::Suppression sup;
-        sup.workspace = ws;
-        sup.channel = channel;
-        sup.address = address;
-        sup.reason = "unsubscribed";
-        sup.detail = r.source;
-        sup.created_at = ctx_.clock.NowMillis();
-        s = ctx_.store.WriteSync([&](store::WriteTxn& txn) { return txn.AddSuppression(sup); });
-        if (!s.ok()) return reply(ErrorResponse(s));
-      }
-    }
-    if (status == "subscribed" && topic.empty()) {
-      // Subscribing again lifts a suppression that only recorded the earlier unsubscribe.
-      const std::string address =
-          channel == "email" ? c->email.value_or("") : c->phone.value_or("");
-      if (!address.empty()) {
-        std::optional<store::Suppression> existing;
-        Status rs = ctx_.store.Read([&](store::ReadTxn& t) -> Status {
-          NUDGE_ASSIGN_OR_RETURN(existing, t.FindSuppression(ws, channel, address));
-          return Status::Ok();
-        });
-        if (rs.ok() && existing && existing->reason == "unsubscribed") {
-          rs = ctx_.store.WriteSync([&](store::WriteTxn& txn) -> Status {
-            auto removed = txn.RemoveSuppression(ws, channel, address);
-            return removed ? Status::Ok() : removed.error();
-          });
-        }
-        if (!rs.ok()) return reply(ErrorResponse(rs));
-      }
-    }
+    // A whole channel: the suppression list follows, as it does for the unsubscribe link.
+    if (topic.empty() && status == "unsubscribed")
+      s = SuppressUnsubscribed(ctx_, ws, c->id, channel, r.source);
+    if (topic.empty() && status == "subscribed")
+      s = LiftUnsubscribeSuppression(ctx_, ws, c->id, channel);
+    if (!s.ok()) return reply(ErrorResponse(s));
     json out{{"contact_id", c->id}, {"channel", channel}, {"status", status}};
     if (!topic.empty()) out["topic"] = topic;
     if (needs_confirmation) {

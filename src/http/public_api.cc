@@ -230,23 +230,7 @@ class PublicApi {
     if (!topic.empty()) props["topic"] = topic;
     NUDGE_TRY(ctx_.engine->ApplyConsent(r, "Unsubscribed", props.dump()));
     if (!topic.empty()) return Status::Ok();
-    std::optional<store::Contact> contact;
-    NUDGE_TRY(ctx_.store.Read([&](store::ReadTxn& t) -> Status {
-      NUDGE_ASSIGN_OR_RETURN(contact, t.GetContact(c.contact));
-      return Status::Ok();
-    }));
-    const std::string address = !contact             ? ""
-                                : channel == "email" ? contact->email.value_or("")
-                                                     : contact->phone.value_or("");
-    if (address.empty()) return Status::Ok();
-    store::Suppression s;
-    s.workspace = c.workspace;
-    s.channel = channel;
-    s.address = address;
-    s.reason = "unsubscribed";
-    s.detail = source;
-    s.created_at = ctx_.clock.NowMillis();
-    return ctx_.store.WriteSync([&](store::WriteTxn& txn) { return txn.AddSuppression(s); });
+    return SuppressUnsubscribed(ctx_, c.workspace, c.contact, channel, source);
   }
 
   void UnsubscribePage(Request& req, Reply reply) {
@@ -347,7 +331,8 @@ class PublicApi {
       json props{{"channel", channel}, {"source", "preference_page"}};
       if (!topic.empty()) props["topic"] = topic;
       Status s = ctx_.engine->ApplyConsent(r, "Subscribed", props.dump());
-      if (s.ok() && topic.empty()) s = LiftUnsubscribeSuppression(*c, channel);
+      if (s.ok() && topic.empty())
+        s = LiftUnsubscribeSuppression(ctx_, c->workspace, c->contact, channel);
       return s;
     };
     // Channels first; then the topics, compared with what they show after that. A topic shows
@@ -362,25 +347,6 @@ class PublicApi {
     reply(Html(track::PreferencesPage(Items(*c), Self(req), "Your preferences are saved.")));
   }
 
-  Status LiftUnsubscribeSuppression(const LinkClaims& c, const std::string& channel) {
-    std::optional<store::Contact> contact;
-    std::optional<store::Suppression> existing;
-    NUDGE_TRY(ctx_.store.Read([&](store::ReadTxn& t) -> Status {
-      NUDGE_ASSIGN_OR_RETURN(contact, t.GetContact(c.contact));
-      if (!contact) return Status::Ok();
-      const std::string address =
-          channel == "email" ? contact->email.value_or("") : contact->phone.value_or("");
-      if (address.empty()) return Status::Ok();
-      NUDGE_ASSIGN_OR_RETURN(existing, t.FindSuppression(c.workspace, channel, address));
-      return Status::Ok();
-    }));
-    if (!existing || existing->reason != "unsubscribed") return Status::Ok();
-    return ctx_.store.WriteSync([&](store::WriteTxn& txn) -> Status {
-      auto r = txn.RemoveSuppression(c.workspace, channel, existing->address);
-      return r ? Status::Ok() : r.error();
-    });
-  }
-
   void Confirm(Request& req, Reply reply) {
     auto c = Verify(req, LinkKind::kConfirm);
     if (!c) return reply(HtmlError(c.error()));
@@ -392,7 +358,7 @@ class PublicApi {
     json props{{"channel", channel}, {"source", "confirm_link"}};
     if (c->message) props["message_id"] = c->message;
     Status s = ctx_.engine->ApplyConsent(r, "Subscription Confirmed", props.dump());
-    if (s.ok()) s = LiftUnsubscribeSuppression(*c, channel);
+    if (s.ok()) s = LiftUnsubscribeSuppression(ctx_, c->workspace, c->contact, channel);
     if (!s.ok()) return reply(HtmlError(s));
     reply(Html(track::ConfirmedPage(channel == "sms" ? "text messages" : "emails")));
   }

@@ -419,12 +419,7 @@ Result<Step> ParseStep(const YamlDoc& doc, const YAML::Node& n) {
         if (!body["headers"].IsMap())
           return Err(doc.ErrorAt(body["headers"], "headers", "expected a mapping"));
         for (const auto& kv : body["headers"]) {
-          // nudge sets these itself: the request's framing, its id and its signature.
-          std::string lower = kv.first.Scalar();
-          for (char& ch : lower)
-            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-          if (lower == "host" || lower == "content-length" || lower == "transfer-encoding" ||
-              lower == "connection" || lower.rfind("x-nudge-", 0) == 0)
+          if (IsReservedWebhookHeader(kv.first.Scalar()))
             return Err(doc.ErrorAt(kv.first, "headers",
                                    "'" + kv.first.Scalar() +
                                        "' is set by nudge (Host, Content-Length, "
@@ -479,6 +474,13 @@ std::string_view StepKindName(StepKind kind) {
       return "exit";
   }
   return "exit";
+}
+
+bool IsReservedWebhookHeader(std::string_view name) {
+  std::string lower(name);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return lower == "host" || lower == "content-length" || lower == "transfer-encoding" ||
+         lower == "connection" || lower.starts_with("x-nudge-");
 }
 
 Result<std::pair<std::vector<std::string>, Millis>> ParseDateExpression(std::string_view text) {

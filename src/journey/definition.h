@@ -157,6 +157,10 @@ struct CheckOptions {
 // Every problem of the journey's graph and references, each with its position.
 std::vector<Status> CheckJourney(const Journey& journey, const CheckOptions& options);
 
+// A header nudge sets on a webhook's request itself (Host, Content-Length, Transfer-Encoding,
+// Connection, X-Nudge-*: its framing, id and signature), in any case: a step may not give one.
+bool IsReservedWebhookHeader(std::string_view name);
+
 // Parses "3d before traits.trial_ends_at", "2h after traits.signup_at", "traits.birthday".
 Result<std::pair<std::vector<std::string>, Millis>> ParseDateExpression(std::string_view text);
 

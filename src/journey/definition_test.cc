@@ -91,49 +91,30 @@ TEST(JourneyDefinition, ParsingErrorsSayWhere) {
 // A webhook's Liquid is compiled when the journey is saved, and the headers nudge sets itself
 // cannot be given: both are refused at their position instead of failing every delivery.
 TEST(JourneyDefinition, AWebhookStepIsCheckedWhenSaved) {
-  auto j = ParseJourney(R"(id: x
-trigger: { event: A }
-steps:
-  - id: hook
-    webhook:
-      url: "http://127.0.0.1:9/crm/{{ contact.user_id"
-)",
-                        "j.yaml");
+  // A journey of one webhook step; `fields` are its lines from line 6 on.
+  const auto hook = [](const std::string& fields) {
+    return ParseJourney(
+        "id: x\ntrigger: { event: A }\nsteps:\n  - id: hook\n    webhook:\n" + fields, "j.yaml");
+  };
+  auto j = hook("      url: \"http://127.0.0.1:9/crm/{{ contact.user_id\"\n");
   ASSERT_FALSE(j);
   EXPECT_EQ(j.error().where(), "j.yaml:6:36") << j.error().ToString();
   EXPECT_NE(j.error().message().find("url: "), std::string::npos) << j.error().ToString();
-  j = ParseJourney(R"(id: x
-trigger: { event: A }
-steps:
-  - id: hook
-    webhook:
-      url: "http://127.0.0.1:9/crm"
-      body: '{"total": {{ event.properties.total | money: }}}'
-)",
-                   "j.yaml");
+  j = hook(
+      "      url: \"http://127.0.0.1:9/crm\"\n"
+      "      body: '{\"total\": {{ event.properties.total | money: }}}'\n");
   ASSERT_FALSE(j);
   EXPECT_NE(j.error().where().find("j.yaml:7:"), std::string::npos) << j.error().ToString();
-  j = ParseJourney(R"(id: x
-trigger: { event: A }
-steps:
-  - id: hook
-    webhook:
-      url: "http://127.0.0.1:9/crm"
-      headers: { Authorization: "Bearer {{ workspace.id }}", X-Nudge-Signature: forged }
-)",
-                   "j.yaml");
+  j = hook(
+      "      url: \"http://127.0.0.1:9/crm\"\n"
+      "      headers: { Authorization: \"Bearer {{ workspace.id }}\", X-Nudge-Signature: forged "
+      "}\n");
   ASSERT_FALSE(j);
   EXPECT_EQ(j.error().where(), "j.yaml:7:62") << j.error().ToString();
-  j = ParseJourney(R"(id: x
-trigger: { event: A }
-steps:
-  - id: hook
-    webhook:
-      url: "http://127.0.0.1:9/crm/{{ contact.user_id | url_encode }}"
-      headers: { Content-Type: application/x-www-form-urlencoded }
-      body: "total={{ event.properties.total | money }}"
-)",
-                   "j.yaml");
+  j = hook(
+      "      url: \"http://127.0.0.1:9/crm/{{ contact.user_id | url_encode }}\"\n"
+      "      headers: { Content-Type: application/x-www-form-urlencoded }\n"
+      "      body: \"total={{ event.properties.total | money }}\"\n");
   ASSERT_TRUE(j) << j.error().ToString();
 }
 

@@ -324,32 +324,32 @@ struct Engine::Impl {
   // A contact's tags and source, for the contacts that have any (most have none): what `tags`
   // and `source` read. `values` views `tags` (built after it, never moved: map nodes stay).
   struct Labels {
+    std::string text;  // the tags as stored (a JSON array)
     std::vector<std::string> tags;
     std::vector<rules::Value> values;
     std::optional<std::string> source;
   };
   std::unordered_map<ContactId, Labels> labels;
 
-  // Records the contact's tags and source; true when they changed.
+  // Records the contact's tags and source; true when they changed. The tags are parsed only
+  // when their text changed: a contact's every other change passes here too.
   bool SetLabels(const store::Contact& c) {
-    std::vector<std::string> tags;
-    if (!c.tags.empty() && c.tags != "[]") {
-      const nlohmann::json parsed = nlohmann::json::parse(c.tags, nullptr, false);
-      if (parsed.is_array())
-        for (const auto& t : parsed)
-          if (t.is_string()) tags.push_back(t.get<std::string>());
-    }
     auto it = labels.find(c.id);
-    if (tags.empty() && !c.source) {
+    if ((c.tags.empty() || c.tags == "[]") && !c.source) {
       if (it == labels.end()) return false;
       labels.erase(it);
       return true;
     }
-    if (it != labels.end() && it->second.tags == tags && it->second.source == c.source)
+    if (it != labels.end() && it->second.text == c.tags && it->second.source == c.source)
       return false;
     Labels& l = labels[c.id];
-    l.tags = std::move(tags);
+    l.text = c.tags;
     l.source = c.source;
+    l.tags.clear();
+    if (const nlohmann::json parsed = nlohmann::json::parse(c.tags, nullptr, false);
+        parsed.is_array())
+      for (const auto& t : parsed)
+        if (t.is_string()) l.tags.push_back(t.get<std::string>());
     l.values.clear();
     for (const std::string& t : l.tags) l.values.push_back(rules::Value::String(t));
     return true;

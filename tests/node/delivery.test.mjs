@@ -76,6 +76,40 @@ async function deadPort() {
   return port;
 }
 
+// A DSN (RFC 3464) as a relay sends one: the recipient's status, the report's own Message-ID
+// when given, and the headers of the message it is about when given.
+function dsnReport({ recipient, status, diagnostic, reportId, originalMessageId }) {
+  return [
+    'From: MAILER-DAEMON@relay.example',
+    'To: bounces@acme.test',
+    ...(reportId ? [`Message-ID: <${reportId}>`] : []),
+    'Subject: Delivery Status Notification',
+    'MIME-Version: 1.0',
+    'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"',
+    '',
+    '--b1',
+    'Content-Type: text/plain',
+    '',
+    'Your message could not be delivered.',
+    '',
+    '--b1',
+    'Content-Type: message/delivery-status',
+    '',
+    'Reporting-MTA: dns; relay.example',
+    '',
+    `Final-Recipient: rfc822; ${recipient}`,
+    'Action: failed',
+    `Status: ${status}`,
+    `Diagnostic-Code: smtp; ${diagnostic}`,
+    '',
+    ...(originalMessageId
+      ? ['--b1', 'Content-Type: text/rfc822-headers', '', `Message-ID: ${originalMessageId}`, `To: ${recipient}`, 'From: hello@acme.test', '']
+      : []),
+    '--b1--',
+    '',
+  ].join('\r\n');
+}
+
 // An HTTP receiver recording requests (the SMS gateway and the webhook endpoint).
 async function startReceiver(answer) {
   const requests = [];
@@ -454,37 +488,7 @@ steps:
     await identify('dan', { email: 'dan@example.com', first_name: 'Dan' });
     await hello('dan');
     const [mail] = await waitFor('dan mailed', () => mailTo('dan@example.com').length && mailTo('dan@example.com'));
-    const dsn = [
-      'From: MAILER-DAEMON@relay.example',
-      'To: hello@acme.test',
-      'Subject: Undelivered Mail Returned to Sender',
-      'MIME-Version: 1.0',
-      'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"',
-      '',
-      '--b1',
-      'Content-Type: text/plain',
-      '',
-      'Your message could not be delivered.',
-      '--b1',
-      'Content-Type: message/delivery-status',
-      '',
-      'Reporting-MTA: dns; relay.example',
-      '',
-      'Final-Recipient: rfc822; dan@example.com',
-      'Action: failed',
-      'Status: 5.1.1',
-      'Diagnostic-Code: smtp; 550 5.1.1 user unknown',
-      '',
-      '--b1',
-      'Content-Type: text/rfc822-headers',
-      '',
-      `Message-ID: ${mail.parsed.messageId}`,
-      'To: dan@example.com',
-      'From: hello@acme.test',
-      '',
-      '--b1--',
-      '',
-    ].join('\r\n');
+    const dsn = dsnReport({ recipient: 'dan@example.com', status: '5.1.1', diagnostic: '550 5.1.1 user unknown', originalMessageId: mail.parsed.messageId });
     await mailToListener({ from: '', to: 'bounces@acme.test', raw: dsn });
     const bounced = await waitFor('Email Bounced', async () => (await allEvents('dan')).find((e) => e.event === 'Email Bounced'));
     assert.equal(bounced.properties.bounce_type, 'hard');
@@ -518,32 +522,7 @@ steps:
 
   test('five soft bounces of an address, in five reports, suppress it even when no report names a message', async () => {
     await identify('sol', { email: 'sol@example.com', first_name: 'Sol' });
-    const report = (i) => [
-      'From: MAILER-DAEMON@relay.example',
-      'To: bounces@acme.test',
-      `Message-ID: <report-${i}@relay.example>`,
-      'Subject: Delivery Status Notification (Delay)',
-      'MIME-Version: 1.0',
-      'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"',
-      '',
-      '--b1',
-      'Content-Type: text/plain',
-      '',
-      'The mailbox is full.',
-      '',
-      '--b1',
-      'Content-Type: message/delivery-status',
-      '',
-      'Reporting-MTA: dns; relay.example',
-      '',
-      'Final-Recipient: rfc822; sol@example.com',
-      'Action: failed',
-      'Status: 4.2.2',
-      'Diagnostic-Code: smtp; 452 4.2.2 mailbox full',
-      '',
-      '--b1--',
-      '',
-    ].join('\r\n');
+    const report = (i) => dsnReport({ recipient: 'sol@example.com', status: '4.2.2', diagnostic: '452 4.2.2 mailbox full', reportId: `report-${i}@relay.example` });
     // The first report twice (read twice): counted once.
     for (const i of [1, 1, 2, 3, 4]) await mailToListener({ from: '', to: 'bounces@acme.test', raw: report(i) });
     const four = await waitFor('four soft bounces', async () => {

@@ -1,10 +1,12 @@
 #include "channel/webhook/webhook.h"
 
-#include <cctype>
+#include <strings.h>
+
 #include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "core/crypto.h"
+#include "journey/definition.h"
 
 namespace nudge::channel {
 
@@ -28,12 +30,8 @@ Status WebhookChannel::Send(Outbound out, DeliveryCallback done) {
   bool own_type = false;
   if (w.contains("headers") && w["headers"].is_object()) {
     for (const auto& [k, v] : w["headers"].items()) {
-      std::string lower = k;
-      for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (!v.is_string() || lower == "host" || lower == "content-length" ||
-          lower == "transfer-encoding" || lower == "connection" || lower.rfind("x-nudge-", 0) == 0)
-        continue;
-      own_type = own_type || lower == "content-type";
+      if (!v.is_string() || journey::IsReservedWebhookHeader(k)) continue;
+      own_type = own_type || strcasecmp(k.c_str(), "Content-Type") == 0;
       req.headers.emplace_back(k, v.get<std::string>());
     }
   }

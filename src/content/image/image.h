@@ -58,6 +58,8 @@ enum class ImageFormat { kPng, kJpeg, kWebp };
 
 // "png", "jpg"/"jpeg", "webp" (any case); kInvalidArgument otherwise.
 Result<ImageFormat> ParseImageFormat(std::string_view name);
+// An image template's id: 1 to 100 letters, digits, '-' and '_' (it names a directory).
+bool IsImageTemplateId(std::string_view id);
 std::string_view ImageFormatName(ImageFormat format);  // "png", "jpg", "webp"
 std::string_view ContentType(ImageFormat format);      // "image/png", ...
 

@@ -264,16 +264,16 @@ Result<ImageLayer> ParseLayer(const YamlDoc& doc, const YAML::Node& node, int ca
   return layer;
 }
 
-bool IsValidId(std::string_view id) {
+std::string HashPart(std::string_view bytes) { return core::Sha256Hex(bytes); }
+
+}  // namespace
+
+bool IsImageTemplateId(std::string_view id) {
   if (id.empty() || id.size() > 100) return false;
   for (char c : id)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
   return true;
 }
-
-std::string HashPart(std::string_view bytes) { return core::Sha256Hex(bytes); }
-
-}  // namespace
 
 Result<ImageFormat> ParseImageFormat(std::string_view name) {
   std::string lower(name);
@@ -342,7 +342,7 @@ Result<ImageTemplate> ParseImageTemplate(std::string_view text, std::string_view
 
   NUDGE_ASSIGN_OR_RETURN(auto id, core::YamlString(doc, root, "id"));
   if (!id) return Err(doc.ErrorAt(root, "id", "missing"));
-  if (!IsValidId(*id))
+  if (!IsImageTemplateId(*id))
     return Err(
         doc.ErrorAt(root["id"], "id",
                     "expected letters, digits, '-' and '_' (at most 100), got '" + *id + "'"));
