@@ -148,11 +148,7 @@ Status ImageLibrary::Load() {
       continue;
     }
     info->updated_at = d.updated_at;
-    // Directories of earlier versions are no longer read: only the stored one stays.
-    const fs::path keep = AssetDir(d.workspace, d.id, d.body);
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(keep.parent_path(), ec))
-      if (e.path() != keep) fs::remove_all(e.path(), ec);
+    RemoveOtherVersions(AssetDir(d.workspace, d.id, d.body));
     std::lock_guard lock(mutex_);
     images_[d.workspace][d.id] = std::move(*info);
   }
@@ -161,6 +157,7 @@ Status ImageLibrary::Load() {
 
 Result<ImageInfo> ImageLibrary::Put(store::WorkspaceId ws, const json& body,
                                     const std::string& id) {
+  std::lock_guard writes(writes_mutex_);
   const std::string text = body.dump();
   NUDGE_ASSIGN_OR_RETURN(ImageInfo info, Parse(ws, id, body, text, 0));
   const core::Millis now = clock_.NowMillis();
@@ -169,13 +166,24 @@ Result<ImageInfo> ImageLibrary::Put(store::WorkspaceId ws, const json& body,
     return Status::Ok();
   }));
   info.updated_at = now;
-  std::lock_guard lock(mutex_);
-  images_[ws][id] = info;
+  {
+    std::lock_guard lock(mutex_);
+    images_[ws][id] = info;
+  }
+  RemoveOtherVersions(AssetDir(ws, id, text));
   return info;
+}
+
+void ImageLibrary::RemoveOtherVersions(const fs::path& keep) {
+  // Directories of earlier versions are no longer read: only the stored one stays.
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(keep.parent_path(), ec))
+    if (e.path() != keep) fs::remove_all(e.path(), ec);
 }
 
 Result<bool> ImageLibrary::Delete(store::WorkspaceId ws, const std::string& id) {
   if (!IsImageTemplateId(id)) return false;  // no such template, and no directory to remove
+  std::lock_guard writes(writes_mutex_);
   bool removed = false;
   NUDGE_TRY(store_.WriteSync([&](store::WriteTxn& txn) -> Status {
     NUDGE_ASSIGN_OR_RETURN(removed, txn.DeleteDefinition(ws, "image", id));

@@ -77,11 +77,16 @@ class ImageLibrary {
                           std::string_view text, int64_t version) const;
   std::filesystem::path AssetDir(store::WorkspaceId ws, const std::string& id,
                                  std::string_view stored) const;
+  // Removes the asset directories of a template's other versions than `keep`.
+  static void RemoveOtherVersions(const std::filesystem::path& keep);
 
   store::Store& store_;
   const std::filesystem::path root_;
   const core::Clock& clock_;
   ImageCache cache_;
+  // Held by Put and Delete from start to end: one saves its directory while no other is
+  // removing the versions it does not keep.
+  std::mutex writes_mutex_;
   mutable std::mutex mutex_;
   std::map<store::WorkspaceId, std::map<std::string, ImageInfo>> images_;  // GUARDED_BY(mutex_)
 };

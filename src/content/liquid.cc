@@ -284,7 +284,8 @@ FilterRegistry::FilterRegistry() {
 
 FilterRegistry::~FilterRegistry() = default;
 
-Status FilterRegistry::Add(std::string_view name, FilterFn fn, int min_args, int max_args) {
+Status FilterRegistry::Add(std::string_view name, FilterFn fn, int min_args, int max_args,
+                           FilterCheck check) {
   bool ok = !name.empty() && ((name[0] >= 'a' && name[0] <= 'z') ||
                               (name[0] >= 'A' && name[0] <= 'Z') || name[0] == '_');
   for (char c : name) {
@@ -304,6 +305,7 @@ Status FilterRegistry::Add(std::string_view name, FilterFn fn, int min_args, int
   e->min_args = min_args;
   e->max_args = max_args;
   e->custom = std::move(fn);
+  e->check = std::move(check);
   auto at = std::lower_bound(entries_.begin(), entries_.end(), e->name,
                              [](const auto& a, const std::string& n) { return a->name < n; });
   entries_.insert(at, std::move(e));

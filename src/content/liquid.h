@@ -30,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -192,6 +193,11 @@ class FilterCall;
 // A filter: input and arguments in, a value out. An error renders as "Liquid error: <message>"
 // (or fails the render under strict_errors), exactly like the standard filters' errors.
 using FilterFn = std::function<Result<Value>(FilterCall& call)>;
+// Checks a filter's arguments when the template is compiled: gets each positional argument
+// written as a literal ('png', 3), or null where the argument is a variable. An error fails the
+// compile at the filter's position, so that a mistake the render would always make is found
+// when the template is saved.
+using FilterCheck = std::function<Status(const std::vector<std::optional<Value>>& literal_args)>;
 
 // FilterCall: what a filter sees during one call. Valid only during that call; values it makes
 // live until the render ends.
@@ -233,7 +239,8 @@ class FilterRegistry {
   // Registers `name` accepting min_args..max_args arguments (keyword arguments count as one,
   // as in Ruby). kAlreadyExists when the name is taken (standard filters included);
   // kInvalidArgument for a name that is not an identifier.
-  Status Add(std::string_view name, FilterFn fn, int min_args = 0, int max_args = 8);
+  Status Add(std::string_view name, FilterFn fn, int min_args = 0, int max_args = 8,
+             FilterCheck check = nullptr);
   bool Has(std::string_view name) const;
   std::vector<std::string> Names() const;  // sorted
 

@@ -212,19 +212,33 @@ Result<Value> LocalTimeFilter(FilterCall& call) {
   return call.String(cctz::format(format, tp, zone));
 }
 
+// The format an image_url argument names ("png", "jpg", "webp"; "jpeg" is "jpg"), or an error.
+Result<std::string> ImageUrlFormat(std::string_view given) {
+  std::string format;
+  for (char ch : given) format += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (format == "jpeg") format = "jpg";
+  if (format != "png" && format != "jpg" && format != "webp")
+    return Err(Status::Invalid("the format is png, jpg or webp, not '" + std::string(given) + "'"));
+  return format;
+}
+
 Result<Value> ImageUrlFilter(FilterCall& call) {
   if (!call.input().is_string() || !current_env || !current_env->image_url) return call.String("");
   // No format: the URL names none, and the image template's own `format` is served.
   std::string format;
   if (call.arg_count() > 0 && call.arg(0).is_string()) {
-    for (char ch : call.arg(0).AsString())
-      format += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (format == "jpeg") format = "jpg";
-    if (format != "png" && format != "jpg" && format != "webp")
-      return Err(Status::Invalid("image_url: the format is png, jpg or webp, not '" +
-                                 std::string(call.arg(0).AsString()) + "'"));
+    auto named = ImageUrlFormat(call.arg(0).AsString());
+    if (!named) return Err(Status::Invalid("image_url: " + named.error().message()));
+    format = std::move(*named);
   }
   return call.String(current_env->image_url(call.input().AsString(), format));
+}
+
+// A format written as a literal is checked when the template is saved.
+Status CheckImageUrl(const std::vector<std::optional<Value>>& args) {
+  if (args.empty() || !args[0] || !args[0]->is_string()) return Status::Ok();
+  auto named = ImageUrlFormat(args[0]->AsString());
+  return named ? Status::Ok() : named.error();
 }
 
 }  // namespace
@@ -237,7 +251,7 @@ std::shared_ptr<const FilterRegistry> NudgeFilters() {
     auto r = std::make_shared<FilterRegistry>();
     (void)r->Add("money", MoneyFilter, 0, 1);
     (void)r->Add("local_time", LocalTimeFilter, 0, 2);
-    (void)r->Add("image_url", ImageUrlFilter, 0, 1);
+    (void)r->Add("image_url", ImageUrlFilter, 0, 1, CheckImageUrl);
     return std::shared_ptr<const FilterRegistry>(std::move(r));
   }();
   return registry;

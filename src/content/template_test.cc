@@ -148,4 +148,24 @@ body: "{{ p1 | money }}|{{ p2 | money }}|{{ p3 | money }}|{{ p4 | money }}|{{ p5
 }
 
 }  // namespace
+// A format image_url can never serve, written as a literal, is refused when the template is
+// saved, at its position; one in a variable is checked when it renders.
+TEST(Template, ImageUrlFormatIsCheckedWhenSaved) {
+  auto t = ParseTemplate("id: g\nchannel: sms\nbody: \"{{ 'hero' | image_url: 'gif' }}\"\n",
+                         "t.yaml", std::nullopt);
+  ASSERT_FALSE(t);
+  EXPECT_EQ(t.error().where(), "t.yaml:3:20");
+  EXPECT_NE(t.error().message().find("image_url"), std::string::npos) << t.error().ToString();
+  EXPECT_NE(t.error().message().find("png, jpg or webp, not 'gif'"), std::string::npos);
+  auto v = ParseTemplate("id: g\nchannel: sms\nbody: \"{{ 'hero' | image_url: fmt }}\"\n", "t.yaml",
+                         std::nullopt);
+  ASSERT_TRUE(v) << v.error().ToString();
+  RenderEnv env;
+  env.image_url = [](std::string_view, std::string_view) { return std::string("u"); };
+  RenderScope scope(&env);
+  auto r = Render(**v, {{"fmt", "gif"}});
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_NE(r->body.find("png, jpg or webp, not 'gif'"), std::string::npos) << r->body;
+}
+
 }  // namespace nudge::content

@@ -587,6 +587,32 @@ steps:
     const long = await server.admin('PUT', `/api/v1/images/${'a'.repeat(300)}`, { body: { yaml: 'id: x\n' } });
     assert.equal(long.status, 400, long.text);
     assert.match(long.text, /1 to 100/);
+    // A new version replaces the files of the one before: one directory of assets stays.
+    const versions = () => fs.readdirSync(path.join(server.dataDir, 'images')).flatMap((ws) => {
+      const dir = path.join(server.dataDir, 'images', ws, 'welcome-hero');
+      return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+    });
+    const before = versions();
+    assert.equal(before.length, 1, before.join(' '));
+    const again = await server.admin('PUT', '/api/v1/images/welcome-hero', {
+      body: {
+        yaml: fs.readFileSync(path.join(demo, 'welcome-hero.yaml'), 'utf8') + '\n# version 2\n',
+        assets: { 'hero.png': fs.readFileSync(path.join(demo, 'hero.png')).toString('base64') },
+      },
+    });
+    assert.equal(again.status, 200, again.text);
+    const after = versions();
+    assert.equal(after.length, 1, after.join(' '));
+    assert.notEqual(after[0], before[0]);
+    assert.equal((await fetch(bare)).status, 200, 'the new version draws');
+    // A format no image is served in is refused when the template is saved, with its place.
+    const gif = await request(`${server.url}/api/v1/templates/gif`, {
+      method: 'PUT',
+      headers: { Authorization: `Bearer ${server.adminKey}`, 'Content-Type': 'application/yaml' },
+      body: `id: gif\nchannel: email\nsubject: hi\nhtml: "<img src=\\"{{ 'welcome-hero' | image_url: 'gif' }}\\">"\n`,
+    });
+    assert.equal(gif.status, 400, gif.text);
+    assert.match(gif.text, /png, jpg or webp, not 'gif'/);
   });
 
   test('the preference page keeps what stays ticked and unsubscribes what is unticked', async () => {

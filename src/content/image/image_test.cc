@@ -275,7 +275,15 @@ TEST(ImageTemplates, AFontFileBesideTheTemplateIsUsedByItsOwnName) {
   ASSERT_TRUE(tmpl) << tmpl.error().ToString();
   EXPECT_EQ(tmpl->layers()[0].font, "Nudge Brandz Bold");
   EXPECT_EQ(tmpl->layers()[0].font_file, fs::absolute(dir.path() / "brand.ttf").string());
-  EXPECT_TRUE(internal::CheckFontInstalled("Nudge Brandz").ok());
+  // The file is this template's: another template (another workspace's, or one loaded before
+  // this one at the next start) cannot name its family as if it were installed.
+  EXPECT_FALSE(internal::CheckFontInstalled("Nudge Brandz").ok());
+  std::string by_name = yaml;
+  by_name.replace(by_name.find("font_file: brand.ttf"), 20, "font: 'Nudge Brandz Bold'");
+  auto named = ParseImageTemplate(by_name, "f.yaml", dir.path());
+  ASSERT_FALSE(named);
+  EXPECT_NE(named.error().message().find("'Nudge Brandz' is not installed"), std::string::npos)
+      << named.error().ToString();
 
   // Drawn with the file's glyphs: as DejaVu Serif Bold draws, unlike the default font.
   auto with_font = [&](const std::string& font) {
@@ -364,6 +372,28 @@ TEST(ImageRender, BlankTextTakesTheLayersFallback) {
   EXPECT_EQ((*texts)[1], "Guest");
   auto named = RenderLayerTexts(ticket, Vars({{"name", "Ada"}, {"url", "https://a.test"}}));
   EXPECT_EQ((*named)[1], "Ada");
+}
+
+// Text longer than a layer may have whatever the contact is refused when saved: it would fail
+// every render.
+TEST(ImageTemplates, TextTooLongForEveryContactIsRefused) {
+  const std::string long_text(kMaxLayerTextBytes + 1, 'a');
+  auto literal = Parse("id: t\nbase: base.png\nlayers:\n  - text: " + long_text +
+                       "\n    box: { x: 0, y: 0, width: 100, height: 40 }\n");
+  ASSERT_FALSE(literal);
+  EXPECT_EQ(literal.error().where(), "t.yaml:4:11") << literal.error().ToString();
+  EXPECT_NE(literal.error().message().find("4097 bytes (at most 4096)"), std::string::npos)
+      << literal.error().ToString();
+  auto fallback =
+      Parse("id: t\nbase: base.png\nlayers:\n  - text: '{{ name }}'\n    fallback: " + long_text +
+            "\n    box: { x: 0, y: 0, width: 100, height: 40 }\n");
+  ASSERT_FALSE(fallback);
+  EXPECT_NE(fallback.error().message().find("fallback"), std::string::npos)
+      << fallback.error().ToString();
+  // With Liquid in it, only the rendered text counts (below).
+  auto liquid = Parse("id: t\nbase: base.png\nlayers:\n  - text: '{{ name }}" + long_text +
+                      "'\n    box: { x: 0, y: 0, width: 100, height: 40 }\n");
+  EXPECT_TRUE(liquid) << liquid.error().ToString();
 }
 
 TEST(ImageRender, OversizedAndInvalidTextIsHandled) {

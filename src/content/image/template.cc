@@ -214,6 +214,17 @@ Result<ImageLayer> ParseLayer(const YamlDoc& doc, const YAML::Node& node, int ca
   layer.source_where = doc.Where(node[source_key]);
   NUDGE_ASSIGN_OR_RETURN(auto fallback, core::YamlString(doc, node, "fallback"));
   layer.fallback = fallback.value_or("");
+  // Text that is too long whatever the contact (no Liquid in it, or the fallback) would make
+  // every render fail and serve the template's fallback image: refused when saved.
+  auto too_long = [&](const char* key, const std::string& text) -> Status {
+    if (text.size() <= kMaxLayerTextBytes) return Status::Ok();
+    return doc.ErrorAt(node[key], key,
+                       "the text has " + std::to_string(text.size()) + " bytes (at most " +
+                           std::to_string(kMaxLayerTextBytes) + ")");
+  };
+  if (layer.source.find("{{") == std::string::npos && layer.source.find("{%") == std::string::npos)
+    NUDGE_TRY(too_long(source_key, layer.source));
+  NUDGE_TRY(too_long("fallback", layer.fallback));
   NUDGE_ASSIGN_OR_RETURN(layer.box, ParseBox(doc, node, canvas_w, canvas_h));
   NUDGE_ASSIGN_OR_RETURN(layer.color, ColorField(doc, node, "color", Rgba{0, 0, 0, 255}));
 

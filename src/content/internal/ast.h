@@ -24,6 +24,7 @@ struct FilterRegistry::Entry {
   int max_args = 0;
   Builtin builtin = nullptr;  // standard filters
   FilterFn custom;            // the caller's
+  FilterCheck check;          // the caller's compile-time check, if any
 };
 
 namespace internal {

@@ -820,6 +820,16 @@ class Parser {
                                             : " arguments") +
                                        ", " + std::to_string(n) + " given");
         }
+        if (app.filter->check) {
+          std::vector<std::optional<Value>> literals;
+          for (const Expr& arg : app.args) {
+            literals.push_back(arg.kind == Expr::Kind::kLiteral ? std::optional<Value>(arg.literal)
+                                                                : std::nullopt);
+          }
+          Status checked = app.filter->check(literals);
+          if (!checked.ok())
+            return m.Error(name.pos, "filter " + Quote(name.text) + ": " + checked.message());
+        }
       }
       out.filters.push_back(std::move(app));
     }

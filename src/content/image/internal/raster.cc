@@ -7,14 +7,15 @@
 #include <vips/vips.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <mutex>
 #include <set>
-#include <shared_mutex>
 
 namespace nudge::content::internal {
 namespace {
@@ -118,25 +119,46 @@ Status Normalise(Img& img) {
 
 // --- fonts -----------------------------------------------------------------------------------
 
-// Renders hold it shared; adding a font file to fontconfig holds it exclusively.
-std::shared_mutex& FontMutex() {
-  static std::shared_mutex mutex;
-  return mutex;
-}
-// Bumped when a font file is added: each thread's Pango font map is then remade, since a font
-// map lists fontconfig's fonts once.
-std::atomic<uint64_t> font_generation{1};
+// A font file a template brings gets a fontconfig configuration of its own: the system's fonts
+// and that one file. Only the layers that name the file draw with it; the process's default
+// configuration, which `font:` is checked against and draws with, holds the system's fonts
+// alone. (Added to the default configuration, one workspace's font was usable by name in every
+// other one, two files declaring one family drew alike, and a template naming another's font
+// was refused when the server started again and loaded it first.)
+struct FontFile {
+  FcConfig* config = nullptr;  // one reference, held by the registry
+  uint64_t generation = 0;     // new for each configuration the path has had
+  size_t content = 0;          // hash of the file's bytes when the configuration was made
+};
+std::mutex font_files_mutex;
+std::map<std::string, FontFile, std::less<>> font_files;  // GUARDED_BY(font_files_mutex)
+uint64_t font_files_generation = 0;                       // GUARDED_BY(font_files_mutex)
 
-// This thread's Pango font map and context. Pango objects are not thread-safe; one set per
-// thread means renders never wait for each other.
+// The configuration drawing with the font file at `path` and its generation; null when the
+// path was never registered.
+std::pair<FcConfig*, uint64_t> FontFileConfig(std::string_view path) {
+  std::lock_guard lock(font_files_mutex);
+  auto it = font_files.find(path);
+  if (it == font_files.end()) return {nullptr, 0};
+  FcConfigReference(it->second.config);
+  return {it->second.config, it->second.generation};
+}
+
+// One Pango font map and context. Pango objects are not thread-safe: each thread has its own
+// set (one for the default configuration, one per font file it drew with), so renders never
+// wait for each other.
 class ThreadPango {
  public:
+  ThreadPango() = default;
+  ThreadPango(const ThreadPango&) = delete;
+  ThreadPango& operator=(const ThreadPango&) = delete;
   ~ThreadPango() { Reset(); }
-  PangoContext* Context() {
-    const uint64_t generation = font_generation.load(std::memory_order_acquire);
+  // `config` null: fontconfig's default configuration.
+  PangoContext* Context(FcConfig* config, uint64_t generation) {
     if (context_ != nullptr && generation == generation_) return context_;
     Reset();
     map_ = pango_cairo_font_map_new();
+    if (config != nullptr) pango_fc_font_map_set_config(PANGO_FC_FONT_MAP(map_), config);
     context_ = pango_font_map_create_context(map_);
     // Fixed rendering options, so images do not depend on the machine's fontconfig settings.
     cairo_font_options_t* options = cairo_font_options_create();
@@ -162,9 +184,19 @@ class ThreadPango {
   uint64_t generation_ = 0;
 };
 
-PangoContext* ThreadContext() {
-  thread_local ThreadPango pango;
-  return pango.Context();
+// This thread's context for a layer: its font file's, or the default one.
+PangoContext* ThreadContext(const std::string& font_file) {
+  thread_local ThreadPango fallback;
+  thread_local std::map<std::string, ThreadPango, std::less<>> per_file;
+  if (!font_file.empty()) {
+    auto [config, generation] = FontFileConfig(font_file);
+    if (config != nullptr) {
+      PangoContext* context = per_file[font_file].Context(config, generation);
+      FcConfigDestroy(config);  // the font map holds its own reference
+      return context;
+    }
+  }
+  return fallback.Context(nullptr, 0);
 }
 
 struct LayoutDeleter {
@@ -231,7 +263,7 @@ struct Laid {
 // max_lines or the last line the box's height holds.
 Laid LayOut(const ImageLayer& layer, const std::string& prepared, double size) {
   Laid laid;
-  laid.layout.reset(pango_layout_new(ThreadContext()));
+  laid.layout.reset(pango_layout_new(ThreadContext(layer.font_file)));
   PangoLayout* layout = laid.layout.get();
   FontDescPtr desc(pango_font_description_from_string(layer.font.c_str()));
   pango_font_description_set_absolute_size(desc.get(), size * PANGO_SCALE);
@@ -336,7 +368,6 @@ struct Drawn {
 Result<std::optional<Drawn>> DrawText(const ImageLayer& layer, std::string_view text) {
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return std::optional<Drawn>();
   const int width = layer.box.width, height = layer.box.height;
-  std::shared_lock lock(FontMutex());
   Laid laid = LayOutText(layer, text);
   PangoRectangle ink, logical;
   pango_layout_get_pixel_extents(laid.layout.get(), &ink, &logical);
@@ -370,7 +401,6 @@ Result<std::optional<Drawn>> DrawText(const ImageLayer& layer, std::string_view 
   cairo_move_to(cr, -x0, origin_y - y0);
   pango_cairo_show_layout(cr, laid.layout.get());
   cairo_destroy(cr);
-  lock.unlock();
   cairo_surface_flush(surface);
   auto img = Colourise(cairo_image_surface_get_data(surface), x1 - x0, y1 - y0,
                        static_cast<size_t>(cairo_image_surface_get_stride(surface)), layer.color);
@@ -626,17 +656,25 @@ Result<std::string> RegisterFontFile(const std::filesystem::path& path) {
   std::string description(text);
   g_free(text);
 
-  static std::mutex registered_mutex;
-  static std::set<std::string> registered;
-  std::lock_guard registered_lock(registered_mutex);
-  if (registered.insert(path.string()).second) {
-    std::unique_lock lock(FontMutex());
-    if (!FcConfigAppFontAddFile(nullptr, reinterpret_cast<const FcChar8*>(path.c_str()))) {
-      registered.erase(path.string());
-      return Err(Status::Invalid("fontconfig could not add the font file"));
-    }
-    font_generation.fetch_add(1, std::memory_order_acq_rel);
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
+  const size_t content = std::hash<std::string>()(bytes);
+  std::lock_guard lock(font_files_mutex);
+  auto it = font_files.find(path.string());
+  if (it != font_files.end() && it->second.content == content) return description;
+  FcConfig* config = FcInitLoadConfigAndFonts();
+  if (config == nullptr)
+    return Err(Status::Internal("fontconfig could not load its configuration"));
+  if (!FcConfigAppFontAddFile(config, reinterpret_cast<const FcChar8*>(path.c_str()))) {
+    FcConfigDestroy(config);
+    return Err(Status::Invalid("fontconfig could not add the font file"));
+  }
+  FontFile& entry = font_files[path.string()];
+  if (entry.config != nullptr) FcConfigDestroy(entry.config);
+  entry = FontFile{config, ++font_files_generation, content};
   return description;
 }
 
@@ -657,7 +695,6 @@ Status CheckFontInstalled(std::string_view description) {
     if (!name.empty()) names.emplace_back(name);
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   }
-  std::shared_lock lock(FontMutex());
   for (const std::string& name : names) {
     std::string lower = name;
     std::transform(lower.begin(), lower.end(), lower.begin(),
@@ -691,7 +728,6 @@ std::string ValidUtf8(std::string text) {
 
 Result<TextFit> FitText(const ImageLayer& layer, std::string_view text) {
   NUDGE_TRY(InitImaging());
-  std::shared_lock lock(FontMutex());
   return LayOutText(layer, text).fit;
 }
 

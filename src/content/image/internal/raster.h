@@ -63,8 +63,10 @@ Result<std::shared_ptr<const Raster>> MakeCanvas(int width, int height, Rgba bac
 // Encodes a raster (alpha flattened onto white for JPEG).
 Result<EncodedImage> EncodeRaster(const Raster& raster, ImageFormat format, int quality);
 
-// Makes a font file usable by name: adds it to fontconfig (once per path) and returns the Pango
-// description that selects it ("Acme Sans Bold"). Errors: not a font file fontconfig reads.
+// Makes a font file usable by the layers that name it (ImageLayer::font_file): gives it a
+// fontconfig configuration of its own, the system's fonts and this file (again when the file's
+// bytes changed), and returns the Pango description that selects it ("Acme Sans Bold"). Other
+// layers, and CheckFontInstalled, never see it. Errors: not a font file fontconfig reads.
 Result<std::string> RegisterFontFile(const std::filesystem::path& path);
 
 // Whether a Pango font description names an installed family (or a generic one: sans-serif,
