@@ -160,13 +160,15 @@ Result<Value> MoneyFilter(FilterCall& call) {
   const Currency* cur = nullptr;
   for (const Currency& c : kCurrencies)
     if (code == c.code) cur = &c;
-  std::string out = *amount < 0 ? "-" : "";
+  const std::string number = GroupedNumber(*amount, cur ? cur->decimals : 2);
+  // A minus only before an amount that shows: -0.001 is $0.00, not -$0.00.
+  std::string out = *amount < 0 && number.find_first_not_of("0.,") != std::string::npos ? "-" : "";
   if (!cur) {
-    out += code + " " + GroupedNumber(*amount, 2);
+    out += code + " " + number;
   } else if (cur->symbol_after) {
-    out += GroupedNumber(*amount, cur->decimals) + cur->symbol;
+    out += number + cur->symbol;
   } else {
-    out += std::string(cur->symbol) + GroupedNumber(*amount, cur->decimals);
+    out += std::string(cur->symbol) + number;
   }
   return call.String(out);
 }

@@ -137,14 +137,16 @@ body: "{{ 1234.5 | money }}|{{ 9.99 | money: 'EUR' }}|{{ 500 | money: 'JPY' }}|{
 TEST(Template, MoneyReadsOnlyWholeNumbers) {
   auto t = ParseTemplate(R"(id: m
 channel: sms
-body: "{{ p1 | money }}|{{ p2 | money }}|{{ p3 | money }}|{{ p4 | money }}|{{ p5 | money }}"
+body: "{{ p1 | money }}|{{ p2 | money }}|{{ p3 | money }}|{{ p4 | money }}|{{ p5 | money }}|{{ -0.001 | money }}|{{ 0 | times: -1.0 | money: 'SEK' }}|{{ -0.004 | money: 'JPY' }}"
 )",
                          "t", std::nullopt);
   ASSERT_TRUE(t) << t.error().ToString();
   auto r = Render(
       **t, {{"p1", " 12.50 "}, {"p2", "1,234.50"}, {"p3", "12abc"}, {"p4", "inf"}, {"p5", "-3"}});
   ASSERT_TRUE(r) << r.error().ToString();
-  EXPECT_EQ(r->body, "$12.50|1,234.50|12abc|inf|-$3.00");
+  EXPECT_EQ(r->body,
+            "$12.50|1,234.50|12abc|inf|-$3.00|$0.00|0.00 kr|\xC2\xA5"
+            "0");
 }
 
 }  // namespace

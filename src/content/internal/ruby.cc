@@ -693,7 +693,8 @@ Decimal Decimal::Add(const Decimal& a, const Decimal& b) {
     r.coef_ = y - x;
     r.neg_ = b.neg_;
   }
-  if (r.coef_ == 0) r.neg_ = false;
+  // A zero keeps its sign as BigDecimal's (and IEEE's) does: -0 + -0 is -0, x + -x is 0.
+  if (r.coef_ == 0) r.neg_ = a.neg_ && b.neg_;
   return r;
 }
 
@@ -711,7 +712,7 @@ Decimal Decimal::Mul(const Decimal& a, const Decimal& b) {
     return Approx(a.ToDouble() * b.ToDouble());
   }
   r.exp_ = a.exp_ + b.exp_;
-  r.neg_ = a.neg_ != b.neg_ && r.coef_ != 0;
+  r.neg_ = a.neg_ != b.neg_;  // 0 * -1.0 is -0.0, as in Ruby
   return r;
 }
 
@@ -721,7 +722,11 @@ Decimal Decimal::Div(const Decimal& a, const Decimal& b) {
     return Approx(a.neg_ != b.neg_ ? -HUGE_VAL : HUGE_VAL);
   }
   if (a.approx_ || b.approx_) return Approx(a.ToDouble() / b.ToDouble());
-  if (a.coef_ == 0) return Decimal();
+  if (a.coef_ == 0) {
+    Decimal zero;
+    zero.neg_ = a.neg_ != b.neg_;  // 0 / -1.0 is -0.0, as in Ruby
+    return zero;
+  }
   u128 num = a.coef_, den = b.coef_;
   int32_t exp = a.exp_ - b.exp_;
   // Keep den small enough that the remainder times 10 cannot overflow.
@@ -806,8 +811,7 @@ Decimal Decimal::Round(int64_t digits) const {
     if (rem >= p - rem) ++q;  // rem * 2 >= p, half away from zero
     r.coef_ = q;
   }
-  if (r.coef_ == 0) r.neg_ = false;
-  return r;
+  return r;  // -0.04 rounded to 1 digit is -0.0, as BigDecimal#round gives
 }
 
 std::optional<int64_t> Decimal::Floor() const {
