@@ -136,8 +136,13 @@ Value Arena::Range(int64_t lo, int64_t hi) {
 
 namespace {
 
+// Data nested deeper than this reads as nil in templates: rendering and printing values recurse,
+// and no template reaches that deep.
+constexpr int kMaxValueDepth = 100;
+
 template <typename Json>
-Value FromJsonValue(const Json& j, Arena& arena) {
+Value FromJsonValue(const Json& j, Arena& arena, int depth = 0) {
+  if (depth > kMaxValueDepth) return Value();
   switch (j.type()) {
     case nlohmann::json::value_t::null:
     case nlohmann::json::value_t::discarded:
@@ -160,7 +165,7 @@ Value FromJsonValue(const Json& j, Arena& arena) {
     case nlohmann::json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(FromJsonValue(e, arena));
+      for (const auto& e : j) items.push_back(FromJsonValue(e, arena, depth + 1));
       return arena.Array(items);
     }
     case nlohmann::json::value_t::object: {
@@ -169,7 +174,7 @@ Value FromJsonValue(const Json& j, Arena& arena) {
       for (auto it = j.begin(); it != j.end(); ++it) {
         const Value key = arena.String(it.key());
         entries.push_back({ValueAccess::chars(key), static_cast<uint32_t>(it.key().size()),
-                           FromJsonValue(it.value(), arena)});
+                           FromJsonValue(it.value(), arena, depth + 1)});
       }
       return arena.Hash(entries);
     }

@@ -66,9 +66,49 @@ Result<int64_t> IdCursor(const Request& req) {
   return id;
 }
 
+namespace {
+
+// Where a JSON text first nests deeper than `limit` arrays and objects (line:column), if it
+// does. Strings are skipped, escapes included; the text need not be valid.
+std::optional<std::string> TooDeepAt(std::string_view text, int limit) {
+  int depth = 0, line = 1, column = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    ++column;
+    if (c == '\n') {
+      ++line;
+      column = 0;
+    }
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return std::to_string(line) + ":" + std::to_string(column);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_object) {
   if (empty_is_object && text.find_first_not_of(" \t\r\n") == std::string_view::npos)
     return json::object();
+  // Deeper data has no use here, and every later walk of it (rendering it, writing it out)
+  // would recurse that deep.
+  if (auto at = TooDeepAt(text, kMaxJsonNesting))
+    return Err(Status::Invalid(
+        "arrays and objects are nested more than " + std::to_string(kMaxJsonNesting) + " deep",
+        "request body:" + *at));
   json body = json::parse(text, nullptr, false);
   if (body.is_discarded()) {
     // Where and what, as the tracking API says it.

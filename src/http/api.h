@@ -71,8 +71,12 @@ Result<int> PageLimit(const Request& req, int fallback);
 // absent), a 400 unless it is a cursor this API gave out (an id, base64url-encoded).
 Result<int64_t> IdCursor(const Request& req);
 
+// How deep arrays and objects may nest in an admin API body (traits, a preview's context, ...).
+inline constexpr int kMaxJsonNesting = 64;
+
 // The request's body as a JSON object (`{}` for an empty body when empty_is_object): a 400
-// saying where malformed JSON breaks ("request body:1:18") or what the body is instead.
+// saying where malformed JSON breaks ("request body:1:18"), where it nests deeper than
+// kMaxJsonNesting, or what the body is instead.
 Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_object = false);
 // What a whole channel's unsubscribe does to the suppression list, wherever it is made (a link,
 // the preference page, the API): unsubscribing puts the contact's address for the channel on

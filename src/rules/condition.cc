@@ -826,6 +826,23 @@ class Parser {
     return Unexpected("'" + std::string(w) + "'");
   }
 
+  // How deep the tree may grow along one path (parentheses, `not`, each `+` or `-` of a chain):
+  // parsing, evaluating, printing and freeing it recurse, and a few kilobytes of "((((" must
+  // not take the server's stack.
+  static constexpr int kMaxNesting = 100;
+  int nesting_ = 0;
+  // Restores the nesting when the construct it counted ends.
+  struct NestingScope {
+    int& nesting;
+    int saved;
+    ~NestingScope() { nesting = saved; }
+  };
+  Status Nest(Pos pos) {
+    if (++nesting_ <= kMaxNesting) return Status::Ok();
+    return ErrorAt(pos, "the condition is nested more than " + std::to_string(kMaxNesting) +
+                            " levels deep (parentheses, not, + and -)");
+  }
+
   Status RequireBool(const Node& n, std::string_view what) const {
     if (n.type == SType::kBool) return Status::Ok();
     std::string hint;
@@ -879,6 +896,8 @@ class Parser {
     };
     if (IsWord("not") && (!word_at(1, "in") || word_at(2, "segment"))) {
       const Pos pos = Next().pos;
+      NestingScope scope{nesting_, nesting_};
+      NUDGE_TRY(Nest(pos));
       NUDGE_ASSIGN_OR_RETURN(NodePtr inner, Not());
       NUDGE_TRY(RequireBool(*inner, "what follows 'not'"));
       auto node = std::make_unique<NotNode>();
@@ -1035,8 +1054,10 @@ class Parser {
 
   Result<NodePtr> Sum() {
     NUDGE_ASSIGN_OR_RETURN(NodePtr lhs, Term());
+    NestingScope scope{nesting_, nesting_};  // each operator nests the tree one level deeper
     while (At().kind == Tok::kPlus || At().kind == Tok::kMinus) {
       const Token op = Next();
+      NUDGE_TRY(Nest(op.pos));
       NUDGE_ASSIGN_OR_RETURN(NodePtr rhs, Term());
       const bool plus = op.kind == Tok::kPlus;
       SType result = SType::kAny;
@@ -1082,6 +1103,8 @@ class Parser {
     const Token& t = At();
     switch (t.kind) {
       case Tok::kLParen: {
+        NestingScope scope{nesting_, nesting_};
+        NUDGE_TRY(Nest(t.pos));
         ++i_;
         NUDGE_ASSIGN_OR_RETURN(NodePtr inner, Or());
         if (!Accept(Tok::kRParen)) return Err(Unexpected("')'"));

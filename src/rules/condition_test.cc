@@ -288,3 +288,38 @@ TEST(Condition, ReadsNamesWhatTheResultDependsOn) {
 
 }  // namespace
 }  // namespace nudge::rules
+
+namespace nudge::rules {
+namespace {
+
+// Deep nesting is refused at its position, with what to change; it never takes the stack.
+TEST(Condition, NestingDeeperThanAHundredLevelsIsRefused) {
+  auto nested = [](int depth) {
+    return std::string(depth, '(') + "traits.a == 1" + std::string(depth, ')');
+  };
+  EXPECT_TRUE(Condition::Compile(nested(99)));
+  for (const std::string& text : {nested(3000),
+                                  [] {
+                                    std::string s;
+                                    for (int i = 0; i < 15000; ++i) s += "not ";
+                                    return s + "true";
+                                  }(),
+                                  [] {
+                                    std::string s = "traits.a";
+                                    for (int i = 0; i < 10000; ++i) s += " + 1";
+                                    return s + " > 3";
+                                  }()}) {
+    auto c = Condition::Compile(text);
+    ASSERT_FALSE(c) << text.substr(0, 40);
+    EXPECT_NE(c.error().message().find("nested more than 100 levels"), std::string::npos)
+        << c.error().ToString();
+    EXPECT_EQ(c.error().where().rfind("1:", 0), 0u) << c.error().where();
+  }
+  // A long flat chain of or/and is not nesting.
+  std::string flat = "traits.a == 0";
+  for (int i = 1; i < 2000; ++i) flat += " or traits.a == " + std::to_string(i);
+  EXPECT_TRUE(Condition::Compile(flat));
+}
+
+}  // namespace
+}  // namespace nudge::rules

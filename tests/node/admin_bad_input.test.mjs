@@ -159,3 +159,35 @@ test('malformed JSON sent to an admin route is a 400 with the line and column wh
   assert.equal(fax.json.field, 'channel');
   await healthy();
 });
+
+test('data nested thousands deep is refused with where it gets too deep, and the server stays up', async () => {
+  const raw = async (method, pathname, body, type = 'application/json') => request(`${server.url}${pathname}`, {
+    method, body, headers: { Authorization: `Bearer ${ws.adminKey}`, 'Content-Type': type },
+  });
+  const deep = (n) => '['.repeat(n) + ']'.repeat(n);
+  // A preview's context and an import's traits: rendering such data used to take the stack.
+  const preview = await raw('POST', '/api/v1/templates/hello/preview', `{"context":{"contact":${deep(50000)}}}`);
+  assert.equal(preview.status, 400, preview.text);
+  assert.match(preview.json.error, /nested more than 64 deep/);
+  assert.equal(preview.json.line, 1);
+  assert.equal(preview.json.column, 22 + 63); // two objects, then the 63rd bracket is level 65
+  const imp = await raw('POST', '/api/v1/contacts/import',
+    `{"import_id":"${uid('imp')}","contacts":[{"email":"deep@example.com","traits":{"x":${deep(50000)}}}]}`);
+  assert.equal(imp.status, 400, imp.text);
+  assert.match(imp.json.error, /nested more than 64 deep/);
+  // Brackets inside strings are text, not nesting.
+  const text = await raw('POST', '/api/v1/templates/hello/preview',
+    JSON.stringify({ context: { contact: { traits: { note: '['.repeat(5000) } } } }));
+  assert.equal(text.status, 200, text.text);
+  await healthy();
+  // A condition nested thousands deep: parentheses, not, a chain of +.
+  for (const condition of ['('.repeat(3000) + 'true' + ')'.repeat(3000), 'not '.repeat(15000) + 'true',
+    'traits.a' + ' + 1'.repeat(10000) + ' > 3']) {
+    const r = await ws.admin('POST', '/api/v1/segments/preview', { body: { condition } });
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error, /nested more than 100 levels deep/);
+    const put = await raw('PUT', `/api/v1/segments/${uid('deep')}`, `name: Deep\ncondition: "${condition}"\n`, 'application/yaml');
+    assert.equal(put.status, 400, put.text);
+    await healthy();
+  }
+});
