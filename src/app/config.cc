@@ -34,6 +34,20 @@ Result<int> ParseInt(const std::string& text, const std::string& where, int min,
   return static_cast<int>(v);
 }
 
+// A key is sent as written in headers (Basic user name, Bearer token), where spaces at its
+// ends are trimmed and a ':' ends the user name: such a key could be set and never used.
+Status CheckKey(const std::string& key, bool write_key, const std::string& where) {
+  if (key.empty()) return Status::Invalid("a key may not be empty", where);
+  for (char ch : key) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c >= 0x7F)
+      return Status::Invalid("a key has printable ASCII characters only, no spaces", where);
+    if (write_key && c == ':')
+      return Status::Invalid("a write key may not hold ':' (it is the Basic user name)", where);
+  }
+  return Status::Ok();
+}
+
 Status CheckLogLevel(const std::string& level, const std::string& where) {
   static const std::set<std::string> kLevels{"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.count(level))
@@ -223,7 +237,7 @@ Status ApplyFile(const std::string& path, Config& c) {
         NUDGE_TRY(CheckLogLevel(c.log_level, where));
       } else if (key == "write_key" || key == "admin_key") {
         NUDGE_ASSIGN_OR_RETURN(auto k, scalar());
-        if (k.empty()) return Status::Invalid("a key may not be empty", where);
+        NUDGE_TRY(CheckKey(k, key == "write_key", where));
         (key == "write_key" ? c.write_key : c.admin_key) = std::move(k);
       } else if (key == "limits") {
         if (!v.IsMap()) return Status::Invalid("expected a mapping", where);
@@ -302,8 +316,14 @@ Result<Config> LoadConfig(const Flags& flags, const std::map<std::string, std::s
     NUDGE_TRY(CheckLogLevel(*v, "NUDGE_LOG_LEVEL"));
     c.log_level = *v;
   }
-  if (auto v = get("NUDGE_WRITE_KEY"); v && !v->empty()) c.write_key = *v;
-  if (auto v = get("NUDGE_ADMIN_KEY"); v && !v->empty()) c.admin_key = *v;
+  if (auto v = get("NUDGE_WRITE_KEY"); v && !v->empty()) {
+    NUDGE_TRY(CheckKey(*v, /*write_key=*/true, "NUDGE_WRITE_KEY"));
+    c.write_key = *v;
+  }
+  if (auto v = get("NUDGE_ADMIN_KEY"); v && !v->empty()) {
+    NUDGE_TRY(CheckKey(*v, /*write_key=*/false, "NUDGE_ADMIN_KEY"));
+    c.admin_key = *v;
+  }
 
   if (flags.listen) {
     NUDGE_TRY(CheckListen(*flags.listen, "--listen"));

@@ -47,6 +47,25 @@ TEST(Config, ErrorsSayWhere) {
   ASSERT_FALSE(c);
 }
 
+// A key that headers could never carry as set (spaces at its ends are trimmed from a Bearer
+// token; ':' ends a Basic user name) is refused at start rather than locking the admin out.
+TEST(Config, KeysThatCouldNeverBeSentAreRefused) {
+  for (const auto& [var, value] :
+       std::vector<std::pair<std::string, std::string>>{{"NUDGE_ADMIN_KEY", "ak3 "},
+                                                        {"NUDGE_ADMIN_KEY", "a k"},
+                                                        {"NUDGE_WRITE_KEY", " wk3"},
+                                                        {"NUDGE_WRITE_KEY", "w:k"}}) {
+    auto c = LoadConfig({}, {{var, value}});
+    ASSERT_FALSE(c) << var << "='" << value << "'";
+    EXPECT_EQ(c.error().where(), var) << c.error().ToString();
+  }
+  auto c = LoadConfig({WriteFile("admin_key: \"ak \"\n"), {}, {}}, {});
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().where().find(":1:1 admin_key"), std::string::npos) << c.error().ToString();
+  c = LoadConfig({}, {{"NUDGE_ADMIN_KEY", "ak:with-colon_1"}, {"NUDGE_WRITE_KEY", "wk-1"}});
+  EXPECT_TRUE(c) << c.error().ToString();
+}
+
 // The file and the environment check a setting alike, and say where the bad value came from:
 // the file's line:column and the setting, or the variable.
 TEST(Config, FileAndEnvironmentAreCheckedAlike) {

@@ -42,11 +42,15 @@ std::string Encode(std::string_view in, const char* alphabet, bool pad) {
   return out;
 }
 
-std::optional<std::string> Decode(std::string_view in, const char* alphabet) {
+// `canonical`: only the one text Encode gives for these bytes (no padding, the unused low bits
+// of the last character zero), so that a token altered in any character is no longer read.
+std::optional<std::string> Decode(std::string_view in, const char* alphabet,
+                                  bool canonical = false) {
   std::array<int8_t, 256> value;
   value.fill(-1);
   for (int i = 0; i < 64; ++i) value[static_cast<uint8_t>(alphabet[i])] = static_cast<int8_t>(i);
-  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  if (!canonical)
+    while (!in.empty() && in.back() == '=') in.remove_suffix(1);
   if (in.size() % 4 == 1) return std::nullopt;
   std::string out;
   out.reserve(in.size() * 3 / 4);
@@ -62,6 +66,7 @@ std::optional<std::string> Decode(std::string_view in, const char* alphabet) {
       out += static_cast<char>((acc >> bits) & 0xFF);
     }
   }
+  if (canonical && (acc & ((1u << bits) - 1)) != 0) return std::nullopt;
   return out;
 }
 
@@ -101,7 +106,9 @@ std::string HexEncode(std::string_view bytes) {
 std::string Base64Encode(std::string_view bytes) { return Encode(bytes, kB64, true); }
 std::optional<std::string> Base64Decode(std::string_view text) { return Decode(text, kB64); }
 std::string Base64UrlEncode(std::string_view bytes) { return Encode(bytes, kB64Url, false); }
-std::optional<std::string> Base64UrlDecode(std::string_view text) { return Decode(text, kB64Url); }
+std::optional<std::string> Base64UrlDecode(std::string_view text) {
+  return Decode(text, kB64Url, /*canonical=*/true);
+}
 
 bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

@@ -17,7 +17,8 @@ std::string HexEncode(std::string_view bytes);
 std::string Base64Encode(std::string_view bytes);
 // Standard alphabet with or without padding; nullopt on any other character.
 std::optional<std::string> Base64Decode(std::string_view text);
-// URL-safe alphabet, no padding (RFC 4648 §5): for tokens inside links.
+// URL-safe alphabet, no padding (RFC 4648 §5): for tokens inside links. Decoding reads only
+// what encoding writes: padding or non-zero unused bits in the last character are refused.
 std::string Base64UrlEncode(std::string_view bytes);
 std::optional<std::string> Base64UrlDecode(std::string_view text);
 

@@ -22,6 +22,11 @@ TEST(Crypto, Base64RoundTripsAndRejectsGarbage) {
   EXPECT_EQ(*Base64Decode("a2V5Og"), "key:");
   EXPECT_FALSE(Base64Decode("a2V5O*=="));
   EXPECT_EQ(*Base64UrlDecode(Base64UrlEncode("\xff\xfe?>")), "\xff\xfe?>");
+  // One text per value: "VA" is 'T'; "VB" (unused bits set) and "VA==" are not read.
+  EXPECT_EQ(*Base64UrlDecode("VA"), "T");
+  EXPECT_FALSE(Base64UrlDecode("VB"));
+  EXPECT_FALSE(Base64UrlDecode("VA=="));
+  EXPECT_EQ(*Base64Decode("VB=="), "T");  // standard base64 (uploads) stays lenient
 }
 
 TEST(Crypto, TokensAreRandomAndAlphanumeric) {

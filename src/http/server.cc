@@ -34,6 +34,28 @@ std::string Request::Query(const std::string& name, std::string fallback) const 
 
 namespace {
 
+// A path segment with its %XX escapes decoded (an invalid escape stays as written).
+std::string DecodeSegment(std::string_view segment) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(segment.size());
+  for (size_t i = 0; i < segment.size(); ++i) {
+    if (segment[i] == '%' && i + 2 < segment.size() && hex(segment[i + 1]) >= 0 &&
+        hex(segment[i + 2]) >= 0) {
+      out += static_cast<char>(hex(segment[i + 1]) * 16 + hex(segment[i + 2]));
+      i += 2;
+    } else {
+      out += segment[i];
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> SplitPath(std::string_view path) {
   std::vector<std::string> out;
   size_t i = 0;
@@ -58,7 +80,9 @@ Router& Router::Add(std::string method, std::string_view pattern, Handler handle
 
 const Route* Router::Match(std::string_view method, std::string_view path,
                            std::map<std::string, std::string>& params, bool& path_known) const {
-  const auto segments = SplitPath(path);
+  // Split where the request wrote '/', then decoded: an id holding "%2F" is one segment.
+  auto segments = SplitPath(path);
+  for (std::string& segment : segments) segment = DecodeSegment(segment);
   path_known = false;
   for (const Route& r : routes_) {
     if (r.segments.size() != segments.size()) continue;
@@ -101,6 +125,8 @@ Result<std::pair<std::string, uint16_t>> ParseListen(std::string_view listen) {
 // One HTTP request's life: body accumulation, the handler's reply, and suspension.
 struct Server::Connection {
   MHD_Connection* conn = nullptr;
+  std::string raw_path;  // the request's path as written, escapes and all (UriLog)
+  bool started = false;  // the access handler saw the headers
   Request request;
   const Route* route = nullptr;
   std::optional<Response> early;  // answered before the body was read (404, 413, ...)
@@ -180,6 +206,16 @@ MHD_Result AccessHandler(void* cls, MHD_Connection* connection, const char* url,
              : MHD_NO;
 }
 
+// Called with each request's URI as written, before libmicrohttpd decodes it (which turns
+// %2F into '/' and cuts at %00): routing splits this one, then decodes each segment. What it
+// returns is the request's state, which the completed handler frees.
+void* UriLog(void*, const char* uri, MHD_Connection*) {
+  auto* holder = new std::shared_ptr<Server::Connection>(std::make_shared<Server::Connection>());
+  std::string_view raw(uri != nullptr ? uri : "");
+  (*holder)->raw_path = std::string(raw.substr(0, raw.find('?')));
+  return holder;
+}
+
 // Once the server drains, a new connection is closed as soon as it is accepted.
 MHD_Result AcceptPolicy(void* cls, const sockaddr*, socklen_t) {
   return static_cast<Server*>(cls)->draining() ? MHD_NO : MHD_YES;
@@ -233,8 +269,8 @@ Status Server::Start() {
       MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned>(std::max(1, options_.threads)),
       MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(options_.connection_timeout_seconds),
       MHD_OPTION_CONNECTION_LIMIT, 10000u, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-      MHD_OPTION_NOTIFY_COMPLETED, &CompletedHandler, this, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      kConnectionMemory, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_COMPLETED, &CompletedHandler, this, MHD_OPTION_URI_LOG_CALLBACK, &UriLog,
+      this, MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_END);
   if (!daemon_)
     return Status::Unavailable("cannot listen on " + options_.listen +
                                " (is the address in use or not on this machine?)");
@@ -299,11 +335,15 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
   auto* conn = static_cast<MHD_Connection*>(connection);
   auto* holder = static_cast<std::shared_ptr<Connection>*>(*con_cls);
   if (!holder) {
+    holder = new std::shared_ptr<Connection>(std::make_shared<Connection>());
+    (*holder)->raw_path = url;
+    *con_cls = holder;
+  }
+  if (!(*holder)->started) {
     // First call: headers only. The state is shared with the Reply, which may outlive the
     // connection if the client goes away.
-    holder = new std::shared_ptr<Connection>(std::make_shared<Connection>());
-    *con_cls = holder;
     Connection* c = holder->get();
+    c->started = true;
     c->conn = conn;
     if (requests_) requests_->Add();
     Request& req = c->request;
@@ -322,9 +362,14 @@ int Server::OnRequest(void* connection, const char* url, const char* method,
       req.remote_ip = ip;
     }
     bool path_known = false;
-    c->route = router_.Match(req.method, req.path, req.params, path_known);
+    c->route = router_.Match(req.method, c->raw_path, req.params, path_known);
     if (draining_.load()) {
       c->early = JsonError(503, "unavailable", "the server is shutting down; retry");
+    } else if (c->route && std::any_of(req.params.begin(), req.params.end(), [](const auto& p) {
+                 return p.second.find('\0') != std::string::npos;
+               })) {
+      // "victim%00else" named the contact "victim" once cut there.
+      c->early = JsonError(400, "invalid_argument", "a path segment may not hold %00", "path");
     } else if (!c->route) {
       c->early = path_known ? JsonError(405, "method_not_allowed",
                                         "method " + req.method + " is not allowed on this path")

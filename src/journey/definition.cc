@@ -419,6 +419,10 @@ Result<Step> ParseStep(const YamlDoc& doc, const YAML::Node& n) {
         if (!body["headers"].IsMap())
           return Err(doc.ErrorAt(body["headers"], "headers", "expected a mapping"));
         for (const auto& kv : body["headers"]) {
+          if (!IsHttpHeaderName(kv.first.Scalar()))
+            return Err(doc.ErrorAt(kv.first, "headers",
+                                   "a header name has letters, digits and !#$%&'*+-.^_`|~ only "
+                                   "(no spaces, colons or line breaks)"));
           if (IsReservedWebhookHeader(kv.first.Scalar()))
             return Err(doc.ErrorAt(kv.first, "headers",
                                    "'" + kv.first.Scalar() +
@@ -481,6 +485,16 @@ bool IsReservedWebhookHeader(std::string_view name) {
   for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   return lower == "host" || lower == "content-length" || lower == "transfer-encoding" ||
          lower == "connection" || lower.starts_with("x-nudge-");
+}
+
+bool IsHttpHeaderName(std::string_view name) {
+  if (name.empty()) return false;
+  for (char c : name) {
+    const bool token = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!token) return false;
+  }
+  return true;
 }
 
 Result<std::pair<std::vector<std::string>, Millis>> ParseDateExpression(std::string_view text) {

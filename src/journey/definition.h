@@ -160,6 +160,10 @@ std::vector<Status> CheckJourney(const Journey& journey, const CheckOptions& opt
 // A header nudge sets on a webhook's request itself (Host, Content-Length, Transfer-Encoding,
 // Connection, X-Nudge-*: its framing, id and signature), in any case: a step may not give one.
 bool IsReservedWebhookHeader(std::string_view name);
+// Whether a webhook header name is an HTTP field name (RFC 9110 token: letters, digits and
+// !#$%&'*+-.^_`|~). Anything else (a space, a colon, a line break) could add header lines of
+// its own, and is refused when the journey is saved and skipped at send.
+bool IsHttpHeaderName(std::string_view name);
 
 // Parses "3d before traits.trial_ends_at", "2h after traits.signup_at", "traits.birthday".
 Result<std::pair<std::vector<std::string>, Millis>> ParseDateExpression(std::string_view text);

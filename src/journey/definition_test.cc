@@ -111,6 +111,18 @@ TEST(JourneyDefinition, AWebhookStepIsCheckedWhenSaved) {
       "}\n");
   ASSERT_FALSE(j);
   EXPECT_EQ(j.error().where(), "j.yaml:7:62") << j.error().ToString();
+  // A name that is no HTTP field name could add lines of its own (a forged signature, a
+  // Transfer-Encoding beside nudge's Content-Length).
+  for (const std::string name :
+       {"\"X-A\\r\\nX-Nudge-Signature\"", "\"X A\"", "\"X-A: b\"", "\"\""}) {
+    j = hook("      url: \"http://127.0.0.1:9/crm\"\n      headers: { " + name + ": v }\n");
+    ASSERT_FALSE(j) << name;
+    EXPECT_EQ(j.error().where(), "j.yaml:7:18") << j.error().ToString();
+    EXPECT_NE(j.error().message().find("header name"), std::string::npos) << j.error().ToString();
+  }
+  EXPECT_TRUE(IsHttpHeaderName("X-Api-Key"));
+  EXPECT_TRUE(IsHttpHeaderName("x_custom.v2"));
+  EXPECT_FALSE(IsHttpHeaderName("X-A\r\nX-B"));
   j = hook(
       "      url: \"http://127.0.0.1:9/crm/{{ contact.user_id | url_encode }}\"\n"
       "      headers: { Content-Type: application/x-www-form-urlencoded }\n"

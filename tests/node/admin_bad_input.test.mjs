@@ -191,3 +191,25 @@ test('data nested thousands deep is refused with where it gets too deep, and the
     await healthy();
   }
 });
+
+test('ids are taken from the path as written: %2F is part of one id, %00 is refused', async () => {
+  assert.equal((await ws.send('/v1/identify', { userId: 'org/42', traits: { plan: 'pro' } })).status, 200);
+  assert.equal((await ws.send('/v1/identify', { userId: 'victim', traits: { email: 'v@example.com' } })).status, 200);
+  const got = await ws.admin('GET', '/api/v1/contacts/org%2F42');
+  assert.equal(got.status, 200, got.text);
+  assert.equal(got.json.user_id, 'org/42');
+  // Cut at %00, this named (and erased) the contact "victim".
+  const cut = await ws.admin('DELETE', '/api/v1/contacts/victim%00someone-else');
+  assert.equal(cut.status, 400, cut.text);
+  assert.match(cut.json.error, /%00/);
+  assert.equal((await ws.admin('GET', '/api/v1/contacts/victim')).status, 200, 'victim is still there');
+  const erased = await ws.admin('DELETE', '/api/v1/contacts/org%2F42');
+  assert.equal(erased.status, 200, erased.text);
+  assert.equal((await ws.admin('GET', '/api/v1/contacts/org%2F42')).status, 404);
+  // A suppressed address with a '/' (valid in an email's local part) can be lifted.
+  const add = await ws.admin('POST', '/api/v1/suppressions', { body: { channel: 'email', address: 'a/b@example.com' } });
+  assert.ok(add.status === 200 || add.status === 201, add.text);
+  const lift = await ws.admin('DELETE', '/api/v1/suppressions/email/a%2Fb@example.com');
+  assert.equal(lift.status, 200, lift.text);
+  await healthy();
+});

@@ -30,7 +30,8 @@ Status WebhookChannel::Send(Outbound out, DeliveryCallback done) {
   bool own_type = false;
   if (w.contains("headers") && w["headers"].is_object()) {
     for (const auto& [k, v] : w["headers"].items()) {
-      if (!v.is_string() || journey::IsReservedWebhookHeader(k)) continue;
+      if (!v.is_string() || !journey::IsHttpHeaderName(k) || journey::IsReservedWebhookHeader(k))
+        continue;
       own_type = own_type || strcasecmp(k.c_str(), "Content-Type") == 0;
       req.headers.emplace_back(k, v.get<std::string>());
     }
