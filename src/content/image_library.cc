@@ -111,7 +111,7 @@ Result<ImageInfo> ImageLibrary::Parse(store::WorkspaceId ws, const std::string& 
   };
   auto parsed = ParseImageTemplate(info.yaml, "images/" + id + ".yaml", dir, check);
   if (!parsed) {
-    fs::remove_all(dir, ec);          // nothing stored uses it ...
+    fs::remove_all(dir, ec);            // nothing stored uses it ...
     fs::remove(dir.parent_path(), ec);  // ... nor the template's directory, when it was new
     // Name the asset as the template does, not by where the server keeps it.
     std::string message = parsed.error().message();

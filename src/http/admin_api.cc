@@ -100,6 +100,24 @@ std::optional<std::string> TooDeepAt(std::string_view text, int limit) {
 
 }  // namespace
 
+std::vector<std::string> UnknownTopicWarnings(const ApiContext& ctx, store::WorkspaceId ws,
+                                              const std::vector<std::string>& topics) {
+  std::vector<std::string> out;
+  if (!ctx.journeys || topics.empty()) return out;
+  const journey::Policies policies = ctx.journeys->GetPolicies(ws);
+  std::string known;
+  for (const auto& t : policies.topics) known += (known.empty() ? "" : ", ") + t.id;
+  for (const std::string& topic : topics) {
+    const bool listed = std::any_of(policies.topics.begin(), policies.topics.end(),
+                                    [&](const journey::Topic& t) { return t.id == topic; });
+    if (!listed)
+      out.push_back("topic '" + topic + "' is not one of the workspace's topics (policies.yaml " +
+                    (known.empty() ? "lists none" : "topics: " + known) +
+                    "): nobody can subscribe to it or leave it");
+  }
+  return out;
+}
+
 Result<nlohmann::json> JsonObjectBody(std::string_view text, bool empty_is_object) {
   if (empty_is_object && text.find_first_not_of(" \t\r\n") == std::string_view::npos)
     return json::object();

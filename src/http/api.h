@@ -71,6 +71,13 @@ Result<int> PageLimit(const Request& req, int fallback);
 // absent), a 400 unless it is a cursor this API gave out (an id, base64url-encoded).
 Result<int64_t> IdCursor(const Request& req);
 
+// Warnings for the topics a definition names (subscribed(topic "..."), a template's `topic:`)
+// that the workspace's policies do not list: such a topic has no choice anyone can record, so
+// `subscribed(topic "newz")` is true for everyone subscribed to email. A warning, not an error,
+// since `nudge apply` may publish the policies after what names them.
+std::vector<std::string> UnknownTopicWarnings(const ApiContext& ctx, store::WorkspaceId ws,
+                                              const std::vector<std::string>& topics);
+
 // How deep arrays and objects may nest in an admin API body (traits, a preview's context, ...).
 inline constexpr int kMaxJsonNesting = 64;
 

@@ -86,6 +86,10 @@ class DeliveryApi {
         ctx_.templates->Put(ws, req.body, named.empty() ? "request body" : named, req.params["id"]);
     if (!info) return reply(ErrorResponse(info.error()));
     json out = TemplateJson(*info, false);
+    if (!info->tmpl->topic.empty()) {
+      const auto warnings = UnknownTopicWarnings(ctx_, ws, {info->tmpl->topic});
+      if (!warnings.empty()) out["warnings"] = warnings;
+    }
     if (info->tmpl->channel == "sms") {
       // What the body's literal text costs, before personalization.
       out["sms"] = {{"note", "segments are counted per rendered message; see preview"}};

@@ -101,14 +101,19 @@ class JourneyApi {
     auto info = ctx_.journeys->PutJourney(ws, req.body, SourceOf(req), req.params["id"]);
     if (!info) return reply(ErrorResponse(info.error()));
     json out = JourneyJson(*info);
+    json warnings = json::array();
     if (ctx_.templates) {
-      json warnings = json::array();
       for (const auto& t : info->definition->Templates())
         if (!ctx_.templates->Get(ws, t))
           warnings.push_back("template '" + t + "' does not exist yet (PUT /api/v1/templates/" + t +
                              "); until it does, its messages fail");
-      if (!warnings.empty()) out["warnings"] = std::move(warnings);
     }
+    std::vector<std::string> topics;
+    for (const auto& c : info->definition->Conditions())
+      for (const auto& t : c->topics())
+        if (std::find(topics.begin(), topics.end(), t) == topics.end()) topics.push_back(t);
+    for (auto& w : UnknownTopicWarnings(ctx_, ws, topics)) warnings.push_back(std::move(w));
+    if (!warnings.empty()) out["warnings"] = std::move(warnings);
     reply(JsonResponse(out));
   }
 

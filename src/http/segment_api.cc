@@ -40,9 +40,12 @@ class SegmentApi {
   void Put(WorkspaceId ws, Request& req, Reply reply) {
     auto def = segment::ParseSegment(req.body, SourceOf(req), req.params["id"]);
     if (!def) return reply(ErrorResponse(def.error()));
+    const auto warnings = UnknownTopicWarnings(ctx_, ws, def->condition->topics());
     auto info = ctx_.engine->PutSegment(ws, std::move(*def));
     if (!info) return reply(ErrorResponse(info.error()));
-    reply(JsonResponse(SegmentJson(*info)));
+    json out = SegmentJson(*info);
+    if (!warnings.empty()) out["warnings"] = warnings;
+    reply(JsonResponse(out));
   }
 
   void Get(WorkspaceId ws, Request& req, Reply reply) {

@@ -795,6 +795,7 @@ class Parser {
 
   std::vector<std::shared_ptr<AggregateSpec>> aggregates;
   std::vector<std::string> segments;
+  std::vector<std::string> topics;
   std::vector<double> score_thresholds;
   bool reads_event = false;
   uint8_t reads = 0;  // Condition::Reads
@@ -1156,6 +1157,8 @@ class Parser {
         if (At().kind != Tok::kString) return Err(Unexpected("a topic in double quotes"));
         node->topic = Next().text;
         node->channel = "email";
+        if (std::find(topics.begin(), topics.end(), node->topic) == topics.end())
+          topics.push_back(node->topic);
       } else if (At().kind == Tok::kIdent && (At().text == "email" || At().text == "sms" ||
                                               At().text == "push" || At().text == "webhook")) {
         node->channel = Next().text;
@@ -1463,6 +1466,7 @@ struct Condition::Impl {
   NodePtr root;
   std::vector<std::shared_ptr<AggregateSpec>> aggregates;
   std::vector<std::string> segments;
+  std::vector<std::string> topics;
   std::vector<double> score_thresholds;
   bool reads_event = false;
   uint8_t reads = 0;
@@ -1495,6 +1499,7 @@ const std::vector<std::shared_ptr<AggregateSpec>>& Condition::aggregates() const
   return impl_->aggregates;
 }
 const std::vector<std::string>& Condition::segments() const { return impl_->segments; }
+const std::vector<std::string>& Condition::topics() const { return impl_->topics; }
 bool Condition::reads_event() const { return impl_->reads_event; }
 uint8_t Condition::reads() const { return impl_->reads; }
 const std::vector<std::vector<std::string>>& Condition::trait_paths() const {
@@ -1515,6 +1520,7 @@ Result<std::shared_ptr<const Condition>> Condition::Compile(std::string_view tex
   impl->root = std::move(root);
   impl->aggregates = std::move(parser.aggregates);
   impl->segments = std::move(parser.segments);
+  impl->topics = std::move(parser.topics);
   impl->reads_event = parser.reads_event;
   impl->reads = parser.reads;
   impl->trait_paths = std::move(parser.trait_paths);

@@ -115,6 +115,8 @@ class Condition {
   const std::vector<std::shared_ptr<AggregateSpec>>& aggregates() const;
   // Segment ids named by `in segment "..."`.
   const std::vector<std::string>& segments() const;
+  // Topics named by `subscribed(topic "...")`, each once.
+  const std::vector<std::string>& topics() const;
   // True when some part reads the event in scope at the top level.
   bool reads_event() const;
   // What else the result depends on besides aggregates (bits of Reads): whoever re-evaluates

@@ -1196,6 +1196,30 @@ describe('the nudge command', () => {
       out = await runCli(bin, ['validate', dir]);
       assert.equal(out.code, 1, `${out.stdout}\n${out.stderr}`);
       assert.match(out.stderr, /^journeys\/broken\.yaml:4:\d+: /m);
+
+      // A topic policies.yaml does not list (a typo): subscribed(topic "newz") would be true for
+      // everyone subscribed to email. Named in a segment, a journey and a template.
+      fs.rmSync(path.join(dir, 'journeys', 'broken.yaml'));
+      fs.writeFileSync(path.join(dir, 'segments', 'newz-readers.yaml'),
+        'name: Newz readers\ncondition: subscribed(topic "newz")\n');
+      fs.writeFileSync(path.join(dir, 'journeys', 'newz.yaml'),
+        'id: newz\ntrigger: { event: Go }\naudience: subscribed(topic "newz")\nsteps:\n  - { id: w, wait: 1d }\n');
+      const welcome = fs.readFileSync(path.join(dir, 'templates', 'welcome.yaml'), 'utf8');
+      fs.writeFileSync(path.join(dir, 'templates', 'welcome.yaml'), welcome.replace('topic: news', 'topic: newz'));
+      out = await runCli(bin, ['validate', dir]);
+      assert.equal(out.code, 1, `${out.stdout}\n${out.stderr}`);
+      assert.match(out.stdout, /3 problem\(s\)/, out.stderr);
+      assert.match(out.stderr, /^segments\/newz-readers\.yaml:2:\d+: topic 'newz' is not one of the workspace's topics \(policies\.yaml topics: news, offers\)/m);
+      assert.match(out.stderr, /^journeys\/newz\.yaml: topic 'newz'/m);
+      assert.match(out.stderr, /^templates\/welcome\.yaml topic: topic 'newz'/m);
+
+      // The server takes them (apply may publish policies after them) with a warning.
+      const ws = await server.createWorkspace();
+      const put = await ws.admin('PUT', '/api/v1/segments/newz-readers', {
+        body: { name: 'Newz readers', condition: 'subscribed(topic "newz")' },
+      });
+      assert.equal(put.status, 200, put.text);
+      assert.match(put.json.warnings.join('\n'), /topic 'newz' is not one of the workspace's topics \(policies\.yaml lists none\)/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
