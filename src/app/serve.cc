@@ -1,16 +1,20 @@
 #include "app/serve.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -84,6 +88,28 @@ int RunServe(const Flags& flags) {
     spdlog::error("cannot create the data directory {}: {}", config->data, ec.message());
     return 1;
   }
+
+  // One server per data directory: a second one would keep its own state beside the first's
+  // and lose what it acknowledged. The lock goes with the process (kill -9 included).
+  const std::string lock_path = (std::filesystem::path(config->data) / "nudge.lock").string();
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) {
+    spdlog::error("cannot open {}: {}", lock_path, std::strerror(errno));
+    return 1;
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    char held[32] = "";
+    const ssize_t n = ::pread(lock_fd, held, sizeof held - 1, 0);
+    std::string pid(held, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    spdlog::error("another nudge serve{} is using the data directory {}; stop it first",
+                  pid.empty() ? "" : " (pid " + pid + ")", config->data);
+    return 1;
+  }
+  const std::string own_pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd, 0) != 0 ||
+      ::pwrite(lock_fd, own_pid.data(), own_pid.size(), 0) != static_cast<ssize_t>(own_pid.size()))
+    spdlog::warn("cannot write the pid into {}", lock_path);
 
   core::SystemClock clock;
   core::MetricsRegistry metrics;

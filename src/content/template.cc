@@ -208,7 +208,8 @@ Result<Value> LocalTimeFilter(FilterCall& call) {
     }
   }
   cctz::time_zone zone = cctz::utc_time_zone();
-  if (!zone_name.empty() && !cctz::load_time_zone(zone_name, &zone)) zone = cctz::utc_time_zone();
+  if (!core::IsTimeZoneName(zone_name) || !cctz::load_time_zone(zone_name, &zone))
+    zone = cctz::utc_time_zone();
   const auto tp = std::chrono::time_point<std::chrono::system_clock, std::chrono::milliseconds>(
       std::chrono::milliseconds(*when));
   return call.String(cctz::format(format, tp, zone));

@@ -170,4 +170,24 @@ std::string FormatIso8601(Millis ms) {
   return out;
 }
 
+bool IsTimeZoneName(std::string_view name) {
+  if (name.empty() || name.size() > 64 || name == "localtime") return false;
+  size_t part = 0;  // length of the current part
+  for (size_t i = 0; i <= name.size(); ++i) {
+    const char c = i < name.size() ? name[i] : '/';
+    if (c == '/') {
+      if (part == 0) return false;  // a leading '/', "//" or a trailing '/'
+      const std::string_view p = name.substr(i - part, part);
+      if (p == "." || p == "..") return false;
+      part = 0;
+      continue;
+    }
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '+';
+    if (!ok) return false;
+    ++part;
+  }
+  return true;
+}
+
 }  // namespace nudge::core

@@ -23,4 +23,10 @@ std::optional<Millis> TryParseIso8601(std::string_view text);
 // "2026-11-24T10:00:00.123Z".
 std::string FormatIso8601(Millis ms);
 
+// Whether `name` may name a zone of the time zone database ("Europe/Berlin", "UTC",
+// "America/Argentina/Buenos_Aires", "Etc/GMT+5"): letters, digits, '_', '-', '+' in parts
+// separated by single '/', at most 64 bytes, no part "." or "..". The zone loader opens a file
+// by that name: a trait that is a path ("../../etc/x", "/tmp/fifo") must never reach it.
+bool IsTimeZoneName(std::string_view name);
+
 }  // namespace nudge::core

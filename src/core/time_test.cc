@@ -59,5 +59,19 @@ TEST(Iso8601, FormatsAsGmtimeDoes) {
   }
 }
 
+// A zone name the loader would read as a path is no zone: a trait sent with the public write
+// key could otherwise open any file (a FIFO stalled the server).
+TEST(Time, TimeZoneNamesAreNamesNotPaths) {
+  for (const char* ok : {"UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5",
+                         "America/Port-au-Prince"})
+    EXPECT_TRUE(IsTimeZoneName(ok)) << ok;
+  for (const char* bad : {"", "/etc/localtime", "../../../../usr/share/zoneinfo/Asia/Tokyo",
+                          "Europe/../../x", "Europe//Berlin", "Europe/", "localtime",
+                          "file:/tmp/fifo", "Asia/Tokyo ", "Fixed/UTC+05:00:00"})
+    EXPECT_FALSE(IsTimeZoneName(bad)) << bad;
+  EXPECT_FALSE(IsTimeZoneName(std::string(65, 'a')));
+  EXPECT_FALSE(IsTimeZoneName(std::string("Europe/Berlin\0x", 15)));
+}
+
 }  // namespace
 }  // namespace nudge::core

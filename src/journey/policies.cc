@@ -10,6 +10,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "core/time.h"
 #include "core/yaml.h"
 #include "rules/condition.h"
 
@@ -40,8 +41,10 @@ const cctz::time_zone& Zone(const std::string& name) {
   std::lock_guard lock(mutex);
   auto it = zones.find(name);
   if (it != zones.end()) return it->second;
+  static const cctz::time_zone utc = cctz::utc_time_zone();
   cctz::time_zone tz;
-  if (!cctz::load_time_zone(name, &tz)) tz = cctz::utc_time_zone();
+  // Only names that load are kept: contacts' traits must not grow the cache without bound.
+  if (!core::IsTimeZoneName(name) || !cctz::load_time_zone(name, &tz)) return utc;
   return zones.emplace(name, tz).first->second;
 }
 
@@ -80,7 +83,7 @@ int WeekdayBit(cctz::weekday wd) {
 }  // namespace
 
 bool IsTimeZone(std::string_view name) {
-  if (name.empty() || name.size() > 64) return false;
+  if (!core::IsTimeZoneName(name)) return false;
   cctz::time_zone tz;
   return cctz::load_time_zone(std::string(name), &tz);
 }

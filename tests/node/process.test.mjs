@@ -59,3 +59,18 @@ describe('nudge serve process', () => {
     });
   });
 });
+
+describe('one server per data directory', () => {
+  test('a second nudge serve on the same data directory stops at start, naming the first', async () => {
+    const { spawnSync } = await import('node:child_process');
+    await withServer({}, async (server, pid) => {
+      const second = spawnSync(server.bin, ['serve', '--listen', '127.0.0.1:0', '--data', server.dataDir], {
+        encoding: 'utf8', timeout: 20000, env: { ...process.env, NUDGE_LOG_LEVEL: 'info' },
+      });
+      assert.equal(second.status, 1, second.stdout + second.stderr);
+      assert.match(second.stdout + second.stderr, new RegExp(`another nudge serve \\(pid ${pid}\\) is using the data directory`));
+      // The first one serves on, alone.
+      assert.equal((await fetch(`${server.url}/healthz`)).status, 200);
+    });
+  });
+});
