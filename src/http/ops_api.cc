@@ -19,7 +19,20 @@ void AddOpsRoutes(Router& router, ApiContext& ctx) {
     nlohmann::json body{{"status", s.ok() ? "ok" : "unavailable"},
                         {"store_queue", stats.queued_writes}};
     if (!s.ok()) body["error"] = s.ToString();
-    reply(JsonResponse(body, s.ok() ? 200 : 503));
+    // Acknowledged requests that keep failing to apply (a full disk, a damaged database): they
+    // wait in the inbox, nothing is lost, but nothing reacts either. Unhealthy after 5 s.
+    bool healthy = s.ok();
+    if (ctx.pipeline) {
+      body["ingest_backlog"] = ctx.pipeline->BacklogEvents();
+      if (auto failing = ctx.pipeline->FailingNow(); failing && failing->seconds >= 5) {
+        healthy = false;
+        body["status"] = "failing";
+        body["error"] = "acknowledged events have not applied for " +
+                        std::to_string(static_cast<int>(failing->seconds)) +
+                        " s (they wait in the inbox): " + failing->error;
+      }
+    }
+    reply(JsonResponse(body, healthy ? 200 : 503));
   });
   router.Add("GET", "/metrics", [&ctx](Request&, Reply reply) {
     Response r;

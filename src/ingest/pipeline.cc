@@ -18,6 +18,9 @@ namespace {
 // other writers (timers, the admin API) do not queue behind a whole backlog.
 constexpr size_t kMaxInStore = 2048;
 constexpr int kMaxRetryMs = 5000;
+// Once applying has failed for this long (a full disk, a damaged database), reads that wait for
+// the backlog (read-your-writes) answer with what is applied instead of waiting on.
+constexpr int64_t kReadsStopWaitingUs = 5'000'000;
 // Once a backlog of at least this many events has been applied, the memory it held is given
 // back to the system (malloc_trim): a burst should not leave the server larger for good.
 constexpr size_t kTrimAfterEvents = 65536;
@@ -162,10 +165,20 @@ void Pipeline::Acknowledged(const std::shared_ptr<Entry>& entry) {
   if (in_store_.size() < kMaxInStore && !failure_seen_) cv_.notify_one();
 }
 
+std::optional<Pipeline::Failing> Pipeline::FailingNow() const {
+  std::lock_guard lock(mutex_);
+  if (failing_since_us_ == 0) return std::nullopt;
+  return Failing{static_cast<double>(core::MonotonicMicros() - failing_since_us_) / 1e6,
+                 last_error_};
+}
+
 void Pipeline::AfterApplied(std::function<void()> fn) {
   {
     std::lock_guard lock(mutex_);
-    if (acknowledged_ > applied_) {
+    // While applying fails, a read answers with what is applied rather than wait without end.
+    const bool failing = failing_since_us_ != 0 &&
+                         core::MonotonicMicros() - failing_since_us_ >= kReadsStopWaitingUs;
+    if (acknowledged_ > applied_ && !failing) {
       waiters_.emplace(acknowledged_, std::move(fn));
       return;
     }
@@ -204,6 +217,7 @@ void Pipeline::FeederLoop() {
     if (!stopping_) {
       cv_.wait(lock, [&] { return stopping_ || has_work(); });
     }
+    if (failing_since_us_ == 0) retry_ms = 0;  // something applied: the next failure waits 100 ms
     if (stopping_) {
       cv_.wait_until(lock, stop_deadline_, [&] { return drained() || has_work(); });
       if (drained() || std::chrono::steady_clock::now() >= stop_deadline_) break;
@@ -222,8 +236,10 @@ void Pipeline::FeederLoop() {
       continue;
     }
     if (failure_seen_ && unfinished_ == 0) {
-      // Every write from the failed one on was refused: hand them all again, in order.
-      bool transient = false;
+      // Every write from the failed one on was refused: hand them all again, in order. A
+      // failure no request owns (the commit itself) is the storage's: waited out too.
+      bool transient = std::none_of(in_store_.begin(), in_store_.end(),
+                                    [](const auto& e) { return e->own_failure; });
       for (auto& e : in_store_) {
         if (e->own_failure) {
           if (e->transient) {
@@ -242,6 +258,19 @@ void Pipeline::FeederLoop() {
       ++generation_;
       retries_->Add();
       if (transient) {
+        const int64_t now = core::MonotonicMicros();
+        if (failing_since_us_ == 0) failing_since_us_ = now;
+        // Reads waiting for the backlog are answered with what is applied (FailingNow).
+        std::vector<std::function<void()>> waiting;
+        if (now - failing_since_us_ >= kReadsStopWaitingUs) {
+          for (auto& [target, fn] : waiters_) waiting.push_back(std::move(fn));
+          waiters_.clear();
+        }
+        if (!waiting.empty()) {
+          lock.unlock();
+          for (auto& fn : waiting) fn();
+          lock.lock();
+        }
         retry_ms = std::min(std::max(retry_ms * 2, 100), kMaxRetryMs);
         cv_.wait_for(lock, std::chrono::milliseconds(retry_ms), [this] { return stopping_; });
       }
@@ -266,7 +295,6 @@ void Pipeline::FeederLoop() {
           [this, e, generation](Status s) { Finished(e, generation, s); },
           store::Store::Isolation::kWithGroup);
     }
-    if (retry_ms > 0) retry_ms /= 2;
     lock.lock();
   }
   waiters_.clear();  // the server has stopped: nobody is waiting for these answers
@@ -278,6 +306,10 @@ Status Pipeline::ApplyOne(store::WriteTxn& txn, Entry& entry, uint64_t generatio
   auto fail = [&](const Status& s) {
     entry.own_failure = true;
     entry.transient = s.code() == Code::kUnavailable;
+    if (entry.transient) {
+      std::lock_guard lock(mutex_);
+      last_error_ = s.ToString();
+    }
     failed_generation_ = generation;
     spdlog::warn("applying inbox request {} failed: {}", entry.record.id, s.ToString());
     return s;
@@ -304,7 +336,15 @@ void Pipeline::Finished(const std::shared_ptr<Entry>& entry, uint64_t generation
   std::lock_guard lock(mutex_);
   --unfinished_;
   entry->applied = status.ok();
-  if (!status.ok()) failure_seen_ = true;
+  if (!status.ok()) {
+    failure_seen_ = true;
+    if (last_error_.empty() || status.code() == Code::kUnavailable) last_error_ = status.ToString();
+  } else if (failing_since_us_ != 0) {
+    spdlog::info("applying acknowledged requests again after {:.1f} s of failures",
+                 static_cast<double>(core::MonotonicMicros() - failing_since_us_) / 1e6);
+    failing_since_us_ = 0;
+    last_error_.clear();
+  }
   while (!in_store_.empty() && in_store_.front()->applied) {
     const Entry& e = *in_store_.front();
     applied_ = e.record.id;

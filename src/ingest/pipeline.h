@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -82,6 +83,14 @@ class Pipeline {
 
   // Acknowledged and not yet applied.
   size_t BacklogEvents() const { return backlog_events_.load(); }
+
+  // While applying keeps failing (a full disk, a damaged database): since when (seconds ago)
+  // and the last error. /healthz reports it; reads stop waiting for the backlog meanwhile.
+  struct Failing {
+    double seconds = 0;
+    std::string error;
+  };
+  std::optional<Failing> FailingNow() const;
 
  private:
   struct Entry {
@@ -137,11 +146,13 @@ class Pipeline {
   std::deque<std::shared_ptr<Entry>> unsubmitted_;  // GUARDED_BY(mutex_), in id order
   std::deque<std::shared_ptr<Entry>> in_store_;     // GUARDED_BY(mutex_): submitted, in id order
   size_t unfinished_ = 0;                           // GUARDED_BY(mutex_): of in_store_
-  bool failure_seen_ = false;  // GUARDED_BY(mutex_): a write of in_store_ failed
-  int64_t acknowledged_ = 0;   // GUARDED_BY(mutex_): highest id acked
-  int64_t applied_ = 0;        // GUARDED_BY(mutex_): every id up to it
-  size_t peak_backlog_ = 0;    // GUARDED_BY(mutex_): the largest backlog since the last trim
-  uint64_t generation_ = 1;    // GUARDED_BY(mutex_)
+  bool failure_seen_ = false;     // GUARDED_BY(mutex_): a write of in_store_ failed
+  int64_t failing_since_us_ = 0;  // GUARDED_BY(mutex_): monotonic; 0 while requests apply
+  std::string last_error_;        // GUARDED_BY(mutex_)
+  int64_t acknowledged_ = 0;      // GUARDED_BY(mutex_): highest id acked
+  int64_t applied_ = 0;           // GUARDED_BY(mutex_): every id up to it
+  size_t peak_backlog_ = 0;       // GUARDED_BY(mutex_): the largest backlog since the last trim
+  uint64_t generation_ = 1;       // GUARDED_BY(mutex_)
   std::multimap<int64_t, std::function<void()>> waiters_;  // GUARDED_BY(mutex_), by target
   bool stopping_ = false;                                  // GUARDED_BY(mutex_)
   std::chrono::steady_clock::time_point stop_deadline_{};  // GUARDED_BY(mutex_)

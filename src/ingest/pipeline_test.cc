@@ -1,8 +1,11 @@
 #include "ingest/pipeline.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <future>
 #include <string>
@@ -10,6 +13,7 @@
 
 #include "ingest/body_codec.h"
 #include "profile/applier.h"
+#include "store/sqlite/db.h"
 
 namespace nudge::ingest {
 namespace {
@@ -370,6 +374,53 @@ TEST_F(PipelineTest, TransientFailuresAreRetriedInOrderAndBrokenRequestsSkipped)
   EXPECT_EQ(observer.flaky_left, 0);
   EXPECT_GE(metrics_.GetCounter("nudge_ingest_apply_retries_total", "").Value(), 3u);
   EXPECT_EQ(metrics_.GetCounter("nudge_ingest_skipped_total", "").Value(), 1u);
+  StopPipeline();
+}
+
+// Fails "stuck" with what SQLite says of a damaged page, until `healed` is set.
+class DamagedObserver final : public profile::ContactObserver {
+ public:
+  Status OnContactCreated(store::WriteTxn&, const store::Contact&) override { return {}; }
+  Status OnContactChanged(store::WriteTxn&, const store::Contact&, std::string_view) override {
+    return {};
+  }
+  Status OnEvent(store::WriteTxn&, const store::Event& e) override {
+    if (e.message_id == "stuck" && !healed.load())
+      return store::sqlite::SqliteError(nullptr, SQLITE_CORRUPT, "sqlite step");
+    return {};
+  }
+  Status OnContactsMerged(store::WriteTxn&, store::ContactId, store::ContactId) override {
+    return {};
+  }
+  Status OnContactDeleted(store::WriteTxn&, store::ContactId) override { return {}; }
+  std::atomic<bool> healed{false};
+};
+
+// A damaged database (or a full disk) is the storage failing, not the request: the request
+// waits and is applied once the storage works again, never dropped. Meanwhile the failure is
+// reported, and after a while reads stop waiting for it.
+TEST_F(PipelineTest, TheStorageFailingKeepsAcknowledgedRequestsAndReadsStopWaiting) {
+  DamagedObserver observer;
+  applier_ = profile::Applier(profile::ProfileOptions{}, &observer);
+  StartPipeline();
+  ASSERT_TRUE(Accept(Track("u", "a")).ok());
+  ASSERT_TRUE(Accept(Track("u", "stuck")).ok());
+  ASSERT_TRUE(Accept(Track("u", "c")).ok());
+  // A read waiting for the backlog is answered with what is applied after some seconds.
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(AppliedEvents(), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  auto failing = pipeline_->FailingNow();
+  ASSERT_TRUE(failing);
+  EXPECT_GE(failing->seconds, 5.0);
+  EXPECT_NE(failing->error.find("malformed"), std::string::npos) << failing->error;
+  EXPECT_EQ(metrics_.GetCounter("nudge_ingest_skipped_total", "").Value(), 0u);
+  observer.healed = true;
+  for (int i = 0; i < 200 && pipeline_->BacklogEvents() > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(AppliedEvents(), 3);
+  EXPECT_EQ(StoredMessageIds(*store_, ws_), (std::vector<std::string>{"a", "stuck", "c"}));
+  EXPECT_FALSE(pipeline_->FailingNow());
   StopPipeline();
 }
 

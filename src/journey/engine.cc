@@ -75,6 +75,13 @@ class ActiveSet {
         return;
       }
   }
+  // Copies of the contact's instances, in one pass.
+  std::vector<Active> Of(ContactId contact) const {
+    std::vector<Active> out;
+    auto [b, e] = map_.equal_range(contact);
+    for (auto it = b; it != e; ++it) out.push_back(it->second);
+    return out;
+  }
   std::vector<int64_t> IdsOf(ContactId contact) const {
     std::vector<int64_t> ids;
     auto [b, e] = map_.equal_range(contact);
@@ -808,15 +815,32 @@ struct Engine::Impl {
     const Millis now = clock.NowMillis();
     // Instances already running: goals, then waits for this event or a condition.
     {
-      const std::vector<int64_t> ids = active.IdsOf(contact);
-      for (int64_t id : ids) {
-        const Active* found = active.Find(contact, id);
-        if (!found) continue;
-        Active a = *found;
+      // One pass over the contact's instances (a contact may have thousands, with entry:
+      // every_time), each condition evaluated once for this event. Once an instance has run,
+      // the others are looked up again and conditions evaluated afresh: running may have ended
+      // instances or changed what the conditions read.
+      const std::vector<Active> snapshot = active.Of(contact);
+      bool changed = false;
+      std::unordered_map<const rules::Condition*, bool> memo;
+      auto matches = [&](const rules::Condition& c, const std::string* body, bool goal) {
+        if (changed) return segments.MatchesLocked(c, contact, body, goal);
+        auto [it, fresh] = memo.try_emplace(&c, false);
+        if (fresh) it->second = segments.MatchesLocked(c, contact, body, goal);
+        return it->second;
+      };
+      for (const Active& seen : snapshot) {
+        const int64_t id = seen.id;
+        Active a = seen;
+        if (changed) {
+          const Active* found = active.Find(contact, id);
+          if (!found) continue;
+          a = *found;
+        }
         const JourneyState* js = a.js;
         if (!js || js->status != kActive) continue;
         const Journey& j = *js->versions.at(a.version);
-        if (j.exit_when && segments.MatchesLocked(*j.exit_when, contact, &e.body, true)) {
+        if (j.exit_when && matches(*j.exit_when, &e.body, true)) {
+          changed = true;
           NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
           if (inst) NUDGE_TRY(End(txn, *inst, "converted", "goal", "converted", now));
           continue;
@@ -826,11 +850,10 @@ struct Engine::Impl {
         bool hit = false;
         if (a.wait == Wait::kEvent)
           hit = e.name == step.wait_event &&
-                (!step.wait_where ||
-                 segments.MatchesLocked(*step.wait_where, contact, &e.body, false));
-        if (a.wait == Wait::kCondition)
-          hit = segments.MatchesLocked(*step.wait_condition, contact, nullptr, false);
+                (!step.wait_where || matches(*step.wait_where, &e.body, false));
+        if (a.wait == Wait::kCondition) hit = matches(*step.wait_condition, nullptr, false);
         if (!hit) continue;
+        changed = true;
         NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
         if (!inst) continue;
         Data data = ParseData(inst->data);
@@ -916,25 +939,38 @@ struct Engine::Impl {
 
   // Goals written on traits and waits for conditions, after a change to the contact.
   Status RecheckContact(store::WriteTxn& txn, ContactId contact) {
-    const std::vector<int64_t> ids = active.IdsOf(contact);
-    if (ids.empty()) return Status::Ok();
+    const std::vector<Active> snapshot = active.Of(contact);
+    if (snapshot.empty()) return Status::Ok();
     const Millis now = clock.NowMillis();
-    for (int64_t id : ids) {
-      const Active* found = active.Find(contact, id);
-      if (!found) continue;
-      Active a = *found;
+    // As in HandleEvent: one pass, each condition once until an instance runs.
+    bool changed = false;
+    std::unordered_map<const rules::Condition*, bool> memo;
+    auto matches = [&](const rules::Condition& c, bool goal) {
+      if (changed) return segments.MatchesLocked(c, contact, nullptr, goal);
+      auto [it, fresh] = memo.try_emplace(&c, false);
+      if (fresh) it->second = segments.MatchesLocked(c, contact, nullptr, goal);
+      return it->second;
+    };
+    for (const Active& seen : snapshot) {
+      const int64_t id = seen.id;
+      Active a = seen;
+      if (changed) {
+        const Active* found = active.Find(contact, id);
+        if (!found) continue;
+        a = *found;
+      }
       const JourneyState* js = a.js;
       if (!js || js->status != kActive) continue;
       const Journey& j = *js->versions.at(a.version);
-      if (j.exit_when && segments.MatchesLocked(*j.exit_when, contact, nullptr, true)) {
+      if (j.exit_when && matches(*j.exit_when, true)) {
+        changed = true;
         NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
         if (inst) NUDGE_TRY(End(txn, *inst, "converted", "goal", "converted", now));
         continue;
       }
       const Step& step = j.steps[a.step];
-      if (a.wait != Wait::kCondition ||
-          !segments.MatchesLocked(*step.wait_condition, contact, nullptr, false))
-        continue;
+      if (a.wait != Wait::kCondition || !matches(*step.wait_condition, false)) continue;
+      changed = true;
       NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
       if (!inst) continue;
       Data data = ParseData(inst->data);

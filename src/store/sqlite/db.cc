@@ -7,8 +7,13 @@ Status SqliteError(sqlite3* db, int rc, std::string_view what) {
   msg += ": ";
   msg += db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   const int primary = rc & 0xFF;
+  // The storage failing (busy, full, an I/O error, a damaged or unwritable file, no memory)
+  // says nothing against the write itself: kUnavailable, so that acknowledged requests wait
+  // and are tried again rather than being dropped as requests that can never apply.
   if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_FULL ||
-      primary == SQLITE_IOERR)
+      primary == SQLITE_IOERR || primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB ||
+      primary == SQLITE_READONLY || primary == SQLITE_CANTOPEN || primary == SQLITE_PERM ||
+      primary == SQLITE_NOMEM || primary == SQLITE_PROTOCOL)
     return Status(Code::kUnavailable, std::move(msg));
   return Status::Internal(std::move(msg));
 }
@@ -59,6 +64,13 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, bool read_only) {
     Status s = SqliteError(raw, rc, "cannot open " + path);
     sqlite3_close(raw);
     return Err(s);
+  }
+  // SQLite falls back to reading a file it may not write; a server would then start and fail
+  // every write. Said at open instead.
+  if (!read_only && sqlite3_db_readonly(raw, "main") == 1) {
+    sqlite3_close(raw);
+    return Err(
+        Status::Unavailable("cannot open " + path + " for writing (read-only file or directory)"));
   }
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, kBusyTimeoutMs);

@@ -54,6 +54,18 @@ class DbTest : public ::testing::Test {
   std::unique_ptr<Db> db_;
 };
 
+// A file the process may read but not write is refused when opened for writing, rather than
+// opened read-only (SQLite's fallback) to fail every write later.
+TEST_F(DbTest, AFileThatCannotBeWrittenIsRefusedAtOpen) {
+  if (geteuid() == 0) GTEST_SKIP() << "root writes read-only files";
+  db_.reset();
+  fs::permissions(path_, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  auto db = Db::Open(path_.string(), /*read_only=*/false);
+  ASSERT_FALSE(db);
+  EXPECT_NE(db.error().message().find("for writing"), std::string::npos) << db.error().ToString();
+  EXPECT_TRUE(Db::Open(path_.string(), /*read_only=*/true));
+}
+
 TEST_F(DbTest, AParameterLeftUnboundIsNullEvenAfterAUseThatBoundIt) {
   ASSERT_TRUE(Insert(1, std::string("first"), "x").ok());
   ASSERT_TRUE(Insert(2, std::nullopt, "y").ok());

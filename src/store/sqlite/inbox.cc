@@ -239,6 +239,14 @@ Result<std::unique_ptr<Inbox>> Inbox::Open(const InboxOptions& options) {
       last = q->Int(1);
     }
   }
+  // Rows are deleted only once the store has committed them, and ids follow each other: an
+  // oldest row past the store's mark + 1 means the store lost commits it had made.
+  if (first > options.applied + 1)
+    return Err(Status::Internal(
+        "the ingest inbox starts at request " + std::to_string(first) +
+        " but the store has applied only up to request " + std::to_string(options.applied) +
+        ": the store lost writes it had committed (a missing nudge.db-wal, or a nudge.db older "
+        "than inbox.db). Restore the data directory from a copy taken with the server stopped"));
   last = std::max(last, options.applied);
   NUDGE_ASSIGN_OR_RETURN(auto checkpointer, sqlite::Checkpointer::Attach(options.path, *db));
   // Deletes start below the oldest row, not at id 0.

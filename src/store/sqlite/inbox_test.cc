@@ -120,6 +120,26 @@ TEST_F(InboxTest, DeletingAfterARestartStartsAtTheOldestRow) {
   inbox->Close();
 }
 
+// A store that lost commits (its log removed, an older copy restored beside a newer inbox) is
+// behind rows the inbox deleted once the store had them: refused at open, not served partly.
+TEST_F(InboxTest, AStoreBehindWhatTheInboxDeletedIsRefused) {
+  {
+    auto inbox = Open(0);
+    ASSERT_TRUE(inbox);
+    Append(*inbox, 5);
+    inbox->Release(2);
+    inbox->Close();  // rows 1 and 2 deleted
+  }
+  auto behind = Inbox::Open({.path = (dir_ / "inbox.db").string(), .applied = 0});
+  ASSERT_FALSE(behind);
+  EXPECT_NE(behind.error().message().find("the store lost writes"), std::string::npos)
+      << behind.error().ToString();
+  auto inbox = Open(2);  // the store's mark as it was
+  ASSERT_TRUE(inbox);
+  EXPECT_EQ(Rows(*inbox), (std::vector<int64_t>{3, 4, 5}));
+  inbox->Close();
+}
+
 TEST_F(InboxTest, CloseDeletesEveryAppliedRow) {
   auto inbox = Open(0);
   ASSERT_TRUE(inbox);
