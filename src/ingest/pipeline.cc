@@ -338,7 +338,9 @@ void Pipeline::Finished(const std::shared_ptr<Entry>& entry, uint64_t generation
   entry->applied = status.ok();
   if (!status.ok()) {
     failure_seen_ = true;
-    if (last_error_.empty() || status.code() == Code::kUnavailable) last_error_ = status.ToString();
+    // A request that failed says why first (ApplyOne); the ones refused after it only echo
+    // that. Without one (the commit failed), the commit's error is the reason.
+    if (last_error_.empty()) last_error_ = status.ToString();
   } else if (failing_since_us_ != 0) {
     spdlog::info("applying acknowledged requests again after {:.1f} s of failures",
                  static_cast<double>(core::MonotonicMicros() - failing_since_us_) / 1e6);
