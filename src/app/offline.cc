@@ -70,10 +70,8 @@ int RunValidate(const std::string& dir_text) {
   for (const auto& [id, def] : segments)
     for (const auto& p : segment::SegmentReferenceProblems(def, find))
       problems.push_back(Status::Invalid("condition: " + p, def.condition_at));
-  // Checked once policies.yaml is read (below).
-  std::vector<std::pair<std::string, std::string>> named_topics;  // topic, where
   // The topics policies.yaml lists (none without it): every topic named elsewhere must be one.
-  std::set<std::string> topics;
+  journey::Policies policies;
   for (const char* name : {"scoring", "stages", "policies"}) {
     for (const char* ext : {".yaml", ".yml"}) {
       const fs::path f = dir / (std::string(name) + ext);
@@ -90,25 +88,21 @@ int RunValidate(const std::string& dir_text) {
         if (!r) s = r.error();
       } else {
         auto r = journey::ParsePolicies(*text, label);
-        if (!r) s = r.error();
-        if (r)
-          for (const auto& t : r->topics) topics.insert(t.id);
+        if (r) {
+          policies = std::move(*r);
+        } else {
+          s = r.error();
+        }
       }
       if (!s.ok()) problems.push_back(s);
     }
   }
-  for (const auto& [id, def] : segments)
-    for (const auto& t : def.condition->topics()) named_topics.emplace_back(t, def.condition_at);
   auto unknown_topic = [&](const std::string& topic, const std::string& where) {
-    if (topics.count(topic)) return;
-    std::string known;
-    for (const auto& t : topics) known += (known.empty() ? "" : ", ") + t;
-    problems.push_back(Status::Invalid(
-        "topic '" + topic + "' is not one of the workspace's topics (policies.yaml " +
-            (known.empty() ? "lists none" : "topics: " + known) +
-            "): nobody can subscribe to it or leave it",
-        where));
+    if (auto why = journey::UnknownTopic(policies, topic))
+      problems.push_back(Status::Invalid(*why, where));
   };
+  for (const auto& [id, def] : segments)
+    for (const auto& t : def.condition->topics()) unknown_topic(t, def.condition_at);
   std::set<std::string> templates;
   std::vector<cli::TemplateDocument> template_docs;
   for (const auto& f : YamlFiles(dir / "templates")) {
@@ -163,10 +157,8 @@ int RunValidate(const std::string& dir_text) {
     check.template_exists = [&](const std::string& t) { return templates.count(t) > 0; };
     check.segment_exists = [&](const std::string& s) { return segments.count(s) > 0; };
     for (auto& p : journey::CheckJourney(*j, check)) problems.push_back(std::move(p));
-    for (const auto& c : j->Conditions())
-      for (const auto& t : c->topics()) named_topics.emplace_back(t, label);
+    for (const auto& t : j->Topics()) unknown_topic(t, label);
   }
-  for (const auto& [topic, where] : named_topics) unknown_topic(topic, where);
   for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.ToString().c_str());
   if (files == 0) {
     std::fprintf(stderr,

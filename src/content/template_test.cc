@@ -149,7 +149,6 @@ body: "{{ p1 | money }}|{{ p2 | money }}|{{ p3 | money }}|{{ p4 | money }}|{{ p5
             "0");
 }
 
-}  // namespace
 // A format image_url can never serve, written as a literal, is refused when the template is
 // saved, at its position; one in a variable is checked when it renders.
 TEST(Template, ImageUrlFormatIsCheckedWhenSaved) {
@@ -170,4 +169,5 @@ TEST(Template, ImageUrlFormatIsCheckedWhenSaved) {
   EXPECT_NE(r->body.find("png, jpg or webp, not 'gif'"), std::string::npos) << r->body;
 }
 
+}  // namespace
 }  // namespace nudge::content

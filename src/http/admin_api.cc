@@ -105,16 +105,8 @@ std::vector<std::string> UnknownTopicWarnings(const ApiContext& ctx, store::Work
   std::vector<std::string> out;
   if (!ctx.journeys || topics.empty()) return out;
   const journey::Policies policies = ctx.journeys->GetPolicies(ws);
-  std::string known;
-  for (const auto& t : policies.topics) known += (known.empty() ? "" : ", ") + t.id;
-  for (const std::string& topic : topics) {
-    const bool listed = std::any_of(policies.topics.begin(), policies.topics.end(),
-                                    [&](const journey::Topic& t) { return t.id == topic; });
-    if (!listed)
-      out.push_back("topic '" + topic + "' is not one of the workspace's topics (policies.yaml " +
-                    (known.empty() ? "lists none" : "topics: " + known) +
-                    "): nobody can subscribe to it or leave it");
-  }
+  for (const std::string& topic : topics)
+    if (auto why = journey::UnknownTopic(policies, topic)) out.push_back(std::move(*why));
   return out;
 }
 

@@ -108,11 +108,8 @@ class JourneyApi {
           warnings.push_back("template '" + t + "' does not exist yet (PUT /api/v1/templates/" + t +
                              "); until it does, its messages fail");
     }
-    std::vector<std::string> topics;
-    for (const auto& c : info->definition->Conditions())
-      for (const auto& t : c->topics())
-        if (std::find(topics.begin(), topics.end(), t) == topics.end()) topics.push_back(t);
-    for (auto& w : UnknownTopicWarnings(ctx_, ws, topics)) warnings.push_back(std::move(w));
+    for (auto& w : UnknownTopicWarnings(ctx_, ws, info->definition->Topics()))
+      warnings.push_back(std::move(w));
     if (!warnings.empty()) out["warnings"] = std::move(warnings);
     reply(JsonResponse(out));
   }

@@ -20,11 +20,11 @@ void AddOpsRoutes(Router& router, ApiContext& ctx) {
                         {"store_queue", stats.queued_writes}};
     if (!s.ok()) body["error"] = s.ToString();
     // Acknowledged requests that keep failing to apply (a full disk, a damaged database): they
-    // wait in the inbox, nothing is lost, but nothing reacts either. Unhealthy after 5 s.
+    // wait in the inbox, nothing is lost, but nothing reacts either. Unhealthy once stalled.
     bool healthy = s.ok();
     if (ctx.pipeline) {
       body["ingest_backlog"] = ctx.pipeline->BacklogEvents();
-      if (auto failing = ctx.pipeline->FailingNow(); failing && failing->seconds >= 5) {
+      if (auto failing = ctx.pipeline->FailingNow(); failing && failing->stalled) {
         healthy = false;
         body["status"] = "failing";
         body["error"] = "acknowledged events have not applied for " +

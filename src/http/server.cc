@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "core/metrics.h"
+#include "core/url.h"
 
 namespace nudge::http {
 
@@ -33,28 +34,6 @@ std::string Request::Query(const std::string& name, std::string fallback) const 
 }
 
 namespace {
-
-// A path segment with its %XX escapes decoded (an invalid escape stays as written).
-std::string DecodeSegment(std::string_view segment) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(segment.size());
-  for (size_t i = 0; i < segment.size(); ++i) {
-    if (segment[i] == '%' && i + 2 < segment.size() && hex(segment[i + 1]) >= 0 &&
-        hex(segment[i + 2]) >= 0) {
-      out += static_cast<char>(hex(segment[i + 1]) * 16 + hex(segment[i + 2]));
-      i += 2;
-    } else {
-      out += segment[i];
-    }
-  }
-  return out;
-}
 
 std::vector<std::string> SplitPath(std::string_view path) {
   std::vector<std::string> out;
@@ -82,7 +61,7 @@ const Route* Router::Match(std::string_view method, std::string_view path,
                            std::map<std::string, std::string>& params, bool& path_known) const {
   // Split where the request wrote '/', then decoded: an id holding "%2F" is one segment.
   auto segments = SplitPath(path);
-  for (std::string& segment : segments) segment = DecodeSegment(segment);
+  for (std::string& segment : segments) segment = core::PercentDecode(segment);
   path_known = false;
   for (const Route& r : routes_) {
     if (r.segments.size() != segments.size()) continue;

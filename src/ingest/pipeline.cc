@@ -18,9 +18,6 @@ namespace {
 // other writers (timers, the admin API) do not queue behind a whole backlog.
 constexpr size_t kMaxInStore = 2048;
 constexpr int kMaxRetryMs = 5000;
-// Once applying has failed for this long (a full disk, a damaged database), reads that wait for
-// the backlog (read-your-writes) answer with what is applied instead of waiting on.
-constexpr int64_t kReadsStopWaitingUs = 5'000'000;
 // Once a backlog of at least this many events has been applied, the memory it held is given
 // back to the system (malloc_trim): a burst should not leave the server larger for good.
 constexpr size_t kTrimAfterEvents = 65536;
@@ -168,16 +165,16 @@ void Pipeline::Acknowledged(const std::shared_ptr<Entry>& entry) {
 std::optional<Pipeline::Failing> Pipeline::FailingNow() const {
   std::lock_guard lock(mutex_);
   if (failing_since_us_ == 0) return std::nullopt;
-  return Failing{static_cast<double>(core::MonotonicMicros() - failing_since_us_) / 1e6,
-                 last_error_};
+  const int64_t failing_us = core::MonotonicMicros() - failing_since_us_;
+  return Failing{static_cast<double>(failing_us) / 1e6, failing_us >= kStalledAfterUs, last_error_};
 }
 
 void Pipeline::AfterApplied(std::function<void()> fn) {
   {
     std::lock_guard lock(mutex_);
     // While applying fails, a read answers with what is applied rather than wait without end.
-    const bool failing = failing_since_us_ != 0 &&
-                         core::MonotonicMicros() - failing_since_us_ >= kReadsStopWaitingUs;
+    const bool failing =
+        failing_since_us_ != 0 && core::MonotonicMicros() - failing_since_us_ >= kStalledAfterUs;
     if (acknowledged_ > applied_ && !failing) {
       waiters_.emplace(acknowledged_, std::move(fn));
       return;
@@ -262,7 +259,7 @@ void Pipeline::FeederLoop() {
         if (failing_since_us_ == 0) failing_since_us_ = now;
         // Reads waiting for the backlog are answered with what is applied (FailingNow).
         std::vector<std::function<void()>> waiting;
-        if (now - failing_since_us_ >= kReadsStopWaitingUs) {
+        if (now - failing_since_us_ >= kStalledAfterUs) {
           for (auto& [target, fn] : waiters_) waiting.push_back(std::move(fn));
           waiters_.clear();
         }

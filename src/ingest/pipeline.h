@@ -84,10 +84,13 @@ class Pipeline {
   // Acknowledged and not yet applied.
   size_t BacklogEvents() const { return backlog_events_.load(); }
 
-  // While applying keeps failing (a full disk, a damaged database): since when (seconds ago)
-  // and the last error. /healthz reports it; reads stop waiting for the backlog meanwhile.
+  // While applying keeps failing (a full disk, a damaged database): for how long and the last
+  // error. Once `stalled` (failing for kStalledAfterUs or more), /healthz reports it and reads
+  // that wait for the backlog (read-your-writes) answer with what is applied instead.
+  static constexpr int64_t kStalledAfterUs = 5'000'000;
   struct Failing {
     double seconds = 0;
+    bool stalled = false;
     std::string error;
   };
   std::optional<Failing> FailingNow() const;

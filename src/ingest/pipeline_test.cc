@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <string>
 #include <thread>
@@ -339,68 +340,65 @@ std::vector<std::string> StoredMessageIds(store::Store& store, store::WorkspaceI
   return ids;
 }
 
-// Fails the event "flaky" with kUnavailable twice (a busy or full disk), and "broken" always
-// with kInternal (a bug).
-class FlakyObserver final : public profile::ContactObserver {
+// An observer whose events fail as `fail` says (it runs on the store writer's thread).
+class FailingObserver final : public profile::ContactObserver {
  public:
+  explicit FailingObserver(std::function<Status(const store::Event&)> fail)
+      : fail_(std::move(fail)) {}
   Status OnContactCreated(store::WriteTxn&, const store::Contact&) override { return {}; }
   Status OnContactChanged(store::WriteTxn&, const store::Contact&, std::string_view) override {
     return {};
   }
-  Status OnEvent(store::WriteTxn&, const store::Event& e) override {
-    if (e.message_id == "flaky" && flaky_left > 0) {
-      --flaky_left;
-      return Status::Unavailable("disk full");
-    }
-    if (e.message_id == "broken") return Status::Internal("a bug");
-    return {};
-  }
+  Status OnEvent(store::WriteTxn&, const store::Event& e) override { return fail_(e); }
   Status OnContactsMerged(store::WriteTxn&, store::ContactId, store::ContactId) override {
     return {};
   }
   Status OnContactDeleted(store::WriteTxn&, store::ContactId) override { return {}; }
-  int flaky_left = 2;  // store writer thread only
+
+ private:
+  std::function<Status(const store::Event&)> fail_;
+};
+
+// Fails the event "flaky" with kUnavailable twice (a busy or full disk), and "broken" always
+// with kInternal (a bug).
+struct Flaky {
+  int left = 2;  // store writer thread only
+  FailingObserver observer{[this](const store::Event& e) -> Status {
+    if (e.message_id == "flaky" && left > 0) {
+      --left;
+      return Status::Unavailable("disk full");
+    }
+    if (e.message_id == "broken") return Status::Internal("a bug");
+    return {};
+  }};
 };
 
 TEST_F(PipelineTest, TransientFailuresAreRetriedInOrderAndBrokenRequestsSkipped) {
-  FlakyObserver observer;
-  applier_ = profile::Applier(profile::ProfileOptions{}, &observer);
+  Flaky flaky;
+  applier_ = profile::Applier(profile::ProfileOptions{}, &flaky.observer);
   StartPipeline();
   for (const char* id : {"a", "flaky", "b", "broken", "c"})
     ASSERT_TRUE(Accept(Track("u", id)).ok());
   EXPECT_EQ(AppliedEvents(), 4);
   EXPECT_EQ(StoredMessageIds(*store_, ws_), (std::vector<std::string>{"a", "flaky", "b", "c"}));
   EXPECT_EQ(Mark(), 5);
-  EXPECT_EQ(observer.flaky_left, 0);
+  EXPECT_EQ(flaky.left, 0);
   EXPECT_GE(metrics_.GetCounter("nudge_ingest_apply_retries_total", "").Value(), 3u);
   EXPECT_EQ(metrics_.GetCounter("nudge_ingest_skipped_total", "").Value(), 1u);
   StopPipeline();
 }
 
-// Fails "stuck" with what SQLite says of a damaged page, until `healed` is set.
-class DamagedObserver final : public profile::ContactObserver {
- public:
-  Status OnContactCreated(store::WriteTxn&, const store::Contact&) override { return {}; }
-  Status OnContactChanged(store::WriteTxn&, const store::Contact&, std::string_view) override {
-    return {};
-  }
-  Status OnEvent(store::WriteTxn&, const store::Event& e) override {
-    if (e.message_id == "stuck" && !healed.load())
-      return store::sqlite::SqliteError(nullptr, SQLITE_CORRUPT, "sqlite step");
-    return {};
-  }
-  Status OnContactsMerged(store::WriteTxn&, store::ContactId, store::ContactId) override {
-    return {};
-  }
-  Status OnContactDeleted(store::WriteTxn&, store::ContactId) override { return {}; }
-  std::atomic<bool> healed{false};
-};
-
 // A damaged database (or a full disk) is the storage failing, not the request: the request
 // waits and is applied once the storage works again, never dropped. Meanwhile the failure is
 // reported, and after a while reads stop waiting for it.
 TEST_F(PipelineTest, TheStorageFailingKeepsAcknowledgedRequestsAndReadsStopWaiting) {
-  DamagedObserver observer;
+  // "stuck" fails with what SQLite says of a damaged page, until healed.
+  std::atomic<bool> healed{false};
+  FailingObserver observer([&](const store::Event& e) -> Status {
+    if (e.message_id == "stuck" && !healed.load())
+      return store::sqlite::SqliteError(nullptr, SQLITE_CORRUPT, "sqlite step");
+    return {};
+  });
   applier_ = profile::Applier(profile::ProfileOptions{}, &observer);
   StartPipeline();
   ASSERT_TRUE(Accept(Track("u", "a")).ok());
@@ -412,10 +410,11 @@ TEST_F(PipelineTest, TheStorageFailingKeepsAcknowledgedRequestsAndReadsStopWaiti
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
   auto failing = pipeline_->FailingNow();
   ASSERT_TRUE(failing);
+  EXPECT_TRUE(failing->stalled);
   EXPECT_GE(failing->seconds, 5.0);
   EXPECT_NE(failing->error.find("malformed"), std::string::npos) << failing->error;
   EXPECT_EQ(metrics_.GetCounter("nudge_ingest_skipped_total", "").Value(), 0u);
-  observer.healed = true;
+  healed = true;
   for (int i = 0; i < 200 && pipeline_->BacklogEvents() > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(AppliedEvents(), 3);
@@ -428,8 +427,8 @@ TEST_F(PipelineTest, TheStorageFailingKeepsAcknowledgedRequestsAndReadsStopWaiti
 // rolls back the writes of its group before it too (no savepoint each), and they are handed
 // again with the rest.
 TEST_F(PipelineTest, AFailureInsideAGroupRollsItBackAndEverythingIsAppliedOnceInOrder) {
-  FlakyObserver observer;
-  applier_ = profile::Applier(profile::ProfileOptions{}, &observer);
+  Flaky flaky;
+  applier_ = profile::Applier(profile::ProfileOptions{}, &flaky.observer);
   StartPipeline();
   std::promise<void> release;
   HoldWriter(release);
@@ -439,7 +438,7 @@ TEST_F(PipelineTest, AFailureInsideAGroupRollsItBackAndEverythingIsAppliedOnceIn
   EXPECT_EQ(AppliedEvents(), 4);
   EXPECT_EQ(StoredMessageIds(*store_, ws_), (std::vector<std::string>{"a", "flaky", "b", "c"}));
   EXPECT_EQ(Mark(), 5);
-  EXPECT_EQ(observer.flaky_left, 0);
+  EXPECT_EQ(flaky.left, 0);
   EXPECT_EQ(metrics_.GetCounter("nudge_ingest_skipped_total", "").Value(), 1u);
   StopPipeline();
 }

@@ -557,6 +557,13 @@ std::vector<std::string> Journey::Segments() const {
   return {out.begin(), out.end()};
 }
 
+std::vector<std::string> Journey::Topics() const {
+  std::set<std::string> out;
+  for (const auto& c : Conditions())
+    for (const auto& t : c->topics()) out.insert(t);
+  return {out.begin(), out.end()};
+}
+
 std::vector<std::string> Journey::Templates() const {
   std::set<std::string> out;
   for (const auto& s : steps)

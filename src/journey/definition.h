@@ -142,6 +142,8 @@ struct Journey {
   std::vector<std::string> Segments() const;
   // Templates its send steps use.
   std::vector<std::string> Templates() const;
+  // Topics its conditions name (subscribed(topic "...")).
+  std::vector<std::string> Topics() const;
 };
 
 Result<Journey> ParseJourney(std::string_view text, std::string_view source,

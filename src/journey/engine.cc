@@ -812,58 +812,8 @@ struct Engine::Impl {
 
   Status HandleEvent(store::WriteTxn& txn, const store::Event& e) {
     const ContactId contact = cache.Resolve(e.contact);
-    const Millis now = clock.NowMillis();
     // Instances already running: goals, then waits for this event or a condition.
-    {
-      // One pass over the contact's instances (a contact may have thousands, with entry:
-      // every_time), each condition evaluated once for this event. Once an instance has run,
-      // the others are looked up again and conditions evaluated afresh: running may have ended
-      // instances or changed what the conditions read.
-      const std::vector<Active> snapshot = active.Of(contact);
-      bool changed = false;
-      std::unordered_map<const rules::Condition*, bool> memo;
-      auto matches = [&](const rules::Condition& c, const std::string* body, bool goal) {
-        if (changed) return segments.MatchesLocked(c, contact, body, goal);
-        auto [it, fresh] = memo.try_emplace(&c, false);
-        if (fresh) it->second = segments.MatchesLocked(c, contact, body, goal);
-        return it->second;
-      };
-      for (const Active& seen : snapshot) {
-        const int64_t id = seen.id;
-        Active a = seen;
-        if (changed) {
-          const Active* found = active.Find(contact, id);
-          if (!found) continue;
-          a = *found;
-        }
-        const JourneyState* js = a.js;
-        if (!js || js->status != kActive) continue;
-        const Journey& j = *js->versions.at(a.version);
-        if (j.exit_when && matches(*j.exit_when, &e.body, true)) {
-          changed = true;
-          NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
-          if (inst) NUDGE_TRY(End(txn, *inst, "converted", "goal", "converted", now));
-          continue;
-        }
-        const Step& step = j.steps[a.step];
-        if (step.kind != StepKind::kWaitFor) continue;
-        bool hit = false;
-        if (a.wait == Wait::kEvent)
-          hit = e.name == step.wait_event &&
-                (!step.wait_where || matches(*step.wait_where, &e.body, false));
-        if (a.wait == Wait::kCondition) hit = matches(*step.wait_condition, nullptr, false);
-        if (!hit) continue;
-        changed = true;
-        NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
-        if (!inst) continue;
-        Data data = ParseData(inst->data);
-        data.fields.erase("deadline");
-        NUDGE_TRY(txn.LogStep(*inst, step.id, "matched", now));
-        NUDGE_TRY(Run(txn, *inst, j,
-                      j.Resolve(a.step, step.on_event.empty() ? step.next : step.on_event), data, 0,
-                      false, now));
-      }
-    }
+    NUDGE_TRY(Recheck(txn, contact, &e));
     // Journeys this event starts. Only a segment or stage trigger reads the body of nudge's
     // own events (event triggers match through the condition engine), and it is parsed only
     // then: every new contact enters segments and a stage, most with no journey waiting.
@@ -939,16 +889,25 @@ struct Engine::Impl {
 
   // Goals written on traits and waits for conditions, after a change to the contact.
   Status RecheckContact(store::WriteTxn& txn, ContactId contact) {
+    return Recheck(txn, contact, nullptr);
+  }
+
+  // The contact's running instances after an event (`e`) or a change to the contact (null):
+  // goals reached end them, waits ended (for this event, or for a condition) move them on. One
+  // pass over them (a contact may have thousands, with entry: every_time), each condition
+  // evaluated once. Once an instance has run, the others are looked up again and conditions
+  // evaluated afresh: running may have ended instances or changed what the conditions read.
+  Status Recheck(store::WriteTxn& txn, ContactId contact, const store::Event* e) {
     const std::vector<Active> snapshot = active.Of(contact);
     if (snapshot.empty()) return Status::Ok();
     const Millis now = clock.NowMillis();
-    // As in HandleEvent: one pass, each condition once until an instance runs.
+    const std::string* body = e ? &e->body : nullptr;
     bool changed = false;
     std::unordered_map<const rules::Condition*, bool> memo;
-    auto matches = [&](const rules::Condition& c, bool goal) {
-      if (changed) return segments.MatchesLocked(c, contact, nullptr, goal);
+    auto matches = [&](const rules::Condition& c, const std::string* with, bool goal) {
+      if (changed) return segments.MatchesLocked(c, contact, with, goal);
       auto [it, fresh] = memo.try_emplace(&c, false);
-      if (fresh) it->second = segments.MatchesLocked(c, contact, nullptr, goal);
+      if (fresh) it->second = segments.MatchesLocked(c, contact, with, goal);
       return it->second;
     };
     for (const Active& seen : snapshot) {
@@ -962,14 +921,20 @@ struct Engine::Impl {
       const JourneyState* js = a.js;
       if (!js || js->status != kActive) continue;
       const Journey& j = *js->versions.at(a.version);
-      if (j.exit_when && matches(*j.exit_when, true)) {
+      if (j.exit_when && matches(*j.exit_when, body, true)) {
         changed = true;
         NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
         if (inst) NUDGE_TRY(End(txn, *inst, "converted", "goal", "converted", now));
         continue;
       }
       const Step& step = j.steps[a.step];
-      if (a.wait != Wait::kCondition || !matches(*step.wait_condition, false)) continue;
+      if (step.kind != StepKind::kWaitFor) continue;
+      bool hit = false;
+      if (a.wait == Wait::kEvent && e)
+        hit = e->name == step.wait_event &&
+              (!step.wait_where || matches(*step.wait_where, body, false));
+      if (a.wait == Wait::kCondition) hit = matches(*step.wait_condition, nullptr, false);
+      if (!hit) continue;
       changed = true;
       NUDGE_ASSIGN_OR_RETURN(auto inst, txn.GetInstance(id));
       if (!inst) continue;

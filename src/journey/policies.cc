@@ -88,6 +88,17 @@ bool IsTimeZone(std::string_view name) {
   return cctz::load_time_zone(std::string(name), &tz);
 }
 
+std::optional<std::string> UnknownTopic(const Policies& policies, std::string_view topic) {
+  std::string known;
+  for (const Topic& t : policies.topics) {
+    if (t.id == topic) return std::nullopt;
+    known += (known.empty() ? "" : ", ") + t.id;
+  }
+  return "topic '" + std::string(topic) + "' is not one of the workspace's topics (policies.yaml " +
+         (known.empty() ? "lists none" : "topics: " + known) +
+         "): nobody can subscribe to it or leave it";
+}
+
 std::string ChooseTimeZone(std::string_view name, std::string_view fallback) {
   if (!name.empty() && IsTimeZone(name)) return std::string(name);
   if (!fallback.empty() && IsTimeZone(fallback)) return std::string(fallback);

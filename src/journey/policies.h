@@ -44,6 +44,11 @@ struct Policies {
 };
 
 Result<Policies> ParsePolicies(std::string_view text, std::string_view source);
+
+// Why `topic` (named by a template's `topic:` or `subscribed(topic "...")`) is no topic of
+// these policies, or nullopt when it is one: nobody could subscribe to it or leave it, so
+// `subscribed(topic "newz")` would be true for everyone subscribed to email.
+std::optional<std::string> UnknownTopic(const Policies& policies, std::string_view topic);
 std::string ToJson(const Policies& policies);
 
 // The contact's time zone: `name` when it is a known IANA zone, else `fallback`, else UTC.

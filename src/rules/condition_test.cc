@@ -246,7 +246,6 @@ TEST(Condition, ErrorsSayWhereAndHint) {
   EXPECT_FALSE(Condition::Compile("event.color == \"red\"", {.event_in_scope = true}));
 }
 
-// What a condition reads besides its aggregates decides which conditions an event can affect.
 // The contact's tags (from imports and journeys' update steps) and the source it came from:
 // how a list was brought in is something to segment on.
 TEST(Condition, TagsAndSource) {
@@ -269,6 +268,7 @@ TEST(Condition, TagsAndSource) {
             std::string::npos);
 }
 
+// What a condition reads besides its aggregates decides which conditions an event can affect.
 TEST(Condition, ReadsNamesWhatTheResultDependsOn) {
   auto reads = [](std::string_view text) {
     auto c = Condition::Compile(text);
@@ -285,12 +285,6 @@ TEST(Condition, ReadsNamesWhatTheResultDependsOn) {
   // A trait read inside an event term's where still counts.
   EXPECT_EQ(reads(R"(event "Order Completed" where traits.vip == true)"), Condition::kReadsTraits);
 }
-
-}  // namespace
-}  // namespace nudge::rules
-
-namespace nudge::rules {
-namespace {
 
 // Deep nesting is refused at its position, with what to change; it never takes the stack.
 TEST(Condition, NestingDeeperThanAHundredLevelsIsRefused) {

@@ -317,8 +317,6 @@ struct Engine::Impl {
     return rt && rt->live ? rt : nullptr;
   }
   Runtime* FindRtMutable(ContactId id) { return const_cast<Runtime*>(FindRt(id)); }
-  // The contact is gone from the workspace (erased, or merged into another): out of its
-  // segments' bitmaps and its trait columns. The runtime is the caller's (ForgetRt).
   // ---- tags and source ----
 
   // A contact's tags and source, for the contacts that have any (most have none): what `tags`
@@ -355,6 +353,8 @@ struct Engine::Impl {
     return true;
   }
 
+  // The contact is gone from the workspace (erased, or merged into another): out of its
+  // segments' bitmaps, its trait columns and its labels. The runtime is the caller's (ForgetRt).
   void Forget(WorkspaceId wsid, ContactId id) {
     labels.erase(id);
     auto it = workspaces.find(wsid);
@@ -1988,7 +1988,6 @@ Status Engine::OnContactDeleted(store::WriteTxn& txn, ContactId id) {
     NUDGE_TRY(m.Begin(txn));
     if (const profile::ContactState* st = m.cache.Get(id)) m.Forget(st->workspace, id);
     m.ForgetRt(id);
-    m.labels.erase(id);
     m.cache.Remove(id);
     if (downstream_) NUDGE_TRY(downstream_->OnContactDeleted(txn, id));
   }

@@ -1,5 +1,7 @@
 #include "store/workspaces.h"
 
+#include <strings.h>
+
 #include <mutex>
 
 #include "core/crypto.h"
@@ -73,14 +75,9 @@ Result<WorkspaceKeys> WorkspaceRegistry::Create(const std::string& name) {
   }
   // "Shop" beside "shop" would be two workspaces no one tells apart.
   {
-    auto lower = [](std::string_view v) {
-      std::string out(v);
-      for (char& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-      return out;
-    };
     std::shared_lock lock(mutex_);
     for (const auto& w : workspaces_)
-      if (w.name != name && lower(w.name) == lower(name))
+      if (w.name != name && strcasecmp(w.name.c_str(), name.c_str()) == 0)
         return Err(Status(Code::kAlreadyExists,
                           "'" + name + "' differs from the workspace '" + w.name +
                               "' only in case; names are told apart without it",

@@ -1,5 +1,7 @@
 #include "track/pages.h"
 
+#include "core/url.h"
+
 namespace nudge::track {
 
 std::string HtmlEscape(std::string_view s) {
@@ -92,22 +94,7 @@ const std::string& TransparentGif() {
 
 std::vector<std::pair<std::string, std::string>> ParseForm(std::string_view body) {
   std::vector<std::pair<std::string, std::string>> out;
-  auto decode = [](std::string_view s) {
-    std::string r;
-    for (size_t i = 0; i < s.size(); ++i) {
-      if (s[i] == '+') {
-        r += ' ';
-      } else if (s[i] == '%' && i + 2 < s.size() &&
-                 isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-                 isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-        r += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
-        i += 2;
-      } else {
-        r += s[i];
-      }
-    }
-    return r;
-  };
+  auto decode = [](std::string_view s) { return core::PercentDecode(s, /*plus_as_space=*/true); };
   size_t start = 0;
   while (start <= body.size() && out.size() < 1000) {
     size_t amp = body.find('&', start);

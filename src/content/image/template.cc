@@ -243,7 +243,7 @@ Result<ImageLayer> ParseLayer(const YamlDoc& doc, const YAML::Node& node, int ca
     if (!file.IsScalar()) return Err(doc.ErrorAt(file, "font_file", "expected a file name"));
     NUDGE_ASSIGN_OR_RETURN(Asset asset, ReadAsset(doc, file, "font_file", base_dir));
     const fs::path absolute = fs::absolute(asset.path).lexically_normal();
-    auto description = internal::RegisterFontFile(absolute);
+    auto description = internal::RegisterFontFile(absolute, asset.bytes);
     if (!description)
       return Err(doc.ErrorAt(file, "font_file",
                              asset.path.string() + ": " + description.error().message()));

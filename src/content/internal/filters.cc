@@ -150,30 +150,13 @@ bool UrlEncode(Renderer& r, const Value& in, Args, size_t, Value* out) {
   return true;
 }
 
-int HexVal(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 bool UrlDecode(Renderer& r, const Value& in, Args, size_t, Value* out) {
   if (in.is_nil()) {
     *out = Value();
     return true;
   }
-  std::string buf, res;
-  const std::string_view s = ToView(in, buf);
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      res += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && HexVal(s[i + 1]) >= 0 && HexVal(s[i + 2]) >= 0) {
-      res += static_cast<char>(HexVal(s[i + 1]) * 16 + HexVal(s[i + 2]));
-      i += 2;
-    } else {
-      res += s[i];
-    }
-  }
+  std::string buf;
+  const std::string res = core::PercentDecode(ToView(in, buf), /*plus_as_space=*/true);
   if (!IsValidUtf8(res)) return r.FailB("invalid byte sequence in UTF-8");
   *out = Str(r, res);
   return true;

@@ -303,7 +303,6 @@ TEST_F(SqliteStoreTest, StepLogKeepsOrderAndCountsAndForgetsAFailedWrite) {
                   .ok());
 }
 
-// Erasing a contact takes its instances' step log with them; the per-step counts stay.
 // What an erased contact held does not stay readable in the database file: its bytes are
 // overwritten where they were (the contact among others that stay, in the same pages).
 TEST_F(SqliteStoreTest, AnErasedContactsBytesLeaveTheFile) {
@@ -339,6 +338,7 @@ TEST_F(SqliteStoreTest, AnErasedContactsBytesLeaveTheFile) {
   EXPECT_NE(bytes.find("user-8"), std::string::npos) << "the others stay";
 }
 
+// Erasing a contact takes its instances' step log with them; the per-step counts stay.
 TEST_F(SqliteStoreTest, ErasureTakesTheStepLogAndKeepsTheCounts) {
   const WorkspaceId ws = MakeWorkspace("a");
   int64_t kept = 0, erased = 0;

@@ -11,8 +11,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -644,7 +642,7 @@ Result<EncodedImage> EncodeRaster(const Raster& raster, ImageFormat format, int 
   return Encode(Img::Ref(raster.image()), format, quality);
 }
 
-Result<std::string> RegisterFontFile(const std::filesystem::path& path) {
+Result<std::string> RegisterFontFile(const std::filesystem::path& path, std::string_view bytes) {
   NUDGE_TRY(InitImaging());
   int count = 0;
   FcPattern* pattern =
@@ -656,12 +654,7 @@ Result<std::string> RegisterFontFile(const std::filesystem::path& path) {
   std::string description(text);
   g_free(text);
 
-  std::string bytes;
-  {
-    std::ifstream in(path, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  const size_t content = std::hash<std::string>()(bytes);
+  const size_t content = std::hash<std::string_view>()(bytes);
   std::lock_guard lock(font_files_mutex);
   auto it = font_files.find(path.string());
   if (it != font_files.end() && it->second.content == content) return description;

@@ -65,9 +65,10 @@ Result<EncodedImage> EncodeRaster(const Raster& raster, ImageFormat format, int 
 
 // Makes a font file usable by the layers that name it (ImageLayer::font_file): gives it a
 // fontconfig configuration of its own, the system's fonts and this file (again when the file's
-// bytes changed), and returns the Pango description that selects it ("Acme Sans Bold"). Other
-// layers, and CheckFontInstalled, never see it. Errors: not a font file fontconfig reads.
-Result<std::string> RegisterFontFile(const std::filesystem::path& path);
+// bytes changed: `bytes` are the file's, as the caller read them), and returns the Pango
+// description that selects it ("Acme Sans Bold"). Other layers, and CheckFontInstalled, never
+// see it. Errors: not a font file fontconfig reads.
+Result<std::string> RegisterFontFile(const std::filesystem::path& path, std::string_view bytes);
 
 // Whether a Pango font description names an installed family (or a generic one: sans-serif,
 // serif, monospace); with a comma-separated list of families, one installed is enough.
