@@ -231,15 +231,19 @@ int RunServe(const Flags& flags) {
   profile::Applier applier(profile::ProfileOptions{config->default_region}, &engine);
   const ingest::Limits limits{config->max_message_bytes, config->max_batch_bytes, 1024};
 
-  // Tracking requests are acknowledged once they are in the inbox (DATA/inbox.db), then
-  // applied to the store in order; what a crash left unapplied is applied now.
-  const std::string inbox_path = (std::filesystem::path(config->data) / "inbox.db").string();
+  // Tracking requests are acknowledged once they are in the inbox (DATA/inbox/), then
+  // applied to the store in order; what a crash left unapplied is applied now. An earlier
+  // version's inbox (DATA/inbox.db) is moved into it.
+  const std::string inbox_path = (std::filesystem::path(config->data) / "inbox").string();
+  const std::string legacy_inbox = (std::filesystem::path(config->data) / "inbox.db").string();
   std::unique_ptr<store::Inbox> inbox;
   std::optional<ingest::Pipeline> pipeline;
   const Status ingest_started = [&]() -> Status {
     NUDGE_ASSIGN_OR_RETURN(const int64_t applied, (*store)->ReadMark(store::kInboxAppliedMark));
-    NUDGE_ASSIGN_OR_RETURN(
-        inbox, store::Inbox::Open({.path = inbox_path, .applied = applied, .metrics = &metrics}));
+    NUDGE_ASSIGN_OR_RETURN(inbox, store::Inbox::Open({.path = inbox_path,
+                                                      .legacy_path = legacy_inbox,
+                                                      .applied = applied,
+                                                      .metrics = &metrics}));
     pipeline.emplace(**store, *inbox, applier, metrics,
                      ingest::PipelineOptions{config->max_backlog_events, limits});
     NUDGE_TRY(pipeline->Start());

@@ -52,7 +52,7 @@ class ApiTest : public ::testing::Test {
         *store::OpenSqliteStore({.path = (dir_ / "n.db").string(), .metrics = &metrics_}));
     workspaces_ = std::make_unique<store::WorkspaceRegistry>(*store_, clock_);
     ASSERT_TRUE(workspaces_->Bootstrap(std::string("wk"), std::string("ak")));
-    inbox_ = std::move(*store::Inbox::Open({.path = (dir_ / "inbox.db").string()}));
+    inbox_ = std::move(*store::Inbox::Open({.path = (dir_ / "inbox").string(), .legacy_path = {}}));
     pipeline_ = std::make_unique<ingest::Pipeline>(*store_, *inbox_, applier_, metrics_,
                                                    ingest::PipelineOptions{});
     ASSERT_TRUE(pipeline_->Start());

@@ -57,7 +57,7 @@ class PipelineTest : public ::testing::Test {
     return mark ? *mark : -1;
   }
   std::unique_ptr<store::Inbox> OpenInbox() {
-    auto inbox = store::Inbox::Open({.path = (dir_ / "inbox.db").string(), .applied = Mark()});
+    auto inbox = store::Inbox::Open({.path = (dir_ / "inbox").string(), .applied = Mark()});
     EXPECT_TRUE(inbox) << inbox.error().ToString();
     return inbox ? std::move(*inbox) : nullptr;
   }

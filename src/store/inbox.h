@@ -1,14 +1,20 @@
 // Inbox: the append-only log tracking requests are acknowledged on.
 //
-// A tracking request is durable once its body is in the inbox: one row (workspace, endpoint,
-// arrival time, body), no index, committed in groups by the inbox's own writer thread with
-// synchronous=FULL. Applying the request to the store (events, contacts, segments, journeys)
-// happens after the acknowledgement, in inbox order; the store records how far it got
-// (`kInboxAppliedMark`) in the same transaction, so that after a crash the rows past that
-// mark are applied again, and no row twice.
+// A tracking request is durable once its body is in the inbox: one record (workspace,
+// endpoint, arrival time, body) appended to a segment file by the inbox's own writer thread,
+// in groups, each group made durable by one fdatasync before any of its requests is answered.
+// Applying the request to the store (events, contacts, segments, journeys) happens after the
+// acknowledgement, in inbox order; the store records how far it got (`kInboxAppliedMark`) in
+// the same transaction, so that after a crash the records past that mark are applied again,
+// and none twice.
 //
-// The inbox lives in its own SQLite file (DATA/inbox.db) so that its commits never wait on
-// the store's, and rows that have been applied are deleted as the store confirms them.
+// The inbox is a directory of its own (DATA/inbox/), so that its commits never wait on the
+// store's: segment files named by their first record's id, each a header then records
+// (u32 payload length, u32 CRC-32 of the payload, payload; little-endian). A record torn by a
+// crash (never acknowledged: its fdatasync had not returned) is cut off at the next open. A
+// segment is deleted once the store has applied every record in it; the one being written is
+// closed after kSegmentBytes or kSegmentSeconds, so an applied request leaves the disk within
+// seconds. The format is described in docs/ingest.md.
 //
 // Thread-safety: Inbox is thread-safe. Append's callback runs on the inbox's writer thread,
 // in id order.
@@ -28,26 +34,31 @@ class MetricsRegistry;
 
 namespace nudge::store {
 
-// The store mark (ReadTxn::GetMark) holding the id of the last inbox row applied.
+// The store mark (ReadTxn::GetMark) holding the id of the last inbox record applied.
 inline constexpr const char* kInboxAppliedMark = "inbox_applied";
 
 struct InboxRecord {
-  int64_t id = 0;  // assigned by Append; increases with every row, never reused
+  int64_t id = 0;  // assigned by Append; increases by one with every record, never reused
   int64_t workspace = 0;
   std::string endpoint;  // "/v1/track", "/v1/batch", ... (ingest::EndpointPath)
   core::Millis received_at = 0;
   std::string body;  // the request body as parsed (gzip already undone) ...
-  // ... or, when set, a zstd frame of it (ingest/body_codec.h). Stored as a BLOB, where a
-  // body kept as it came is TEXT, so that rows written either way read back as written.
+  // ... or, when set, a zstd frame of it (ingest/body_codec.h); a flag of the record.
   bool compressed = false;
 };
 
 struct InboxOptions {
-  std::string path;  // the inbox file; its directory must exist
+  std::string path;  // the inbox directory, created when missing; its parent must exist
+  // An inbox of an earlier version (one SQLite file, inbox.db): when the file exists, its rows
+  // past `applied` are moved into the log at open, then the file is removed.
+  std::string legacy_path;
   // Ids start after this (the store's applied mark), so that an id is never given twice even
-  // when every row has been deleted.
+  // when every record has been deleted.
   int64_t applied = 0;
   int max_rows_per_commit = 1024;
+  int64_t max_bytes_per_commit = 4 << 20;  // a group stops growing past this (one record at least)
+  int64_t segment_bytes = 32 << 20;        // a segment is closed once it holds this much ...
+  int segment_seconds = 10;                // ... or is this old, when it holds a record
   core::MetricsRegistry* metrics = nullptr;  // may be null
 };
 
@@ -63,9 +74,9 @@ class Inbox {
   // Queues the record (its id is ignored) for the next commit; `done` gets its id once the
   // commit is durable, or the error that kept it from being written.
   virtual void Append(InboxRecord record, AppendDone done) = 0;
-  // Calls fn for every row with an id above `after`, in id order (on the calling thread).
+  // Calls fn for every record with an id above `after`, in id order (on the calling thread).
   virtual Status Scan(int64_t after, const std::function<Status(const InboxRecord&)>& fn) = 0;
-  // Rows up to `id` are applied: a later commit deletes them.
+  // Records up to `id` are applied: their segments are deleted once every record in them is.
   virtual void Release(int64_t id) = 0;
   // Commits what was queued, then stops; later Appends fail with kUnavailable.
   virtual void Close() = 0;

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
@@ -239,34 +240,45 @@ describe('durability', { timeout: 240_000 }, () => {
     });
   }
 
-  test('requests acknowledged but not applied at a crash are applied once at the next start', async () => {
-    // What a crash between the inbox commit (the acknowledgement) and the store commit leaves:
-    // rows in DATA/inbox.db past the position the store recorded.
+  // One inbox record as docs/ingest.md describes the format: u32 payload length, u32 CRC-32 of
+  // the payload, then id, workspace, arrival (i64 each), flags, endpoint length, endpoint, body.
+  const inboxRecord = (id, ws, endpoint, body) => {
+    const ep = Buffer.from(endpoint);
+    const payload = Buffer.concat([Buffer.alloc(26), ep, Buffer.from(body)]);
+    payload.writeBigInt64LE(BigInt(id), 0);
+    payload.writeBigInt64LE(BigInt(ws), 8);
+    payload.writeBigInt64LE(BigInt(Date.now()), 16);
+    payload.writeUInt8(0, 24);
+    payload.writeUInt8(ep.length, 25);
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(payload.length, 0);
+    head.writeUInt32LE(zlib.crc32(payload), 4);
+    return Buffer.concat([head, payload]);
+  };
+
+  // Requests acknowledged and not applied, as a crash leaves them: `write(server, ws, mark,
+  // rows)` puts rows [endpoint, body] past the store's mark where the server finds them.
+  async function leftAtACrash(name, write) {
     const server = await new NudgeServer().start();
     servers.push(server);
-    const first = makeBatch('inbox-before', 0, 0);
+    const first = makeBatch(`${name}-before`, 0, 0);
     assert.equal((await post(server, first)).status, 200);
     await server.get('/api/v1/workspace');
     await server.stop();
     const [mark] = await server.sql("select coalesce((select value from marks where name = 'inbox_applied'), 0)");
     const [ws] = await server.sql("select id from workspaces where name = 'default'");
-    const left = makeBatch('inbox-left', 0, 1);
-    const track = { userId: 'inbox-left-track', event: 'Left Behind', messageId: 'inbox-left-track-1' };
-    const quote = (text) => `'${text.replaceAll("'", "''")}'`;
-    const rows = [
-      [Number(mark) + 1, '/v1/batch', left.text],
-      [Number(mark) + 2, '/v1/track', JSON.stringify(track)],
-    ];
-    const insert = rows
-      .map(([id, endpoint, body]) => `insert into inbox values(${id}, ${ws}, '${endpoint}', ${Date.now()}, ${quote(body)});`)
-      .join('\n');
-    await promisify(execFile)('sqlite3', [path.join(server.dataDir, 'inbox.db'), insert]);
+    const left = makeBatch(`${name}-left`, 0, 1);
+    const track = { userId: `${name}-left-track`, event: 'Left Behind', messageId: `${name}-left-track-1` };
+    await write(server, Number(ws), Number(mark), [
+      ['/v1/batch', left.text],
+      ['/v1/track', JSON.stringify(track)],
+    ]);
 
     await server.start();
     const counts = await storedCounts(server);
     const trackBatch = { client: 0, n: 2, ids: [track.messageId], status: 'acked' };
     checkStored([{ ...first, status: 'acked' }, { ...left, status: 'acked' }, trackBatch], counts, 'after the restart');
-    assert.equal(counts.get('inbox-left-track-1'), 1);
+    assert.equal(counts.get(track.messageId), 1);
     assert.match(server.log, /applying 2 acknowledged requests left in the inbox/);
     // Once applied, a restart applies nothing again.
     await server.stop();
@@ -274,6 +286,34 @@ describe('durability', { timeout: 240_000 }, () => {
     assert.deepEqual(await storedCounts(server), counts);
     assert.equal(server.log.match(/left in the inbox/g).length, 1, server.log);
     await server.stop();
+    return server;
+  }
+
+  test('requests acknowledged but not applied at a crash are applied once at the next start', async () => {
+    // What a crash between the inbox commit (the acknowledgement) and the store commit leaves:
+    // records in DATA/inbox/ past the position the store recorded, and a torn one after them
+    // (a group being written, never acknowledged).
+    await leftAtACrash('inbox', async (server, ws, mark, rows) => {
+      const records = rows.map(([endpoint, body], i) => inboxRecord(mark + 1 + i, ws, endpoint, body));
+      const torn = inboxRecord(mark + 1 + rows.length, ws, '/v1/track', '{"never":"acknowledged"}').subarray(0, 20);
+      const name = String(mark + 1).padStart(20, '0') + '.log';
+      await fs.writeFile(
+        path.join(server.dataDir, 'inbox', name),
+        Buffer.concat([Buffer.from('NUDGEIB1'), ...records, torn]),
+      );
+    });
+  });
+
+  test("an earlier version's inbox (inbox.db) is applied and removed at start", async () => {
+    const server = await leftAtACrash('legacy', async (server, ws, mark, rows) => {
+      const quote = (text) => `'${text.replaceAll("'", "''")}'`;
+      const sql = [
+        'create table inbox(id integer primary key, ws integer not null, endpoint text not null, received_at integer not null, body text not null);',
+        ...rows.map(([endpoint, body], i) => `insert into inbox values(${mark + 1 + i}, ${ws}, '${endpoint}', ${Date.now()}, ${quote(body)});`),
+      ].join('\n');
+      await promisify(execFile)('sqlite3', [path.join(server.dataDir, 'inbox.db'), sql]);
+    });
+    await assert.rejects(fs.access(path.join(server.dataDir, 'inbox.db')));
   });
 
   for (const signal of ['SIGTERM', 'SIGINT']) {

@@ -3,15 +3,14 @@
 // statement bound.
 #include "store/sqlite/db.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <optional>
 #include <string>
+
+#include "store/test_files.h"
 
 namespace nudge::store::sqlite {
 namespace {
@@ -63,24 +62,15 @@ TEST_F(DbTest, AFileThatCannotBeWrittenIsRefusedAtOpen) {
   db_.reset();
   // Root writes a file whatever its mode: it is made immutable instead (ext4 and most others).
   const bool root = geteuid() == 0;
-  auto set_immutable = [&](bool on) {
-    const int fd = ::open(path_.c_str(), O_RDONLY);
-    if (fd < 0) return false;
-    int flags = 0;
-    bool ok = ::ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0;
-    flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
-    ok = ok && ::ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0;
-    ::close(fd);
-    return ok;
-  };
   if (root) {
-    if (!set_immutable(true)) GTEST_SKIP() << "the file system has no immutable flag";
+    if (!testing::SetImmutable(path_, true))
+      GTEST_SKIP() << "the file system has no immutable flag";
   } else {
     fs::permissions(path_, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
   }
   auto db = Db::Open(path_.string(), /*read_only=*/false);
   const bool readable = static_cast<bool>(Db::Open(path_.string(), /*read_only=*/true));
-  if (root) set_immutable(false);
+  if (root) testing::SetImmutable(path_, false);
   ASSERT_FALSE(db);
   EXPECT_NE(db.error().message().find("for writing"), std::string::npos) << db.error().ToString();
   EXPECT_TRUE(readable);

@@ -1,0 +1,345 @@
+#include "store/inbox.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/test_files.h"
+
+namespace nudge::store {
+namespace {
+
+class InboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("nudge_inbox_test_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::filesystem::path Dir() const { return dir_ / "inbox"; }
+
+  Result<std::unique_ptr<Inbox>> TryOpen(int64_t applied, int64_t segment_bytes = 32 << 20,
+                                         std::string legacy = {}) {
+    return Inbox::Open({.path = Dir().string(),
+                        .legacy_path = std::move(legacy),
+                        .applied = applied,
+                        .segment_bytes = segment_bytes,
+                        .segment_seconds = 1});
+  }
+  std::unique_ptr<Inbox> Open(int64_t applied, int64_t segment_bytes = 32 << 20) {
+    auto inbox = TryOpen(applied, segment_bytes);
+    EXPECT_TRUE(inbox) << inbox.error().ToString();
+    return inbox ? std::move(*inbox) : nullptr;
+  }
+
+  static InboxRecord Track(int i) {
+    return {0, 1, "/v1/track", 1000 + i,
+            R"({"type":"track","event":"E","userId":"u)" + std::to_string(i) + R"("})"};
+  }
+
+  // Appends `n` records at once and waits for their commits; returns their ids.
+  static std::vector<int64_t> Append(Inbox& inbox, int n) {
+    std::vector<std::future<Result<int64_t>>> pending;
+    for (int i = 0; i < n; ++i) {
+      auto done = std::make_shared<std::promise<Result<int64_t>>>();
+      pending.push_back(done->get_future());
+      inbox.Append(Track(i),
+                   [done](Result<int64_t> id, InboxRecord) { done->set_value(std::move(id)); });
+    }
+    std::vector<int64_t> ids;
+    for (auto& f : pending) {
+      auto id = f.get();
+      EXPECT_TRUE(id) << id.error().ToString();
+      ids.push_back(id ? *id : -1);
+    }
+    return ids;
+  }
+
+  // The ids of the records past `after`, as a restart would find them.
+  static std::vector<int64_t> Rows(Inbox& inbox, int64_t after = 0) {
+    std::vector<int64_t> ids;
+    const Status s = inbox.Scan(after, [&](const InboxRecord& r) {
+      ids.push_back(r.id);
+      return Status::Ok();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return ids;
+  }
+
+  std::vector<std::filesystem::path> Segments() const {
+    std::vector<std::filesystem::path> out;
+    if (!std::filesystem::exists(Dir())) return out;
+    for (const auto& e : std::filesystem::directory_iterator(Dir())) out.push_back(e.path());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Polls until no record up to `id` is left on disk, for at most `limit`.
+  bool GoneWithin(Inbox& inbox, int64_t id, std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      const auto rows = Rows(inbox);
+      if (rows.empty() || rows.front() > id) return true;
+      if (std::chrono::steady_clock::now() > until) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(InboxTest, RecordsReadBackAsWrittenAfterARestart) {
+  {
+    auto inbox = Open(0);
+    ASSERT_TRUE(inbox);
+    auto done = std::make_shared<std::promise<Result<int64_t>>>();
+    auto got = done->get_future();
+    std::string zstd_like("\x28\xb5\x2f\xfd\0\x01\xff", 7);  // any bytes, NUL included
+    inbox->Append({0, 7, "/v1/batch", 1234567, zstd_like, true},
+                  [done](Result<int64_t> id, InboxRecord) { done->set_value(std::move(id)); });
+    ASSERT_EQ(got.get().value(), 1);
+    Append(*inbox, 2);
+    inbox->Close();
+  }
+  auto inbox = Open(0);
+  ASSERT_TRUE(inbox);
+  std::vector<InboxRecord> seen;
+  ASSERT_TRUE(inbox
+                  ->Scan(0,
+                         [&](const InboxRecord& r) {
+                           seen.push_back(r);
+                           return Status::Ok();
+                         })
+                  .ok());
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].id, 1);
+  EXPECT_EQ(seen[0].workspace, 7);
+  EXPECT_EQ(seen[0].endpoint, "/v1/batch");
+  EXPECT_EQ(seen[0].received_at, 1234567);
+  EXPECT_TRUE(seen[0].compressed);
+  EXPECT_EQ(seen[0].body, std::string("\x28\xb5\x2f\xfd\0\x01\xff", 7));
+  EXPECT_EQ(seen[2].id, 3);
+  EXPECT_FALSE(seen[2].compressed);
+  EXPECT_EQ(seen[2].body, Track(1).body);
+  EXPECT_EQ(Append(*inbox, 1).front(), 4) << "ids carry on";
+  EXPECT_EQ(Rows(*inbox, 2), (std::vector<int64_t>{3, 4}));
+  inbox->Close();
+}
+
+TEST_F(InboxTest, AppliedSegmentsAreDeletedWhileRequestsKeepArriving) {
+  auto inbox = Open(0, /*segment_bytes=*/4096);
+  ASSERT_TRUE(inbox);
+  for (int i = 0; i < 30; ++i) Append(*inbox, 100);  // a segment per commit, about
+  ASSERT_GT(Segments().size(), 20u);
+  inbox->Release(2000);
+  for (int i = 0; i < 10; ++i) Append(*inbox, 10);
+  EXPECT_TRUE(GoneWithin(*inbox, 1900, std::chrono::seconds(10)));
+  const auto rows = Rows(*inbox, 2000);
+  ASSERT_EQ(rows.size(), 1100u) << "the records not yet applied stay";
+  EXPECT_EQ(rows.front(), 2001);
+  EXPECT_EQ(rows.back(), 3100);
+  inbox->Close();
+}
+
+// A request's body leaves the disk soon after it is applied, even when no more arrive: the
+// segment being written is closed when old enough and deleted once applied.
+TEST_F(InboxTest, AnAppliedSegmentIsDeletedWhenNothingArrives) {
+  auto inbox = Open(0);
+  ASSERT_TRUE(inbox);
+  Append(*inbox, 500);
+  ASSERT_EQ(Segments().size(), 1u);
+  inbox->Release(499);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(Segments().size(), 1u) << "request 500 is not applied yet";
+  inbox->Release(500);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!Segments().empty() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(Segments().empty());
+  EXPECT_EQ(Append(*inbox, 1).front(), 501) << "an id is never given twice";
+  inbox->Close();
+}
+
+TEST_F(InboxTest, IdsCarryOnFromTheStoresMarkAfterARestart) {
+  // Ids carry on from the store's applied mark, which is high on a server that has run for a
+  // while, and the records left are found again.
+  constexpr int64_t kMark = 50'000'000;
+  {
+    auto inbox = Open(kMark);
+    ASSERT_TRUE(inbox);
+    const auto ids = Append(*inbox, 10);
+    ASSERT_EQ(ids.front(), kMark + 1);
+    inbox->Close();  // nothing released: the records stay
+  }
+  auto inbox = Open(kMark);
+  ASSERT_TRUE(inbox);
+  ASSERT_EQ(Rows(*inbox, kMark).size(), 10u);
+  inbox->Release(kMark + 10);
+  EXPECT_EQ(Append(*inbox, 1).front(), kMark + 11) << "an id is never given twice";
+  inbox->Close();
+}
+
+// A store that lost commits (its log removed, an older copy restored beside a newer inbox) is
+// behind records the inbox deleted once the store had them: refused at open, not served partly.
+TEST_F(InboxTest, AStoreBehindWhatTheInboxDeletedIsRefused) {
+  {
+    auto inbox = Open(0, /*segment_bytes=*/64);  // a segment per commit
+    ASSERT_TRUE(inbox);
+    for (int i = 0; i < 5; ++i) Append(*inbox, 1);
+    inbox->Release(2);
+    inbox->Close();  // the segments of records 1 and 2 deleted
+  }
+  auto behind = TryOpen(0);
+  ASSERT_FALSE(behind);
+  EXPECT_NE(behind.error().message().find("the store lost writes"), std::string::npos)
+      << behind.error().ToString();
+  auto inbox = Open(2);  // the store's mark as it was
+  ASSERT_TRUE(inbox);
+  EXPECT_EQ(Rows(*inbox), (std::vector<int64_t>{3, 4, 5}));
+  inbox->Close();
+}
+
+TEST_F(InboxTest, CloseDeletesEveryAppliedSegment) {
+  auto inbox = Open(0, /*segment_bytes=*/64);
+  ASSERT_TRUE(inbox);
+  for (int i = 0; i < 4; ++i) Append(*inbox, 1);
+  inbox->Release(3);
+  inbox->Close();
+  EXPECT_EQ(Segments().size(), 1u);
+  auto again = Open(3);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(Rows(*again), std::vector<int64_t>{4});
+  again->Release(4);
+  again->Close();
+  EXPECT_TRUE(Segments().empty());
+}
+
+// What kill -9 in the middle of a group's write leaves: the records before it whole, then a
+// part of one. That part was never acknowledged (its fdatasync had not returned): cut off.
+TEST_F(InboxTest, AGroupTornByACrashIsCutOffAndTheRestKept) {
+  {
+    auto inbox = Open(0);
+    ASSERT_TRUE(inbox);
+    Append(*inbox, 3);
+    inbox->Close();
+  }
+  const auto segment = Segments().at(0);
+  const auto whole = std::filesystem::file_size(segment);
+  {
+    std::ofstream out(segment, std::ios::binary | std::ios::app);
+    out << std::string("\x40\x00\x00\x00\x11\x22", 6);  // a length, half a checksum
+  }
+  auto inbox = Open(0);
+  ASSERT_TRUE(inbox);
+  EXPECT_EQ(std::filesystem::file_size(segment), whole);
+  EXPECT_EQ(Rows(*inbox), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(Append(*inbox, 1).front(), 4);
+  inbox->Close();
+  auto again = Open(0);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(Rows(*again), (std::vector<int64_t>{1, 2, 3, 4}));
+  again->Close();
+}
+
+// A damaged byte in a record that was acknowledged is not cut off silently: open fails,
+// naming the file and the place.
+TEST_F(InboxTest, ADamagedAcknowledgedRecordIsRefusedWithItsPlace) {
+  {
+    auto inbox = Open(0, /*segment_bytes=*/64);
+    ASSERT_TRUE(inbox);
+    Append(*inbox, 1);
+    Append(*inbox, 1);
+    inbox->Close();
+  }
+  const auto first = Segments().at(0);
+  {
+    std::fstream f(first, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(40);
+    f.put('X');
+  }
+  auto inbox = TryOpen(0);
+  ASSERT_FALSE(inbox);
+  EXPECT_NE(inbox.error().message().find(first.filename().string()), std::string::npos)
+      << inbox.error().ToString();
+  EXPECT_NE(inbox.error().message().find("damaged at byte 8"), std::string::npos)
+      << inbox.error().ToString();
+}
+
+// An inbox of an earlier version (a SQLite table in inbox.db) is moved into the log, once.
+TEST_F(InboxTest, AnEarlierVersionsInboxIsMovedIn) {
+  const std::string legacy = (dir_ / "inbox.db").string();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(legacy.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE inbox(id INTEGER PRIMARY KEY, ws INTEGER NOT NULL, "
+                           "endpoint TEXT NOT NULL, received_at INTEGER NOT NULL, body TEXT NOT "
+                           "NULL);"
+                           "INSERT INTO inbox VALUES(41, 1, '/v1/track', 5, 'applied');"
+                           "INSERT INTO inbox VALUES(42, 1, '/v1/track', 6, 'left');"
+                           "INSERT INTO inbox VALUES(43, 2, '/v1/batch', 7, x'00ff');",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto inbox = TryOpen(41, 32 << 20, legacy);
+  ASSERT_TRUE(inbox) << inbox.error().ToString();
+  EXPECT_FALSE(std::filesystem::exists(legacy));
+  std::vector<InboxRecord> seen;
+  ASSERT_TRUE((*inbox)
+                  ->Scan(41,
+                         [&](const InboxRecord& r) {
+                           seen.push_back(r);
+                           return Status::Ok();
+                         })
+                  .ok());
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].id, 42);
+  EXPECT_EQ(seen[0].body, "left");
+  EXPECT_FALSE(seen[0].compressed);
+  EXPECT_EQ(seen[1].id, 43);
+  EXPECT_EQ(seen[1].workspace, 2);
+  EXPECT_EQ(seen[1].body, std::string("\0\xff", 2));
+  EXPECT_TRUE(seen[1].compressed);
+  EXPECT_EQ(Append(**inbox, 1).front(), 44);
+  (*inbox)->Close();
+}
+
+// A directory the server may not write in (another user's, or immutable) is refused at open,
+// naming it, rather than failing every request afterwards.
+TEST_F(InboxTest, AnUnwritableDirectoryIsRefusedAtOpen) {
+  std::filesystem::create_directories(Dir());
+  const bool root = geteuid() == 0;
+  if (root) {
+    if (!testing::SetImmutable(Dir(), true))
+      GTEST_SKIP() << "the file system has no immutable flag";
+  } else {
+    std::filesystem::permissions(
+        Dir(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+  }
+  auto inbox = TryOpen(0);
+  if (root) {
+    testing::SetImmutable(Dir(), false);
+  } else {
+    std::filesystem::permissions(Dir(), std::filesystem::perms::owner_all);
+  }
+  ASSERT_FALSE(inbox);
+  EXPECT_NE(inbox.error().message().find(Dir().string()), std::string::npos)
+      << inbox.error().ToString();
+}
+
+}  // namespace
+}  // namespace nudge::store
