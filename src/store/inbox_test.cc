@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -247,6 +249,47 @@ TEST_F(InboxTest, AGroupTornByACrashIsCutOffAndTheRestKept) {
   EXPECT_EQ(std::filesystem::file_size(segment), whole);
   EXPECT_EQ(Rows(*inbox), (std::vector<int64_t>{1, 2, 3}));
   EXPECT_EQ(Append(*inbox, 1).front(), 4);
+  inbox->Close();
+  auto again = Open(0);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(Rows(*again), (std::vector<int64_t>{1, 2, 3, 4}));
+  again->Close();
+}
+
+// A full disk (here the process's file size limit): the group that does not fit is refused and
+// cut off the file, the ids it had are given again, and what follows is read back whole.
+TEST_F(InboxTest, AGroupThatDoesNotFitIsRefusedAndCutOff) {
+  auto inbox = Open(0);
+  ASSERT_TRUE(inbox);
+  Append(*inbox, 2);
+  const auto segment = Segments().at(0);
+  const auto whole = std::filesystem::file_size(segment);
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto restore = [&] { setrlimit(RLIMIT_FSIZE, &old); };
+  std::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead of killing the process
+  rlimit small = old;
+  small.rlim_cur = whole + 20;  // room for part of a record, not all of it
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::vector<std::future<Result<int64_t>>> pending;
+  for (int i = 0; i < 5; ++i) {
+    auto done = std::make_shared<std::promise<Result<int64_t>>>();
+    pending.push_back(done->get_future());
+    inbox->Append(Track(i),
+                  [done](Result<int64_t> id, InboxRecord) { done->set_value(std::move(id)); });
+  }
+  int refused = 0;
+  for (auto& f : pending) {
+    auto id = f.get();
+    if (!id) {
+      ++refused;
+      EXPECT_EQ(id.error().code(), Code::kUnavailable) << id.error().ToString();
+    }
+  }
+  restore();
+  EXPECT_EQ(refused, 5);
+  EXPECT_EQ(std::filesystem::file_size(segment), whole) << "the part written is cut off";
+  EXPECT_EQ(Append(*inbox, 2), (std::vector<int64_t>{3, 4})) << "the refused ids are given again";
   inbox->Close();
   auto again = Open(0);
   ASSERT_TRUE(again);
