@@ -11,14 +11,36 @@ std::string YamlDoc::Where(const YAML::Node& node) const {
   return source + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
 }
 
+namespace {
+
+// The line and column (1-based) of a byte offset in text.
+std::pair<int, int> LineColumn(std::string_view text, size_t offset) {
+  int line = 1;
+  size_t line_start = 0;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      line_start = i + 1;
+    }
+  }
+  return {line, static_cast<int>(offset - line_start) + 1};
+}
+
+}  // namespace
+
+// The scalar's value is what YAML made of its text: quotes and escapes taken out, and in plain,
+// quoted and folded scalars each line break folded into a space (or an empty line into a line
+// break), the next line's indentation dropped. Walking the value and the text side by side
+// finds the byte of the text each character of the value came from.
 std::string YamlDoc::WhereInside(const YAML::Node& scalar, std::string_view inner) const {
   const YAML::Mark m = scalar.Mark();
   int in_line = 1, in_col = 1;
   const auto colon = inner.find(':');
-  if (colon == std::string_view::npos || m.is_null() || m.line < 0) return Where(scalar);
+  if (colon == std::string_view::npos || m.is_null() || m.line < 0 || !scalar.IsScalar())
+    return Where(scalar);
   std::from_chars(inner.data(), inner.data() + colon, in_line);
   std::from_chars(inner.data() + colon + 1, inner.data() + inner.size(), in_col);
-  // Find the scalar's first character in the text.
+  // The scalar's first character in the text.
   size_t pos = 0;
   for (int line = 0; line < m.line && pos != std::string::npos; ++line) {
     pos = text.find('\n', pos);
@@ -26,22 +48,59 @@ std::string YamlDoc::WhereInside(const YAML::Node& scalar, std::string_view inne
   }
   if (pos == std::string::npos) return Where(scalar);
   pos += static_cast<size_t>(m.column);
-  const char first = pos < text.size() ? text[pos] : '\0';
+  if (pos >= text.size()) return Where(scalar);
+  const char first = text[pos];
   if (first == '|' || first == '>') {
-    // A block scalar: its text starts on the next line, after the block's indentation.
-    size_t line_start = text.find('\n', pos);
-    if (line_start == std::string::npos) return Where(scalar);
-    ++line_start;
-    size_t indent = 0;
-    while (line_start + indent < text.size() && text[line_start + indent] == ' ') ++indent;
-    return source + ":" + std::to_string(m.line + 1 + in_line) + ":" +
-           std::to_string(static_cast<int>(indent) + in_col);
+    pos = text.find('\n', pos);  // a block scalar's text starts on the next line
+    if (pos == std::string::npos) return Where(scalar);
+    ++pos;
+  } else if (first == '"' || first == '\'') {
+    ++pos;
   }
-  const int quote = (first == '"' || first == '\'') ? 1 : 0;
-  if (in_line == 1)
-    return source + ":" + std::to_string(m.line + 1) + ":" +
-           std::to_string(m.column + quote + in_col);
-  return source + ":" + std::to_string(m.line + in_line) + ":" + std::to_string(in_col);
+  // The value's index the position names.
+  const std::string& value = scalar.Scalar();
+  size_t target = value.size();
+  {
+    int line = 1, col = 1;
+    for (size_t i = 0; i < value.size(); ++i) {
+      if (line == in_line && col == in_col) {
+        target = i;
+        break;
+      }
+      if (value[i] == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
+      }
+    }
+  }
+  // Side by side up to it: a text byte that is not the value's next character was taken out
+  // (indentation, a quote, an escape's backslash) and is skipped.
+  size_t src = pos;
+  size_t last = pos;  // the text byte of the last character matched
+  for (size_t i = 0; i < target; ++i) {
+    const char c = value[i];
+    for (;;) {
+      if (src >= text.size()) return Where(scalar);
+      const char t = text[src];
+      if (t == c || (t == '\n' && c == ' ')) break;
+      ++src;
+    }
+    last = src++;
+  }
+  // The target itself (the next byte that is not indentation), or just past the value's end.
+  size_t at = src;
+  if (target < value.size()) {
+    while (at < text.size() && text[at] != value[target] &&
+           !(text[at] == '\n' && value[target] == ' '))
+      ++at;
+    if (at >= text.size()) at = src;
+  } else if (target > 0) {
+    at = last + 1;
+  }
+  const auto [line, column] = LineColumn(text, at);
+  return source + ":" + std::to_string(line) + ":" + std::to_string(column);
 }
 
 Status YamlDoc::ErrorAt(const YAML::Node& node, std::string_view field, std::string message) const {
