@@ -575,9 +575,10 @@ Result<Journey> ParseJourney(std::string_view text, std::string_view source,
                              std::optional<std::string_view> id) {
   NUDGE_ASSIGN_OR_RETURN(YamlDoc doc, core::LoadYaml(text, source));
   const YAML::Node& root = doc.root;
-  NUDGE_TRY(core::YamlKnownKeys(doc, root,
-                                {"id", "name", "goal", "description", "trigger", "entry",
-                                 "audience", "test_group", "exit_when", "max_lateness", "steps"}));
+  NUDGE_TRY(
+      core::YamlKnownKeys(doc, root,
+                          {"id", "name", "goal", "description", "trigger", "entry", "max_active",
+                           "audience", "test_group", "exit_when", "max_lateness", "steps"}));
   Journey j;
   NUDGE_ASSIGN_OR_RETURN(auto doc_id, core::YamlString(doc, root, "id"));
   if (doc_id && id && *doc_id != *id)
@@ -620,6 +621,15 @@ Result<Journey> ParseJourney(std::string_view text, std::string_view source,
     } else {
       return Err(doc.ErrorAt(root["entry"], "entry", "expected once, once_per 30d or every_time"));
     }
+  }
+  NUDGE_ASSIGN_OR_RETURN(auto max_active,
+                         core::YamlInt(doc, root, "max_active", "", 1, Journey::kMaxMaxActive));
+  if (max_active) {
+    if (j.entry != EntryRule::kEveryTime)
+      return Err(doc.ErrorAt(root["max_active"], "max_active",
+                             "only entry: every_time lets a contact run a journey more than once "
+                             "at a time"));
+    j.max_active = *max_active;
   }
   if (Defined(root["audience"])) {
     NUDGE_ASSIGN_OR_RETURN(j.audience, rules::CompileYaml(doc, root["audience"], "audience",

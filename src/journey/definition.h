@@ -126,6 +126,11 @@ struct Journey {
   Trigger trigger;
   EntryRule entry = EntryRule::kOnce;
   Millis entry_period = 0;  // kOncePer
+  // At most this many of the contact's instances run at once (entry: every_time); an entry
+  // past it is skipped. Bounds what one visitor's events (the write key is public) can start.
+  int max_active = kDefaultMaxActive;
+  static constexpr int kDefaultMaxActive = 100;
+  static constexpr int kMaxMaxActive = 10000;
   std::shared_ptr<const rules::Condition> audience;
   std::string test_group;  // a segment id: only its members enter
   std::shared_ptr<const rules::Condition> exit_when;

@@ -11,6 +11,33 @@ std::vector<Status> Problems(const std::string& yaml, CheckOptions options = {})
   return j ? CheckJourney(*j, options) : std::vector<Status>{};
 }
 
+TEST(JourneyDefinition, MaxActiveIsReadForEveryTimeOnly) {
+  auto every = ParseJourney(
+      "id: x\ntrigger: { event: A }\nentry: every_time\nmax_active: 7\nsteps:\n  - { id: a, "
+      "wait: 1d }\n",
+      "x.yaml");
+  ASSERT_TRUE(every) << every.error().ToString();
+  EXPECT_EQ(every->max_active, 7);
+  auto fallback = ParseJourney(
+      "id: x\ntrigger: { event: A }\nentry: every_time\nsteps:\n  - { id: a, wait: 1d }\n",
+      "x.yaml");
+  ASSERT_TRUE(fallback);
+  EXPECT_EQ(fallback->max_active, Journey::kDefaultMaxActive);
+  auto once = ParseJourney(
+      "id: x\ntrigger: { event: A }\nentry: once_per 7d\nmax_active: 2\nsteps:\n  - { id: a, "
+      "wait: 1d }\n",
+      "x.yaml");
+  ASSERT_FALSE(once);
+  EXPECT_EQ(once.error().where(), "x.yaml:4:13");
+  auto huge = ParseJourney(
+      "id: x\ntrigger: { event: A }\nentry: every_time\nmax_active: 10001\nsteps:\n  - { id: a, "
+      "wait: 1d }\n",
+      "x.yaml");
+  ASSERT_FALSE(huge);
+  EXPECT_NE(huge.error().message().find("from 1 to 10000"), std::string::npos)
+      << huge.error().ToString();
+}
+
 TEST(JourneyDefinition, GraphProblemsAreAllListedWithPositions) {
   auto problems =
       Problems(R"(id: x

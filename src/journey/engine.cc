@@ -262,6 +262,9 @@ struct Engine::Impl {
     if (metrics) {
       entered =
           &metrics->GetCounter("nudge_journey_entries_total", "Contacts who entered a journey.");
+      entries_capped = &metrics->GetCounter(
+          "nudge_journey_entries_capped_total",
+          "Entries skipped because the contact already ran the journey max_active times at once.");
       steps_run = &metrics->GetCounter("nudge_journey_steps_total", "Journey steps taken.");
       messages =
           &metrics->GetCounter("nudge_outbox_messages_total", "Messages written to the outbox.");
@@ -289,6 +292,7 @@ struct Engine::Impl {
   const core::Clock& clock;
   EngineOptions options;
   core::Counter* entered = nullptr;
+  core::Counter* entries_capped = nullptr;
   core::Counter* steps_run = nullptr;
   core::Counter* messages = nullptr;
   core::Counter* suppressed = nullptr;
@@ -742,8 +746,10 @@ struct Engine::Impl {
       return Status::Ok();
     const Millis now = clock.NowMillis();
     NUDGE_ASSIGN_OR_RETURN(auto past, txn.InstancesOf(contact, js.id));
+    int running = 0;
     for (const auto& p : past) {
       if (p.trigger_key == trigger_key) return Status::Ok();  // this very trigger, again
+      if (p.status == kActive) ++running;
       switch (j.entry) {
         case EntryRule::kOnce:
           return Status::Ok();
@@ -753,6 +759,12 @@ struct Engine::Impl {
         case EntryRule::kEveryTime:
           break;
       }
+    }
+    if (running >= j.max_active) {
+      if (entries_capped) entries_capped->Add();
+      spdlog::debug("journey {}: contact {} already runs it {} times (max_active), not entered",
+                    js.id, contact, running);
+      return Status::Ok();
     }
     store::Instance inst;
     inst.workspace = js.ws;

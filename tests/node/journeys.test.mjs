@@ -642,6 +642,43 @@ describe('running journeys', () => {
     assert.equal(r.status, 401);
   });
 
+  test('max_active bounds how many times at once one contact runs an every_time journey', async () => {
+    const ws = await server.createWorkspace();
+    const capped = async () =>
+      Number(/^nudge_journey_entries_capped_total (\S+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+    const before = await capped();
+    await okJourney(ws, 'orders', [
+      'id: orders',
+      'trigger: { event: Order Placed }',
+      'entry: every_time',
+      'max_active: 3',
+      'steps:',
+      '  - { id: later, wait: 1d }',
+      '',
+    ].join('\n'));
+    await okJourney(ws, 'views', 'id: views\ntrigger: { event: Viewed }\nentry: every_time\nsteps:\n  - { id: later, wait: 1d }\n');
+    for (let i = 0; i < 5; ++i) {
+      await track(ws, 'buyer', 'Order Placed', { n: i });
+      await track(ws, 'buyer', 'Viewed', { n: i });
+    }
+    const running = await instances(ws, 'orders', 'buyer');
+    assert.equal(running.length, 3, JSON.stringify(running));
+    assert.ok(running.every((i) => i.status === 'active'));
+    assert.equal((await instances(ws, 'views', 'buyer')).length, 5, 'the default (100) lets five in');
+    assert.equal((await capped()) - before, 2);
+    // Another contact has a count of its own.
+    await track(ws, 'other', 'Order Placed');
+    assert.equal((await instances(ws, 'orders', 'other')).length, 1);
+
+    // Refused where it means nothing, or out of range, with its place.
+    let r = await putJourney(ws, 'once', 'id: once\ntrigger: { event: X }\nmax_active: 2\nsteps:\n  - { id: a, wait: 1d }\n');
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error, /:3:13: max_active: only entry: every_time/);
+    r = await putJourney(ws, 'zero', 'id: zero\ntrigger: { event: X }\nentry: every_time\nmax_active: 0\nsteps:\n  - { id: a, wait: 1d }\n');
+    assert.equal(r.status, 400, r.text);
+    assert.match(r.json.error, /:4:13: max_active: expected a whole number from 1 to 10000, got '0'/);
+  });
+
   test('trigger through the API: api journeys only, with data, for known contacts', async () => {
     const ws = await server.createWorkspace();
     await okJourney(ws, 'manual', [
