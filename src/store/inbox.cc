@@ -42,7 +42,8 @@ constexpr char kMagic[8] = {'N', 'U', 'D', 'G', 'E', 'I', 'B', '1'};
 constexpr size_t kFileHeader = sizeof(kMagic);
 constexpr size_t kRecordHeader = 8;                  // u32 payload length, u32 CRC-32 of it
 constexpr size_t kPayloadFixed = 8 + 8 + 8 + 1 + 1;  // id, ws, received_at, flags, endpoint size
-constexpr uint32_t kMaxPayload = 64u << 20;          // far above any request (500 KB batches)
+// Far above any request (limits.max_batch_bytes is at most 64 MiB); a length past it is damage.
+constexpr uint32_t kMaxPayload = 1u << 30;
 constexpr uint8_t kFlagCompressed = 1;
 constexpr const char* kSuffix = ".log";
 
@@ -257,6 +258,9 @@ class LogInbox final : public Inbox {
   }
 
   void Append(InboxRecord record, AppendDone done) override {
+    if (kPayloadFixed + record.endpoint.size() + record.body.size() > kMaxPayload)
+      return done(Err(Status(Code::kTooLarge, "the request is too large for the inbox", "body")),
+                  std::move(record));
     {
       std::lock_guard lock(mutex_);
       if (!closing_) {
@@ -280,14 +284,17 @@ class LogInbox final : public Inbox {
       }
       size_t pos = kFileHeader;
       if (data->size() < kFileHeader) continue;  // being created
+      int64_t expect = files[i].first;
       while (auto d = Decode(*data, pos, r)) {
-        // The newest segment may end in a group being written; an older one is whole.
+        // The newest segment may end in a group being written; an older one is whole but for
+        // a group that failed, which the next segment's first id shows (see Recover).
         if (!d->ok) {
-          if (i + 1 == files.size()) break;
+          if (i + 1 == files.size() || files[i + 1].first == expect) break;
           return Status::Internal("the inbox file " + files[i].path + " is damaged at byte " +
                                   std::to_string(pos) + ": " + d->why);
         }
         if (r.id > after) NUDGE_TRY(fn(r));
+        expect = r.id + 1;
       }
     }
     return Status::Ok();
@@ -493,11 +500,14 @@ Result<Recovered> Recover(const InboxOptions& options) {
         d = Decoded{false, "record " + std::to_string(r.id) + " where " + std::to_string(expect) +
                                " was due"};
       if (!d->ok) {
-        if (!newest) return Err(damaged(pos, d->why));
+        // A group is cut off the newest segment: it was being written at a crash. One left
+        // in an older segment failed (a full disk) and could not be cut off then: the next
+        // segment starts at its first id, so none of it was acknowledged.
+        if (!newest && files[i + 1].first != expect) return Err(damaged(pos, d->why));
         spdlog::warn(
-            "the inbox file {} ends in a group that was being written at a crash "
-            "({} bytes from byte {}, {}); its requests were never acknowledged and "
-            "are dropped",
+            "the inbox file {} ends in a group that was never acknowledged ({} bytes from "
+            "byte {}, {}): it was being written at a crash, or failed to; its requests are "
+            "dropped",
             f.path, data.size() - pos, pos, d->why);
         if (truncate(f.path.c_str(), static_cast<off_t>(pos)) != 0)
           return Err(IoError("truncate", f.path, errno));

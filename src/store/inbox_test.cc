@@ -297,6 +297,38 @@ TEST_F(InboxTest, AGroupThatDoesNotFitIsRefusedAndCutOff) {
   again->Close();
 }
 
+// A group that failed (a full disk) and could not be cut off stays in its segment, and the
+// next segment starts at the same id: it was never acknowledged, so it is no damage.
+TEST_F(InboxTest, AFailedGroupLeftInAnOlderSegmentIsNotDamage) {
+  {
+    auto inbox = Open(0);
+    ASSERT_TRUE(inbox);
+    Append(*inbox, 2);
+    inbox->Close();
+  }
+  const auto first = Segments().at(0);
+  {
+    std::ofstream out(first, std::ios::binary | std::ios::app);
+    out << std::string("\x40\x00\x00\x00\x11\x22\x33\x44 a failed group");
+  }
+  // The segment the next group went to, made by an inbox of its own from id 3 on.
+  const auto other = dir_ / "other";
+  {
+    auto inbox = Inbox::Open({.path = other.string(), .legacy_path = {}, .applied = 2});
+    ASSERT_TRUE(inbox);
+    Append(**inbox, 2);
+    (*inbox)->Close();
+  }
+  for (const auto& e : std::filesystem::directory_iterator(other))
+    std::filesystem::copy_file(e.path(), Dir() / e.path().filename());
+  ASSERT_EQ(Segments().size(), 2u);
+  auto inbox = Open(0);
+  ASSERT_TRUE(inbox);
+  EXPECT_EQ(Rows(*inbox), (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(Append(*inbox, 1).front(), 5);
+  inbox->Close();
+}
+
 // A damaged byte in a record that was acknowledged is not cut off silently: open fails,
 // naming the file and the place.
 TEST_F(InboxTest, ADamagedAcknowledgedRecordIsRefusedWithItsPlace) {
