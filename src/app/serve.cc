@@ -388,7 +388,14 @@ int RunServe(const Flags& flags) {
   engine.Stop();
   (*store)->Close();
   inbox->Close();
-  spdlog::info("stopped; every acknowledged event is committed");
+  if (const size_t left = pipeline->BacklogEvents(); left > 0) {
+    spdlog::warn(
+        "stopped; {} acknowledged events are not applied yet and wait in the inbox for "
+        "the next start",
+        left);
+  } else {
+    spdlog::info("stopped; every acknowledged event is committed");
+  }
   return 0;
 }
 

@@ -23,6 +23,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -45,6 +46,10 @@ constexpr size_t kPayloadFixed = 8 + 8 + 8 + 1 + 1;  // id, ws, received_at, fla
 // Far above any request (limits.max_batch_bytes is at most 64 MiB); a length past it is damage.
 constexpr uint32_t kMaxPayload = 1u << 30;
 constexpr uint8_t kFlagCompressed = 1;
+// The last record of a group (one pwrite, one fdatasync). A group is written only once the one
+// before it is durable, so a whole record of a later group after a bad spot shows the bad spot
+// was acknowledged: damage, not a group torn by a crash.
+constexpr uint8_t kFlagGroupEnd = 2;
 constexpr const char* kSuffix = ".log";
 
 std::string ErrnoText(int e) { return std::strerror(e); }
@@ -65,7 +70,9 @@ std::optional<int64_t> SegmentFirst(const std::string& name) {
   int64_t v = 0;
   for (size_t i = 0; i < 20; ++i) {
     if (name[i] < '0' || name[i] > '9') return std::nullopt;
-    v = v * 10 + (name[i] - '0');
+    const int digit = name[i] - '0';
+    if (v > (std::numeric_limits<int64_t>::max() - digit) / 10) return std::nullopt;  // no id
+    v = v * 10 + digit;
   }
   return v;
 }
@@ -113,7 +120,7 @@ uint32_t Crc(const char* data, size_t size) {
   return static_cast<uint32_t>(c);
 }
 
-void Encode(std::string& out, int64_t id, const InboxRecord& r) {
+void Encode(std::string& out, int64_t id, const InboxRecord& r, bool group_end) {
   const size_t endpoint = std::min<size_t>(r.endpoint.size(), 255);
   const size_t payload = kPayloadFixed + endpoint + r.body.size();
   const size_t at = out.size();
@@ -122,7 +129,8 @@ void Encode(std::string& out, int64_t id, const InboxRecord& r) {
   PutI64(out, id);
   PutI64(out, r.workspace);
   PutI64(out, r.received_at);
-  out.push_back(static_cast<char>(r.compressed ? kFlagCompressed : 0));
+  out.push_back(
+      static_cast<char>((r.compressed ? kFlagCompressed : 0) | (group_end ? kFlagGroupEnd : 0)));
   out.push_back(static_cast<char>(endpoint));
   out.append(r.endpoint, 0, endpoint);
   out.append(r.body);
@@ -135,6 +143,7 @@ void Encode(std::string& out, int64_t id, const InboxRecord& r) {
 struct Decoded {
   bool ok = false;
   std::string why;
+  bool group_end = false;
 };
 std::optional<Decoded> Decode(std::string_view data, size_t& pos, InboxRecord& out) {
   if (pos == data.size()) return std::nullopt;
@@ -154,10 +163,32 @@ std::optional<Decoded> Decode(std::string_view data, size_t& pos, InboxRecord& o
   out.workspace = GetI64(q + 8);
   out.received_at = GetI64(q + 16);
   out.compressed = (flags & kFlagCompressed) != 0;
+  const bool group_end = (flags & kFlagGroupEnd) != 0;
   out.endpoint.assign(q + kPayloadFixed, endpoint);
   out.body.assign(q + kPayloadFixed + endpoint, payload - kPayloadFixed - endpoint);
   pos += kRecordHeader + payload;
-  return Decoded{true, {}};
+  return Decoded{true, {}, group_end};
+}
+
+// Whether whole records of a group after the one holding the bad spot at `pos` follow it
+// (records with ids from `expect` on, found by trying every byte). Then the bad spot's group
+// was durable before that one was written: it was acknowledged, and the spot is damage.
+bool LaterGroupFollows(std::string_view data, size_t pos, int64_t expect) {
+  InboxRecord r;
+  int64_t group_end = -1;  // the id of a group's last record seen after the spot
+  for (size_t at = pos + 1; at + kRecordHeader + kPayloadFixed <= data.size(); ++at) {
+    const uint32_t payload = GetU32(data.data() + at);
+    if (payload < kPayloadFixed || payload > data.size() - at - kRecordHeader) continue;
+    const int64_t id = GetI64(data.data() + at + kRecordHeader);
+    if (id < expect || id > expect + (int64_t{1} << 32)) continue;  // cheap, before the CRC
+    size_t next = at;
+    auto d = Decode(data, next, r);
+    if (!d || !d->ok) continue;
+    if (group_end >= 0 && r.id > group_end) return true;
+    if (d->group_end) group_end = r.id;
+    at = next - 1;
+  }
+  return false;
 }
 
 Result<std::string> ReadWhole(const std::string& path) {
@@ -386,7 +417,8 @@ class LogInbox final : public Inbox {
       s = StartSegment();
     if (s.ok()) {
       buffer_.clear();
-      for (auto& p : group) Encode(buffer_, next_id_++, p.record);
+      for (size_t i = 0; i < group.size(); ++i)
+        Encode(buffer_, next_id_++, group[i].record, i + 1 == group.size());
       const std::string& path = segments_.back().path;
       s = WriteAt(fd_, path, buffer_.data(), buffer_.size(), size_);
       if (s.ok() && fdatasync(fd_) != 0) s = IoError("sync", path, errno);
@@ -487,23 +519,29 @@ Result<Recovered> Recover(const InboxOptions& options) {
                               ". Requests in it were acknowledged; restore the data directory "
                               "from a copy taken with the server stopped");
     };
-    if (data.size() < kFileHeader || std::memcmp(data.data(), kMagic, kFileHeader) != 0) {
-      if (!newest) return Err(damaged(0, "not an inbox segment"));
-      unlink(f.path.c_str());  // created, its header not yet durable: it held nothing
+    if (newest && data.size() <= kFileHeader) {
+      unlink(f.path.c_str());  // created (its header durable or not) and never written to
       break;
     }
+    if (data.size() < kFileHeader || std::memcmp(data.data(), kMagic, kFileHeader) != 0)
+      return Err(damaged(0, "not an inbox segment (it does not start with NUDGEIB1)"));
     size_t pos = kFileHeader;
     int64_t expect = f.first;
     bool cut = false;
     while (auto d = Decode(data, pos, r)) {
+      // A whole record with another id was never written here by a torn write: the file is
+      // misnamed or its records were changed.
       if (d->ok && r.id != expect)
-        d = Decoded{false, "record " + std::to_string(r.id) + " where " + std::to_string(expect) +
-                               " was due"};
+        return Err(damaged(
+            pos - kRecordHeader - kPayloadFixed - r.endpoint.size() - r.body.size(),
+            "record " + std::to_string(r.id) + " where " + std::to_string(expect) + " was due"));
       if (!d->ok) {
-        // A group is cut off the newest segment: it was being written at a crash. One left
-        // in an older segment failed (a full disk) and could not be cut off then: the next
-        // segment starts at its first id, so none of it was acknowledged.
-        if (!newest && files[i + 1].first != expect) return Err(damaged(pos, d->why));
+        // A group is cut off the newest segment: it was being written at a crash, unless a
+        // later group follows it. One left in an older segment failed (a full disk) and could
+        // not be cut off then: the next segment starts at its first id.
+        const bool torn =
+            newest ? !LaterGroupFollows(data, pos, expect) : files[i + 1].first == expect;
+        if (!torn) return Err(damaged(pos, d->why));
         spdlog::warn(
             "the inbox file {} ends in a group that was never acknowledged ({} bytes from "
             "byte {}, {}): it was being written at a crash, or failed to; its requests are "
@@ -540,15 +578,25 @@ Result<Recovered> Recover(const InboxOptions& options) {
 }
 
 // The rows an earlier version's inbox (one SQLite table) holds past `after`, in id order.
-Result<std::vector<InboxRecord>> LegacyRows(const std::string& path, int64_t after) {
+Result<std::vector<InboxRecord>> ReadLegacyRows(const std::string& path, int64_t after) {
+  std::vector<InboxRecord> rows;
+  struct stat st {};
+  if (stat(path.c_str(), &st) == 0 && st.st_size == 0) return rows;  // created, never written
   NUDGE_ASSIGN_OR_RETURN(auto db, sqlite::Db::Open(path, /*read_only=*/false));
+  {
+    NUDGE_ASSIGN_OR_RETURN(
+        sqlite::Stmt * has,
+        db->Prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'"));
+    sqlite::StmtUse q(*has);
+    NUDGE_ASSIGN_OR_RETURN(bool table, q->Step());
+    if (!table) return rows;  // the table was never made: nothing was written
+  }
   NUDGE_ASSIGN_OR_RETURN(
       sqlite::Stmt * stmt,
       db->Prepare(
           "SELECT id, ws, endpoint, received_at, body FROM inbox WHERE id > ? ORDER BY id"));
   sqlite::StmtUse q(*stmt);
   q->Bind(1, after);
-  std::vector<InboxRecord> rows;
   for (;;) {
     NUDGE_ASSIGN_OR_RETURN(bool row, q->Step());
     if (!row) break;
@@ -556,6 +604,14 @@ Result<std::vector<InboxRecord>> LegacyRows(const std::string& path, int64_t aft
     rows.push_back(InboxRecord{q->Int(0), q->Int(1), q->Text(2), q->Int(3),
                                compressed ? q->Blob(4) : q->Text(4), compressed});
   }
+  return rows;
+}
+
+Result<std::vector<InboxRecord>> LegacyRows(const std::string& path, int64_t after) {
+  auto rows = ReadLegacyRows(path, after);
+  if (!rows)
+    return Err(Status::Internal("cannot read the inbox of an earlier version " + path + ": " +
+                                rows.error().ToString()));
   return rows;
 }
 
@@ -576,6 +632,10 @@ Result<std::unique_ptr<Inbox>> Inbox::Open(const InboxOptions& options) {
   } else if (errno != EEXIST) {
     return Err(IoError("create the directory", options.path, errno));
   }
+  struct stat st {};
+  if (stat(options.path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+    return Err(Status::Unavailable("the inbox " + options.path +
+                                   " is not a directory; move that file away"));
   if (access(options.path.c_str(), W_OK | X_OK) != 0)
     return Err(IoError("write in", options.path, errno));
   NUDGE_ASSIGN_OR_RETURN(Recovered recovered, Recover(options));
@@ -593,10 +653,11 @@ Result<std::unique_ptr<Inbox>> Inbox::Open(const InboxOptions& options) {
         return Err(Status::Internal("the inbox " + options.legacy_path + " lacks request " +
                                     std::to_string(legacy[i - 1].id + 1)));
     }
-    if (!legacy.empty() && recovered.last != 0 && legacy.front().id != recovered.last + 1)
+    if (!legacy.empty() && recovered.last != 0 &&
+        legacy.front().id != std::max(recovered.last, options.applied) + 1)
       return Err(Status::Internal("the inbox " + options.legacy_path + " continues at request " +
                                   std::to_string(legacy.front().id) + " after request " +
-                                  std::to_string(recovered.last)));
+                                  std::to_string(std::max(recovered.last, options.applied))));
   }
   // Records are deleted only once the store has committed them, and ids follow each other: an
   // oldest record past the store's mark + 1 means the store lost commits it had made.

@@ -353,6 +353,103 @@ TEST_F(InboxTest, ADamagedAcknowledgedRecordIsRefusedWithItsPlace) {
       << inbox.error().ToString();
 }
 
+// Damage in the segment being written is told from a group torn by a crash: a whole record of
+// a later group after the bad spot shows that the spot's group was durable, so acknowledged.
+TEST_F(InboxTest, DamageBeforeALaterGroupInTheNewestSegmentIsRefused) {
+  {
+    auto inbox = Open(0);
+    ASSERT_TRUE(inbox);
+    for (int i = 0; i < 3; ++i) Append(*inbox, 2);  // three groups, one segment
+    inbox->Close();
+  }
+  ASSERT_EQ(Segments().size(), 1u);
+  const auto segment = Segments().at(0);
+  const auto size = std::filesystem::file_size(segment);
+  {
+    std::fstream f(segment, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(40);  // inside record 1, of the first group
+    f.put('X');
+  }
+  auto inbox = TryOpen(0);
+  ASSERT_FALSE(inbox) << "records 1 to 6 were acknowledged";
+  EXPECT_NE(inbox.error().message().find("damaged at byte 8"), std::string::npos)
+      << inbox.error().ToString();
+  EXPECT_EQ(std::filesystem::file_size(segment), size) << "nothing cut off";
+}
+
+TEST_F(InboxTest, ANewestSegmentWithRecordsAndABadHeaderIsRefused) {
+  {
+    auto inbox = Open(0);
+    ASSERT_TRUE(inbox);
+    Append(*inbox, 2);
+    inbox->Close();
+  }
+  const auto segment = Segments().at(0);
+  {
+    std::fstream f(segment, std::ios::binary | std::ios::in | std::ios::out);
+    f.put('X');
+  }
+  auto inbox = TryOpen(0);
+  ASSERT_FALSE(inbox);
+  EXPECT_NE(inbox.error().message().find("not an inbox segment"), std::string::npos)
+      << inbox.error().ToString();
+  EXPECT_TRUE(std::filesystem::exists(segment));
+}
+
+// An earlier version ran after this one (a downgrade, then an upgrade again): its inbox.db
+// continues from the store's mark, past an applied segment this version left.
+TEST_F(InboxTest, AnEarlierVersionsInboxAfterAnAppliedSegmentIsMovedIn) {
+  {
+    auto inbox = Open(10);
+    ASSERT_TRUE(inbox);
+    Append(*inbox, 5);  // 11 to 15, applied below
+    inbox->Close();
+  }
+  const std::string legacy = (dir_ / "inbox.db").string();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(legacy.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db,
+                           "CREATE TABLE inbox(id INTEGER PRIMARY KEY, ws INTEGER NOT NULL, "
+                           "endpoint TEXT NOT NULL, received_at INTEGER NOT NULL, body TEXT NOT "
+                           "NULL);"
+                           "INSERT INTO inbox VALUES(20, 1, '/v1/track', 5, 'applied');"
+                           "INSERT INTO inbox VALUES(21, 1, '/v1/track', 6, 'left');",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto inbox = TryOpen(20, 32 << 20, legacy);
+  ASSERT_TRUE(inbox) << inbox.error().ToString();
+  EXPECT_EQ(Rows(**inbox, 20), std::vector<int64_t>{21});
+  EXPECT_EQ(Append(**inbox, 1).front(), 22);
+  (*inbox)->Close();
+}
+
+// An inbox.db of an earlier version that holds no table (it stopped right after creating the
+// file) holds nothing: removed, not refused.
+TEST_F(InboxTest, AnEmptyEarlierInboxIsRemoved) {
+  const std::string legacy = (dir_ / "inbox.db").string();
+  std::ofstream(legacy).close();
+  auto inbox = TryOpen(0, 32 << 20, legacy);
+  ASSERT_TRUE(inbox) << inbox.error().ToString();
+  EXPECT_FALSE(std::filesystem::exists(legacy));
+  (*inbox)->Close();
+  std::ofstream(legacy) << "not a database at all, and long enough to be read as one";
+  auto refused = TryOpen(0, 32 << 20, legacy);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find(legacy), std::string::npos)
+      << refused.error().ToString();
+}
+
+TEST_F(InboxTest, AFileWhereTheDirectoryShouldBeIsNamed) {
+  std::ofstream(Dir()) << "x";
+  auto inbox = TryOpen(0);
+  ASSERT_FALSE(inbox);
+  EXPECT_NE(inbox.error().message().find("is not a directory"), std::string::npos)
+      << inbox.error().ToString();
+}
+
 // An inbox of an earlier version (a SQLite table in inbox.db) is moved into the log, once.
 TEST_F(InboxTest, AnEarlierVersionsInboxIsMovedIn) {
   const std::string legacy = (dir_ / "inbox.db").string();

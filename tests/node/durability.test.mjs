@@ -242,13 +242,14 @@ describe('durability', { timeout: 240_000 }, () => {
 
   // One inbox record as docs/ingest.md describes the format: u32 payload length, u32 CRC-32 of
   // the payload, then id, workspace, arrival (i64 each), flags, endpoint length, endpoint, body.
-  const inboxRecord = (id, ws, endpoint, body) => {
+  // Each record here is a group of its own, as one request at a time would be.
+  const inboxRecord = (id, ws, endpoint, body, flags = 2) => {
     const ep = Buffer.from(endpoint);
     const payload = Buffer.concat([Buffer.alloc(26), ep, Buffer.from(body)]);
     payload.writeBigInt64LE(BigInt(id), 0);
     payload.writeBigInt64LE(BigInt(ws), 8);
     payload.writeBigInt64LE(BigInt(Date.now()), 16);
-    payload.writeUInt8(0, 24);
+    payload.writeUInt8(flags, 24); // 2: the last record of its group
     payload.writeUInt8(ep.length, 25);
     const head = Buffer.alloc(8);
     head.writeUInt32LE(payload.length, 0);
