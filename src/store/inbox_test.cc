@@ -70,6 +70,14 @@ class InboxTest : public ::testing::Test {
     return ids;
   }
 
+  // Appends `n` records to an inbox opened at `applied`, and closes it.
+  void WriteAndClose(int n, int64_t applied = 0) {
+    auto inbox = Open(applied);
+    ASSERT_TRUE(inbox);
+    Append(*inbox, n);
+    inbox->Close();
+  }
+
   // The ids of the records past `after`, as a restart would find them.
   static std::vector<int64_t> Rows(Inbox& inbox, int64_t after = 0) {
     std::vector<int64_t> ids;
@@ -232,12 +240,7 @@ TEST_F(InboxTest, CloseDeletesEveryAppliedSegment) {
 // What kill -9 in the middle of a group's write leaves: the records before it whole, then a
 // part of one. That part was never acknowledged (its fdatasync had not returned): cut off.
 TEST_F(InboxTest, AGroupTornByACrashIsCutOffAndTheRestKept) {
-  {
-    auto inbox = Open(0);
-    ASSERT_TRUE(inbox);
-    Append(*inbox, 3);
-    inbox->Close();
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteAndClose(3, 0));
   const auto segment = Segments().at(0);
   const auto whole = std::filesystem::file_size(segment);
   {
@@ -300,12 +303,7 @@ TEST_F(InboxTest, AGroupThatDoesNotFitIsRefusedAndCutOff) {
 // A group that failed (a full disk) and could not be cut off stays in its segment, and the
 // next segment starts at the same id: it was never acknowledged, so it is no damage.
 TEST_F(InboxTest, AFailedGroupLeftInAnOlderSegmentIsNotDamage) {
-  {
-    auto inbox = Open(0);
-    ASSERT_TRUE(inbox);
-    Append(*inbox, 2);
-    inbox->Close();
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteAndClose(2, 0));
   const auto first = Segments().at(0);
   {
     std::ofstream out(first, std::ios::binary | std::ios::app);
@@ -378,12 +376,7 @@ TEST_F(InboxTest, DamageBeforeALaterGroupInTheNewestSegmentIsRefused) {
 }
 
 TEST_F(InboxTest, ANewestSegmentWithRecordsAndABadHeaderIsRefused) {
-  {
-    auto inbox = Open(0);
-    ASSERT_TRUE(inbox);
-    Append(*inbox, 2);
-    inbox->Close();
-  }
+  ASSERT_NO_FATAL_FAILURE(WriteAndClose(2, 0));
   const auto segment = Segments().at(0);
   {
     std::fstream f(segment, std::ios::binary | std::ios::in | std::ios::out);
