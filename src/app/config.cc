@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -247,14 +248,18 @@ Status ApplyFile(const std::string& path, Config& c) {
           size_t* target = lk == "max_message_bytes"    ? &c.max_message_bytes
                            : lk == "max_batch_bytes"    ? &c.max_batch_bytes
                            : lk == "max_backlog_events" ? &c.max_backlog_events
+                           : lk == "max_backlog_bytes"  ? &c.max_backlog_bytes
                                                         : nullptr;
           if (!target)
             return Status::Invalid(
-                "unknown setting (known: max_message_bytes, max_batch_bytes, max_backlog_events)",
+                "unknown setting (known: max_message_bytes, max_batch_bytes, max_backlog_events, "
+                "max_backlog_bytes)",
                 lwhere);
           if (!lim.second.IsScalar()) return Status::Invalid("expected a single value", lwhere);
-          NUDGE_ASSIGN_OR_RETURN(int n,
-                                 ParseInt(lim.second.as<std::string>(), lwhere, 1024, 64 << 20));
+          const bool memory = lk == "max_backlog_bytes";
+          NUDGE_ASSIGN_OR_RETURN(
+              int n, ParseInt(lim.second.as<std::string>(), lwhere, memory ? 1 << 20 : 1024,
+                              memory ? std::numeric_limits<int>::max() : 64 << 20));
           *target = static_cast<size_t>(n);
         }
         if (c.max_message_bytes > c.max_batch_bytes)

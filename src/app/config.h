@@ -25,6 +25,9 @@ struct Config {
   size_t max_batch_bytes = 500 * 1024;
   // Events acknowledged and not yet applied before /v1/* answers 503 (limits.max_backlog_events).
   size_t max_backlog_events = 262144;
+  // Bytes of those requests' bodies held in memory before /v1/* answers 503
+  // (limits.max_backlog_bytes).
+  size_t max_backlog_bytes = 256 << 20;
   // The base of tracking, unsubscribe and image links in messages; default: http://<listen>.
   std::string public_url;
   // delivery.hold / NUDGE_DELIVERY_HOLD: messages stay `queued` and nothing is sent (rehearsing

@@ -150,6 +150,8 @@ TEST(Config, ValuesThatCouldOnlyFailLaterAreRefused) {
       {"write_key: \"\"\n", ":1:1 write_key", "may not be empty"},
       {"limits:\n  max_message_bytes: 600000\n  max_batch_bytes: 2000\n", ":1:1 limits",
        "a batch holds at least one message"},
+      {"limits:\n  max_backlog_bytes: 1000\n", ":2:3 limits.max_backlog_bytes",
+       "expected a whole number from 1048576 to 2147483647, got '1000'"},
       {"channels:\n  sms:\n    gateway: { url: \"http://127.0.0.1:9/\", account: a, "
        "token_env: NUDGE_TEST_SMS_TOKEN, from: \"not a number\" }\n",
        ":3:", "E.164"},

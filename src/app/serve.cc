@@ -245,7 +245,9 @@ int RunServe(const Flags& flags) {
                                                       .applied = applied,
                                                       .metrics = &metrics}));
     pipeline.emplace(**store, *inbox, applier, metrics,
-                     ingest::PipelineOptions{config->max_backlog_events, limits});
+                     ingest::PipelineOptions{.max_backlog_events = config->max_backlog_events,
+                                             .max_backlog_bytes = config->max_backlog_bytes,
+                                             .limits = limits});
     NUDGE_TRY(pipeline->Start());
     return Status::Ok();
   }();

@@ -51,6 +51,10 @@ Pipeline::Pipeline(store::Store& store, store::Inbox& inbox, const profile::Appl
       {0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30});
   metrics.AddGauge("nudge_queue_depth", "Work waiting in a queue.", "{queue=\"ingest_backlog\"}",
                    [this] { return static_cast<double>(BacklogEvents()); });
+  metrics.AddGauge("nudge_ingest_backlog_bytes",
+                   "Bytes of request bodies acknowledged and not yet built into messages, held in "
+                   "memory (limits.max_backlog_bytes).",
+                   "", [this] { return static_cast<double>(BacklogBytes()); });
 }
 
 Pipeline::~Pipeline() { Stop(0); }
@@ -85,6 +89,8 @@ Result<int64_t> Pipeline::Start() {
       entry->record.body.clear();
     }
     backlog_events_ += entry->events;
+    entry->bytes = entry->record.body.size();
+    backlog_bytes_ += entry->bytes;
     unsubmitted_.push_back(std::move(entry));
     acknowledged_ = r.id;
     ++queued;
@@ -107,22 +113,28 @@ void Pipeline::Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis rec
     std::lock_guard lock(mutex_);
     if (stopping_) return done(Status::Unavailable("the server is shutting down; retry"));
   }
+  // Compressed here, on the HTTP thread, so that the inbox's single thread writes less.
+  const bool compress = body.size() >= kCompressFrom;
+  if (compress) body = CompressBody(body);
+  const size_t held = backlog_bytes_.load();
+  if (held > 0 && held + body.size() > options_.max_backlog_bytes) {
+    return done(Status::Unavailable("nudge holds " + std::to_string(held >> 20) +
+                                    " MiB of requests not yet applied (ingest backlog full); "
+                                    "retry after a second"));
+  }
   backlog_events_ += events;
+  backlog_bytes_ += body.size();
   auto entry = std::make_shared<Entry>();
   entry->accepted_us = core::MonotonicMicros();
   entry->events = events;
-  // Compressed here, on the HTTP thread, so that the inbox's single thread writes less.
-  const bool compress = body.size() >= kCompressFrom;
-  store::InboxRecord record{0,
-                            ws,
-                            std::string(EndpointPath(endpoint)),
-                            received_at,
-                            compress ? CompressBody(body) : std::move(body),
-                            compress};
+  entry->bytes = body.size();
+  store::InboxRecord record{
+      0, ws, std::string(EndpointPath(endpoint)), received_at, std::move(body), compress};
   inbox_.Append(std::move(record), [this, entry, done = std::move(done)](
                                        Result<int64_t> id, store::InboxRecord record) {
     if (!id) {
       backlog_events_ -= entry->events;
+      backlog_bytes_ -= entry->bytes;
       return done(id.error());
     }
     entry->record = std::move(record);  // its id set
@@ -143,6 +155,8 @@ void Pipeline::Build(Entry& entry) {
                   : Result<ParsedRequest>(Err(body.error()));
   }
   std::string().swap(entry.record.body);
+  backlog_bytes_ -= entry.bytes;
+  entry.bytes = 0;
   if (parsed && parsed->messages.size() == entry.events) {
     entry.messages = std::move(parsed->messages);
     return;

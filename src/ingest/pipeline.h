@@ -51,6 +51,9 @@ namespace nudge::ingest {
 
 struct PipelineOptions {
   size_t max_backlog_events = 262144;
+  // The bodies the backlog holds in memory until they are built into messages (as stored:
+  // batches compressed), so that large events cannot fill the memory within the events' bound.
+  size_t max_backlog_bytes = 256 << 20;
   Limits limits;  // to parse the inbox's rows again at recovery
 };
 
@@ -83,6 +86,7 @@ class Pipeline {
 
   // Acknowledged and not yet applied.
   size_t BacklogEvents() const { return backlog_events_.load(); }
+  size_t BacklogBytes() const { return backlog_bytes_.load(); }
 
   // While applying keeps failing (a full disk, a damaged database): for how long and the last
   // error. Once `stalled` (failing for kStalledAfterUs or more), /healthz reports it and reads
@@ -103,6 +107,7 @@ class Pipeline {
     store::InboxRecord record;
     int64_t accepted_us = 0;  // monotonic, when Accept was called
     size_t events = 0;
+    size_t bytes = 0;  // the body's, counted in backlog_bytes_ until it is built
     bool built = false;
     std::vector<Message> messages;
     // Set on the store's writer thread, read there and (after the write finished) by the
@@ -140,6 +145,7 @@ class Pipeline {
   core::Histogram* apply_lag_;
 
   std::atomic<size_t> backlog_events_{0};
+  std::atomic<size_t> backlog_bytes_{0};
   // The generation in which a write failed (store writer thread only). Later writes of that
   // generation refuse to apply, which keeps what is applied a prefix of the inbox.
   uint64_t failed_generation_ = 0;

@@ -57,15 +57,18 @@ class PipelineTest : public ::testing::Test {
     return mark ? *mark : -1;
   }
   std::unique_ptr<store::Inbox> OpenInbox() {
-    auto inbox = store::Inbox::Open({.path = (dir_ / "inbox").string(), .applied = Mark()});
+    auto inbox = store::Inbox::Open(
+        {.path = (dir_ / "inbox").string(), .legacy_path = {}, .applied = Mark()});
     EXPECT_TRUE(inbox) << inbox.error().ToString();
     return inbox ? std::move(*inbox) : nullptr;
   }
   // Opens the inbox and starts a pipeline on it; returns what Start queued.
-  int64_t StartPipeline(size_t max_backlog = 1 << 20) {
+  int64_t StartPipeline(size_t max_backlog = 1 << 20, size_t max_backlog_bytes = 256 << 20) {
     inbox_ = OpenInbox();
     pipeline_ = std::make_unique<Pipeline>(*store_, *inbox_, applier_, metrics_,
-                                           PipelineOptions{max_backlog, {}});
+                                           PipelineOptions{.max_backlog_events = max_backlog,
+                                                           .max_backlog_bytes = max_backlog_bytes,
+                                                           .limits = {}});
     auto queued = pipeline_->Start();
     EXPECT_TRUE(queued) << queued.error().ToString();
     return queued ? *queued : -1;
@@ -190,7 +193,9 @@ TEST_F(PipelineTest, MessagesAreBuiltFromTheStoredBodyWhenApplied) {
       EXPECT_EQ(e.message_id.size(), 36u);
       ++minted;
     }
-    if (e.name == "Page Viewed") EXPECT_NE(e.body.find(R"("path":"/pricing")"), std::string::npos);
+    if (e.name == "Page Viewed") {
+      EXPECT_NE(e.body.find(R"("path":"/pricing")"), std::string::npos);
+    }
   }
   EXPECT_EQ(minted, 1);
 }
@@ -311,6 +316,32 @@ TEST_F(PipelineTest, AFullBacklogRefusesWithUnavailableUntilItIsApplied) {
   EXPECT_EQ(AppliedEvents(), 2);
   EXPECT_TRUE(Accept(Track("u", "3")).ok());
   EXPECT_EQ(AppliedEvents(), 3);
+}
+
+// Large events could fill the memory within the events' bound: the bodies waiting to be built
+// have a bound of their own.
+TEST_F(PipelineTest, TheBacklogsBytesAreBoundedToo) {
+  StartPipeline(/*max_backlog=*/1 << 20, /*max_backlog_bytes=*/4096);
+  std::promise<void> release;
+  HoldWriter(release);
+  // The first 2,048 requests go to the store at once (built, their bodies let go); the next
+  // ones wait with their bodies.
+  int accepted = 0;
+  Status full = Status::Ok();
+  for (int i = 0; i < 3000 && full.ok(); ++i) {
+    full = Accept(Track("u", std::to_string(i)));
+    if (full.ok()) ++accepted;
+  }
+  EXPECT_EQ(full.code(), Code::kUnavailable) << full.ToString();
+  EXPECT_NE(full.message().find("MiB of requests not yet applied"), std::string::npos)
+      << full.ToString();
+  EXPECT_GT(accepted, 2048);
+  EXPECT_LT(accepted, 2048 + 100);
+  EXPECT_LE(pipeline_->BacklogBytes(), 4096u + 200);
+  release.set_value();
+  EXPECT_EQ(AppliedEvents(), accepted);
+  EXPECT_EQ(pipeline_->BacklogBytes(), 0u);
+  EXPECT_TRUE(Accept(Track("u", "after")).ok());
 }
 
 TEST_F(PipelineTest, StopAppliesTheBacklogFirst) {
