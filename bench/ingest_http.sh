@@ -21,6 +21,7 @@
 # and applies it to the store afterwards, in order (docs/ingest.md). Each nudge run reports the
 # acknowledged rate (wrk's) and the applied rate: events stored / (run + the time the backlog
 # took to drain after it). nudge runs with limits.max_backlog_events = BENCH_MAX_BACKLOG
+# and limits.max_backlog_bytes at its largest (2 GiB)
 # (4,000,000) so that no full-load run is refused with 503; half load is half the applied rate
 # (above it the backlog only grows).
 # Every message carries a unique messageId (run id, wrk thread, counter), so nudge stores
@@ -302,7 +303,8 @@ auth=$(printf '%s:' "$write_key" | base64 -w0)
 data_dir="$tmp/data"
 # A backlog bound large enough that no full-load run is refused (see "Acknowledged, then
 # applied" above): the runs measure how fast nudge acknowledges, and how fast it applies.
-printf 'limits:\n  max_backlog_events: %s\n' "$max_backlog" >"$tmp/nudge.yaml"
+printf 'limits:\n  max_backlog_events: %s\n  max_backlog_bytes: 2147483647\n' "$max_backlog" \
+  >"$tmp/nudge.yaml"
 NUDGE_WRITE_KEY="$write_key" NUDGE_ADMIN_KEY="$admin_key" NUDGE_LOG_LEVEL=warn \
   "$nudge_bin" serve --listen 127.0.0.1:0 --data "$data_dir" --config "$tmp/nudge.yaml" \
   >"$tmp/nudge.stdout" 2>"$tmp/nudge.stderr" &
