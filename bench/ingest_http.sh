@@ -21,8 +21,8 @@
 # and applies it to the store afterwards, in order (docs/ingest.md). Each nudge run reports the
 # acknowledged rate (wrk's) and the applied rate: events stored / (run + the time the backlog
 # took to drain after it). nudge runs with limits.max_backlog_events = BENCH_MAX_BACKLOG
-# and limits.max_backlog_bytes at its largest (2 GiB)
-# (4,000,000) so that no full-load run is refused with 503; half load is half the applied rate
+# (4,000,000) and limits.max_backlog_bytes at its largest (2 GiB) so that no full-load run is
+# refused with 503; half load is half the applied rate
 # (above it the backlog only grows).
 # Every message carries a unique messageId (run id, wrk thread, counter), so nudge stores
 # every one and never takes the deduplication path; the script checks that it did.
