@@ -275,13 +275,19 @@ class LogInbox final : public Inbox {
   Status WriteNow(std::vector<InboxRecord>& records) {
     std::vector<PendingAppend> group;
     Status status = Status::Ok();
+    int64_t bytes = 0;
     for (auto& r : records) {
+      bytes += static_cast<int64_t>(r.body.size());
       group.push_back({std::move(r), [&status](Result<int64_t> id, InboxRecord) {
                          if (!id && status.ok()) status = id.error();
                        }});
-      if (group.size() == static_cast<size_t>(options_.max_rows_per_commit)) {
+      if (group.size() == static_cast<size_t>(options_.max_rows_per_commit) ||
+          bytes >= options_.max_bytes_per_commit) {
         Commit(group);
         group.clear();
+        bytes = 0;
+        // Stop at a failure: the next group would take the failed one's ids.
+        if (!status.ok()) return status;
       }
     }
     if (!group.empty()) Commit(group);

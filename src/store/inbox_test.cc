@@ -419,6 +419,61 @@ TEST_F(InboxTest, AnEarlierVersionsInboxAfterAnAppliedSegmentIsMovedIn) {
   (*inbox)->Close();
 }
 
+// A disk that fills while an earlier version's inbox is moved in: the start fails, inbox.db
+// stays, and the next start moves the rest in after what was written, each request once.
+TEST_F(InboxTest, AMoveThatFailsHalfwayIsFinishedAtTheNextStart) {
+  const std::string legacy = (dir_ / "inbox.db").string();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(legacy.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(
+        sqlite3_exec(db,
+                     "CREATE TABLE inbox(id INTEGER PRIMARY KEY, ws INTEGER NOT NULL, "
+                     "endpoint TEXT NOT NULL, received_at INTEGER NOT NULL, body TEXT NOT "
+                     "NULL);"
+                     "INSERT INTO inbox VALUES(1, 1, '/v1/track', 5, printf('%.1000c', 'a'));"
+                     "INSERT INTO inbox VALUES(2, 1, '/v1/track', 6, printf('%.1000c', 'b'));"
+                     "INSERT INTO inbox VALUES(3, 1, '/v1/track', 7, printf('%.1000c', 'c'));",
+                     nullptr, nullptr, nullptr),
+        SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto open = [&] {
+    return Inbox::Open({.path = Dir().string(),
+                        .legacy_path = legacy,
+                        .applied = 0,
+                        .max_bytes_per_commit = 1000});  // a group per row
+  };
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  // The header, the first row's record (1,043 bytes) and room for the third's (44), not the
+  // second's: the move must stop at the second rather than write the third in its place.
+  small.rlim_cur = 8 + 1043 + 60;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto failed = open();
+  setrlimit(RLIMIT_FSIZE, &old);
+  ASSERT_FALSE(failed);
+  EXPECT_TRUE(std::filesystem::exists(legacy));
+  auto inbox = open();
+  ASSERT_TRUE(inbox) << inbox.error().ToString();
+  EXPECT_FALSE(std::filesystem::exists(legacy));
+  std::string firsts;
+  std::vector<int64_t> ids;
+  ASSERT_TRUE((*inbox)
+                  ->Scan(0,
+                         [&](const InboxRecord& r) {
+                           ids.push_back(r.id);
+                           firsts += r.body.substr(0, 1);
+                           return Status::Ok();
+                         })
+                  .ok());
+  EXPECT_EQ(ids, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(firsts, "abc");
+  (*inbox)->Close();
+}
+
 // An inbox.db of an earlier version that holds no table (it stopped right after creating the
 // file) holds nothing: removed, not refused.
 TEST_F(InboxTest, AnEmptyEarlierInboxIsRemoved) {
