@@ -1,5 +1,6 @@
 #include "core/yaml.h"
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -75,11 +76,11 @@ std::string YamlDoc::WhereInside(const YAML::Node& scalar, std::string_view inne
       }
     }
   }
-  // Side by side up to it: a text byte that is not the value's next character was taken out
-  // (indentation, a quote, an escape's backslash) and is skipped.
+  // Side by side up to it, itself included: a text byte that is not the value's next character
+  // was taken out (indentation, a quote, an escape's backslash) and is skipped.
   size_t src = pos;
   size_t last = pos;  // the text byte of the last character matched
-  for (size_t i = 0; i < target; ++i) {
+  for (size_t i = 0; i < std::min(target + 1, value.size()); ++i) {
     const char c = value[i];
     for (;;) {
       if (src >= text.size()) return Where(scalar);
@@ -89,16 +90,8 @@ std::string YamlDoc::WhereInside(const YAML::Node& scalar, std::string_view inne
     }
     last = src++;
   }
-  // The target itself (the next byte that is not indentation), or just past the value's end.
-  size_t at = src;
-  if (target < value.size()) {
-    while (at < text.size() && text[at] != value[target] &&
-           !(text[at] == '\n' && value[target] == ' '))
-      ++at;
-    if (at >= text.size()) at = src;
-  } else if (target > 0) {
-    at = last + 1;
-  }
+  // The target's byte, or just past the value's end.
+  const size_t at = target < value.size() ? last : value.empty() ? pos : last + 1;
   const auto [line, column] = LineColumn(text, at);
   return source + ":" + std::to_string(line) + ":" + std::to_string(column);
 }

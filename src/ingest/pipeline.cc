@@ -89,8 +89,7 @@ Result<int64_t> Pipeline::Start() {
       entry->record.body.clear();
     }
     backlog_events_ += entry->events;
-    entry->bytes = entry->record.body.size();
-    backlog_bytes_ += entry->bytes;
+    backlog_bytes_ += entry->record.body.size();
     unsubmitted_.push_back(std::move(entry));
     acknowledged_ = r.id;
     ++queued;
@@ -127,14 +126,13 @@ void Pipeline::Accept(store::WorkspaceId ws, Endpoint endpoint, core::Millis rec
   auto entry = std::make_shared<Entry>();
   entry->accepted_us = core::MonotonicMicros();
   entry->events = events;
-  entry->bytes = body.size();
   store::InboxRecord record{
       0, ws, std::string(EndpointPath(endpoint)), received_at, std::move(body), compress};
   inbox_.Append(std::move(record), [this, entry, done = std::move(done)](
                                        Result<int64_t> id, store::InboxRecord record) {
     if (!id) {
       backlog_events_ -= entry->events;
-      backlog_bytes_ -= entry->bytes;
+      backlog_bytes_ -= record.body.size();  // the record comes back as it was given
       return done(id.error());
     }
     entry->record = std::move(record);  // its id set
@@ -154,9 +152,8 @@ void Pipeline::Build(Entry& entry) {
     parsed = body ? ParseRequest(*endpoint, *body, r.received_at, options_.limits)
                   : Result<ParsedRequest>(Err(body.error()));
   }
+  backlog_bytes_ -= entry.record.body.size();
   std::string().swap(entry.record.body);
-  backlog_bytes_ -= entry.bytes;
-  entry.bytes = 0;
   if (parsed && parsed->messages.size() == entry.events) {
     entry.messages = std::move(parsed->messages);
     return;

@@ -107,7 +107,6 @@ class Pipeline {
     store::InboxRecord record;
     int64_t accepted_us = 0;  // monotonic, when Accept was called
     size_t events = 0;
-    size_t bytes = 0;  // the body's, counted in backlog_bytes_ until it is built
     bool built = false;
     std::vector<Message> messages;
     // Set on the store's writer thread, read there and (after the write finished) by the
@@ -145,7 +144,7 @@ class Pipeline {
   core::Histogram* apply_lag_;
 
   std::atomic<size_t> backlog_events_{0};
-  std::atomic<size_t> backlog_bytes_{0};
+  std::atomic<size_t> backlog_bytes_{0};  // of the bodies of entries not built yet
   // The generation in which a write failed (store writer thread only). Later writes of that
   // generation refuse to apply, which keeps what is applied a prefix of the inbox.
   uint64_t failed_generation_ = 0;

@@ -191,6 +191,14 @@ bool LaterGroupFollows(std::string_view data, size_t pos, int64_t expect) {
   return false;
 }
 
+// A segment whose records were acknowledged is not what it should be.
+Status Damaged(const std::string& path, size_t at, const std::string& why) {
+  return Status::Internal("the inbox file " + path + " is damaged at byte " + std::to_string(at) +
+                          ": " + why +
+                          ". Requests in it were acknowledged; restore the data directory from a "
+                          "copy taken with the server stopped");
+}
+
 Result<std::string> ReadWhole(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Err(IoError("open", path, errno));
@@ -271,6 +279,12 @@ class LogInbox final : public Inbox {
     });
   }
 
+  // Whether a group of `n` records holding `bytes` of bodies takes no more.
+  bool GroupFull(size_t n, int64_t bytes) const {
+    return n >= static_cast<size_t>(options_.max_rows_per_commit) ||
+           bytes >= options_.max_bytes_per_commit;
+  }
+
   // Writes records of an earlier inbox before the thread starts; they keep their order.
   Status WriteNow(std::vector<InboxRecord>& records) {
     std::vector<PendingAppend> group;
@@ -281,8 +295,7 @@ class LogInbox final : public Inbox {
       group.push_back({std::move(r), [&status](Result<int64_t> id, InboxRecord) {
                          if (!id && status.ok()) status = id.error();
                        }});
-      if (group.size() == static_cast<size_t>(options_.max_rows_per_commit) ||
-          bytes >= options_.max_bytes_per_commit) {
+      if (GroupFull(group.size(), bytes)) {
         Commit(group);
         group.clear();
         bytes = 0;
@@ -327,8 +340,7 @@ class LogInbox final : public Inbox {
         // a group that failed, which the next segment's first id shows (see Recover).
         if (!d->ok) {
           if (i + 1 == files.size() || files[i + 1].first == expect) break;
-          return Status::Internal("the inbox file " + files[i].path + " is damaged at byte " +
-                                  std::to_string(pos) + ": " + d->why);
+          return Damaged(files[i].path, pos, d->why);
         }
         if (r.id > after) NUDGE_TRY(fn(r));
         expect = r.id + 1;
@@ -365,9 +377,7 @@ class LogInbox final : public Inbox {
         cv_.wait_for(lock, std::chrono::milliseconds(500),
                      [this] { return closing_ || !queue_.empty(); });
         int64_t bytes = 0;
-        while (!queue_.empty() &&
-               group.size() < static_cast<size_t>(options_.max_rows_per_commit) &&
-               (group.empty() || bytes < options_.max_bytes_per_commit)) {
+        while (!queue_.empty() && (group.empty() || !GroupFull(group.size(), bytes))) {
           bytes += static_cast<int64_t>(queue_.front().record.body.size());
           group.push_back(std::move(queue_.front()));
           queue_.pop_front();
@@ -519,28 +529,26 @@ Result<Recovered> Recover(const InboxOptions& options) {
       continue;
     }
     NUDGE_ASSIGN_OR_RETURN(std::string data, ReadWhole(f.path));
-    auto damaged = [&](size_t at, const std::string& why) {
-      return Status::Internal("the inbox file " + f.path + " is damaged at byte " +
-                              std::to_string(at) + ": " + why +
-                              ". Requests in it were acknowledged; restore the data directory "
-                              "from a copy taken with the server stopped");
-    };
+    auto damaged = [&](size_t at, const std::string& why) { return Damaged(f.path, at, why); };
     if (newest && data.size() <= kFileHeader) {
       unlink(f.path.c_str());  // created (its header durable or not) and never written to
       break;
     }
     if (data.size() < kFileHeader || std::memcmp(data.data(), kMagic, kFileHeader) != 0)
       return Err(damaged(0, "not an inbox segment (it does not start with NUDGEIB1)"));
+    // Ids follow each other across segments: the records below start at the file's name.
+    if (out.last != 0 && f.first != out.last + 1)
+      return Err(damaged(kFileHeader, "it starts at request " + std::to_string(f.first) +
+                                          " after request " + std::to_string(out.last)));
     size_t pos = kFileHeader;
     int64_t expect = f.first;
     bool cut = false;
-    while (auto d = Decode(data, pos, r)) {
+    for (size_t at = pos; auto d = Decode(data, pos, r); at = pos) {
       // A whole record with another id was never written here by a torn write: the file is
       // misnamed or its records were changed.
       if (d->ok && r.id != expect)
-        return Err(damaged(
-            pos - kRecordHeader - kPayloadFixed - r.endpoint.size() - r.body.size(),
-            "record " + std::to_string(r.id) + " where " + std::to_string(expect) + " was due"));
+        return Err(damaged(at, "record " + std::to_string(r.id) + " where " +
+                                   std::to_string(expect) + " was due"));
       if (!d->ok) {
         // A group is cut off the newest segment: it was being written at a crash, unless a
         // later group follows it. One left in an older segment failed (a full disk) and could
@@ -558,9 +566,6 @@ Result<Recovered> Recover(const InboxOptions& options) {
         cut = true;
         break;
       }
-      if (out.last != 0 && r.id != out.last + 1)
-        return Err(damaged(
-            pos, "record " + std::to_string(r.id) + " follows " + std::to_string(out.last)));
       if (out.first == 0) out.first = r.id;
       out.last = r.id;
       ++expect;

@@ -52,18 +52,26 @@ class InboxTest : public ::testing::Test {
             R"({"type":"track","event":"E","userId":"u)" + std::to_string(i) + R"("})"};
   }
 
-  // Appends `n` records at once and waits for their commits; returns their ids.
-  static std::vector<int64_t> Append(Inbox& inbox, int n) {
+  // Appends the records at once and waits for their commits; returns what each got.
+  static std::vector<Result<int64_t>> AppendAll(Inbox& inbox, std::vector<InboxRecord> records) {
     std::vector<std::future<Result<int64_t>>> pending;
-    for (int i = 0; i < n; ++i) {
+    for (auto& r : records) {
       auto done = std::make_shared<std::promise<Result<int64_t>>>();
       pending.push_back(done->get_future());
-      inbox.Append(Track(i),
+      inbox.Append(std::move(r),
                    [done](Result<int64_t> id, InboxRecord) { done->set_value(std::move(id)); });
     }
+    std::vector<Result<int64_t>> out;
+    for (auto& f : pending) out.push_back(f.get());
+    return out;
+  }
+
+  // Appends `n` records at once and waits for their commits; returns their ids.
+  static std::vector<int64_t> Append(Inbox& inbox, int n) {
+    std::vector<InboxRecord> records;
+    for (int i = 0; i < n; ++i) records.push_back(Track(i));
     std::vector<int64_t> ids;
-    for (auto& f : pending) {
-      auto id = f.get();
+    for (auto& id : AppendAll(inbox, std::move(records))) {
       EXPECT_TRUE(id) << id.error().ToString();
       ids.push_back(id ? *id : -1);
     }
@@ -78,15 +86,35 @@ class InboxTest : public ::testing::Test {
     inbox->Close();
   }
 
-  // The ids of the records past `after`, as a restart would find them.
-  static std::vector<int64_t> Rows(Inbox& inbox, int64_t after = 0) {
-    std::vector<int64_t> ids;
+  // The records past `after`, as a restart would find them.
+  static std::vector<InboxRecord> Records(Inbox& inbox, int64_t after = 0) {
+    std::vector<InboxRecord> out;
     const Status s = inbox.Scan(after, [&](const InboxRecord& r) {
-      ids.push_back(r.id);
+      out.push_back(r);
       return Status::Ok();
     });
     EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
+  // Their ids.
+  static std::vector<int64_t> Rows(Inbox& inbox, int64_t after = 0) {
+    std::vector<int64_t> ids;
+    for (const auto& r : Records(inbox, after)) ids.push_back(r.id);
     return ids;
+  }
+
+  // An inbox of an earlier version: a SQLite table in `path`, with the rows `values` inserts
+  // ("(id, ws, endpoint, received_at, body), ...").
+  static void MakeLegacyInbox(const std::string& path, const std::string& values) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    const std::string sql =
+        "CREATE TABLE inbox(id INTEGER PRIMARY KEY, ws INTEGER NOT NULL, endpoint TEXT NOT NULL, "
+        "received_at INTEGER NOT NULL, body TEXT NOT NULL); INSERT INTO inbox VALUES " +
+        values;
+    const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK);
   }
 
   std::vector<std::filesystem::path> Segments() const {
@@ -111,29 +139,37 @@ class InboxTest : public ::testing::Test {
   std::filesystem::path dir_;
 };
 
+// Limits the size of the files this process writes while it lives (a disk that fills, as the
+// inbox sees it): a write past it fails with EFBIG instead of raising SIGXFSZ.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    ok_ = getrlimit(RLIMIT_FSIZE, &old_) == 0;
+    rlimit small = old_;
+    small.rlim_cur = bytes;
+    ok_ = ok_ && setrlimit(RLIMIT_FSIZE, &small) == 0;
+  }
+  ~FileSizeLimit() { setrlimit(RLIMIT_FSIZE, &old_); }
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit old_{};
+  bool ok_ = false;
+};
+
 TEST_F(InboxTest, RecordsReadBackAsWrittenAfterARestart) {
   {
     auto inbox = Open(0);
     ASSERT_TRUE(inbox);
-    auto done = std::make_shared<std::promise<Result<int64_t>>>();
-    auto got = done->get_future();
     std::string zstd_like("\x28\xb5\x2f\xfd\0\x01\xff", 7);  // any bytes, NUL included
-    inbox->Append({0, 7, "/v1/batch", 1234567, zstd_like, true},
-                  [done](Result<int64_t> id, InboxRecord) { done->set_value(std::move(id)); });
-    ASSERT_EQ(got.get().value(), 1);
+    ASSERT_EQ(AppendAll(*inbox, {{0, 7, "/v1/batch", 1234567, zstd_like, true}}).at(0).value(), 1);
     Append(*inbox, 2);
     inbox->Close();
   }
   auto inbox = Open(0);
   ASSERT_TRUE(inbox);
-  std::vector<InboxRecord> seen;
-  ASSERT_TRUE(inbox
-                  ->Scan(0,
-                         [&](const InboxRecord& r) {
-                           seen.push_back(r);
-                           return Status::Ok();
-                         })
-                  .ok());
+  const auto seen = Records(*inbox);
   ASSERT_EQ(seen.size(), 3u);
   EXPECT_EQ(seen[0].id, 1);
   EXPECT_EQ(seen[0].workspace, 7);
@@ -267,29 +303,17 @@ TEST_F(InboxTest, AGroupThatDoesNotFitIsRefusedAndCutOff) {
   Append(*inbox, 2);
   const auto segment = Segments().at(0);
   const auto whole = std::filesystem::file_size(segment);
-  rlimit old{};
-  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
-  auto restore = [&] { setrlimit(RLIMIT_FSIZE, &old); };
-  std::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead of killing the process
-  rlimit small = old;
-  small.rlim_cur = whole + 20;  // room for part of a record, not all of it
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
-  std::vector<std::future<Result<int64_t>>> pending;
-  for (int i = 0; i < 5; ++i) {
-    auto done = std::make_shared<std::promise<Result<int64_t>>>();
-    pending.push_back(done->get_future());
-    inbox->Append(Track(i),
-                  [done](Result<int64_t> id, InboxRecord) { done->set_value(std::move(id)); });
-  }
   int refused = 0;
-  for (auto& f : pending) {
-    auto id = f.get();
-    if (!id) {
-      ++refused;
-      EXPECT_EQ(id.error().code(), Code::kUnavailable) << id.error().ToString();
+  {
+    FileSizeLimit limit(whole + 20);  // room for part of a record, not all of it
+    ASSERT_TRUE(limit.ok());
+    for (const auto& id : AppendAll(*inbox, {Track(0), Track(1), Track(2), Track(3), Track(4)})) {
+      if (!id) {
+        ++refused;
+        EXPECT_EQ(id.error().code(), Code::kUnavailable) << id.error().ToString();
+      }
     }
   }
-  restore();
   EXPECT_EQ(refused, 5);
   EXPECT_EQ(std::filesystem::file_size(segment), whole) << "the part written is cut off";
   EXPECT_EQ(Append(*inbox, 2), (std::vector<int64_t>{3, 4})) << "the refused ids are given again";
@@ -399,19 +423,8 @@ TEST_F(InboxTest, AnEarlierVersionsInboxAfterAnAppliedSegmentIsMovedIn) {
     inbox->Close();
   }
   const std::string legacy = (dir_ / "inbox.db").string();
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(legacy.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE inbox(id INTEGER PRIMARY KEY, ws INTEGER NOT NULL, "
-                           "endpoint TEXT NOT NULL, received_at INTEGER NOT NULL, body TEXT NOT "
-                           "NULL);"
-                           "INSERT INTO inbox VALUES(20, 1, '/v1/track', 5, 'applied');"
-                           "INSERT INTO inbox VALUES(21, 1, '/v1/track', 6, 'left');",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
-    sqlite3_close(db);
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeLegacyInbox(
+      legacy, "(20, 1, '/v1/track', 5, 'applied'), (21, 1, '/v1/track', 6, 'left')"));
   auto inbox = TryOpen(20, 32 << 20, legacy);
   ASSERT_TRUE(inbox) << inbox.error().ToString();
   EXPECT_EQ(Rows(**inbox, 20), std::vector<int64_t>{21});
@@ -423,52 +436,34 @@ TEST_F(InboxTest, AnEarlierVersionsInboxAfterAnAppliedSegmentIsMovedIn) {
 // stays, and the next start moves the rest in after what was written, each request once.
 TEST_F(InboxTest, AMoveThatFailsHalfwayIsFinishedAtTheNextStart) {
   const std::string legacy = (dir_ / "inbox.db").string();
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(legacy.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(
-        sqlite3_exec(db,
-                     "CREATE TABLE inbox(id INTEGER PRIMARY KEY, ws INTEGER NOT NULL, "
-                     "endpoint TEXT NOT NULL, received_at INTEGER NOT NULL, body TEXT NOT "
-                     "NULL);"
-                     "INSERT INTO inbox VALUES(1, 1, '/v1/track', 5, printf('%.1000c', 'a'));"
-                     "INSERT INTO inbox VALUES(2, 1, '/v1/track', 6, printf('%.1000c', 'b'));"
-                     "INSERT INTO inbox VALUES(3, 1, '/v1/track', 7, printf('%.1000c', 'c'));",
-                     nullptr, nullptr, nullptr),
-        SQLITE_OK);
-    sqlite3_close(db);
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeLegacyInbox(legacy,
+                                          "(1, 1, '/v1/track', 5, printf('%.1000c', 'a')), "
+                                          "(2, 1, '/v1/track', 6, printf('%.1000c', 'b')), "
+                                          "(3, 1, '/v1/track', 7, printf('%.1000c', 'c'))"));
   auto open = [&] {
     return Inbox::Open({.path = Dir().string(),
                         .legacy_path = legacy,
                         .applied = 0,
                         .max_bytes_per_commit = 1000});  // a group per row
   };
-  rlimit old{};
-  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
-  std::signal(SIGXFSZ, SIG_IGN);
-  rlimit small = old;
-  // The header, the first row's record (1,043 bytes) and room for the third's (44), not the
-  // second's: the move must stop at the second rather than write the third in its place.
-  small.rlim_cur = 8 + 1043 + 60;
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
-  auto failed = open();
-  setrlimit(RLIMIT_FSIZE, &old);
-  ASSERT_FALSE(failed);
+  {
+    // Room for the header and the first row's record (1,043 bytes), not the second's. A failed
+    // group sends the next one to a segment of its own: the move must stop at the second row
+    // rather than write the third there with the second's id.
+    FileSizeLimit limit(8 + 1043 + 60);
+    ASSERT_TRUE(limit.ok());
+    ASSERT_FALSE(open());
+  }
   EXPECT_TRUE(std::filesystem::exists(legacy));
   auto inbox = open();
   ASSERT_TRUE(inbox) << inbox.error().ToString();
   EXPECT_FALSE(std::filesystem::exists(legacy));
   std::string firsts;
   std::vector<int64_t> ids;
-  ASSERT_TRUE((*inbox)
-                  ->Scan(0,
-                         [&](const InboxRecord& r) {
-                           ids.push_back(r.id);
-                           firsts += r.body.substr(0, 1);
-                           return Status::Ok();
-                         })
-                  .ok());
+  for (const auto& r : Records(**inbox)) {
+    ids.push_back(r.id);
+    firsts += r.body.substr(0, 1);
+  }
   EXPECT_EQ(ids, (std::vector<int64_t>{1, 2, 3}));
   EXPECT_EQ(firsts, "abc");
   (*inbox)->Close();
@@ -501,31 +496,14 @@ TEST_F(InboxTest, AFileWhereTheDirectoryShouldBeIsNamed) {
 // An inbox of an earlier version (a SQLite table in inbox.db) is moved into the log, once.
 TEST_F(InboxTest, AnEarlierVersionsInboxIsMovedIn) {
   const std::string legacy = (dir_ / "inbox.db").string();
-  {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(legacy.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db,
-                           "CREATE TABLE inbox(id INTEGER PRIMARY KEY, ws INTEGER NOT NULL, "
-                           "endpoint TEXT NOT NULL, received_at INTEGER NOT NULL, body TEXT NOT "
-                           "NULL);"
-                           "INSERT INTO inbox VALUES(41, 1, '/v1/track', 5, 'applied');"
-                           "INSERT INTO inbox VALUES(42, 1, '/v1/track', 6, 'left');"
-                           "INSERT INTO inbox VALUES(43, 2, '/v1/batch', 7, x'00ff');",
-                           nullptr, nullptr, nullptr),
-              SQLITE_OK);
-    sqlite3_close(db);
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeLegacyInbox(legacy,
+                                          "(41, 1, '/v1/track', 5, 'applied'), "
+                                          "(42, 1, '/v1/track', 6, 'left'), "
+                                          "(43, 2, '/v1/batch', 7, x'00ff')"));
   auto inbox = TryOpen(41, 32 << 20, legacy);
   ASSERT_TRUE(inbox) << inbox.error().ToString();
   EXPECT_FALSE(std::filesystem::exists(legacy));
-  std::vector<InboxRecord> seen;
-  ASSERT_TRUE((*inbox)
-                  ->Scan(41,
-                         [&](const InboxRecord& r) {
-                           seen.push_back(r);
-                           return Status::Ok();
-                         })
-                  .ok());
+  const auto seen = Records(**inbox, 41);
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0].id, 42);
   EXPECT_EQ(seen[0].body, "left");
