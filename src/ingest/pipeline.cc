@@ -259,6 +259,7 @@ void Pipeline::FeederLoop() {
           }
         }
         e->applied = e->own_failure = e->transient = false;
+        e->alone = true;
       }
       unsubmitted_.insert(unsubmitted_.begin(), in_store_.begin(), in_store_.end());
       in_store_.clear();
@@ -297,11 +298,12 @@ void Pipeline::FeederLoop() {
     for (auto& e : batch) {
       if (!e->built) Build(*e);
       // Applied without a savepoint each: a failure rolls back its group, and everything from
-      // the failed request on is handed again below, as after a failed commit.
+      // the failed request on is handed again below, as after a failed commit. Handed again,
+      // each has a savepoint, so one that keeps failing does not hold back those before it.
       store_.Write(
           [this, e, generation](store::WriteTxn& t) { return ApplyOne(t, *e, generation); },
           [this, e, generation](Status s) { Finished(e, generation, s); },
-          store::Store::Isolation::kWithGroup);
+          e->alone ? store::Store::Isolation::kAlone : store::Store::Isolation::kWithGroup);
     }
     lock.lock();
   }

@@ -115,6 +115,9 @@ class Pipeline {
     bool own_failure = false;  // applying it failed (not refused for an earlier failure)
     bool transient = false;    // ... with kUnavailable
     bool skip = false;         // failed for good: the write only moves the applied mark
+    // Handed again after its group failed: applied in a savepoint of its own (kAlone), so that
+    // the requests before a failing one commit while it waits for the storage.
+    bool alone = false;
     size_t accepted = 0, duplicates = 0;
   };
 
