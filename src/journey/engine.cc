@@ -745,20 +745,23 @@ struct Engine::Impl {
     if (j.audience && !segments.MatchesLocked(*j.audience, contact, trigger_body, false))
       return Status::Ok();
     const Millis now = clock.NowMillis();
-    NUDGE_ASSIGN_OR_RETURN(auto past, txn.InstancesOf(contact, js.id));
+    NUDGE_ASSIGN_OR_RETURN(
+        auto past, txn.EntryPastOf(contact, js.id, trigger_key, j.entry == EntryRule::kOncePer));
+    if (past.same_trigger) return Status::Ok();  // this very trigger, again
+    // The running ones are in memory: the history on disk is read from its index only.
     int running = 0;
-    for (const auto& p : past) {
-      if (p.trigger_key == trigger_key) return Status::Ok();  // this very trigger, again
-      if (p.status == kActive) ++running;
-      switch (j.entry) {
-        case EntryRule::kOnce:
+    for (const Active& a : active.Of(contact))
+      if (a.js == &js) ++running;
+    switch (j.entry) {
+      case EntryRule::kOnce:
+        if (past.any) return Status::Ok();
+        break;
+      case EntryRule::kOncePer:
+        if (running > 0 || (past.any && past.last_entered_at > now - j.entry_period))
           return Status::Ok();
-        case EntryRule::kOncePer:
-          if (p.status == kActive || p.entered_at > now - j.entry_period) return Status::Ok();
-          break;
-        case EntryRule::kEveryTime:
-          break;
-      }
+        break;
+      case EntryRule::kEveryTime:
+        break;
     }
     if (running >= j.max_active) {
       if (entries_capped) entries_capped->Add();

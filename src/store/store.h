@@ -282,9 +282,17 @@ class ReadTxn {
   virtual Result<std::vector<Instance>> ListInstances(WorkspaceId ws, std::string_view journey,
                                                       std::optional<ContactId> contact, int limit,
                                                       int64_t before_id) = 0;
-  // The contact's instances of a journey (any version, any status), newest first.
-  virtual Result<std::vector<Instance>> InstancesOf(ContactId contact,
-                                                    std::string_view journey) = 0;
+  // What a journey's entry rules ask of the contact's past instances of it (any version, any
+  // status), each from the index alone: whether there is one, whether one was started by
+  // `trigger_key`, and (with want_last) when the newest was entered. A contact's history is
+  // never read whole: an `every_time` journey may hold thousands of ended instances of one.
+  struct EntryPast {
+    bool any = false;
+    bool same_trigger = false;
+    Millis last_entered_at = 0;
+  };
+  virtual Result<EntryPast> EntryPastOf(ContactId contact, std::string_view journey,
+                                        std::string_view trigger_key, bool want_last) = 0;
   virtual Status ScanActiveInstances(const std::function<Status(const Instance&)>& fn) = 0;
   virtual Result<std::vector<StepCount>> JourneyStepCounts(WorkspaceId ws,
                                                            std::string_view journey) = 0;

@@ -272,6 +272,14 @@ CREATE INDEX messages_status ON messages(status);
 DROP INDEX IF EXISTS messages_deferred;
 CREATE INDEX messages_deferred ON messages(send_at) WHERE status = 'deferred_quiet_hours';
 )sql",
+    // 9: a journey's entry rules ask of a contact's past instances from the index alone (was
+    // every row of the contact's history, read on each entry): whether one was started by
+    // this very trigger (a seek), and when the newest was entered.
+    R"sql(
+DROP INDEX journey_instances_contact;
+CREATE INDEX journey_instances_contact
+  ON journey_instances(contact_id, journey, trigger_key, entered_at);
+)sql",
 };
 
 constexpr int kVersion = static_cast<int>(std::size(kMigrations));

@@ -36,17 +36,6 @@ namespace {
 #define NUDGE_CHECKED_MESSAGE_ID "substr(message_id, 1, 7) <> 'nudge:~'"
 static_assert(kUncheckedDerivedPrefix == "nudge:~");
 
-// A contact's first and last seen times widen with its events' times; they are read from the
-// events index rather than written on every event, which keeps ingest to one insert per event.
-#define NUDGE_CONTACT_COLUMNS                                                                    \
-  "c.id, c.ws, c.user_id, c.email, c.phone, c.traits, c.tags, c.source, c.import_id, "           \
-  "min(c.created_at, coalesce((SELECT min(timestamp) FROM events WHERE contact_id = c.id AND "   \
-  "substr(message_id, 1, 6) <> 'nudge:'), "                                                      \
-  "c.created_at)), "                                                                             \
-  "max(c.last_seen_at, coalesce((SELECT max(timestamp) FROM events WHERE contact_id = c.id AND " \
-  "substr(message_id, 1, 6) <> 'nudge:'), "                                                      \
-  "c.last_seen_at))"
-
 Contact ReadContact(Stmt& s) {
   Contact c;
   c.id = s.Int(0);
@@ -181,7 +170,7 @@ class Txn final : public WriteTxn {
   }
 
   Result<std::optional<Contact>> GetContact(ContactId id) override {
-    NUDGE_STMT(q, "SELECT " NUDGE_CONTACT_COLUMNS " FROM contacts c WHERE c.id = ?");
+    NUDGE_STMT(q, kContactById);
     q->Bind(1, id);
     return OneContact(q);
   }
@@ -474,12 +463,17 @@ class Txn final : public WriteTxn {
     return Collect<Instance>(q, ReadInstance);
   }
 
-  Result<std::vector<Instance>> InstancesOf(ContactId contact, std::string_view journey) override {
-    NUDGE_STMT(q, "SELECT " NUDGE_INSTANCE_COLUMNS
-                  " FROM journey_instances WHERE contact_id = ? "
-                  "AND journey = ? ORDER BY id DESC");
-    q->Bind(1, contact).Bind(2, journey);
-    return Collect<Instance>(q, ReadInstance);
+  Result<EntryPast> EntryPastOf(ContactId contact, std::string_view journey,
+                                std::string_view trigger_key, bool want_last) override {
+    NUDGE_STMT(q, kEntryPast);
+    q->Bind(1, contact).Bind(2, journey).Bind(3, trigger_key).Bind(4, int64_t{want_last});
+    NUDGE_ASSIGN_OR_RETURN(bool row, q->Step());
+    EntryPast past;
+    if (!row) return past;
+    past.any = q->Int(0) != 0;
+    past.same_trigger = q->Int(1) != 0;
+    past.last_entered_at = q->Int(2);
+    return past;
   }
 
   Status ScanActiveInstances(const std::function<Status(const Instance&)>& fn) override {

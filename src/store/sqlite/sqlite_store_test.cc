@@ -376,6 +376,91 @@ TEST_F(SqliteStoreTest, ErasureTakesTheStepLogAndKeepsTheCounts) {
                   .ok());
 }
 
+// A journey's entry rules learn from the contact's past instances whether there is one,
+// whether this very trigger started one, and when the newest was entered: of that contact and
+// journey only, whatever their status.
+TEST_F(SqliteStoreTest, EntryPastIsOfTheContactAndJourney) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  ContactId ann = 0, bob = 0;
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    for (const char* user : {"ann", "bob"}) {
+                      Contact c;
+                      c.workspace = ws;
+                      c.user_id = user;
+                      NUDGE_ASSIGN_OR_RETURN(ContactId id, t.InsertContact(c));
+                      (std::string(user) == "ann" ? ann : bob) = id;
+                    }
+                    // ann: three of "welcome" (entered at 30, 10, 20; one still running) and
+                    // one of "winback".
+                    const std::tuple<const char*, Millis, const char*, const char*> rows[] = {
+                        {"welcome", 30, "event:7", "completed"},
+                        {"welcome", 10, "event:3", "exited"},
+                        {"welcome", 20, "date:5", "active"},
+                        {"winback", 90, "event:9", "completed"}};
+                    for (const auto& [journey, at, key, status] : rows) {
+                      Instance i;
+                      i.workspace = ws;
+                      i.journey = journey;
+                      i.version = 1;
+                      i.contact = ann;
+                      i.status = status;
+                      i.entered_at = i.updated_at = at;
+                      i.trigger_key = key;
+                      NUDGE_ASSIGN_OR_RETURN(i.id, t.InsertInstance(i));
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+  auto past = [&](ContactId c, const char* journey, const char* key, bool last) {
+    std::optional<ReadTxn::EntryPast> out;
+    EXPECT_TRUE(store_
+                    ->Read([&](ReadTxn& t) -> Status {
+                      NUDGE_ASSIGN_OR_RETURN(out, t.EntryPastOf(c, journey, key, last));
+                      return Status::Ok();
+                    })
+                    .ok());
+    return out.value_or(ReadTxn::EntryPast{});
+  };
+  auto p = past(ann, "welcome", "event:3", true);
+  EXPECT_TRUE(p.any);
+  EXPECT_TRUE(p.same_trigger);
+  EXPECT_EQ(p.last_entered_at, 30);
+  p = past(ann, "welcome", "event:9", true);  // ann's "winback" trigger, not "welcome"'s
+  EXPECT_TRUE(p.any);
+  EXPECT_FALSE(p.same_trigger);
+  EXPECT_EQ(p.last_entered_at, 30);
+  p = past(ann, "winback", "date:5", false);
+  EXPECT_TRUE(p.any);
+  EXPECT_FALSE(p.same_trigger);
+  p = past(bob, "welcome", "event:3", true);
+  EXPECT_FALSE(p.any);
+  EXPECT_FALSE(p.same_trigger);
+}
+
+// ... and reads them from the contact's entries in an index, never the rows: the whole history
+// was read on every entry, which an `every_time` journey made grow without bound.
+TEST_F(SqliteStoreTest, EntryPastReadsOnlyTheIndex) {
+  sqlite3* db = OpenRaw();
+  const std::string sql = std::string("EXPLAIN QUERY PLAN ") + sqlite::kEntryPast;
+  sqlite3_stmt* q = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  int searches = 0;
+  std::string plan;
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    const std::string line = reinterpret_cast<const char*>(sqlite3_column_text(q, 3));
+    plan += line + "\n";
+    if (line.find("journey_instances") == std::string::npos) continue;
+    ++searches;
+    EXPECT_NE(line.find("SEARCH journey_instances USING COVERING INDEX journey_instances_contact"),
+              std::string::npos)
+        << plan;
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  EXPECT_EQ(searches, 3) << plan;
+}
+
 // A database from before the compact step log (schema 5: one row per entry) keeps its entries,
 // in order, and its counts.
 TEST_F(SqliteStoreTest, StepLogRowsOfSchemaFiveMoveOver) {
@@ -653,6 +738,83 @@ TEST_F(SqliteStoreTest, ListingStatementsReadPagesFromIndexesInTheirOrder) {
     EXPECT_EQ(plan.find("TEMP B-TREE") != std::string::npos, st.sorts) << st.name << ":\n" << plan;
   }
   sqlite3_close(db);
+}
+
+// A contact's first and last seen times are those of its client events (not of those nudge
+// derived), read from the events index from either end: with client and derived events
+// interleaved, a contact read visits about as many rows at 10,000 events as at 20.
+TEST_F(SqliteStoreTest, AContactsSeenTimesAreOfClientEventsAndReadWithoutItsHistory) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  ContactId id = 0;
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    Contact c;
+                    c.workspace = ws;
+                    c.user_id = "u";
+                    c.created_at = c.last_seen_at = 5000;
+                    NUDGE_ASSIGN_OR_RETURN(id, t.InsertContact(c));
+                    return Status::Ok();
+                  })
+                  .ok());
+  int next = 0;
+  Millis first_client = 0, last_client = 0;
+  // n client events from 1000 on, each followed by one nudge derived; and one derived event
+  // before all and after all of them.
+  auto add = [&](int n) {
+    ASSERT_TRUE(store_
+                    ->WriteSync([&](WriteTxn& t) -> Status {
+                      auto insert = [&](bool derived, Millis at) -> Status {
+                        Event e;
+                        e.workspace = ws;
+                        e.contact = id;
+                        e.message_id = (derived ? "nudge:d" : "m") + std::to_string(next++);
+                        e.type = "track";
+                        e.name = "E";
+                        e.timestamp = e.received_at = at;
+                        e.body = "{}";
+                        if (!derived) {
+                          if (first_client == 0) first_client = at;
+                          last_client = at;
+                        }
+                        auto r = t.InsertEvent(e);
+                        return r ? Status::Ok() : r.error();
+                      };
+                      NUDGE_TRY(insert(true, 1));
+                      NUDGE_TRY(insert(true, 1'000'000'000));
+                      for (int i = 0; i < n; ++i) {
+                        NUDGE_TRY(insert(false, 1000 + next));
+                        NUDGE_TRY(insert(true, 1000 + next));
+                      }
+                      return Status::Ok();
+                    })
+                    .ok());
+  };
+  auto read = [&](Contact* out) {
+    sqlite3* db = OpenRaw();
+    sqlite3_stmt* q = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sqlite::kContactById, -1, &q, nullptr), SQLITE_OK);
+    sqlite3_bind_int64(q, 1, id);
+    EXPECT_EQ(sqlite3_step(q), SQLITE_ROW);
+    out->created_at = sqlite3_column_int64(q, 9);
+    out->last_seen_at = sqlite3_column_int64(q, 10);
+    const int steps = sqlite3_stmt_status(q, SQLITE_STMTSTATUS_VM_STEP, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    Reopen();
+    return steps;
+  };
+  add(10);
+  Contact few, many;
+  const int few_steps = read(&few);
+  EXPECT_EQ(few.created_at, first_client);  // before the contact's own 5000
+  EXPECT_EQ(few.last_seen_at, 5000);        // the client events are all before it
+  add(5000);
+  const int many_steps = read(&many);
+  EXPECT_EQ(many.created_at, first_client);
+  EXPECT_GT(last_client, 5000);
+  EXPECT_EQ(many.last_seen_at, last_client);
+  EXPECT_LT(many_steps, few_steps * 3)
+      << few_steps << " steps at 20 events, " << many_steps << " at 10,000";
 }
 
 // Schema 8 replaces the indexes that listings and delivery sorted through.
