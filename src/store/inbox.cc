@@ -442,7 +442,9 @@ class LogInbox final : public Inbox {
         // Nothing of the group is acknowledged: cut it off, so that the next group follows
         // the last whole one. A failed fdatasync may have lost pages written before it, so
         // the next group goes to a segment of its own.
-        (void)ftruncate(fd_, size_);
+        // Synced too (best effort): should the whole group reach the disk after all, the
+        // next start cuts it off, as the next segment gives its ids again (Recover).
+        if (ftruncate(fd_, size_) == 0) (void)fdatasync(fd_);
         close(fd_);
         fd_ = -1;
       }
@@ -514,6 +516,20 @@ class LogInbox final : public Inbox {
   std::thread thread_;
 };
 
+// Cuts the segment at `path` to its first `size` bytes, durably.
+Status CutAt(const std::string& path, size_t size) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return IoError("open", path, errno);
+  Status s;
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    s = IoError("truncate", path, errno);
+  } else if (fdatasync(fd) != 0) {
+    s = IoError("sync", path, errno);
+  }
+  close(fd);
+  return s;
+}
+
 // Reads every segment, cuts off a torn group at the end of the newest one, and deletes the
 // segments the store applied whole. A damaged record anywhere else is an error: records
 // before the newest segment's end were acknowledged.
@@ -542,8 +558,18 @@ Result<Recovered> Recover(const InboxOptions& options) {
                                           " after request " + std::to_string(out.last)));
     size_t pos = kFileHeader;
     int64_t expect = f.first;
-    bool cut = false;
     for (size_t at = pos; auto d = Decode(data, pos, r); at = pos) {
+      // The next segment gives this id again: from here on, the groups failed and were
+      // answered so (a full disk, a failed fdatasync) but could not be cut off then, whole
+      // or in part.
+      if (!newest && expect == files[i + 1].first) {
+        spdlog::warn(
+            "the inbox file {} ends in requests that were never acknowledged ({} bytes from "
+            "byte {}; {} gives their ids again): they are dropped",
+            f.path, data.size() - at, at, files[i + 1].path);
+        NUDGE_TRY(CutAt(f.path, at));
+        break;
+      }
       // A whole record with another id was never written here by a torn write: the file is
       // misnamed or its records were changed.
       if (d->ok && r.id != expect)
@@ -551,19 +577,14 @@ Result<Recovered> Recover(const InboxOptions& options) {
                                    std::to_string(expect) + " was due"));
       if (!d->ok) {
         // A group is cut off the newest segment: it was being written at a crash, unless a
-        // later group follows it. One left in an older segment failed (a full disk) and could
-        // not be cut off then: the next segment starts at its first id.
-        const bool torn =
-            newest ? !LaterGroupFollows(data, pos, expect) : files[i + 1].first == expect;
-        if (!torn) return Err(damaged(pos, d->why));
+        // later group follows it. (One left in an older segment was cut above.)
+        if (!newest || LaterGroupFollows(data, pos, expect)) return Err(damaged(pos, d->why));
         spdlog::warn(
             "the inbox file {} ends in a group that was never acknowledged ({} bytes from "
             "byte {}, {}): it was being written at a crash, or failed to; its requests are "
             "dropped",
             f.path, data.size() - pos, pos, d->why);
-        if (truncate(f.path.c_str(), static_cast<off_t>(pos)) != 0)
-          return Err(IoError("truncate", f.path, errno));
-        cut = true;
+        NUDGE_TRY(CutAt(f.path, pos));
         break;
       }
       if (out.first == 0) out.first = r.id;
@@ -573,15 +594,6 @@ Result<Recovered> Recover(const InboxOptions& options) {
     if (newest && expect == f.first) {
       unlink(f.path.c_str());  // no record in it
       break;
-    }
-    if (cut) {
-      const int fd = open(f.path.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0 || fdatasync(fd) != 0) {
-        const int e = errno;
-        if (fd >= 0) close(fd);
-        return Err(IoError("sync", f.path, e));
-      }
-      close(fd);
     }
     out.segments.push_back(f);
   }

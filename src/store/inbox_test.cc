@@ -351,6 +351,36 @@ TEST_F(InboxTest, AFailedGroupLeftInAnOlderSegmentIsNotDamage) {
   inbox->Close();
 }
 
+// ... and so is one written whole whose fdatasync failed, when cutting it off did not reach
+// the disk: its records are dropped for those the next segment holds under the same ids.
+TEST_F(InboxTest, AFailedGroupWrittenWholeInAnOlderSegmentGivesWayToTheNext) {
+  ASSERT_NO_FATAL_FAILURE(WriteAndClose(4, 0));  // 1-4: 3 and 4 stand for the failed group
+  const auto first = Segments().at(0);
+  const auto other = dir_ / "other";
+  {
+    auto inbox = Inbox::Open({.path = other.string(), .legacy_path = {}, .applied = 2});
+    ASSERT_TRUE(inbox);
+    std::vector<InboxRecord> records;
+    for (int i = 0; i < 3; ++i) records.push_back(Track(10 + i));
+    for (const auto& id : AppendAll(**inbox, std::move(records))) EXPECT_TRUE(id);
+    (*inbox)->Close();
+  }
+  for (const auto& e : std::filesystem::directory_iterator(other))
+    std::filesystem::copy_file(e.path(), Dir() / e.path().filename());
+  ASSERT_EQ(Segments().size(), 2u);
+  const auto before = std::filesystem::file_size(first);
+  auto inbox = Open(0);
+  ASSERT_TRUE(inbox);
+  const auto records = Records(*inbox);
+  std::vector<std::pair<int64_t, int64_t>> got;
+  for (const auto& r : records) got.emplace_back(r.id, r.received_at);
+  EXPECT_EQ(got, (std::vector<std::pair<int64_t, int64_t>>{
+                     {1, 1000}, {2, 1001}, {3, 1010}, {4, 1011}, {5, 1012}}));
+  EXPECT_LT(std::filesystem::file_size(first), before);
+  EXPECT_EQ(Append(*inbox, 1).front(), 6);
+  inbox->Close();
+}
+
 // A damaged byte in a record that was acknowledged is not cut off silently: open fails,
 // naming the file and the place.
 TEST_F(InboxTest, ADamagedAcknowledgedRecordIsRefusedWithItsPlace) {
