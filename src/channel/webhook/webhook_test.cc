@@ -30,7 +30,10 @@ DeliveryResult SendTo(const std::string& url) {
   std::unique_lock lock(mu);
   cv.wait_for(lock, std::chrono::seconds(10), [&] { return got.has_value(); });
   channel.Shutdown(1'000);
-  return got.value_or(DeliveryResult{DeliveryStatus::kTemporary, 0, "no callback"});
+  if (got) return *got;
+  DeliveryResult none;
+  none.detail = "no callback";
+  return none;
 }
 
 // A URL that can never be sent (a value with spaces and quotes put into it unencoded, another
