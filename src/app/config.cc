@@ -205,7 +205,7 @@ Status ApplyFile(const std::string& path, Config& c) {
     for (const auto& kv : root) {
       const std::string key = kv.first.as<std::string>();
       const YAML::Node& v = kv.second;
-      const std::string where = Where(path, kv.first.Mark()) + " " + key;
+      const std::string where = Where(path, kv.first.Mark()) + ": " + key;
       auto scalar = [&]() -> Result<std::string> {
         if (!v.IsScalar()) return Err(Status::Invalid("expected a single value", where));
         return v.as<std::string>();
@@ -244,7 +244,7 @@ Status ApplyFile(const std::string& path, Config& c) {
         if (!v.IsMap()) return Status::Invalid("expected a mapping", where);
         for (const auto& lim : v) {
           const std::string lk = lim.first.as<std::string>();
-          const std::string lwhere = Where(path, lim.first.Mark()) + " limits." + lk;
+          const std::string lwhere = Where(path, lim.first.Mark()) + ": limits." + lk;
           size_t* target = lk == "max_message_bytes"    ? &c.max_message_bytes
                            : lk == "max_batch_bytes"    ? &c.max_batch_bytes
                            : lk == "max_backlog_events" ? &c.max_backlog_events

@@ -61,7 +61,7 @@ TEST(Config, KeysThatCouldNeverBeSentAreRefused) {
   }
   auto c = LoadConfig({WriteFile("admin_key: \"ak \"\n"), {}, {}}, {});
   ASSERT_FALSE(c);
-  EXPECT_NE(c.error().where().find(":1:1 admin_key"), std::string::npos) << c.error().ToString();
+  EXPECT_NE(c.error().where().find(":1:1: admin_key"), std::string::npos) << c.error().ToString();
   c = LoadConfig({}, {{"NUDGE_ADMIN_KEY", "ak:with-colon_1"}, {"NUDGE_WRITE_KEY", "wk-1"}});
   EXPECT_TRUE(c) << c.error().ToString();
 }
@@ -75,17 +75,17 @@ TEST(Config, FileAndEnvironmentAreCheckedAlike) {
     std::string var, value;
   };
   const std::vector<Case> cases = {
-      {"default_region: Germany\n", ":1:1 default_region", "NUDGE_DEFAULT_REGION", "Germany"},
-      {"default_region: ZZ\n", ":1:1 default_region", "NUDGE_DEFAULT_REGION", "ZZ"},
-      {"public_url: ftp://x\n", ":1:1 public_url", "NUDGE_PUBLIC_URL", "ftp://x"},
-      {"public_url: http://\n", ":1:1 public_url", "NUDGE_PUBLIC_URL", "http://"},
-      {"public_url: http://exa mple.com\n", ":1:1 public_url", "NUDGE_PUBLIC_URL",
+      {"default_region: Germany\n", ":1:1: default_region", "NUDGE_DEFAULT_REGION", "Germany"},
+      {"default_region: ZZ\n", ":1:1: default_region", "NUDGE_DEFAULT_REGION", "ZZ"},
+      {"public_url: ftp://x\n", ":1:1: public_url", "NUDGE_PUBLIC_URL", "ftp://x"},
+      {"public_url: http://\n", ":1:1: public_url", "NUDGE_PUBLIC_URL", "http://"},
+      {"public_url: http://exa mple.com\n", ":1:1: public_url", "NUDGE_PUBLIC_URL",
        "http://exa mple.com"},
       // The server binds an IP address: a bad listen stops it before it opens the data.
-      {"listen: localhost:8080\n", ":1:1 listen", "NUDGE_LISTEN", "localhost:8080"},
-      {"listen: 127.0.0.1:99999\n", ":1:1 listen", "NUDGE_LISTEN", "127.0.0.1:99999"},
-      {"listen: \":8080\"\n", ":1:1 listen", "NUDGE_LISTEN", ":8080"},
-      {"listen: \"::1:8080\"\n", ":1:1 listen", "NUDGE_LISTEN", "::1:8080"},
+      {"listen: localhost:8080\n", ":1:1: listen", "NUDGE_LISTEN", "localhost:8080"},
+      {"listen: 127.0.0.1:99999\n", ":1:1: listen", "NUDGE_LISTEN", "127.0.0.1:99999"},
+      {"listen: \":8080\"\n", ":1:1: listen", "NUDGE_LISTEN", ":8080"},
+      {"listen: \"::1:8080\"\n", ":1:1: listen", "NUDGE_LISTEN", "::1:8080"},
   };
   for (const auto& k : cases) {
     auto c = LoadConfig({WriteFile(k.yaml), {}, {}}, {});
@@ -116,7 +116,7 @@ TEST(Config, FileAndEnvironmentAreCheckedAlike) {
   c = LoadConfig({WriteFile("limits:\n  max_mesage_bytes: 100\n"), {}, {}}, {});
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().message().find("unknown setting"), std::string::npos) << c.error().ToString();
-  EXPECT_NE(c.error().where().find(":2:3 limits.max_mesage_bytes"), std::string::npos);
+  EXPECT_NE(c.error().where().find(":2:3: limits.max_mesage_bytes"), std::string::npos);
   c = LoadConfig({}, {{"NUDGE_DELIVERY_HOLD", "maybe"}});
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().message().find("true"), std::string::npos) << c.error().ToString();
@@ -147,10 +147,10 @@ TEST(Config, ValuesThatCouldOnlyFailLaterAreRefused) {
       {"delivery:\n  retry:\n    initial: 10m\n    max: 1m\n", ":4:10", "shorter"},
       {"delivery:\n  unsubscribe_mailbox: not an address\n", ":2:24", "email address"},
       {"feedback:\n  maildir: /nonexistent/maildir\n", ":2:12", "no such directory"},
-      {"write_key: \"\"\n", ":1:1 write_key", "may not be empty"},
-      {"limits:\n  max_message_bytes: 600000\n  max_batch_bytes: 2000\n", ":1:1 limits",
+      {"write_key: \"\"\n", ":1:1: write_key", "may not be empty"},
+      {"limits:\n  max_message_bytes: 600000\n  max_batch_bytes: 2000\n", ":1:1: limits",
        "a batch holds at least one message"},
-      {"limits:\n  max_backlog_bytes: 1000\n", ":2:3 limits.max_backlog_bytes",
+      {"limits:\n  max_backlog_bytes: 1000\n", ":2:3: limits.max_backlog_bytes",
        "expected a whole number from 1048576 to 2147483647, got '1000'"},
       {"channels:\n  sms:\n    gateway: { url: \"http://127.0.0.1:9/\", account: a, "
        "token_env: NUDGE_TEST_SMS_TOKEN, from: \"not a number\" }\n",
