@@ -325,12 +325,18 @@ TEST_F(PipelineTest, TheBacklogsBytesAreBoundedToo) {
   std::promise<void> release;
   HoldWriter(release);
   // The first 2,048 requests go to the store at once (built, their bodies let go); the next
-  // ones wait with their bodies.
+  // ones wait with their bodies. Each of the first is built before the next comes: a feeder
+  // thread that runs late (a busy machine) would otherwise still hold their bodies, and the
+  // bound would be reached before the store has its 2,048.
   int accepted = 0;
   Status full = Status::Ok();
   for (int i = 0; i < 3000 && full.ok(); ++i) {
     full = Accept(Track("u", std::to_string(i)));
     if (full.ok()) ++accepted;
+    for (int waited = 0;
+         full.ok() && accepted <= 2048 && pipeline_->BacklogBytes() > 0 && waited < 100'000;
+         ++waited)
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   EXPECT_EQ(full.code(), Code::kUnavailable) << full.ToString();
   EXPECT_NE(full.message().find("MiB of requests not yet applied"), std::string::npos)

@@ -33,16 +33,19 @@ class InboxTest : public ::testing::Test {
 
   std::filesystem::path Dir() const { return dir_ / "inbox"; }
 
+  // A segment is closed by age only where a test says so (`segment_seconds`): on a slow disk a
+  // few commits take a second, and a test counting segments would find one more.
   Result<std::unique_ptr<Inbox>> TryOpen(int64_t applied, int64_t segment_bytes = 32 << 20,
-                                         std::string legacy = {}) {
+                                         std::string legacy = {}, int segment_seconds = 3600) {
     return Inbox::Open({.path = Dir().string(),
                         .legacy_path = std::move(legacy),
                         .applied = applied,
                         .segment_bytes = segment_bytes,
-                        .segment_seconds = 1});
+                        .segment_seconds = segment_seconds});
   }
-  std::unique_ptr<Inbox> Open(int64_t applied, int64_t segment_bytes = 32 << 20) {
-    auto inbox = TryOpen(applied, segment_bytes);
+  std::unique_ptr<Inbox> Open(int64_t applied, int64_t segment_bytes = 32 << 20,
+                              int segment_seconds = 3600) {
+    auto inbox = TryOpen(applied, segment_bytes, {}, segment_seconds);
     EXPECT_TRUE(inbox) << inbox.error().ToString();
     return inbox ? std::move(*inbox) : nullptr;
   }
@@ -52,19 +55,54 @@ class InboxTest : public ::testing::Test {
             R"({"type":"track","event":"E","userId":"u)" + std::to_string(i) + R"("})"};
   }
 
-  // Appends the records at once and waits for their commits; returns what each got.
-  static std::vector<Result<int64_t>> AppendAll(Inbox& inbox, std::vector<InboxRecord> records) {
-    std::vector<std::future<Result<int64_t>>> pending;
+  using Pending = std::vector<std::future<Result<int64_t>>>;
+  // Appends the records at once; each future gets what its record got once committed.
+  static Pending Queue(Inbox& inbox, std::vector<InboxRecord> records) {
+    Pending pending;
     for (auto& r : records) {
       auto done = std::make_shared<std::promise<Result<int64_t>>>();
       pending.push_back(done->get_future());
       inbox.Append(std::move(r),
                    [done](Result<int64_t> id, InboxRecord) { done->set_value(std::move(id)); });
     }
+    return pending;
+  }
+  static std::vector<Result<int64_t>> Wait(Pending pending) {
     std::vector<Result<int64_t>> out;
     for (auto& f : pending) out.push_back(f.get());
     return out;
   }
+  // Appends the records at once and waits for their commits; returns what each got.
+  static std::vector<Result<int64_t>> AppendAll(Inbox& inbox, std::vector<InboxRecord> records) {
+    return Wait(Queue(inbox, std::move(records)));
+  }
+
+  // Appends `record`, waits for its commit, and holds the inbox's writer thread in its callback
+  // (callbacks run there) until Release or the end of the scope: the records appended meanwhile
+  // are all in the queue when the writer takes its next group, so they make one group.
+  class HeldWriter {
+   public:
+    HeldWriter(Inbox& inbox, InboxRecord record) {
+      auto holding = std::make_shared<std::promise<Result<int64_t>>>();
+      auto held = holding->get_future();
+      inbox.Append(std::move(record), [holding, released = release_.get_future().share()](
+                                          Result<int64_t> id, InboxRecord) {
+        holding->set_value(std::move(id));
+        released.wait();
+      });
+      const Result<int64_t> id = held.get();
+      EXPECT_TRUE(id) << id.error().ToString();
+    }
+    ~HeldWriter() { Release(); }
+    void Release() {
+      if (!released_) release_.set_value();
+      released_ = true;
+    }
+
+   private:
+    std::promise<void> release_;
+    bool released_ = false;
+  };
 
   // Appends `n` records at once and waits for their commits; returns their ids.
   static std::vector<int64_t> Append(Inbox& inbox, int n) {
@@ -203,7 +241,7 @@ TEST_F(InboxTest, AppliedSegmentsAreDeletedWhileRequestsKeepArriving) {
 // A request's body leaves the disk soon after it is applied, even when no more arrive: the
 // segment being written is closed when old enough and deleted once applied.
 TEST_F(InboxTest, AnAppliedSegmentIsDeletedWhenNothingArrives) {
-  auto inbox = Open(0);
+  auto inbox = Open(0, 32 << 20, /*segment_seconds=*/1);
   ASSERT_TRUE(inbox);
   Append(*inbox, 500);
   ASSERT_EQ(Segments().size(), 1u);
@@ -300,14 +338,19 @@ TEST_F(InboxTest, AGroupTornByACrashIsCutOffAndTheRestKept) {
 TEST_F(InboxTest, AGroupThatDoesNotFitIsRefusedAndCutOff) {
   auto inbox = Open(0);
   ASSERT_TRUE(inbox);
-  Append(*inbox, 2);
+  Append(*inbox, 1);
+  // The five below must be one group: a failed group sends the next one to a new segment,
+  // where a group of one or two records fits under the limit and is rightly written.
+  HeldWriter held(*inbox, Track(1));
   const auto segment = Segments().at(0);
   const auto whole = std::filesystem::file_size(segment);
   int refused = 0;
   {
     FileSizeLimit limit(whole + 20);  // room for part of a record, not all of it
     ASSERT_TRUE(limit.ok());
-    for (const auto& id : AppendAll(*inbox, {Track(0), Track(1), Track(2), Track(3), Track(4)})) {
+    Pending pending = Queue(*inbox, {Track(0), Track(1), Track(2), Track(3), Track(4)});
+    held.Release();
+    for (const auto& id : Wait(std::move(pending))) {
       if (!id) {
         ++refused;
         EXPECT_EQ(id.error().code(), Code::kUnavailable) << id.error().ToString();
