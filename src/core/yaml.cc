@@ -12,9 +12,6 @@ std::string YamlDoc::Where(const YAML::Node& node) const {
   return source + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
 }
 
-namespace {
-
-// The line and column (1-based) of a byte offset in text.
 std::pair<int, int> LineColumn(std::string_view text, size_t offset) {
   int line = 1;
   size_t line_start = 0;
@@ -26,8 +23,6 @@ std::pair<int, int> LineColumn(std::string_view text, size_t offset) {
   }
   return {line, static_cast<int>(offset - line_start) + 1};
 }
-
-}  // namespace
 
 // The scalar's value is what YAML made of its text: quotes and escapes taken out, and in plain,
 // quoted and folded scalars each line break folded into a space (or an empty line into a line

@@ -8,12 +8,16 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/clock.h"
 #include "core/result.h"
 
 namespace nudge::core {
+
+// The line and column (1-based) of byte `offset` of `text`.
+std::pair<int, int> LineColumn(std::string_view text, size_t offset);
 
 // A parsed document with its source text and name, for positions.
 struct YamlDoc {

@@ -18,15 +18,7 @@ std::string WhereOf(const std::string& text, const std::string& key, const std::
   const std::string value = node.Scalar();
   const size_t at = value.find(needle);
   EXPECT_NE(at, std::string::npos) << value;
-  int line = 1, col = 1;
-  for (size_t i = 0; i < at; ++i) {
-    if (value[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
+  const auto [line, col] = LineColumn(value, at);
   return doc->WhereInside(node, std::to_string(line) + ":" + std::to_string(col));
 }
 

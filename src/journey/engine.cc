@@ -82,6 +82,13 @@ class ActiveSet {
     for (auto it = b; it != e; ++it) out.push_back(it->second);
     return out;
   }
+  // How many of the contact's instances are of `js` (nothing copied: asked on every entry).
+  int CountOf(ContactId contact, const JourneyState* js) const {
+    int n = 0;
+    auto [b, e] = map_.equal_range(contact);
+    for (auto it = b; it != e; ++it) n += it->second.js == js ? 1 : 0;
+    return n;
+  }
   std::vector<int64_t> IdsOf(ContactId contact) const {
     std::vector<int64_t> ids;
     auto [b, e] = map_.equal_range(contact);
@@ -749,9 +756,7 @@ struct Engine::Impl {
         auto past, txn.EntryPastOf(contact, js.id, trigger_key, j.entry == EntryRule::kOncePer));
     if (past.same_trigger) return Status::Ok();  // this very trigger, again
     // The running ones are in memory: the history on disk is read from its index only.
-    int running = 0;
-    for (const Active& a : active.Of(contact))
-      if (a.js == &js) ++running;
+    const int running = active.CountOf(contact, &js);
     switch (j.entry) {
       case EntryRule::kOnce:
         if (past.any) return Status::Ok();

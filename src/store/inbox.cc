@@ -82,6 +82,14 @@ struct SegmentFile {
   std::string path;
 };
 
+// The id past the last record that counts in files[i]: an older segment ends where the next
+// begins. Records of it from there on belong to groups that failed (a full disk, a failed
+// fdatasync), were answered so, and could not be cut off then; the next segment gives their
+// ids again.
+int64_t SegmentEnd(const std::vector<SegmentFile>& files, size_t i) {
+  return i + 1 < files.size() ? files[i + 1].first : std::numeric_limits<int64_t>::max();
+}
+
 // The segment files of `dir`, oldest first.
 Result<std::vector<SegmentFile>> ListSegments(const std::string& dir) {
   std::vector<SegmentFile> out;
@@ -334,12 +342,14 @@ class LogInbox final : public Inbox {
       }
       size_t pos = kFileHeader;
       if (data->size() < kFileHeader) continue;  // being created
+      const int64_t end = SegmentEnd(files, i);
       int64_t expect = files[i].first;
-      while (auto d = Decode(*data, pos, r)) {
-        // The newest segment may end in a group being written; an older one is whole but for
-        // a group that failed, which the next segment's first id shows (see Recover).
+      while (expect < end) {
+        auto d = Decode(*data, pos, r);
+        if (!d) break;
+        // The newest segment may end in a group being written.
         if (!d->ok) {
-          if (i + 1 == files.size() || files[i + 1].first == expect) break;
+          if (i + 1 == files.size()) break;
           return Damaged(files[i].path, pos, d->why);
         }
         if (r.id > after) NUDGE_TRY(fn(r));
@@ -558,18 +568,10 @@ Result<Recovered> Recover(const InboxOptions& options) {
                                           " after request " + std::to_string(out.last)));
     size_t pos = kFileHeader;
     int64_t expect = f.first;
-    for (size_t at = pos; auto d = Decode(data, pos, r); at = pos) {
-      // The next segment gives this id again: from here on, the groups failed and were
-      // answered so (a full disk, a failed fdatasync) but could not be cut off then, whole
-      // or in part.
-      if (!newest && expect == files[i + 1].first) {
-        spdlog::warn(
-            "the inbox file {} ends in requests that were never acknowledged ({} bytes from "
-            "byte {}; {} gives their ids again): they are dropped",
-            f.path, data.size() - at, at, files[i + 1].path);
-        NUDGE_TRY(CutAt(f.path, at));
-        break;
-      }
+    const int64_t end = SegmentEnd(files, i);
+    for (size_t at = pos; expect < end; at = pos) {
+      auto d = Decode(data, pos, r);
+      if (!d) break;
       // A whole record with another id was never written here by a torn write: the file is
       // misnamed or its records were changed.
       if (d->ok && r.id != expect)
@@ -577,7 +579,7 @@ Result<Recovered> Recover(const InboxOptions& options) {
                                    std::to_string(expect) + " was due"));
       if (!d->ok) {
         // A group is cut off the newest segment: it was being written at a crash, unless a
-        // later group follows it. (One left in an older segment was cut above.)
+        // later group follows it. (One left in an older segment is past its end, cut below.)
         if (!newest || LaterGroupFollows(data, pos, expect)) return Err(damaged(pos, d->why));
         spdlog::warn(
             "the inbox file {} ends in a group that was never acknowledged ({} bytes from "
@@ -590,6 +592,13 @@ Result<Recovered> Recover(const InboxOptions& options) {
       if (out.first == 0) out.first = r.id;
       out.last = r.id;
       ++expect;
+    }
+    if (expect == end && pos < data.size()) {
+      spdlog::warn(
+          "the inbox file {} ends in requests that were never acknowledged ({} bytes from "
+          "byte {}; {} gives their ids again): they are dropped",
+          f.path, data.size() - pos, pos, files[i + 1].path);
+      NUDGE_TRY(CutAt(f.path, pos));
     }
     if (newest && expect == f.first) {
       unlink(f.path.c_str());  // no record in it

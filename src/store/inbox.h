@@ -13,8 +13,8 @@
 // (u32 payload length, u32 CRC-32 of the payload, payload; little-endian). A record torn by a
 // crash (never acknowledged: its fdatasync had not returned) is cut off at the next open. A
 // segment is deleted once the store has applied every record in it; the one being written is
-// closed after kSegmentBytes or kSegmentSeconds, so an applied request leaves the disk within
-// seconds. The format is described in docs/ingest.md.
+// closed after InboxOptions::segment_bytes or segment_seconds, so an applied request leaves the
+// disk within seconds. The format is described in docs/ingest.md.
 //
 // Thread-safety: Inbox is thread-safe. Append's callback runs on the inbox's writer thread,
 // in id order.

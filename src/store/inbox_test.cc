@@ -116,6 +116,21 @@ class InboxTest : public ::testing::Test {
     return ids;
   }
 
+  // The segment a group after a failed one went to, starting at applied + 1 and holding
+  // `records`: written by an inbox of its own, then put beside the ones in Dir().
+  void AddNextSegment(int64_t applied, std::vector<InboxRecord> records) {
+    const auto other = dir_ / "other";
+    {
+      auto inbox = Inbox::Open({.path = other.string(), .legacy_path = {}, .applied = applied});
+      ASSERT_TRUE(inbox) << inbox.error().ToString();
+      for (const auto& id : AppendAll(**inbox, std::move(records)))
+        EXPECT_TRUE(id) << id.error().ToString();
+      (*inbox)->Close();
+    }
+    for (const auto& e : std::filesystem::directory_iterator(other))
+      std::filesystem::copy_file(e.path(), Dir() / e.path().filename());
+  }
+
   // Appends `n` records to an inbox opened at `applied`, and closes it.
   void WriteAndClose(int n, int64_t applied = 0) {
     auto inbox = Open(applied);
@@ -376,16 +391,7 @@ TEST_F(InboxTest, AFailedGroupLeftInAnOlderSegmentIsNotDamage) {
     std::ofstream out(first, std::ios::binary | std::ios::app);
     out << std::string("\x40\x00\x00\x00\x11\x22\x33\x44 a failed group");
   }
-  // The segment the next group went to, made by an inbox of its own from id 3 on.
-  const auto other = dir_ / "other";
-  {
-    auto inbox = Inbox::Open({.path = other.string(), .legacy_path = {}, .applied = 2});
-    ASSERT_TRUE(inbox);
-    Append(**inbox, 2);
-    (*inbox)->Close();
-  }
-  for (const auto& e : std::filesystem::directory_iterator(other))
-    std::filesystem::copy_file(e.path(), Dir() / e.path().filename());
+  ASSERT_NO_FATAL_FAILURE(AddNextSegment(2, {Track(0), Track(1)}));
   ASSERT_EQ(Segments().size(), 2u);
   auto inbox = Open(0);
   ASSERT_TRUE(inbox);
@@ -399,17 +405,7 @@ TEST_F(InboxTest, AFailedGroupLeftInAnOlderSegmentIsNotDamage) {
 TEST_F(InboxTest, AFailedGroupWrittenWholeInAnOlderSegmentGivesWayToTheNext) {
   ASSERT_NO_FATAL_FAILURE(WriteAndClose(4, 0));  // 1-4: 3 and 4 stand for the failed group
   const auto first = Segments().at(0);
-  const auto other = dir_ / "other";
-  {
-    auto inbox = Inbox::Open({.path = other.string(), .legacy_path = {}, .applied = 2});
-    ASSERT_TRUE(inbox);
-    std::vector<InboxRecord> records;
-    for (int i = 0; i < 3; ++i) records.push_back(Track(10 + i));
-    for (const auto& id : AppendAll(**inbox, std::move(records))) EXPECT_TRUE(id);
-    (*inbox)->Close();
-  }
-  for (const auto& e : std::filesystem::directory_iterator(other))
-    std::filesystem::copy_file(e.path(), Dir() / e.path().filename());
+  ASSERT_NO_FATAL_FAILURE(AddNextSegment(2, {Track(10), Track(11), Track(12)}));
   ASSERT_EQ(Segments().size(), 2u);
   const auto before = std::filesystem::file_size(first);
   auto inbox = Open(0);

@@ -59,6 +59,20 @@ class SqliteStoreTest : public ::testing::Test {
     EXPECT_EQ(sqlite3_open((dir_ / "nudge.db").c_str(), &db), SQLITE_OK);
     return db;
   }
+  // EXPLAIN QUERY PLAN of `sql` on the database file, a line per step.
+  std::vector<std::string> QueryPlan(const char* sql) {
+    sqlite3* db = OpenRaw();
+    const std::string explain = std::string("EXPLAIN QUERY PLAN ") + sql;
+    sqlite3_stmt* q = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, explain.c_str(), -1, &q, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    std::vector<std::string> plan;
+    while (q && sqlite3_step(q) == SQLITE_ROW)
+      plan.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(q, 3)));
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return plan;
+  }
   // Runs SQL on the database file directly (to build an older schema).
   void ExecRaw(const char* sql) {
     sqlite3* db = OpenRaw();
@@ -441,24 +455,15 @@ TEST_F(SqliteStoreTest, EntryPastIsOfTheContactAndJourney) {
 // ... and reads them from the contact's entries in an index, never the rows: the whole history
 // was read on every entry, which an `every_time` journey made grow without bound.
 TEST_F(SqliteStoreTest, EntryPastReadsOnlyTheIndex) {
-  sqlite3* db = OpenRaw();
-  const std::string sql = std::string("EXPLAIN QUERY PLAN ") + sqlite::kEntryPast;
-  sqlite3_stmt* q = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
   int searches = 0;
-  std::string plan;
-  while (sqlite3_step(q) == SQLITE_ROW) {
-    const std::string line = reinterpret_cast<const char*>(sqlite3_column_text(q, 3));
-    plan += line + "\n";
+  for (const auto& line : QueryPlan(sqlite::kEntryPast)) {
     if (line.find("journey_instances") == std::string::npos) continue;
     ++searches;
     EXPECT_NE(line.find("SEARCH journey_instances USING COVERING INDEX journey_instances_contact"),
               std::string::npos)
-        << plan;
+        << line;
   }
-  sqlite3_finalize(q);
-  sqlite3_close(db);
-  EXPECT_EQ(searches, 3) << plan;
+  EXPECT_EQ(searches, 3);
 }
 
 // A database from before the compact step log (schema 5: one row per entry) keeps its entries,
@@ -724,20 +729,14 @@ TEST_F(SqliteStoreTest, DueMessagesAreTheHeldOnesByTimeThenTheQueuedOnesById) {
 // Every listing statement reads its page from an index in its order: no full scan, and a sort
 // only where listing_sql.h says so (a contact's few messages).
 TEST_F(SqliteStoreTest, ListingStatementsReadPagesFromIndexesInTheirOrder) {
-  sqlite3* db = OpenRaw();
   for (const auto& st : sqlite::kListingStatements) {
-    const std::string sql = std::string("EXPLAIN QUERY PLAN ") + st.sql;
-    sqlite3_stmt* q = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &q, nullptr), SQLITE_OK)
-        << st.name << ": " << sqlite3_errmsg(db);
+    const auto steps = QueryPlan(st.sql);
+    ASSERT_FALSE(steps.empty()) << st.name;
     std::string plan;
-    while (sqlite3_step(q) == SQLITE_ROW)
-      plan += std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 3))) + "\n";
-    sqlite3_finalize(q);
+    for (const auto& line : steps) plan += line + "\n";
     EXPECT_EQ(plan.find("SCAN "), std::string::npos) << st.name << ":\n" << plan;
     EXPECT_EQ(plan.find("TEMP B-TREE") != std::string::npos, st.sorts) << st.name << ":\n" << plan;
   }
-  sqlite3_close(db);
 }
 
 // A contact's first and last seen times are those of its client events (not of those nudge
