@@ -309,7 +309,8 @@ class AdminApi {
                          {"user_id", c->user_id ? json(*c->user_id) : json(nullptr)}};
           return Status::Ok();
         },
-        [erased, reply = std::move(reply)](Status s) {
+        [erased, pipeline = ctx_.pipeline, reply = std::move(reply)](Status s) {
+          if (s.ok() && pipeline) pipeline->ForgetAppliedBodies();
           reply(s.ok() ? JsonResponse(*erased) : ErrorResponse(s));
         });
   }

@@ -364,6 +364,12 @@ class LogInbox final : public Inbox {
     if (id > released_) released_ = id;
   }
 
+  void Roll() override {
+    std::lock_guard lock(mutex_);
+    roll_ = true;
+    cv_.notify_all();
+  }
+
   void Close() override {
     {
       std::lock_guard lock(mutex_);
@@ -385,7 +391,8 @@ class LogInbox final : public Inbox {
         // Come back now and then to close a segment that is old enough, and delete it once
         // applied, even when nothing arrives.
         cv_.wait_for(lock, std::chrono::milliseconds(500),
-                     [this] { return closing_ || !queue_.empty(); });
+                     [this] { return closing_ || roll_ || !queue_.empty(); });
+        if (std::exchange(roll_, false) && fd_ >= 0) rolled_ = true;
         int64_t bytes = 0;
         while (!queue_.empty() && (group.empty() || !GroupFull(group.size(), bytes))) {
           bytes += static_cast<int64_t>(queue_.front().record.body.size());
@@ -406,7 +413,8 @@ class LogInbox final : public Inbox {
   }
 
   bool ActiveIsOld() const {
-    return core::MonotonicMicros() - opened_us_ >= int64_t{options_.segment_seconds} * 1'000'000;
+    return rolled_ ||
+           core::MonotonicMicros() - opened_us_ >= int64_t{options_.segment_seconds} * 1'000'000;
   }
 
   // Closes the segment being written (its records are durable already) and starts another,
@@ -429,6 +437,7 @@ class LogInbox final : public Inbox {
     size_ = kFileHeader;
     records_ = 0;
     opened_us_ = core::MonotonicMicros();
+    rolled_ = false;
     // A segment started at this id and left without a record (its group failed) is this file.
     if (!segments_.empty() && segments_.back().first == next_id_) segments_.pop_back();
     segments_.push_back({next_id_, path});
@@ -513,6 +522,7 @@ class LogInbox final : public Inbox {
   int64_t size_ = 0;     // bytes of whole records (and the header) in the segment written
   int64_t records_ = 0;  // records in it
   int64_t opened_us_ = 0;
+  bool rolled_ = false;  // Roll() was called since the segment was started
   int64_t next_id_;
   std::string buffer_;
 
@@ -521,6 +531,7 @@ class LogInbox final : public Inbox {
   std::deque<PendingAppend> queue_;  // GUARDED_BY(mutex_)
   int64_t released_;                 // GUARDED_BY(mutex_)
   bool closing_ = false;             // GUARDED_BY(mutex_)
+  bool roll_ = false;                // GUARDED_BY(mutex_)
 
   std::mutex join_mutex_;
   std::thread thread_;

@@ -78,6 +78,10 @@ class Inbox {
   virtual Status Scan(int64_t after, const std::function<Status(const InboxRecord&)>& fn) = 0;
   // Records up to `id` are applied: their segments are deleted once every record in them is.
   virtual void Release(int64_t id) = 0;
+  // Closes the segment being written at its next turn (within half a second), so that it is
+  // deleted as soon as every record in it is applied rather than when it is old enough: an
+  // erasure takes the request bodies of the erased contact off the disk with it.
+  virtual void Roll() = 0;
   // Commits what was queued, then stops; later Appends fail with kUnavailable.
   virtual void Close() = 0;
 };

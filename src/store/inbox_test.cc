@@ -272,6 +272,37 @@ TEST_F(InboxTest, AnAppliedSegmentIsDeletedWhenNothingArrives) {
   inbox->Close();
 }
 
+// An erasure rolls the inbox: the segment being written goes as soon as it is applied, not
+// an hour later, and the next request starts another segment (whether it comes before the
+// old one is deleted or after).
+TEST_F(InboxTest, ARolledSegmentIsDeletedOnceAppliedWithoutWaitingForItsAge) {
+  auto inbox = Open(0, 32 << 20);  // closed by age after an hour
+  ASSERT_TRUE(inbox);
+  Append(*inbox, 50);
+  inbox->Release(50);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  ASSERT_EQ(Segments().size(), 1u) << "applied, but not old enough";
+  inbox->Roll();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!Segments().empty() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_TRUE(Segments().empty());
+  // Rolled while requests keep arriving: the next group starts a new segment and the rolled
+  // one goes once it is applied.
+  Append(*inbox, 10);
+  const auto rolled = Segments();
+  ASSERT_EQ(rolled.size(), 1u);
+  inbox->Roll();
+  inbox->Release(60);
+  EXPECT_EQ(Append(*inbox, 1).front(), 61) << "an id is never given twice";
+  const auto until2 = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::filesystem::exists(rolled[0]) && std::chrono::steady_clock::now() < until2)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(std::filesystem::exists(rolled[0]));
+  EXPECT_EQ(Rows(*inbox, 60), (std::vector<int64_t>{61})) << "the request after it stays";
+  inbox->Close();
+}
+
 TEST_F(InboxTest, IdsCarryOnFromTheStoresMarkAfterARestart) {
   // Ids carry on from the store's applied mark, which is high on a server that has run for a
   // while, and the records left are found again.

@@ -3,6 +3,8 @@
 // plus gzip, write keys, deduplication, clock skew, workspace isolation, pagination, GDPR
 // erasure and /metrics.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import zlib from 'node:zlib';
 
@@ -34,6 +36,16 @@ function assertOk(r, label = '') {
   assert.equal(r.status, 200, `${label}: ${r.status} ${r.text}`);
   assert.deepEqual(r.json, { success: true }, label);
 }
+
+// Every file under dir (the data directory), by path.
+function filesUnder(dir) {
+  return fs
+    .readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.join(e.parentPath ?? e.path, e.name));
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function counts(ws) {
   const w = await ws.get('/api/v1/workspace');
@@ -809,6 +821,21 @@ describe('tracking API over raw HTTP', { timeout: 120_000 }, () => {
     assert.equal(del.status, 200, del.text);
     assert.equal(del.json.deleted, true);
     assert.equal(del.json.user_id, user);
+    // Nor any copy in the data directory: the store's log (WAL) is emptied before the answer,
+    // and the inbox segment that held the requests goes within a second once applied.
+    const holding = () =>
+      filesUnder(server.dataDir).filter((f) => {
+        const bytes = fs.readFileSync(f);
+        return bytes.includes(email) || bytes.includes('diary');
+      });
+    assert.deepEqual(
+      holding().filter((f) => path.basename(f).startsWith('nudge.db')),
+      [],
+      'the store’s files right after the erasure',
+    );
+    const until = Date.now() + 5000;
+    while (holding().length > 0 && Date.now() < until) await sleep(50);
+    assert.deepEqual(holding(), [], 'files of the data directory 5 s after the erasure');
 
     for (const key of [user, anon, email, '+14155552671']) {
       assertError(

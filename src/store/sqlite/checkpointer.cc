@@ -1,6 +1,7 @@
 #include "store/sqlite/checkpointer.h"
 
 #include <pthread.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <utility>
@@ -68,7 +69,41 @@ int Checkpointer::OnWal(void* self, sqlite3*, const char*, int frames) {
   return SQLITE_OK;
 }
 
+bool Checkpointer::Truncate(Db& db, int wait_ms) {
+  sqlite3_busy_timeout(db.raw(), wait_ms);
+  const int rc =
+      sqlite3_wal_checkpoint_v2(db.raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  sqlite3_busy_timeout(db.raw(), kBusyTimeoutMs);
+  if (rc != SQLITE_OK) return false;
+  purge_owed_.store(false);
+  backfilled_.store(0);
+  return true;
+}
+
+bool Checkpointer::PurgeLog() {
+  std::lock_guard lock(run_mutex_);  // the thread's checkpoint in progress ends first
+  if (!Truncate(writer_, limits_.force_wait_ms)) {
+    purge_owed_.store(true);
+    spdlog::warn(
+        "the store's log (WAL) still holds erased data: a reader is on it; it is truncated "
+        "once the reader is done");
+    return false;
+  }
+  writer_frames_ = 0;
+  next_restart_ = limits_.restart_frames;
+  return true;
+}
+
 void Checkpointer::BeforeWrite() {
+  if (purge_owed_.load()) {
+    std::lock_guard lock(run_mutex_);
+    // No waiting here: a reader still on the log puts it off to the next transaction.
+    if (Truncate(writer_, 0)) {
+      writer_frames_ = 0;
+      next_restart_ = limits_.restart_frames;
+      return;
+    }
+  }
   if (writer_frames_ < next_restart_) return;
   const bool force = writer_frames_ >= limits_.force_restart_frames;
   // The thread is far behind: restarting now would make the writer fold back the rest itself.
@@ -103,6 +138,13 @@ void Checkpointer::Loop() {
     lock.unlock();
     {
       std::lock_guard run(run_mutex_);
+      // An erasure's purge a reader put off, when the writer has no transaction to come: the
+      // writer's lock is taken like a writer's (not waited for long: the writer does it then).
+      // writer_frames_ is the writer's: it learns of the empty log from its next commit.
+      if (purge_owed_.load() && Truncate(*db_, 100)) {
+        lock.lock();
+        continue;
+      }
       int done = 0;
       if (sqlite3_wal_checkpoint_v2(db_->raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
                                     &done) == SQLITE_OK)

@@ -78,6 +78,16 @@ class Checkpointer {
   void AddMetrics(core::MetricsRegistry& metrics, const std::string& prefix,
                   const std::string& what);
 
+  // Erasure: folds the whole log back into the database and truncates the log file to
+  // nothing, so that no older copy of an erased row's pages is left in it (the database's own
+  // pages are overwritten with zeros by secure_delete). The writer's thread calls it between
+  // two of its transactions; it waits for the thread's checkpoint in progress and for readers
+  // still on the log, up to force_wait_ms. Returns false when a reader kept it from truncating:
+  // the purge is then owed, and done at the writer's next BeforeWrite or by the thread within a
+  // second of the reader leaving, whichever comes first. PurgeOwed() says whether one is.
+  bool PurgeLog();
+  bool PurgeOwed() const { return purge_owed_.load(); }
+
   // Stops the thread and folds the whole log back, so that a clean stop leaves one
   // self-contained file. Call once the writer has stopped. Idempotent.
   void Stop();
@@ -86,13 +96,17 @@ class Checkpointer {
   Checkpointer(std::unique_ptr<Db> db, Db& writer, CheckpointLimits limits);
   static int OnWal(void* self, sqlite3*, const char*, int frames);
   void Loop();
+  // A TRUNCATE checkpoint on `db` (the writer's connection or the thread's), waiting up to
+  // wait_ms for readers; with run_mutex_ held. True when the log file is empty after it.
+  bool Truncate(Db& db, int wait_ms);
 
   std::unique_ptr<Db> db_;  // used by the thread only (and by Stop after it ended)
   Db& writer_;
   const CheckpointLimits limits_;
-  int writer_frames_ = 0;           // frames in the log after the last commit; writer only
-  int next_restart_;                // writer only
-  std::atomic<int> backfilled_{0};  // frames the thread's last checkpoint had folded back
+  int writer_frames_ = 0;                // frames in the log after the last commit; writer only
+  int next_restart_;                     // writer only
+  std::atomic<int> backfilled_{0};       // frames the thread's last checkpoint had folded back
+  std::atomic<bool> purge_owed_{false};  // an erasure's purge a reader put off
   core::Histogram* restart_seconds_ = nullptr;  // set by AddMetrics, or null
   core::Counter* refused_ = nullptr;            // ditto
   std::mutex run_mutex_;  // held through each checkpoint, the thread's and the writer's

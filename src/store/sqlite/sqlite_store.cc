@@ -1042,6 +1042,7 @@ class Txn final : public WriteTxn {
   }
 
   Status DeleteContact(ContactId id) override {
+    erased_ = true;
     {
       NUDGE_STMT(q, "DELETE FROM events WHERE contact_id = ?");
       q->Bind(1, id);
@@ -1140,6 +1141,9 @@ class Txn final : public WriteTxn {
 
   // Hooks registered by the current write; the writer keeps or drops them with its savepoint.
   std::vector<std::function<void()>> TakeOnCommit() { return std::exchange(on_commit_, {}); }
+  // Whether a write of the transaction erased a contact (its log is then purged once
+  // committed).
+  bool TakeErased() { return std::exchange(erased_, false); }
   std::vector<std::function<void()>> TakeOnRollback() { return std::exchange(on_rollback_, {}); }
 
  private:
@@ -1178,6 +1182,7 @@ class Txn final : public WriteTxn {
 
   Db& db_;
   std::vector<std::function<void()>> on_commit_;
+  bool erased_ = false;
   std::vector<std::function<void()>> on_rollback_;
   std::vector<StepEntry> steps_;              // logged by the current write
   std::map<CountKey, int64_t> write_counts_;  // of the current write's flushed entries
@@ -1357,6 +1362,8 @@ class SqliteStore final : public Store {
       for (auto& w : group) w.done(commit);
       return;
     }
+    // An erasure is answered once no older copy of the erased rows is left in the log either.
+    if (txn.TakeErased()) checkpointer_->PurgeLog();
     for (auto& h : hooks) h();
     const double seconds = static_cast<double>(core::MonotonicMicros() - start) / 1e6;
     if (commit_latency_) commit_latency_->Observe(seconds);

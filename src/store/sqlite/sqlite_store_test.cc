@@ -319,16 +319,24 @@ TEST_F(SqliteStoreTest, StepLogKeepsOrderAndCountsAndForgetsAFailedWrite) {
 
 // What an erased contact held does not stay readable in the database file: its bytes are
 // overwritten where they were (the contact among others that stay, in the same pages).
-TEST_F(SqliteStoreTest, AnErasedContactsBytesLeaveTheFile) {
-  const WorkspaceId ws = MakeWorkspace("a");
+// Whether the file holds `needle` (a missing file holds nothing).
+bool FileHolds(const std::filesystem::path& path, std::string_view needle) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return bytes.find(needle) != std::string::npos;
+}
+
+// Twenty contacts, one of them (returned) with a secret in its traits and its event.
+ContactId ContactsWithASecret(Store& store, WorkspaceId ws, std::string_view secret) {
   ContactId gone = 0;
-  ASSERT_TRUE(store_
-                  ->WriteSync([&](WriteTxn& t) -> Status {
+  EXPECT_TRUE(store
+                  .WriteSync([&](WriteTxn& t) -> Status {
                     for (int k = 0; k < 20; ++k) {
                       Contact c;
                       c.workspace = ws;
                       c.user_id = "user-" + std::to_string(k);
-                      c.traits = k == 7 ? R"({"note":"ZED-SECRET-4711"})" : R"({"note":"plain"})";
+                      c.traits = k == 7 ? R"({"note":")" + std::string(secret) + "\"}"
+                                        : R"({"note":"plain"})";
                       NUDGE_ASSIGN_OR_RETURN(ContactId id, t.InsertContact(c));
                       Event e;
                       e.workspace = ws;
@@ -336,20 +344,80 @@ TEST_F(SqliteStoreTest, AnErasedContactsBytesLeaveTheFile) {
                       e.message_id = "m" + std::to_string(k);
                       e.type = "track";
                       e.name = "Viewed";
-                      e.body = k == 7 ? R"({"properties":{"q":"ZED-SECRET-4711"}})" : "{}";
+                      e.body =
+                          k == 7 ? R"({"properties":{"q":")" + std::string(secret) + "\"}}" : "{}";
                       NUDGE_TRY(t.InsertEvent(e));
                       if (k == 7) gone = id;
                     }
                     return Status::Ok();
                   })
                   .ok());
+  return gone;
+}
+
+TEST_F(SqliteStoreTest, AnErasedContactsBytesLeaveTheFile) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  const ContactId gone = ContactsWithASecret(*store_, ws, "ZED-SECRET-4711");
   ASSERT_TRUE(store_->WriteSync([&](WriteTxn& t) { return t.DeleteContact(gone); }).ok());
   store_.reset();  // a clean stop folds the log back into the file and removes it
-  std::ifstream in(dir_ / "nudge.db", std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ASSERT_FALSE(bytes.empty());
-  EXPECT_EQ(bytes.find("ZED-SECRET-4711"), std::string::npos);
-  EXPECT_NE(bytes.find("user-8"), std::string::npos) << "the others stay";
+  ASSERT_TRUE(std::filesystem::file_size(dir_ / "nudge.db") > 0);
+  EXPECT_FALSE(FileHolds(dir_ / "nudge.db", "ZED-SECRET-4711"));
+  EXPECT_TRUE(FileHolds(dir_ / "nudge.db", "user-8")) << "the others stay";
+}
+
+// While the server runs, the log (WAL) holds the pages an erased contact's rows were written
+// in, as they were before the erasure: the erasure is answered once the log is folded back and
+// emptied, so neither file holds them any more.
+TEST_F(SqliteStoreTest, AnErasedContactsBytesLeaveTheLogBeforeTheErasureIsAnswered) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  const ContactId gone = ContactsWithASecret(*store_, ws, "ZED-SECRET-4711");
+  ASSERT_TRUE(FileHolds(dir_ / "nudge.db-wal", "ZED-SECRET-4711")) << "written to the log";
+  ASSERT_TRUE(store_->WriteSync([&](WriteTxn& t) { return t.DeleteContact(gone); }).ok());
+  EXPECT_FALSE(FileHolds(dir_ / "nudge.db-wal", "ZED-SECRET-4711"));
+  EXPECT_FALSE(FileHolds(dir_ / "nudge.db", "ZED-SECRET-4711"));
+  EXPECT_TRUE(FileHolds(dir_ / "nudge.db", "user-8")) << "the others stay";
+  // And the store goes on: a write after it lands in a new log.
+  ASSERT_TRUE(store_
+                  ->WriteSync([&](WriteTxn& t) -> Status {
+                    Contact c;
+                    c.workspace = ws;
+                    c.user_id = "user-after";
+                    auto id = t.InsertContact(c);
+                    return id ? Status::Ok() : id.error();
+                  })
+                  .ok());
+  ASSERT_TRUE(store_
+                  ->Read([&](ReadTxn& t) -> Status {
+                    auto c = t.FindContactByUserId(ws, "user-after");
+                    EXPECT_TRUE(c && *c);
+                    auto g = t.GetContact(gone);
+                    EXPECT_TRUE(g && !*g);
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
+// A reader still on the log when the erasure commits keeps the log from being emptied then; it
+// is emptied once the reader is done, with no other write needed.
+TEST_F(SqliteStoreTest, AReaderOnTheLogPutsTheErasuresPurgeOffUntilItIsDone) {
+  const WorkspaceId ws = MakeWorkspace("a");
+  const ContactId gone = ContactsWithASecret(*store_, ws, "ZED-SECRET-4711");
+  sqlite3* reader = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "nudge.db").c_str(), &reader), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM contacts;", nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  ASSERT_TRUE(store_->WriteSync([&](WriteTxn& t) { return t.DeleteContact(gone); }).ok());
+  EXPECT_TRUE(FileHolds(dir_ / "nudge.db-wal", "ZED-SECRET-4711")) << "the reader's snapshot";
+  ASSERT_EQ(sqlite3_exec(reader, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(reader);
+  bool purged = false;
+  for (int i = 0; i < 100 && !purged; ++i) {  // the checkpointer comes back every second
+    purged = !FileHolds(dir_ / "nudge.db-wal", "ZED-SECRET-4711");
+    if (!purged) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(purged) << "the log still holds the erased contact 5 s after the reader left";
+  EXPECT_FALSE(FileHolds(dir_ / "nudge.db", "ZED-SECRET-4711"));
 }
 
 // Erasing a contact takes its instances' step log with them; the per-step counts stay.
