@@ -581,7 +581,8 @@ describe('running journeys', () => {
       'trigger: { event: Go }',
       'entry: every_time',
       'steps:',
-      '  - { id: wait, wait: 1s }',
+      // Long enough that the pause below comes first however slow the machine.
+      '  - { id: wait, wait: 3s }',
       '  - { id: mail, send: { channel: email, template: t } }',
       '',
     ].join('\n'));
@@ -592,9 +593,12 @@ describe('running journeys', () => {
     assert.equal(r.json.id, 'hold');
     assert.ok(Array.isArray(r.json.stats));
     await track(ws, 'p2', 'Go'); // nobody enters a paused journey
-    await sleep(1500);
-    assert.deepEqual(await instances(ws, 'hold', 'p2'), []);
     let p1 = await instanceOf(ws, 'hold', 'p1');
+    assert.equal(p1.step, 'wait', 'paused before its wait was over');
+    // Past the time its wait was due, it is still held there.
+    await sleep(Math.max(0, Date.parse(p1.wake_at) - Date.now()) + 500);
+    assert.deepEqual(await instances(ws, 'hold', 'p2'), []);
+    p1 = await instanceOf(ws, 'hold', 'p1');
     assert.equal(p1.status, 'active');
     assert.equal(p1.step, 'wait', 'held at its wait');
     assert.deepEqual(await messagesOf(ws, { journey: 'hold' }), []);
