@@ -95,9 +95,12 @@ bool Checkpointer::PurgeLog() {
 }
 
 void Checkpointer::BeforeWrite() {
-  if (purge_owed_.load()) {
+  // An owed purge, tried again at most once a second: an attempt that a reader refuses still
+  // folds back what it can and syncs the database, which is the thread's work, not the
+  // writer's. No waiting for the reader here.
+  if (purge_owed_.load() && core::MonotonicMicros() - last_purge_try_us_ >= 1'000'000) {
+    last_purge_try_us_ = core::MonotonicMicros();
     std::lock_guard lock(run_mutex_);
-    // No waiting here: a reader still on the log puts it off to the next transaction.
     if (Truncate(writer_, 0)) {
       writer_frames_ = 0;
       next_restart_ = limits_.restart_frames;
@@ -139,9 +142,10 @@ void Checkpointer::Loop() {
     {
       std::lock_guard run(run_mutex_);
       // An erasure's purge a reader put off, when the writer has no transaction to come: the
-      // writer's lock is taken like a writer's (not waited for long: the writer does it then).
-      // writer_frames_ is the writer's: it learns of the empty log from its next commit.
-      if (purge_owed_.load() && Truncate(*db_, 100)) {
+      // writer's lock is taken like a writer's, not waited for (a busy writer does the purge
+      // itself). writer_frames_ is the writer's: it learns of the empty log from its next
+      // commit.
+      if (purge_owed_.load() && Truncate(*db_, 0)) {
         lock.lock();
         continue;
       }

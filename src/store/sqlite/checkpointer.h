@@ -83,8 +83,9 @@ class Checkpointer {
   // pages are overwritten with zeros by secure_delete). The writer's thread calls it between
   // two of its transactions; it waits for the thread's checkpoint in progress and for readers
   // still on the log, up to force_wait_ms. Returns false when a reader kept it from truncating:
-  // the purge is then owed, and done at the writer's next BeforeWrite or by the thread within a
-  // second of the reader leaving, whichever comes first. PurgeOwed() says whether one is.
+  // the purge is then owed, and done by the thread within a second of the reader leaving, or
+  // by the writer's BeforeWrite (at most once a second) while it keeps writing. PurgeOwed()
+  // says whether one is.
   bool PurgeLog();
   bool PurgeOwed() const { return purge_owed_.load(); }
 
@@ -107,6 +108,7 @@ class Checkpointer {
   int next_restart_;                     // writer only
   std::atomic<int> backfilled_{0};       // frames the thread's last checkpoint had folded back
   std::atomic<bool> purge_owed_{false};  // an erasure's purge a reader put off
+  int64_t last_purge_try_us_ = 0;        // writer only: its last try at an owed purge
   core::Histogram* restart_seconds_ = nullptr;  // set by AddMetrics, or null
   core::Counter* refused_ = nullptr;            // ditto
   std::mutex run_mutex_;  // held through each checkpoint, the thread's and the writer's

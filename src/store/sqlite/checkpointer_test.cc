@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 namespace nudge::store::sqlite {
 namespace {
@@ -173,6 +175,35 @@ TEST_F(CheckpointerTest, AReaderThatStaysIsWaitedForOncePastTheForcedLimit) {
   for (int i = 0; i < 4 * kLimits.restart_frames && Restarts() == 0; ++i)
     ASSERT_NO_FATAL_FAILURE(Write());
   EXPECT_GE(Restarts(), 1u);
+}
+
+// An erasure's purge empties the log file at once; a reader on the log makes it owed (the
+// writer goes on meanwhile), and it is done once the reader leaves, with no write after it.
+TEST_F(CheckpointerTest, APurgeEmptiesTheLogOrIsOwedUntilTheReaderLeaves) {
+  ASSERT_NO_FATAL_FAILURE(Write());
+  ASSERT_NO_FATAL_FAILURE(Write());
+  ASSERT_GT(LogFrames(), 0);
+  EXPECT_TRUE(ckpt_->PurgeLog());
+  EXPECT_EQ(fs::file_size(path_ + "-wal"), 0u);
+  EXPECT_FALSE(ckpt_->PurgeOwed());
+
+  ASSERT_NO_FATAL_FAILURE(Write());
+  Reader reader = OpenReader();
+  ASSERT_TRUE(reader.count);
+  EXPECT_EQ(reader.Count(), 12);
+  EXPECT_FALSE(ckpt_->PurgeLog()) << "the reader's snapshot is in the log";
+  EXPECT_TRUE(ckpt_->PurgeOwed());
+  EXPECT_GT(LogFrames(), 0);
+  ASSERT_NO_FATAL_FAILURE(Write());  // the writer is not held up by the owed purge
+  EXPECT_TRUE(ckpt_->PurgeOwed());
+  EXPECT_EQ(reader.Count(), 12);
+
+  reader.db.reset();
+  for (int i = 0; i < 250 && ckpt_->PurgeOwed(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(ckpt_->PurgeOwed()) << "still owed 5 s after the reader left";
+  EXPECT_EQ(LogFrames(), 0);
+  EXPECT_EQ(Rows(), 16);
 }
 
 }  // namespace
