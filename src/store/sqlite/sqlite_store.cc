@@ -1362,9 +1362,9 @@ class SqliteStore final : public Store {
       for (auto& w : group) w.done(commit);
       return;
     }
+    for (auto& h : hooks) h();
     // An erasure is answered once no older copy of the erased rows is left in the log either.
     if (txn.TakeErased()) checkpointer_->PurgeLog();
-    for (auto& h : hooks) h();
     const double seconds = static_cast<double>(core::MonotonicMicros() - start) / 1e6;
     if (commit_latency_) commit_latency_->Observe(seconds);
     if (group_size_) group_size_->Observe(static_cast<double>(group.size()));
