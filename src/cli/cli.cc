@@ -118,6 +118,7 @@ int Run(int argc, char** argv, const Commands& commands) {
   AddApplyCommand(app, exit_code);
   AddSegmentCommand(app, exit_code);
   AddSuppressCommand(app, exit_code);
+  AddContactCommand(app, exit_code);
   AddExportCommand(app, exit_code);
 
   try {

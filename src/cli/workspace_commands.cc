@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <utility>
 
 #include "cli/client.h"
 #include "cli/workspace_files.h"
@@ -31,6 +33,16 @@ void AddClientFlags(CLI::App& cmd, Flags& f) {
   cmd.add_option("--key", f.key, "admin key (default $NUDGE_ADMIN_KEY)");
 }
 
+// The client of the admin API the flags name, or nothing once the reason is printed.
+std::optional<ApiClient> Connect(const Flags& flags) {
+  auto client = ApiClient::Make(flags.server, flags.key);
+  if (!client) {
+    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
+    return std::nullopt;
+  }
+  return std::move(*client);
+}
+
 // One file to PUT: where it goes and how its errors are named.
 struct Item {
   fs::path file;
@@ -48,11 +60,8 @@ int Apply(const Flags& flags, const std::string& dir_text) {
     std::fprintf(stderr, "nudge: %s is not a directory\n", dir_text.c_str());
     return 2;
   }
-  auto client = ApiClient::Make(flags.server, flags.key);
-  if (!client) {
-    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
-    return 2;
-  }
+  auto client = Connect(flags);
+  if (!client) return 2;
   std::vector<Item> segments, singles;
   for (const auto& f : YamlFiles(dir / "segments"))
     segments.push_back({f, "segments/" + f.filename().string(),
@@ -190,11 +199,8 @@ int Apply(const Flags& flags, const std::string& dir_text) {
 }
 
 int Preview(const Flags& flags, const std::string& condition, int sample) {
-  auto client = ApiClient::Make(flags.server, flags.key);
-  if (!client) {
-    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
-    return 2;
-  }
+  auto client = Connect(flags);
+  if (!client) return 2;
   auto r = client->Call("POST", "/api/v1/segments/preview",
                         json{{"condition", condition}, {"sample", sample}}.dump());
   if (!r) {
@@ -228,11 +234,8 @@ int Preview(const Flags& flags, const std::string& condition, int sample) {
 }
 
 int Export(const Flags& flags, const std::optional<std::string>& out, const std::string& origin) {
-  auto client = ApiClient::Make(flags.server, flags.key);
-  if (!client) {
-    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
-    return 2;
-  }
+  auto client = Connect(flags);
+  if (!client) return 2;
   std::FILE* file = stdout;
   const std::string tmp = out ? *out + ".partial" : "";
   if (out) {
@@ -294,11 +297,8 @@ struct SuppressArgs {
 };
 
 int SuppressAdd(const Flags& flags, const SuppressArgs& a) {
-  auto client = ApiClient::Make(flags.server, flags.key);
-  if (!client) {
-    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
-    return 2;
-  }
+  auto client = Connect(flags);
+  if (!client) return 2;
   json body{{"channel", a.channel}, {"address", a.address}, {"reason", a.reason}};
   if (!a.detail.empty()) body["detail"] = a.detail;
   auto r = client->Call("POST", "/api/v1/suppressions", body.dump());
@@ -310,11 +310,8 @@ int SuppressAdd(const Flags& flags, const SuppressArgs& a) {
 }
 
 int SuppressRemove(const Flags& flags, const SuppressArgs& a) {
-  auto client = ApiClient::Make(flags.server, flags.key);
-  if (!client) {
-    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
-    return 2;
-  }
+  auto client = Connect(flags);
+  if (!client) return 2;
   auto r = client->Call("DELETE",
                         "/api/v1/suppressions/" + core::PercentEncode(a.channel) + "/" +
                             core::PercentEncode(a.address),
@@ -327,11 +324,8 @@ int SuppressRemove(const Flags& flags, const SuppressArgs& a) {
 }
 
 int SuppressList(const Flags& flags, const std::string& channel, bool as_json) {
-  auto client = ApiClient::Make(flags.server, flags.key);
-  if (!client) {
-    std::fprintf(stderr, "nudge: %s\n", client.error().ToString().c_str());
-    return 2;
-  }
+  auto client = Connect(flags);
+  if (!client) return 2;
   std::string cursor;
   size_t total = 0;
   for (int page = 0; page < 1'000'000; ++page) {
@@ -436,6 +430,58 @@ void AddSuppressCommand(CLI::App& app, int& exit_code) {
     const std::string channel = list->count("--channel") ? args->channel : "";
     exit_code = SuppressList(*flags, channel, *as_json);
   });
+}
+
+int ContactShow(const Flags& flags, const std::string& key) {
+  auto client = Connect(flags);
+  if (!client) return 2;
+  auto r = client->Call("GET", "/api/v1/contacts/" + core::PercentEncode(key));
+  if (!r || r->status != 200) return ApiError(r);
+  const json j = json::parse(r->body, nullptr, false);
+  std::printf("%s\n", j.is_discarded() ? r->body.c_str() : j.dump(2).c_str());
+  return 0;
+}
+
+int ContactErase(const Flags& flags, const std::string& key, bool yes) {
+  if (!yes) {
+    std::fprintf(stderr,
+                 "nudge: erasing %s takes the contact, its events, messages and journey "
+                 "history for good; add --yes to do it\n",
+                 key.c_str());
+    return 2;
+  }
+  auto client = Connect(flags);
+  if (!client) return 2;
+  auto r = client->Call("DELETE", "/api/v1/contacts/" + core::PercentEncode(key));
+  if (!r || r->status != 200) return ApiError(r);
+  const json j = json::parse(r->body, nullptr, false);
+  const json user = j.is_object() ? j.value("user_id", json()) : json();
+  std::printf("erased contact %lld%s\n",
+              static_cast<long long>(j.is_object() ? j.value("id", int64_t{0}) : 0),
+              user.is_string() ? (" (user id " + user.get<std::string>() + ")").c_str() : "");
+  return 0;
+}
+
+void AddContactCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<Flags>();
+  auto key = std::make_shared<std::string>();
+  auto yes = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("contact", "one contact: show it, or erase it (GDPR)");
+  cmd->require_subcommand(1);
+  const char* key_help =
+      "the contact: its user id, an anonymous id, its email, or its phone (starting with +)";
+  auto* show = cmd->add_subcommand("show", "print the contact as JSON");
+  show->add_option("contact", *key, key_help)->required();
+  AddClientFlags(*show, *flags);
+  show->callback([&exit_code, flags, key] { exit_code = ContactShow(*flags, *key); });
+  auto* erase = cmd->add_subcommand(
+      "erase",
+      "erase the contact with its identities, events, messages, journey instances, segment "
+      "membership and consent records; no copy is left in the server's data directory");
+  erase->add_option("contact", *key, key_help)->required();
+  erase->add_flag("--yes", *yes, "confirm: the erasure cannot be undone");
+  AddClientFlags(*erase, *flags);
+  erase->callback([&exit_code, flags, key, yes] { exit_code = ContactErase(*flags, *key, *yes); });
 }
 
 }  // namespace nudge::cli

@@ -873,6 +873,43 @@ describe('tracking API over raw HTTP', { timeout: 120_000 }, () => {
     assert.equal((await ws.events(anon)).length, 1);
   });
 
+  test('`nudge contact show` and `nudge contact erase --yes` from the command line', async () => {
+    const ws = await server.createWorkspace();
+    const user = uid('cli-erase');
+    const email = `${uid('cli')}@forget.example`;
+    assertOk(await ws.send('/v1/identify', { userId: user, traits: { email, plan: 'pro' } }));
+    assertOk(await ws.send('/v1/track', track(user, { properties: { secret: 'ledger' } })));
+    const flags = ['--server', server.url, '--key', ws.adminKey];
+
+    const shown = await server.cli(['contact', 'show', email, ...flags]);
+    assert.equal(shown.code, 0, shown.stderr);
+    const contact = JSON.parse(shown.stdout);
+    assert.equal(contact.user_id, user);
+    assert.equal(contact.traits.plan, 'pro');
+
+    // Without --yes nothing is erased.
+    const unconfirmed = await server.cli(['contact', 'erase', user, ...flags]);
+    assert.equal(unconfirmed.code, 2);
+    assert.match(unconfirmed.stderr, /--yes/);
+    assert.equal((await ws.admin('GET', `/api/v1/contacts/${user}`)).status, 200);
+
+    const erased = await server.cli(['contact', 'erase', user, '--yes', ...flags]);
+    assert.equal(erased.code, 0, erased.stderr);
+    assert.match(erased.stdout, new RegExp(`^erased contact \\d+ \\(user id ${user}\\)$`, 'm'));
+    assertError(await ws.admin('GET', `/api/v1/contacts/${user}`), { status: 404, code: 'not_found' });
+    const again = await server.cli(['contact', 'erase', user, '--yes', ...flags]);
+    assert.equal(again.code, 2, 'a contact that is not there');
+    assert.match(again.stderr, /^nudge: .*not found|^nudge: no contact/im);
+    const missing = await server.cli(['contact', 'show', user, ...flags]);
+    assert.equal(missing.code, 2);
+    // Another workspace's key sees nothing to erase.
+    const other = await server.createWorkspace();
+    assertOk(await other.send('/v1/identify', { userId: user }));
+    const foreign = await server.cli(['contact', 'erase', user, '--yes', '--server', server.url, '--key', ws.adminKey]);
+    assert.equal(foreign.code, 2);
+    assert.equal((await other.admin('GET', `/api/v1/contacts/${user}`)).status, 200, 'the other workspace keeps its own');
+  });
+
   test('/metrics counts accepted, duplicate and refused events by reason', async () => {
     const ws = await server.createWorkspace();
     const before = await server.metrics();
