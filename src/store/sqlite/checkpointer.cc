@@ -80,31 +80,32 @@ bool Checkpointer::Truncate(Db& db, int wait_ms) {
   return true;
 }
 
-bool Checkpointer::PurgeLog() {
+bool Checkpointer::TruncateOnWriter(int wait_ms) {
   std::lock_guard lock(run_mutex_);  // the thread's checkpoint in progress ends first
-  if (!Truncate(writer_, limits_.force_wait_ms)) {
-    purge_owed_.store(true);
-    spdlog::warn(
-        "the store's log (WAL) still holds erased data: a reader is on it; it is truncated "
-        "once the reader is done");
-    return false;
-  }
+  if (!Truncate(writer_, wait_ms)) return false;
   writer_frames_ = 0;
   next_restart_ = limits_.restart_frames;
   return true;
+}
+
+bool Checkpointer::PurgeLog() {
+  if (TruncateOnWriter(limits_.force_wait_ms)) return true;
+  purge_owed_.store(true);
+  spdlog::warn(
+      "the store's log (WAL) still holds erased data: a reader is on it; it is truncated once "
+      "the reader is done");
+  return false;
 }
 
 void Checkpointer::BeforeWrite() {
   // An owed purge, tried again at most once a second: an attempt that a reader refuses still
   // folds back what it can and syncs the database, which is the thread's work, not the
   // writer's. No waiting for the reader here.
-  if (purge_owed_.load() && core::MonotonicMicros() - last_purge_try_us_ >= 1'000'000) {
-    last_purge_try_us_ = core::MonotonicMicros();
-    std::lock_guard lock(run_mutex_);
-    if (Truncate(writer_, 0)) {
-      writer_frames_ = 0;
-      next_restart_ = limits_.restart_frames;
-      return;
+  if (purge_owed_.load()) {
+    const int64_t now = core::MonotonicMicros();
+    if (now - last_purge_try_us_ >= 1'000'000) {
+      last_purge_try_us_ = now;
+      if (TruncateOnWriter(0)) return;
     }
   }
   if (writer_frames_ < next_restart_) return;

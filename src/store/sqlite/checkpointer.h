@@ -100,6 +100,9 @@ class Checkpointer {
   // A TRUNCATE checkpoint on `db` (the writer's connection or the thread's), waiting up to
   // wait_ms for readers; with run_mutex_ held. True when the log file is empty after it.
   bool Truncate(Db& db, int wait_ms);
+  // Truncate on the writer's connection, from the writer's thread (taking run_mutex_), and the
+  // writer's count of the log's frames set back with it.
+  bool TruncateOnWriter(int wait_ms);
 
   std::unique_ptr<Db> db_;  // used by the thread only (and by Stop after it ended)
   Db& writer_;

@@ -317,8 +317,6 @@ TEST_F(SqliteStoreTest, StepLogKeepsOrderAndCountsAndForgetsAFailedWrite) {
                   .ok());
 }
 
-// What an erased contact held does not stay readable in the database file: its bytes are
-// overwritten where they were (the contact among others that stay, in the same pages).
 // Whether the file holds `needle` (a missing file holds nothing).
 bool FileHolds(const std::filesystem::path& path, std::string_view needle) {
   std::ifstream in(path, std::ios::binary);
@@ -355,6 +353,8 @@ ContactId ContactsWithASecret(Store& store, WorkspaceId ws, std::string_view sec
   return gone;
 }
 
+// What an erased contact held does not stay readable in the database file: its bytes are
+// overwritten where they were (the contact among others that stay, in the same pages).
 TEST_F(SqliteStoreTest, AnErasedContactsBytesLeaveTheFile) {
   const WorkspaceId ws = MakeWorkspace("a");
   const ContactId gone = ContactsWithASecret(*store_, ws, "ZED-SECRET-4711");
